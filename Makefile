@@ -1,0 +1,50 @@
+# The two commands a new user needs: `make run` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SOURCES := $(shell find src_cython -name '*.pyx' -o -name '*.pxd') setup.py pyproject.toml
+COMPILED := active_quoting.core._units_c active_quoting.core._book_c
+
+.PHONY: run test test-debug lint bench build clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip "setuptools>=68" wheel "Cython>=3.0.10"
+
+# Editable install with the extensions compiled; re-run whenever a .pyx/.pxd or the build changes.
+$(STAMP): $(PY) $(SOURCES)
+	$(PY) -m pip install --quiet --no-build-isolation -e '.[test]'
+	touch $(STAMP)
+
+build: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/active-quoting inspect --sample
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks setup.py
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/cython-lint --max-line-length 120 src_cython
+	$(PY) -m mypy.stubtest --allowlist src_cython/stubtest_allowlist.txt $(COMPILED)
+
+# Compiled leg (a failed compiled import is a crash), pure-Python leg, then the benchmark smoke.
+test: $(STAMP) lint
+	AQ_REQUIRE_EXTENSIONS=1 $(PY) -m pytest -q -p no:cacheprovider tests
+	AQ_NO_EXTENSIONS=1 $(PY) -m pytest -q -p no:cacheprovider tests
+	AQ_REQUIRE_EXTENSIONS=1 $(PY) -m pytest -q -p no:cacheprovider benchmarks --benchmark-disable
+
+# The core suite under a build with bounds, wraparound and overflow checks on.
+test-debug: $(PY)
+	AQ_DEBUG_BUILD=1 $(PY) -m pip install --quiet --no-build-isolation -e '.[test]'
+	AQ_REQUIRE_EXTENSIONS=1 $(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pip install --quiet --no-build-isolation -e '.[test]'
+	rm -f $(STAMP)
+
+bench: $(STAMP)
+	AQ_REQUIRE_EXTENSIONS=1 $(PY) -m pytest -q benchmarks --benchmark-group-by=group \
+		--benchmark-columns=min,median,mean,stddev,rounds --benchmark-sort=name
+
+clean:
+	rm -rf build $(VENV) src/*.egg-info
+	find src -name '*.so' -delete
+	find src_cython -name '*.c' -delete

@@ -1,0 +1,3 @@
+"""active-quoting: a two-sided market maker for Polymarket's CLOB."""
+
+__version__ = "0.1.0"

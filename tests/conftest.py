@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from active_quoting import core
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))  # synth_feed
+
+
+def _captures_dir() -> Path:
+    env = os.environ.get("AQ_CAPTURES")
+    path = Path(env) if env else ROOT.parent / "shared" / "protocol" / "captures"
+    if not path.is_dir():
+        raise RuntimeError(
+            f"protocol captures not found at {path}; the tests need ../shared beside the checkout "
+            "(or AQ_CAPTURES pointing at it)"
+        )
+    return path
+
+
+CAPTURES = _captures_dir()
+
+
+@pytest.fixture(params=core.IMPLEMENTATIONS)
+def impl(request: pytest.FixtureRequest):
+    """One implementation of the core ("c" or "py") as a namespace."""
+    return core.load(request.param)
+
+
+@pytest.fixture(scope="session")
+def c_core():
+    return core.load("c")
+
+
+@pytest.fixture(scope="session")
+def py_core():
+    return core.load("py")
+
+
+def capture(name: str) -> bytes:
+    return (CAPTURES / name).read_bytes()
