@@ -36,8 +36,9 @@ cdef Py_ssize_t NFIELDS = 5
 
 cdef inline price_t _highest_at_or_below(const uint64_t* bits, price_t p) noexcept nogil:
     cdef Py_ssize_t w = p >> 6
-    # 2 << 63 wraps to 0 in unsigned arithmetic, so the mask is all ones for bit 63.
-    cdef uint64_t word = bits[w] & ((<uint64_t>2 << (p & 63)) - 1)
+    # Bits 0..(p & 63) of the word; written without any wrapping shift so the debug build's
+    # overflow checks hold.
+    cdef uint64_t word = bits[w] & ((~<uint64_t>0) >> (63 - (p & 63)))
     while True:
         if word:
             return (w << 6) + 63 - __builtin_clzll(word)
@@ -49,7 +50,7 @@ cdef inline price_t _highest_at_or_below(const uint64_t* bits, price_t p) noexce
 
 cdef inline price_t _lowest_at_or_above(const uint64_t* bits, price_t p) noexcept nogil:
     cdef Py_ssize_t w = p >> 6
-    cdef uint64_t word = bits[w] & (~<uint64_t>0 << (p & 63))
+    cdef uint64_t word = bits[w] & ~(((<uint64_t>1) << (p & 63)) - 1)
     while True:
         if word:
             return (w << 6) + __builtin_ctzll(word)
