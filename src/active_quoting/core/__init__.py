@@ -32,6 +32,28 @@ _MODULES = {
         "format_size",
     ),
     "_book": ("Book", "BookSet", "DEFAULT_TICK", "MAX_TICK", "DEFAULT_DESYNC_THRESHOLD"),
+    "_quote": (
+        "QuoteEngine",
+        "venue_leg",
+        "skew_ticks",
+        "floor_to_tick",
+        "ceil_to_tick",
+        "NONE",
+        "KEEP",
+        "PLACE",
+        "REPLACE",
+        "CANCEL",
+        "UP",
+        "DOWN",
+        "BUY",
+        "SELL",
+        "SIZE_LOT",
+        "MAX_AMOUNT",
+        "MAX_USDC",
+        "MAX_POSITION",
+        "MAX_SKEW_PPM",
+    ),
+    "_markout": ("MarkoutTracker", "PENDING", "UNAVAILABLE", "MAX_HORIZONS"),
 }
 
 IMPLEMENTATIONS = ("c", "py")
@@ -68,23 +90,7 @@ _impl = _select()
 IMPL: str = _impl.IMPL
 _log.debug("active_quoting.core implementation: %s", IMPL)
 
-PRICE_DECIMALS: int = _impl.PRICE_DECIMALS
-SIZE_DECIMALS: int = _impl.SIZE_DECIMALS
-PRICE_SCALE: int = _impl.PRICE_SCALE
-SIZE_SCALE: int = _impl.SIZE_SCALE
-MAX_PRICE: int = _impl.MAX_PRICE
-MAX_SIZE: int = _impl.MAX_SIZE
-NO_PRICE: int = _impl.NO_PRICE
-BID: int = _impl.BID
-ASK: int = _impl.ASK
-parse_price = _impl.parse_price
-parse_size = _impl.parse_size
-format_price = _impl.format_price
-format_size = _impl.format_size
-Book = _impl.Book
-BookSet = _impl.BookSet
-DEFAULT_TICK: int = _impl.DEFAULT_TICK
-MAX_TICK: int = _impl.MAX_TICK
-DEFAULT_DESYNC_THRESHOLD: int = _impl.DEFAULT_DESYNC_THRESHOLD
+# Book, BookSet, QuoteEngine, MarkoutTracker, parse_price, NO_PRICE, ... of the selected one.
+globals().update({name: getattr(_impl, name) for names in _MODULES.values() for name in names})
 
 __all__ = ["IMPL", "IMPLEMENTATIONS", "load", *(n for names in _MODULES.values() for n in names)]

@@ -1,0 +1,207 @@
+"""Fill analytics: markouts, toxicity, spread capture, rebates and P&L attribution.
+
+Markouts come from the core's :class:`MarkoutTracker` (one per token); the rest is exact
+rational arithmetic over fills. Definitions (per share, signed so that positive is good):
+
+* spread capture = mid at the fill - fill price (BUY), fill price - mid (SELL);
+* markout at h = mid h seconds later - fill price (same sign);
+* adverse selection = spread capture - markout at the longest horizon (what the mid took back);
+* estimated rebate = rebate share x fee-equivalent, fee-equivalent = rate x p x (1 - p) x shares
+  (the market's ``feeSchedule``: ``C x rate x p(1-p)``);
+* net = spread capture + rebates - adverse selection - fees.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from active_quoting import core
+from active_quoting.strategy.config import AnalyticsConfig
+from active_quoting.strategy.inventory import BUY, FAILED, SHARE, Fill
+
+_HALF_UNIT_SHARE = Fraction(1, 2 * core.PRICE_SCALE * SHARE)  # half price unit x micro-share -> USDC
+
+
+@dataclass(frozen=True)
+class FeeSchedule:
+    """A market's fee schedule: taker rate, exponent, rebate share (decimals as Fractions)."""
+
+    rate: Fraction = Fraction(0)
+    exponent: int = 1
+    rebate_share: Fraction = Fraction(0)
+
+
+@dataclass
+class _MarketStats:
+    fills: int = 0
+    reversed: int = 0
+    volume_shares: int = 0
+    notional: Fraction = Fraction(0)
+    rebate: Fraction = Fraction(0)
+    fees: Fraction = Fraction(0)
+    orders_placed: int = 0
+    cancels: int = 0
+    tokens: set[str] = field(default_factory=set)
+    capture: Fraction = Fraction(0)  # spread capture, USDC
+    capture_fills: int = 0
+
+
+class FillAnalytics:
+    def __init__(self, cfg: AnalyticsConfig | None = None) -> None:
+        cfg = cfg or AnalyticsConfig()
+        self.horizons_ms = tuple(h * 1000 for h in cfg.markout_horizons_seconds)
+        self.horizons_s = cfg.markout_horizons_seconds
+        self.toxicity_horizon = cfg.markout_horizons_seconds.index(cfg.toxicity_horizon_seconds)
+        self.toxicity_threshold = core.parse_price(format(cfg.toxicity_threshold, "f"), "toxicity_threshold")
+        self._trackers: dict[str, object] = {}
+        self._markets: dict[str, _MarketStats] = defaultdict(_MarketStats)
+        self._fees: dict[str, FeeSchedule] = {}
+        self._seen: dict[tuple[str, str], Fill] = {}
+        self._start_ms: int | None = None
+        self._last_ms = 0
+
+    def tracker(self, token: str):  # -> core.MarkoutTracker
+        t = self._trackers.get(token)
+        if t is None:
+            t = self._trackers[token] = core.MarkoutTracker(self.horizons_ms)
+        return t
+
+    def set_fee_schedule(self, market: str, schedule: FeeSchedule) -> None:
+        self._fees[market] = schedule
+
+    def _clock(self, now_ms: int) -> None:
+        if self._start_ms is None:
+            self._start_ms = now_ms
+        self._last_ms = max(self._last_ms, now_ms)
+
+    # -- inputs -----------------------------------------------------------------------
+
+    def on_mid(self, token: str, now_ms: int, mid_x2: int) -> None:
+        """The token's book changed: twice its mid (NO_PRICE when a side is empty)."""
+        self._clock(now_ms)
+        self.tracker(token).on_mid(now_ms, mid_x2)
+
+    def on_order_placed(self, market: str, now_ms: int, count: int = 1) -> None:
+        self._clock(now_ms)
+        self._markets[market].orders_placed += count
+
+    def on_cancel(self, market: str, now_ms: int, count: int = 1) -> None:
+        self._clock(now_ms)
+        self._markets[market].cancels += count
+
+    def on_fill(self, fill: Fill, now_ms: int) -> None:
+        """A fill message; each (trade, order) counts once, a FAILED one is taken back out."""
+        self._clock(now_ms)
+        st = self._markets[fill.market]
+        known = self._seen.get(fill.key)
+        if known is not None:
+            if fill.status == FAILED and known.status != FAILED:
+                self._seen[fill.key] = fill
+                self._count(st, known, -1)
+                st.reversed += 1
+            return
+        self._seen[fill.key] = fill
+        if fill.status == FAILED:
+            return
+        tracker = self.tracker(fill.token)
+        index = tracker.add_fill(fill.t_ms or now_ms, 0 if fill.side == BUY else 1, fill.price, fill.size)
+        edge = tracker.at_fill(index)
+        if edge != core.UNAVAILABLE:
+            st.capture += edge * fill.size * _HALF_UNIT_SHARE
+            st.capture_fills += 1
+        st.tokens.add(fill.token)
+        self._count(st, fill, +1)
+
+    def _count(self, st: _MarketStats, fill: Fill, sign: int) -> None:
+        p = Fraction(fill.price, core.PRICE_SCALE)
+        shares = Fraction(fill.size, SHARE)
+        fees = self._fees.get(fill.market, FeeSchedule())
+        fee_equiv = shares * fees.rate * (p * (1 - p)) ** fees.exponent
+        st.fills += sign
+        st.volume_shares += sign * fill.size
+        st.notional += sign * p * shares
+        st.rebate += sign * fees.rebate_share * fee_equiv
+
+    def flush(self, now_ms: int) -> None:
+        """Resolve horizons that have passed with no new mid since."""
+        self._clock(now_ms)
+        for t in self._trackers.values():
+            t.flush(now_ms)  # type: ignore[attr-defined]
+
+    # -- report -----------------------------------------------------------------------
+
+    def market_report(self, market: str) -> dict[str, object]:
+        st = self._markets[market]
+        trackers = [self._trackers[t] for t in sorted(st.tokens)]
+        markouts = {}
+        markout_pnl = {}
+        for h, secs in enumerate(self.horizons_s):
+            size = sum(t.resolved_size(h) for t in trackers)  # type: ignore[attr-defined]
+            wsum = sum(t.weighted_sum(h) for t in trackers)  # type: ignore[attr-defined]
+            resolved = sum(t.resolved(h) for t in trackers)  # type: ignore[attr-defined]
+            pnl = wsum * _HALF_UNIT_SHARE
+            markout_pnl[secs] = pnl
+            markouts[secs] = {
+                "fills": resolved,
+                "avg_per_share": (pnl / Fraction(size, SHARE)) if size else None,
+                "pnl": pnl,
+            }
+        resolved_tox = sum(t.resolved(self.toxicity_horizon) for t in trackers)  # type: ignore[attr-defined]
+        toxic = sum(t.toxic_count(self.toxicity_horizon, self.toxicity_threshold) for t in trackers)  # type: ignore[attr-defined]
+        adverse = sum((self._adverse(t) for t in trackers), Fraction(0))
+        minutes = Fraction(max(1, self._last_ms - (self._start_ms or 0)), 60_000)
+        return {
+            "fills": st.fills,
+            "reversed_fills": st.reversed,
+            "volume_shares": Fraction(st.volume_shares, SHARE),
+            "notional_usdc": st.notional,
+            "orders_placed": st.orders_placed,
+            "fill_rate": Fraction(st.fills, st.orders_placed) if st.orders_placed else None,
+            "cancels": st.cancels,
+            "refresh_rate_per_min": Fraction(st.cancels) / minutes,
+            "spread_capture": st.capture,
+            "estimated_rebate": st.rebate,
+            "fees": st.fees,
+            "markouts": markouts,
+            "toxicity": Fraction(toxic, resolved_tox) if resolved_tox else None,
+            "adverse_selection": adverse,
+            "net": st.capture + st.rebate - adverse - st.fees,
+        }
+
+    def _adverse(self, tracker) -> Fraction:  # type: ignore[no-untyped-def]
+        """What the mid took back by the longest horizon, over fills that have reached it."""
+        last = len(self.horizons_ms) - 1
+        total = 0
+        for i in range(tracker.fill_count):
+            edge = tracker.at_fill(i)
+            later = tracker.markout(i, last)
+            if edge in (core.UNAVAILABLE, core.PENDING) or later in (core.UNAVAILABLE, core.PENDING):
+                continue
+            total += (edge - later) * tracker.size_of(i)
+        return total * _HALF_UNIT_SHARE
+
+    def markets(self) -> list[str]:
+        return list(self._markets)
+
+    def report(self) -> dict[str, object]:
+        """Per market and aggregate (summed) figures."""
+        per = {m: self.market_report(m) for m in self._markets}
+        summed = (
+            "fills",
+            "reversed_fills",
+            "volume_shares",
+            "notional_usdc",
+            "orders_placed",
+            "cancels",
+            "spread_capture",
+            "estimated_rebate",
+            "fees",
+            "adverse_selection",
+            "net",
+        )
+        total: dict[str, object] = {k: sum((r[k] for r in per.values()), Fraction(0)) for k in summed}
+        placed = total["orders_placed"]
+        total["fill_rate"] = Fraction(total["fills"]) / placed if placed else None  # type: ignore[arg-type]
+        return {"markets": per, "total": total}

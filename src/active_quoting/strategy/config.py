@@ -1,0 +1,303 @@
+"""One typed configuration for the strategy, at the design's "Parameter Defaults".
+
+Loaded from a TOML file (sections as below) and then from environment variables named
+``AQ_<SECTION>_<KEY>`` (``AQ_QUOTE_IMPROVE_WHEN_SPREAD_TICKS=3``), and validated whole at load:
+an unknown key, a wrong type or an out-of-range value is a :class:`ConfigError` naming the key.
+
+Decimal quantities (USDC, prices, coefficients) are read as written (TOML text, env text)
+and turned into the core's integers here, never through float arithmetic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from active_quoting.errors import ActiveQuotingError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+ENV_PREFIX = "AQ_"
+
+
+class ConfigError(ActiveQuotingError, ValueError):
+    """A configuration value that cannot be used; the message names the key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class QuoteConfig:
+    offset_ticks: int = 0
+    improve_when_spread_ticks: int = 4
+    max_spread_ticks: int = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class RefreshConfig:
+    threshold_ticks: int = 2
+    min_interval_ms: int = 500
+    global_cap_per_sec: int = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class MomentumConfig:
+    threshold_ticks: int = 3
+    window_ms: int = 500
+    cooldown_seconds: Decimal = Decimal("2")
+    sweep_depth_threshold: Decimal = Decimal("0.5")
+    # How many ticks from the touch count as "near-touch depth" for sweeps and imbalance.
+    depth_ticks: int = 3
+    # One side holding at most this share of the near-touch depth is one-sided thinning.
+    imbalance_threshold: Decimal = Decimal("0.2")
+    # "pull" cancels both sides during momentum; "widen" quotes at max_spread_ticks.
+    action: str = "pull"
+
+
+@dataclasses.dataclass(frozen=True)
+class InventoryConfig:
+    max_position_per_market: Decimal = Decimal("100")
+    max_liability_per_market_usdc: Decimal = Decimal("50")
+    max_total_liability_usdc: Decimal = Decimal("500")
+    skew_coefficient: Decimal = Decimal("0.1")
+
+
+@dataclasses.dataclass(frozen=True)
+class RiskConfig:
+    max_drawdown_per_market_usdc: Decimal = Decimal("20")
+    max_drawdown_global_usdc: Decimal = Decimal("100")
+    max_consecutive_errors: int = 5
+    circuit_breaker_recovery_seconds: Decimal = Decimal("60")
+    # "No market events for this long" is one half of a stale feed (the other: order
+    # state cannot be confirmed).
+    stale_feed_seconds: Decimal = Decimal("30")
+
+
+@dataclasses.dataclass(frozen=True)
+class OrdersConfig:
+    order_size_usdc: Decimal = Decimal("10")
+    batch_size: int = 15
+    cancel_on_momentum: bool = True
+    post_only: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class FeesConfig:
+    cache_ttl_seconds: int = 300
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalyticsConfig:
+    markout_horizons_seconds: tuple[int, ...] = (1, 5, 15, 30, 60)
+    toxicity_horizon_seconds: int = 5
+    # A fill whose toxicity-horizon markout is worse than minus this price is toxic.
+    toxicity_threshold: Decimal = Decimal("0.01")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    quote: QuoteConfig = QuoteConfig()
+    refresh: RefreshConfig = RefreshConfig()
+    momentum: MomentumConfig = MomentumConfig()
+    inventory: InventoryConfig = InventoryConfig()
+    risk: RiskConfig = RiskConfig()
+    orders: OrdersConfig = OrdersConfig()
+    fees: FeesConfig = FeesConfig()
+    analytics: AnalyticsConfig = AnalyticsConfig()
+
+
+SECTIONS: dict[str, type] = {
+    "quote": QuoteConfig,
+    "refresh": RefreshConfig,
+    "momentum": MomentumConfig,
+    "inventory": InventoryConfig,
+    "risk": RiskConfig,
+    "orders": OrdersConfig,
+    "fees": FeesConfig,
+    "analytics": AnalyticsConfig,
+}
+
+
+# -- value coercion (from TOML values or environment text) --------------------------------
+
+
+def _as_int(key: str, value: object) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip(), 10)
+        except ValueError:
+            pass
+    raise ConfigError(f"{key}: expected an integer, got {value!r}")
+
+
+def _as_decimal(key: str, value: object) -> Decimal:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    # A TOML float is taken as the shortest decimal that reads back as it (what was written).
+    text = repr(value) if isinstance(value, float) else value
+    if isinstance(value, int):
+        text = str(value)
+    if isinstance(text, str):
+        try:
+            d = Decimal(text.strip())
+        except InvalidOperation:
+            pass
+        else:
+            if d.is_finite():
+                return d
+    raise ConfigError(f"{key}: expected a number, got {value!r}")
+
+
+def _as_bool(key: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    raise ConfigError(f"{key}: expected true or false, got {value!r}")
+
+
+def _as_str(key: str, value: object) -> str:
+    if isinstance(value, str):
+        return value.strip()
+    raise ConfigError(f"{key}: expected a string, got {value!r}")
+
+
+def _as_int_tuple(key: str, value: object) -> tuple[int, ...]:
+    if isinstance(value, str):
+        value = [v for v in value.replace(" ", "").split(",") if v]
+    if isinstance(value, list | tuple):
+        return tuple(_as_int(key, v) for v in value)
+    raise ConfigError(f"{key}: expected a list of integers, got {value!r}")
+
+
+# Field annotations are strings (postponed evaluation); one coercion per annotation.
+_COERCE = {
+    "int": _as_int,
+    "Decimal": _as_decimal,
+    "bool": _as_bool,
+    "str": _as_str,
+    "tuple[int, ...]": _as_int_tuple,
+}
+
+
+def _build_section(name: str, cls: type, values: Mapping[str, object]) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        field = fields.get(key)
+        if field is None:
+            raise ConfigError(f"{name}.{key}: unknown key (known: {', '.join(sorted(fields))})")
+        kwargs[key] = _COERCE[field.type](f"{name}.{key}", value)  # type: ignore[index]
+    return cls(**kwargs)
+
+
+# -- validation --------------------------------------------------------------------------
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def validate(cfg: Config) -> Config:
+    q, r, m, i, k, o, f, a = (
+        cfg.quote,
+        cfg.refresh,
+        cfg.momentum,
+        cfg.inventory,
+        cfg.risk,
+        cfg.orders,
+        cfg.fees,
+        cfg.analytics,
+    )
+    _require(0 <= q.offset_ticks <= 100, "quote.offset_ticks", "must be between 0 and 100")
+    _require(q.improve_when_spread_ticks >= 1, "quote.improve_when_spread_ticks", "must be at least 1 tick")
+    _require(q.max_spread_ticks >= 1, "quote.max_spread_ticks", "must be at least 1 tick")
+    _require(r.threshold_ticks >= 1, "refresh.threshold_ticks", "must be at least 1 tick")
+    _require(r.min_interval_ms >= 0, "refresh.min_interval_ms", "must not be negative")
+    _require(r.global_cap_per_sec >= 1, "refresh.global_cap_per_sec", "must be at least 1")
+    _require(m.threshold_ticks >= 1, "momentum.threshold_ticks", "must be at least 1 tick")
+    _require(m.window_ms >= 1, "momentum.window_ms", "must be positive")
+    _require(m.cooldown_seconds >= 0, "momentum.cooldown_seconds", "must not be negative")
+    _require(0 < m.sweep_depth_threshold <= 1, "momentum.sweep_depth_threshold", "must be in (0, 1]")
+    _require(m.depth_ticks >= 0, "momentum.depth_ticks", "must not be negative")
+    _require(0 <= m.imbalance_threshold < Decimal("0.5"), "momentum.imbalance_threshold", "must be in [0, 0.5)")
+    _require(m.action in ("pull", "widen"), "momentum.action", "must be 'pull' or 'widen'")
+    for name in ("max_position_per_market", "max_liability_per_market_usdc", "max_total_liability_usdc"):
+        _require(getattr(i, name) >= 0, f"inventory.{name}", "must not be negative")
+    _require(0 <= i.skew_coefficient <= 10, "inventory.skew_coefficient", "must be between 0 and 10 ticks per share")
+    _require(k.max_drawdown_per_market_usdc >= 0, "risk.max_drawdown_per_market_usdc", "must not be negative")
+    _require(k.max_drawdown_global_usdc >= 0, "risk.max_drawdown_global_usdc", "must not be negative")
+    _require(k.max_consecutive_errors >= 1, "risk.max_consecutive_errors", "must be at least 1")
+    _require(k.circuit_breaker_recovery_seconds >= 0, "risk.circuit_breaker_recovery_seconds", "must not be negative")
+    _require(k.stale_feed_seconds > 0, "risk.stale_feed_seconds", "must be positive")
+    _require(Decimal("0.01") <= o.order_size_usdc <= 1_000_000, "orders.order_size_usdc", "must be in [0.01, 1000000]")
+    _require(1 <= o.batch_size <= 15, "orders.batch_size", "must be between 1 and 15 (the venue's batch limit)")
+    _require(o.post_only, "orders.post_only", "must be true: a maker never sends an order that can take")
+    _require(f.cache_ttl_seconds >= 0, "fees.cache_ttl_seconds", "must not be negative")
+    _require(
+        bool(a.markout_horizons_seconds) and all(h > 0 for h in a.markout_horizons_seconds),
+        "analytics.markout_horizons_seconds",
+        "must be a non-empty list of positive seconds",
+    )
+    _require(
+        list(a.markout_horizons_seconds) == sorted(set(a.markout_horizons_seconds)),
+        "analytics.markout_horizons_seconds",
+        "must be strictly increasing",
+    )
+    _require(
+        a.toxicity_horizon_seconds in a.markout_horizons_seconds,
+        "analytics.toxicity_horizon_seconds",
+        "must be one of markout_horizons_seconds",
+    )
+    _require(0 <= a.toxicity_threshold <= 1, "analytics.toxicity_threshold", "must be a price in [0, 1]")
+    return cfg
+
+
+# -- loading -----------------------------------------------------------------------------
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for var, value in env.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        rest = var[len(ENV_PREFIX) :].lower()
+        for section in SECTIONS:
+            if rest.startswith(section + "_"):
+                out.setdefault(section, {})[rest[len(section) + 1 :]] = value
+                break
+    return out
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Build the configuration: defaults, then the TOML file, then ``AQ_<SECTION>_<KEY>`` variables."""
+    data: dict[str, dict[str, object]] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {p}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+        for section, values in raw.items():
+            if section not in SECTIONS:
+                raise ConfigError(f"{section}: unknown section (known: {', '.join(SECTIONS)})")
+            if not isinstance(values, dict):
+                raise ConfigError(f"{section}: expected a table of keys")
+            data[section] = dict(values)
+    for section, values in _env_overrides(os.environ if env is None else env).items():
+        data.setdefault(section, {}).update(values)
+    sections = {name: _build_section(name, cls, data.get(name, {})) for name, cls in SECTIONS.items()}
+    return validate(Config(**sections))

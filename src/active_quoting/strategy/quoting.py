@@ -1,0 +1,134 @@
+"""Per-market quote decisions: config, book, inventory, momentum and risk into the core engine.
+
+Pure decision code (the caller passes the clock). Produces, for one market, the desired
+Up-terms bid and ask with a keep/place/replace/cancel action per side, and the venue orders
+those sides become (:func:`venue_leg`: an ask without Up inventory is a BUY of Down).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from active_quoting import core
+from active_quoting.strategy.config import Config
+from active_quoting.strategy.inventory import SHARE, InventoryManager
+from active_quoting.strategy.momentum import MomentumDetector
+from active_quoting.strategy.risk import RiskManager
+
+ACTION_NAMES = {
+    core.NONE: "none",
+    core.KEEP: "keep",
+    core.PLACE: "place",
+    core.REPLACE: "replace",
+    core.CANCEL: "cancel",
+}
+
+
+def engine_from_config(cfg: Config):  # -> core.QuoteEngine
+    return core.QuoteEngine(
+        cfg.quote.offset_ticks,
+        cfg.quote.improve_when_spread_ticks,
+        cfg.quote.max_spread_ticks,
+        cfg.refresh.threshold_ticks,
+        int(cfg.inventory.skew_coefficient * 1_000_000),
+        int(cfg.orders.order_size_usdc * 1_000_000),
+        cfg.momentum.action == "widen",
+    )
+
+
+@dataclass(frozen=True)
+class Resting:
+    """Our live order on one Up-terms side (NO_PRICE when none)."""
+
+    price: int = core.NO_PRICE
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class SideDecision:
+    price: int  # Up-terms target, NO_PRICE when the side is not quoted
+    size: int
+    action: int
+
+    @property
+    def action_name(self) -> str:
+        return ACTION_NAMES[self.action]
+
+
+@dataclass(frozen=True)
+class MarketDecision:
+    market: str
+    bid: SideDecision
+    ask: SideDecision
+    momentum: bool
+    multiplier_pct: int
+
+
+class MarketQuoter:
+    """Decides the quotes of every market from the shared managers."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        inventory: InventoryManager,
+        momentum: MomentumDetector,
+        risk: RiskManager,
+    ) -> None:
+        self.cfg = cfg
+        self.engine = engine_from_config(cfg)
+        self.inventory = inventory
+        self.momentum = momentum
+        self.risk = risk
+        self.min_size_default = 5 * SHARE
+
+    def decide(
+        self,
+        market: str,
+        book,  # core.Book of the market's Up token  # type: ignore[no-untyped-def]
+        now_ms: int,
+        resting_bid: Resting = Resting(),
+        resting_ask: Resting = Resting(),
+        pending: dict[str, list[tuple[str, str, int, int]]] | None = None,
+        min_size: int | None = None,
+    ) -> MarketDecision:
+        mult = self.risk.multiplier_pct(market)
+        hot = self.momentum.is_active(market, now_ms)
+        readable = book is not None and not book.desynced
+        if mult == 0 or not readable:
+            # Halted, killed or no trustworthy book: nothing is quoted, everything resting goes.
+            best_bid = best_ask = core.NO_PRICE
+            tick = book.tick if book is not None else core.DEFAULT_TICK
+        else:
+            best_bid, best_ask, tick = book.best_bid(), book.best_ask(), book.tick
+        rooms = self.inventory.rooms(market, pending, mult) if mult else (0, 0, 0, 0)
+        position = max(-core.MAX_POSITION, min(core.MAX_POSITION, self.inventory.net_up(market)))
+        out = self.engine.decide(
+            best_bid,
+            best_ask,
+            tick,
+            self.min_size_default if min_size is None else min_size,
+            position,
+            hot,
+            resting_bid.price,
+            resting_bid.size,
+            resting_ask.price,
+            resting_ask.size,
+            *rooms,
+        )
+        bid = SideDecision(out[0], out[1], out[2])
+        ask = SideDecision(out[3], out[4], out[5])
+        if hot and mult and not self.cfg.orders.cancel_on_momentum:
+            # Momentum without cancel-on-momentum: place nothing new, leave resting orders.
+            bid = SideDecision(bid.price, bid.size, core.KEEP if bid.action == core.CANCEL else bid.action)
+            ask = SideDecision(ask.price, ask.size, core.KEEP if ask.action == core.CANCEL else ask.action)
+        return MarketDecision(market, bid, ask, hot, mult)
+
+    def venue_orders(self, market: str, decision: MarketDecision) -> list[tuple[int, int, int, int]]:
+        """The venue orders (token, side, price, size) for the sides to place or replace."""
+        up, down = self.inventory.held(market)
+        orders = []
+        if decision.bid.action in (core.PLACE, core.REPLACE):
+            orders.append(core.venue_leg(False, decision.bid.price, decision.bid.size, down))
+        if decision.ask.action in (core.PLACE, core.REPLACE):
+            orders.append(core.venue_leg(True, decision.ask.price, decision.ask.size, up))
+        return orders
