@@ -51,7 +51,7 @@ def _public(cls):
     return {n for n in dir(cls) if not n.startswith("_")}
 
 
-@pytest.mark.parametrize("name", ["Book", "BookSet"])
+@pytest.mark.parametrize("name", ["Book", "BookSet", "QuoteEngine", "MarkoutTracker"])
 def test_classes_expose_the_same_api(c_core, py_core, name):
     c_cls, p_cls = getattr(c_core, name), getattr(py_core, name)
     assert _public(c_cls) == _public(p_cls)

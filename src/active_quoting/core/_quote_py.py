@@ -90,13 +90,41 @@ class QuoteEngine:
         order_size_usdc: int = 10_000_000,
         widen_on_momentum: bool = False,
     ) -> None:
-        self.offset_ticks = _check(offset_ticks, 0, 100, "offset_ticks")
-        self.improve_when_spread_ticks = _check(improve_when_spread_ticks, 1, MAX_PRICE, "improve_when_spread_ticks")
-        self.max_spread_ticks = _check(max_spread_ticks, 1, MAX_PRICE, "max_spread_ticks")
-        self.refresh_threshold_ticks = _check(refresh_threshold_ticks, 1, MAX_PRICE, "refresh_threshold_ticks")
-        self.skew_coef_ppm = _check(skew_coef_ppm, 0, MAX_SKEW_PPM, "skew_coef_ppm")
-        self.order_size_usdc = _check(order_size_usdc, 1, MAX_USDC, "order_size_usdc")
-        self.widen_on_momentum = bool(widen_on_momentum)
+        self._offset_ticks = _check(offset_ticks, 0, 100, "offset_ticks")
+        self._improve_when_spread_ticks = _check(improve_when_spread_ticks, 1, MAX_PRICE, "improve_when_spread_ticks")
+        self._max_spread_ticks = _check(max_spread_ticks, 1, MAX_PRICE, "max_spread_ticks")
+        self._refresh_threshold_ticks = _check(refresh_threshold_ticks, 1, MAX_PRICE, "refresh_threshold_ticks")
+        self._skew_coef_ppm = _check(skew_coef_ppm, 0, MAX_SKEW_PPM, "skew_coef_ppm")
+        self._order_size_usdc = _check(order_size_usdc, 1, MAX_USDC, "order_size_usdc")
+        self._widen_on_momentum = bool(widen_on_momentum)
+
+    @property
+    def offset_ticks(self) -> int:
+        return self._offset_ticks
+
+    @property
+    def improve_when_spread_ticks(self) -> int:
+        return self._improve_when_spread_ticks
+
+    @property
+    def max_spread_ticks(self) -> int:
+        return self._max_spread_ticks
+
+    @property
+    def refresh_threshold_ticks(self) -> int:
+        return self._refresh_threshold_ticks
+
+    @property
+    def skew_coef_ppm(self) -> int:
+        return self._skew_coef_ppm
+
+    @property
+    def order_size_usdc(self) -> int:
+        return self._order_size_usdc
+
+    @property
+    def widen_on_momentum(self) -> bool:
+        return self._widen_on_momentum
 
     def targets(self, best_bid: int, best_ask: int, tick: int, position: int, momentum: bool) -> tuple[int, int]:
         """Target bid and ask prices (NO_PRICE = no quote on that side)."""
@@ -107,24 +135,24 @@ class QuoteEngine:
         # No two-sided reference, or a crossed/locked book: nothing sane to quote against.
         if best_bid == NO_PRICE or best_ask == NO_PRICE or best_bid >= best_ask:
             return NO_PRICE, NO_PRICE
-        if momentum and not self.widen_on_momentum:
+        if momentum and not self._widen_on_momentum:
             return NO_PRICE, NO_PRICE
-        bid = best_bid - self.offset_ticks * tick
-        ask = best_ask + self.offset_ticks * tick
+        bid = best_bid - self._offset_ticks * tick
+        ask = best_ask + self._offset_ticks * tick
         # Improve by a tick only when the spread is wide, and only if the two sides still
         # leave a tick between them.
-        if best_ask - best_bid >= self.improve_when_spread_ticks * tick and ask - bid > 2 * tick:
+        if best_ask - best_bid >= self._improve_when_spread_ticks * tick and ask - bid > 2 * tick:
             bid += tick
             ask -= tick
         if bid >= best_ask:
             bid = best_bid
         if ask <= best_bid:
             ask = best_ask
-        skew = skew_ticks(self.skew_coef_ppm, position)
+        skew = skew_ticks(self._skew_coef_ppm, position)
         bid -= skew * tick
         ask -= skew * tick
         if momentum:
-            need = self.max_spread_ticks * tick
+            need = self._max_spread_ticks * tick
             if ask - bid < need:
                 mid2 = best_bid + best_ask
                 bid = min(bid, floor_to_tick((mid2 - need) // 2, tick))
@@ -153,7 +181,7 @@ class QuoteEngine:
         _check(room, 0, MAX_AMOUNT, "room")
         _check(room_usdc, 0, MAX_USDC, "room_usdc")
         min_lots = ceil_to_tick(min_size, SIZE_LOT)
-        size = self.order_size_usdc * PRICE_SCALE // price // SIZE_LOT * SIZE_LOT
+        size = self._order_size_usdc * PRICE_SCALE // price // SIZE_LOT * SIZE_LOT
         size = max(size, min_lots)
         size = min(size, room)
         if liability_price > 0:
@@ -171,7 +199,7 @@ class QuoteEngine:
             return PLACE if target_price != NO_PRICE else NONE
         if target_price == NO_PRICE:
             return CANCEL
-        if abs(resting_price - target_price) >= self.refresh_threshold_ticks * tick:
+        if abs(resting_price - target_price) >= self._refresh_threshold_ticks * tick:
             return REPLACE
         if resting_size > target_size:
             return REPLACE

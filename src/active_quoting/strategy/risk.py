@@ -84,20 +84,22 @@ class RiskManager:
         else:
             self._calm_since = now_ms
 
-    def _clear(self, cause: str) -> None:
-        self._causes.pop(cause, None)
+    def _clear(self, now_ms: int, cause: str) -> None:
+        # Calm is counted from the moment the last trouble ended, not from when it began.
+        if self._causes.pop(cause, None) is not None:
+            self._calm_since = now_ms
 
     # -- inputs -----------------------------------------------------------------------
 
     def on_market_channel(self, now_ms: int, connected: bool) -> None:
         if connected:
-            self._clear("market_channel")
+            self._clear(now_ms, "market_channel")
         else:
             self._raise(now_ms, "market_channel", WARNING, "market channel lost")
 
     def on_user_channel(self, now_ms: int, connected: bool) -> None:
         if connected:
-            self._clear("user_channel")
+            self._clear(now_ms, "user_channel")
         else:
             self._raise(now_ms, "user_channel", HALTED, "user channel lost: order state unknown, cancel all")
 
@@ -107,7 +109,7 @@ class RiskManager:
         if stale:
             self._raise(now_ms, "stale_feed", HALTED, "stale feed: no market events and order state unconfirmed")
         else:
-            self._clear("stale_feed")
+            self._clear(now_ms, "stale_feed")
         return stale
 
     def on_error(self, now_ms: int, kind: str) -> None:
@@ -122,7 +124,7 @@ class RiskManager:
 
     def on_success(self, now_ms: int) -> None:
         self.consecutive_errors = 0
-        self._clear("errors")
+        self._clear(now_ms, "errors")
 
     def on_pnl(self, now_ms: int, market: str, pnl: Fraction) -> None:
         """Total P&L (realized + unrealized) of one market now; drawdown is from its peak."""
@@ -168,8 +170,6 @@ class RiskManager:
         """Advance recovery: one step back per calm recovery period once no cause remains."""
         if self.killed:
             return
-        if "errors" in self._causes and self.consecutive_errors < self.max_errors:
-            self._clear("errors")
         floor = max((_SEVERITY[level] for level in self._causes.values()), default=0)
         if self.state == NORMAL or _SEVERITY[self.state] < floor:
             return

@@ -1,0 +1,74 @@
+"""The market quoter: book + inventory + momentum + risk through the compiled engine into venue orders."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from active_quoting import core
+from active_quoting.strategy.config import Config, MomentumConfig, OrdersConfig, load_config
+from active_quoting.strategy.inventory import Fill, InventoryManager
+from active_quoting.strategy.momentum import MomentumDetector
+from active_quoting.strategy.quoting import MarketQuoter, Resting, engine_from_config
+from active_quoting.strategy.risk import RiskManager
+
+SH = 1_000_000
+
+
+def setup(cfg: Config | None = None):
+    cfg = cfg or load_config(env={})
+    inv = InventoryManager(cfg.inventory)
+    inv.register_market("M", "UP", "DOWN")
+    q = MarketQuoter(cfg, inv, MomentumDetector(cfg.momentum), RiskManager(cfg.risk))
+    book = core.Book("UP", 100)
+    book.apply_snapshot([(4900, 50 * SH)], [(5100, 50 * SH)])
+    return q, inv, book
+
+
+def test_engine_from_config_uses_fixed_point():
+    e = engine_from_config(load_config(env={}))
+    assert (e.skew_coef_ppm, e.order_size_usdc, e.improve_when_spread_ticks) == (100_000, 10_000_000, 4)
+
+
+def test_two_sided_quote_and_venue_orders():
+    q, inv, book = setup()
+    d = q.decide("M", book, 0)
+    assert (d.bid.price, d.bid.action_name, d.ask.price, d.ask.action_name) == (4900, "place", 5100, "place")
+    # no inventory: the ask is a BUY of Down at 1 - 0.51
+    assert q.venue_orders("M", d) == [(core.UP, core.BUY, 4900, 20_400_000), (core.DOWN, core.BUY, 4900, 19_600_000)]
+    inv.apply_fill(Fill("t", "o", "M", "UP", "BUY", 4900, 30 * SH, "MATCHED"))
+    d = q.decide("M", book, 0)
+    # long 30: skew 3 ticks down (0.46 / 0.48), the ask clamped a tick above the best bid
+    assert (d.bid.price, d.ask.price) == (4600, 5000)
+    (bid_leg, ask_leg) = q.venue_orders("M", d)
+    assert bid_leg == (core.UP, core.BUY, 4600, 21_730_000)
+    assert ask_leg == (core.UP, core.SELL, 5000, 20_000_000)  # holds the Up shares: sells them
+
+
+def test_halt_cancels_everything():
+    q, _, book = setup()
+    q.risk.on_user_channel(0, False)
+    d = q.decide("M", book, 1, Resting(4900, 20 * SH), Resting(5100, 19 * SH))
+    assert (d.bid.action_name, d.ask.action_name, d.multiplier_pct) == ("cancel", "cancel", 0)
+
+
+def test_desynced_book_is_not_quoted():
+    q, _, book = setup()
+    for _ in range(3):
+        book.check_top(1, 2)
+    d = q.decide("M", book, 0, Resting(4900, 20 * SH))
+    assert d.bid.action_name == "cancel" and d.ask.action_name == "none"
+
+
+def test_momentum_pulls_unless_cancel_on_momentum_is_off():
+    q, _, book = setup()
+    q.momentum.on_trade("M", 0, 5000, 100)
+    q.momentum.on_trade("M", 100, 5400, 100)
+    d = q.decide("M", book, 200, Resting(4900, 20 * SH))
+    assert d.momentum and d.bid.action_name == "cancel"
+    assert not q.decide("M", book, 5000).momentum  # cooldown expired
+    cfg = Config(orders=OrdersConfig(cancel_on_momentum=False), momentum=MomentumConfig(cooldown_seconds=Decimal(2)))
+    q2, _, book2 = setup(cfg)
+    q2.momentum.on_trade("M", 0, 5000, 100)
+    q2.momentum.on_trade("M", 100, 5400, 100)
+    d = q2.decide("M", book2, 200, Resting(4900, 20 * SH))
+    assert d.bid.action_name == "keep" and d.ask.action_name == "none"
