@@ -93,7 +93,8 @@ def test_total_liability_limit(inv):
 
 def test_unrealized_marks_and_resolution(inv):
     inv.apply_fill(fill("a", "BUY", 4000, 10 * SH))
-    assert inv.unrealized("M", {"UP": 4500}) == Fraction(1, 2)
+    assert inv.unrealized("M", {"UP": 9000}) == Fraction(1, 2)  # mid 0.45 (mid_x2 9000)
+    assert inv.unrealized("M", {"UP": 8001}) == Fraction(8001 - 8000, 20_000) * 10  # mid 0.40005
     assert inv.unrealized("M", {"UP": -1}) == 0  # no two-sided book: carried at cost
     assert inv.unrealized("M", {}) == 0
     assert inv.resolve("M", "UP") == 6  # pays 10, cost 4

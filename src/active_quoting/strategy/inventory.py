@@ -219,15 +219,16 @@ class InventoryManager:
         m = self._market(market)
         return sum((p.realized for p in m.positions.values()), Fraction(0))
 
-    def unrealized(self, market: str, marks: dict[str, int]) -> Fraction:
-        """Held shares marked at ``marks[token]`` (price units; e.g. the mid). A token without
-        a mark is carried at cost: a one-sided or empty book produces no fake P&L."""
+    def unrealized(self, market: str, marks_x2: dict[str, int]) -> Fraction:
+        """Held shares marked at ``marks_x2[token]`` (twice the mid in price units, as the book
+        gives it: exact). A token without a two-sided mark (NO_PRICE or absent) is carried at
+        cost: a one-sided or empty book produces no fake P&L."""
         m = self._market(market)
         total = Fraction(0)
         for token, pos in m.positions.items():
-            mark = marks.get(token)
+            mark = marks_x2.get(token)
             if pos.shares and mark is not None and mark != core.NO_PRICE:
-                total += _usdc(mark, pos.shares) - pos.cost
+                total += _usdc(mark, pos.shares) / 2 - pos.cost
         return total
 
     # -- limits -----------------------------------------------------------------------
