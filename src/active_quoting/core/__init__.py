@@ -30,6 +30,7 @@ _MODULES = {
         "parse_size",
         "format_price",
         "format_size",
+        "check_int",
     ),
     "_book": ("Book", "BookSet", "DEFAULT_TICK", "MAX_TICK", "DEFAULT_DESYNC_THRESHOLD"),
     "_quote": (

@@ -11,7 +11,8 @@ the books exactly as they were.
 """
 
 from active_quoting.core._units_py import ASK, BID, MAX_PRICE, MAX_SIZE, NO_PRICE, parse_price, parse_size
-from active_quoting.errors import NOT_INT, OUT_OF_RANGE, UnitsError
+from active_quoting.core._units_py import check_int as _check_int
+from active_quoting.errors import UnitsError
 
 DEFAULT_TICK = 100  # 0.01
 MAX_TICK = 1000  # 0.1, the coarsest tick the venue uses
@@ -22,14 +23,6 @@ def _check_side(side: object) -> int:
     if type(side) is not int or (side != BID and side != ASK):
         raise UnitsError("side", side, "expected BID (0) or ASK (1)")
     return side
-
-
-def _check_int(value: object, low: int, high: int, field: str) -> int:
-    if type(value) is not int:
-        raise UnitsError(field, value, NOT_INT)
-    if value < low or value > high:
-        raise UnitsError(field, value, OUT_OF_RANGE)
-    return value
 
 
 def _parse_side(side: object) -> int:

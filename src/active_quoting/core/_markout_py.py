@@ -12,21 +12,14 @@ SELL -> price - mid.
 """
 
 from active_quoting.core._units_py import MAX_PRICE, NO_PRICE
-from active_quoting.errors import NOT_INT, OUT_OF_RANGE, UnitsError
+from active_quoting.core._units_py import check_int as _check
+from active_quoting.errors import OUT_OF_RANGE, UnitsError
 
 PENDING = -(1 << 62)  # horizon not reached yet
 UNAVAILABLE = PENDING + 1  # no mid was known at the horizon
 MAX_HORIZONS = 8
 _MAX_TIME = 1 << 53
 _MAX_SIZE = 10**15
-
-
-def _check(value: object, low: int, high: int, field: str) -> int:
-    if type(value) is not int:
-        raise UnitsError(field, value, NOT_INT)
-    if value < low or value > high:
-        raise UnitsError(field, value, OUT_OF_RANGE)
-    return value
 
 
 class MarkoutTracker:

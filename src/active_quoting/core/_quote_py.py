@@ -10,7 +10,7 @@ intermediate product inside int64, so the compiled twin computes exactly the sam
 """
 
 from active_quoting.core._units_py import MAX_PRICE, NO_PRICE, PRICE_SCALE
-from active_quoting.errors import NOT_INT, OUT_OF_RANGE, UnitsError
+from active_quoting.core._units_py import check_int as _check
 
 # Per-side actions for the order manager.
 NONE = 0  # no order wanted, none resting
@@ -30,14 +30,6 @@ MAX_USDC = 10**14  # order size and liability rooms (micro-USDC); x PRICE_SCALE 
 MAX_POSITION = 9 * 10**11  # |position| (micro-shares); x the largest coefficient fits int64
 MAX_SKEW_PPM = 10_000_000  # 10 ticks per share
 _PPM_SHARES = 10**12  # ppm coefficient x micro-shares -> whole ticks
-
-
-def _check(value: object, low: int, high: int, field: str) -> int:
-    if type(value) is not int:
-        raise UnitsError(field, value, NOT_INT)
-    if value < low or value > high:
-        raise UnitsError(field, value, OUT_OF_RANGE)
-    return value
 
 
 def floor_to_tick(price: int, tick: int) -> int:

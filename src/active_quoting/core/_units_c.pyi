@@ -8,6 +8,9 @@ NO_PRICE: int
 BID: int
 ASK: int
 
+def check_int(value: object, low: int, high: int, field: str) -> int:
+    """``value`` if it is an int in [low, high]; otherwise a UnitsError naming ``field``."""
+
 def parse_price(s: object, field: str = "price") -> int:
     """Parse a venue price string ("0.5", ".48", "1") to units of 1e-4, in [0, 10000]."""
 

@@ -31,6 +31,15 @@ _DIGITS = frozenset("0123456789")
 _MAX_LEN = 32
 
 
+def check_int(value: object, low: int, high: int, field: str) -> int:
+    """``value`` if it is an int in [low, high]; otherwise a UnitsError naming ``field``."""
+    if type(value) is not int:
+        raise UnitsError(field, value, NOT_INT)
+    if value < low or value > high:
+        raise UnitsError(field, value, OUT_OF_RANGE)
+    return value
+
+
 def _parse_fixed(s: object, decimals: int, max_units: int, field: str) -> int:
     if type(s) is not str:
         raise UnitsError(field, s, NOT_STR)

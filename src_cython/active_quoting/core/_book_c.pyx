@@ -15,7 +15,7 @@ from libc.string cimport memset
 from active_quoting.core.ticks cimport (
     int64_t, uint64_t, price_t, qty_t, N_WORDS, NO_PRICE, BID, ASK, MAX_PRICE, MAX_SIZE,
 )
-from active_quoting.core._units_c cimport _parse_price, _parse_size
+from active_quoting.core._units_c cimport _parse_price, _parse_size, _check_int
 
 from active_quoting.errors import UnitsError
 import active_quoting.errors as _errors
@@ -58,14 +58,6 @@ cdef inline price_t _lowest_at_or_above(const uint64_t* bits, price_t p) noexcep
         if w >= N_WORDS:
             return NO_PRICE
         word = bits[w]
-
-
-cdef int64_t _check_int(object value, int64_t low, int64_t high, str field) except? -1:
-    if type(value) is not int:
-        raise UnitsError(field, value, _errors.NOT_INT)
-    if value < low or value > high:
-        raise UnitsError(field, value, _errors.OUT_OF_RANGE)
-    return value
 
 
 cdef int _check_side(object side) except -1:

@@ -11,6 +11,7 @@ from cpython.mem cimport PyMem_Realloc, PyMem_Free
 
 cimport active_quoting.core.ticks as t
 from active_quoting.core.ticks cimport int64_t
+from active_quoting.core._units_c cimport _check_int as _check
 
 from active_quoting.errors import UnitsError
 import active_quoting.errors as _errors
@@ -24,14 +25,6 @@ cdef int64_t _UNAVAILABLE = -(1 << 62) + 1
 cdef int64_t _MAX_TIME = 1 << 53
 cdef int64_t _MAX_SIZE = 10 ** 15
 cdef int _NH = 8
-
-
-cdef int64_t _check(object value, int64_t low, int64_t high, str field) except? -1:
-    if type(value) is not int:
-        raise UnitsError(field, value, _errors.NOT_INT)
-    if value < low or value > high:
-        raise UnitsError(field, value, _errors.OUT_OF_RANGE)
-    return value
 
 
 @cython.auto_pickle(False)

@@ -9,6 +9,7 @@ cimport cython
 
 cimport active_quoting.core.ticks as t
 from active_quoting.core.ticks cimport int64_t
+from active_quoting.core._units_c cimport _check_int as _check
 
 from active_quoting.errors import UnitsError
 import active_quoting.errors as _errors
@@ -33,14 +34,6 @@ cdef int64_t _C_MAX_AMOUNT = 10 ** 15
 cdef int64_t _C_MAX_USDC = 10 ** 14
 cdef int64_t _C_MAX_POSITION = 9 * 10 ** 11
 cdef int64_t _PPM_SHARES = 10 ** 12
-
-
-cdef int64_t _check(object value, int64_t low, int64_t high, str field) except? -1:
-    if type(value) is not int:
-        raise UnitsError(field, value, _errors.NOT_INT)
-    if value < low or value > high:
-        raise UnitsError(field, value, _errors.OUT_OF_RANGE)
-    return value
 
 
 cdef inline int64_t _floor_tick(int64_t price, int64_t tick) noexcept:

@@ -13,3 +13,4 @@ cdef int64_t _parse_fixed(object s, int decimals, int64_t max_units, int* err) n
 cdef int64_t _parse_price(object s, str field) except -1
 cdef int64_t _parse_size(object s, str field) except -1
 cdef int _raise_units(int err, str field, object s) except -1
+cdef int64_t _check_int(object value, int64_t low, int64_t high, str field) except? -1

@@ -104,6 +104,19 @@ cdef int64_t _parse_fixed(object s, int decimals, int64_t max_units, int* err) n
     return whole
 
 
+cdef int64_t _check_int(object value, int64_t low, int64_t high, str field) except? -1:
+    if type(value) is not int:
+        raise UnitsError(field, value, _errors.NOT_INT)
+    if value < low or value > high:
+        raise UnitsError(field, value, _errors.OUT_OF_RANGE)
+    return value
+
+
+def check_int(value, low, high, str field):
+    """``value`` if it is an int in [low, high]; otherwise a UnitsError naming ``field``."""
+    return _check_int(value, low, high, field)
+
+
 cdef int _raise_units(int err, str field, object s) except -1:
     raise UnitsError(field, s, _REASONS[err])
 
