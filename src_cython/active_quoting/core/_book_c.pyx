@@ -18,7 +18,6 @@ from active_quoting.core.ticks cimport (
 from active_quoting.core._units_c cimport _parse_price, _parse_size, _check_int
 
 from active_quoting.errors import UnitsError
-import active_quoting.errors as _errors
 
 cdef extern from *:
     int __builtin_clzll(unsigned long long) nogil

@@ -11,8 +11,6 @@ cimport active_quoting.core.ticks as t
 from active_quoting.core.ticks cimport int64_t
 from active_quoting.core._units_c cimport _check_int as _check
 
-from active_quoting.errors import UnitsError
-import active_quoting.errors as _errors
 
 NONE = 0
 KEEP = 1
