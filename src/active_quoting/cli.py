@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from importlib import resources
 from pathlib import Path
 
 import orjson
+
+from active_quoting.errors import CredentialsError
 
 SAMPLE_FEED = "sample_feed.jsonl"
 
@@ -34,6 +37,49 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_key(args: argparse.Namespace) -> str:
+    if args.key_file:
+        try:
+            return Path(args.key_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise CredentialsError(f"cannot read key file {args.key_file}: {exc.strerror}") from None
+    key = os.environ.get("AQ_PRIVATE_KEY", "").strip()
+    if not key:
+        raise CredentialsError("no private key: use --key-file FILE or set AQ_PRIVATE_KEY")
+    return key
+
+
+def _cmd_sign_order(args: argparse.Namespace) -> int:
+    from active_quoting import core
+    from active_quoting.errors import ActiveQuotingError
+    from active_quoting.venue.orders import BUY, SELL, build_order, encode, order_body
+    from active_quoting.venue.signing import OrderSigner
+
+    try:
+        signer = OrderSigner(_read_key(args), args.chain_id, args.funder, args.signature_type)
+        order = build_order(
+            signer,
+            args.token_id,
+            BUY if args.side == "BUY" else SELL,
+            core.parse_price(args.price, "--price"),
+            core.parse_size(args.size, "--size"),
+            core.parse_price(args.tick_size, "--tick-size"),
+            version=args.order_version,
+            neg_risk=args.neg_risk,
+            salt=args.salt,
+            timestamp_ms=args.timestamp,
+            expiration=args.expiration,
+            fee_rate_bps=args.fee_rate_bps,
+        )
+        body = order_body(order, args.owner or os.environ.get("AQ_API_KEY", ""), args.order_type, args.post_only)
+    except (ActiveQuotingError, ValueError) as exc:
+        print(f"active-quoting sign-order: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.buffer.write(encode(body) + b"\n")
+    print(f"order hash (orderID): {order.order_hash}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="active-quoting", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -46,6 +92,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", action="store_true", help="inspect the bundled sample feed")
     p.add_argument("--desync-threshold", type=int, default=3, help="disagreements in a row that mark a book desynced")
     p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser(
+        "sign-order",
+        help="print the exact JSON body that would be posted for one order (key from a file or AQ_PRIVATE_KEY)",
+    )
+    p.add_argument("--key-file", help="file holding the hex private key (else AQ_PRIVATE_KEY); never printed")
+    p.add_argument("--token-id", required=True)
+    p.add_argument("--price", required=True, help='decimal price, e.g. "0.51"')
+    p.add_argument("--size", required=True, help='shares, e.g. "10" (rounded down to 0.01)')
+    p.add_argument("--side", required=True, choices=("BUY", "SELL"))
+    p.add_argument("--tick-size", default="0.01", help="the market's tick (0.1, 0.01, 0.005, 0.001, 0.0025, 0.0001)")
+    p.add_argument("--salt", type=int)
+    p.add_argument("--timestamp", type=int, help="order timestamp in ms (version 2)")
+    p.add_argument("--expiration", type=int, default=0, help="GTD expiry, Unix seconds (0 = none)")
+    p.add_argument("--neg-risk", action="store_true")
+    p.add_argument("--order-version", type=int, choices=(1, 2), default=2)
+    p.add_argument("--fee-rate-bps", type=int, help="version 1 only: the signed fee rate")
+    p.add_argument("--post-only", action="store_true")
+    p.add_argument("--order-type", default="GTC", choices=("GTC", "GTD", "FOK", "FAK"))
+    p.add_argument("--owner", help="API key that owns the order (else AQ_API_KEY)")
+    p.add_argument("--chain-id", type=int, default=137)
+    p.add_argument("--funder", help="maker address for signature types 1 and 2")
+    p.add_argument("--signature-type", type=int, default=0, choices=(0, 1, 2))
+    p.set_defaults(func=_cmd_sign_order)
     return parser
 
 

@@ -32,6 +32,10 @@ class FrameError(ActiveQuotingError, ValueError):
         super().__init__(f"{reason}: {self.excerpt!r}")
 
 
+class CredentialsError(ActiveQuotingError):
+    """Missing or unreadable credentials (the message never contains a secret)."""
+
+
 # The reasons a decimal string is refused; one wording for both twins.
 NOT_DECIMAL = "not a plain decimal string"
 TOO_MANY_DECIMALS = "too many decimals"
