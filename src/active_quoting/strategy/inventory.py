@@ -18,37 +18,17 @@ from decimal import Decimal
 from fractions import Fraction
 
 from active_quoting import core
+from active_quoting.model import BUY, CONFIRMED, FAILED, MATCHED, MINED, RETRYING, SELL, STATUSES, Fill
 from active_quoting.strategy.config import InventoryConfig
+
+__all__ = ["BUY", "SELL", "MATCHED", "MINED", "CONFIRMED", "RETRYING", "FAILED", "STATUSES", "Fill", "InventoryManager"]
 
 SHARE = 1_000_000  # micro-shares per share
 USDC_PER_UNIT_SHARE = Fraction(1, core.PRICE_SCALE * SHARE)  # price unit x micro-share -> USDC
 
-MATCHED, MINED, CONFIRMED, RETRYING, FAILED = "MATCHED", "MINED", "CONFIRMED", "RETRYING", "FAILED"
-STATUSES = (MATCHED, MINED, CONFIRMED, RETRYING, FAILED)
-BUY, SELL = "BUY", "SELL"
-
 
 class InventoryError(ValueError):
     """A fill or query the inventory cannot account for (unknown market, bad side)."""
-
-
-@dataclass(frozen=True)
-class Fill:
-    """One of our fills, in fixed point (price units, micro-shares)."""
-
-    trade_id: str
-    order_id: str
-    market: str
-    token: str
-    side: str
-    price: int
-    size: int
-    status: str
-    t_ms: int = 0
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.trade_id, self.order_id)
 
 
 @dataclass
