@@ -39,6 +39,7 @@ class LoopbackVenue:
         self.heartbeat_id = "hb-1"
         self.leg_errors: dict[int, str] = {}
         self.fee_calls = 0
+        self.book_replies: dict[str, dict[str, Any]] = {}
         self.runner: web.AppRunner | None = None
         self.url = ""
         r = self.app.router
@@ -54,7 +55,9 @@ class LoopbackVenue:
         r.add_delete("/order", self.h_cancel)
         r.add_delete("/orders", self.h_cancel_many)
         r.add_delete("/cancel-all", self.h_cancel_all)
+        r.add_delete("/cancel-market-orders", self.h_cancel_market)
         r.add_get("/data/orders", self.h_open_orders)
+        r.add_get("/data/trades", self.h_trades)
         r.add_post("/v1/heartbeats", self.h_heartbeat)
 
     async def start(self) -> str:
@@ -99,6 +102,8 @@ class LoopbackVenue:
 
     async def h_book(self, request):
         _, fault = await self._gate(request, False)
+        if not fault and request.query["token_id"] in self.book_replies:
+            return _json(self.book_replies[request.query["token_id"]])
         return fault or _json({"market": "0x1", "asset_id": request.query["token_id"], "bids": [{"price": "0.48", "size": "10"}],
                                "asks": [], "hash": "abc", "timestamp": "1", "tick_size": "0.01", "min_order_size": "5"})  # fmt: skip
 
@@ -175,6 +180,21 @@ class LoopbackVenue:
     async def h_cancel_all(self, request):
         _, fault = await self._gate(request, True)
         return fault or _json(self._cancel(list(self.orders)))
+
+    async def h_cancel_market(self, request):
+        body, fault = await self._gate(request, True)
+        if fault:
+            return fault
+        token = orjson.loads(body).get("asset_id")
+        return _json(self._cancel([i for i, e in self.orders.items() if not token or e["order"]["tokenId"] == token]))
+
+    async def h_trades(self, request):
+        _, fault = await self._gate(request, True)
+        if fault:
+            return fault
+        pages = {"MA==": ("MQ==", [{"id": "t1"}]), "MQ==": ("LTE=", [{"id": "t2"}])}
+        nxt, data = pages[request.query.get("next_cursor", "MA==")]
+        return _json({"limit": 1, "count": 1, "next_cursor": nxt, "data": data})
 
     async def h_open_orders(self, request):
         _, fault = await self._gate(request, True)

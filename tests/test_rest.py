@@ -200,8 +200,11 @@ async def test_cancels_and_pagination(client, venue, signer):
     assert r.canceled == (batch[1].order_hash,) and r.not_canceled == {
         batch[0].order_hash: "already canceled or matched"
     }
-    r = await client.cancel_all()
+    r = await client.cancel_market_orders(asset_id="999")
+    assert r.canceled == ()
+    r = await client.cancel_market_orders(market="0x1", asset_id=TOKEN)
     assert len(r.canceled) == 3 and await client.open_orders() == []
+    assert [t["id"] for t in await client.trades(market="0x1")] == ["t1", "t2"]
 
 
 @pytest.mark.asyncio
