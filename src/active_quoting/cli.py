@@ -80,6 +80,70 @@ def _cmd_sign_order(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_exchange(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from active_quoting.exchange.flow import FlowConfig, MarketFlow
+    from active_quoting.exchange.server import Exchange, ExchangeConfig, load_scenario, run_scenario
+
+    assets = tuple(a.strip().lower() for a in args.assets.split(",") if a.strip())
+    if not assets or args.window_seconds < 10:
+        print("active-quoting exchange: need at least one asset and --window-seconds >= 10", file=sys.stderr)
+        return 2
+
+    async def serve() -> None:
+        ex = Exchange(
+            ExchangeConfig(
+                clob_port=args.clob_port,
+                gamma_port=args.gamma_port,
+                seed=args.seed,
+                record=args.record,
+                ghost_share=args.ghost_share,
+            )
+        )
+        steps = load_scenario(ex, args.scenario) if args.scenario else []
+        await ex.start()
+        flow = MarketFlow(ex, FlowConfig(assets=assets, window_s=args.window_seconds, seed=args.seed))
+        flow.start()
+        print(
+            orjson.dumps(
+                {
+                    "clob": ex.clob_url,
+                    "ws_market": ex.ws_url + "/ws/market",
+                    "ws_user": ex.ws_url + "/ws/user",
+                    "gamma": ex.gamma_url,
+                }
+            ).decode(),
+            flush=True,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        scenario = loop.create_task(run_scenario(ex, steps)) if steps else None
+        try:
+            if args.duration > 0:
+                await asyncio.wait_for(stop.wait(), args.duration)
+            else:
+                await stop.wait()
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            if scenario:
+                scenario.cancel()
+            await flow.stop()
+            await ex.stop()
+        print(f"exchange stopped: {ex.sent_frames} frames sent, {len(ex.engine.trades)} trades", file=sys.stderr)
+
+    try:
+        asyncio.run(serve())
+    except (ValueError, OSError) as exc:
+        print(f"active-quoting exchange: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="active-quoting", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -116,6 +180,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--funder", help="maker address for signature types 1 and 2")
     p.add_argument("--signature-type", type=int, default=0, choices=(0, 1, 2))
     p.set_defaults(func=_cmd_sign_order)
+
+    p = sub.add_parser("exchange", help="serve the embedded Polymarket-compatible exchange on 127.0.0.1")
+    p.add_argument("--clob-port", type=int, default=0, help="CLOB REST + WebSocket port (0 = pick a free one)")
+    p.add_argument("--gamma-port", type=int, default=0, help="Gamma discovery API port (0 = pick a free one)")
+    p.add_argument("--assets", default="btc,eth,sol")
+    p.add_argument("--window-seconds", type=int, default=900, help="length of the up/down windows")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--ghost-share", type=float, default=0.0, help="share of trades whose settlement fails")
+    p.add_argument("--scenario", help='JSON fault scenario: [{"at": s, "fault": name, ...}]')
+    p.add_argument("--record", help="append every frame sent to this file (inspectable with `inspect`)")
+    p.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0 = until SIGINT)")
+    p.set_defaults(func=_cmd_exchange)
     return parser
 
 

@@ -324,20 +324,7 @@ class OrderSigner:
 
     def clob_auth_signature(self, timestamp: int, nonce: int = 0) -> str:
         """The L1 ``ClobAuth`` signature (POLY_SIGNATURE of the api-key endpoints)."""
-        domain = keccak(
-            keccak(CLOB_AUTH_DOMAIN_TYPE.encode())
-            + keccak(b"ClobAuthDomain")
-            + keccak(b"1")
-            + _word(self.chain_id, "chain_id")
-        )
-        struct = keccak(
-            keccak(CLOB_AUTH_TYPE.encode())
-            + self._signer_b
-            + keccak(str(timestamp).encode())
-            + _word(nonce, "nonce")
-            + keccak(CLOB_AUTH_MESSAGE.encode())
-        )
-        return self._sign_digest(keccak(b"\x19\x01" + domain + struct))
+        return self._sign_digest(clob_auth_digest(self.address, timestamp, nonce, self.chain_id))
 
 
 _TYPEHASH_V2 = keccak(ORDER_TYPE_V2.encode())
@@ -391,6 +378,22 @@ def _WIRE_V1(salt, maker, signer, taker, token_id, maker_amount, taker_amount, e
         "signatureType": sig_type,
         "signature": signature,
     }
+
+
+def clob_auth_digest(address: str, timestamp: int | str, nonce: int, chain_id: int = 137) -> bytes:
+    """The EIP-712 digest an L1 ``ClobAuth`` signature signs."""
+    domain = keccak(
+        keccak(CLOB_AUTH_DOMAIN_TYPE.encode()) + keccak(b"ClobAuthDomain") + keccak(b"1") + _word(chain_id, "chain_id")
+    )
+    struct = keccak(
+        keccak(CLOB_AUTH_TYPE.encode())
+        + b"\x00" * 12
+        + _address_bytes(address, "address")
+        + keccak(str(timestamp).encode())
+        + _word(nonce, "nonce")
+        + keccak(CLOB_AUTH_MESSAGE.encode())
+    )
+    return keccak(b"\x19\x01" + domain + struct)
 
 
 def recover_signer(digest: bytes, signature: str) -> str:

@@ -1,0 +1,268 @@
+"""Market flow for the embedded exchange: rolling up/down windows and the traders in them.
+
+For each asset a latent underlying price follows a random walk with volatility regimes and
+jumps. Each window (``{asset}-updown-{minutes}m-{start}``) has the underlying at its start as
+strike K; the fair value of Up is ``Phi(ln(S/K) / (sigma * sqrt(tau)))`` with tau the time
+left. Background makers keep a few levels around fair value (depth thinning near the ends),
+noise takers arrive as a Poisson process, and informed takers sweep after jumps. Windows are
+listed one ahead, resolved at their end (winner pays 1) and replaced. Deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from active_quoting import core
+from active_quoting.exchange.engine import BUY, SCALE, EngineError, FeeSchedule, Market, Order
+from active_quoting.exchange.server import Exchange
+
+_log = logging.getLogger(__name__)
+
+HOUSE = "0x0000000000000000000000000000000000000001"  # background makers' account
+TAKER = "0x0000000000000000000000000000000000000002"  # noise and informed takers' account
+START_PRICES = {"btc": 97_000.0, "eth": 3_400.0, "sol": 190.0, "xrp": 2.3, "doge": 0.32}
+
+
+def _phi(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+@dataclass
+class FlowConfig:
+    assets: tuple[str, ...] = ("btc", "eth", "sol")
+    window_s: int = 900
+    step_ms: int = 200
+    annual_vol: float = 0.6
+    jump_prob_per_s: float = 0.01
+    jump_sigma: float = 0.004
+    noise_takers_per_s: float = 0.6
+    informed_share: float = 0.7
+    levels: int = 4
+    level_size_shares: int = 150
+    half_spread_ticks: int = 1
+    fee_rate: Fraction = Fraction(7, 100)
+    rebate_share: Fraction = Fraction(1, 5)
+    seed: int = 7
+
+
+@dataclass
+class Window:
+    asset: str
+    start: int
+    end: int
+    market: Market
+    strike: float
+    slug: str
+    resolved: bool = False
+    quotes: dict[tuple[str, int], str] = field(default_factory=dict)  # (side, price) -> order id
+
+
+class MarketFlow:
+    def __init__(self, exchange: Exchange, cfg: FlowConfig | None = None) -> None:
+        self.ex = exchange
+        self.cfg = cfg or FlowConfig()
+        self.rng = random.Random(self.cfg.seed)
+        self.spot = {a: START_PRICES.get(a, 100.0) for a in self.cfg.assets}
+        self.vol = {a: self.cfg.annual_vol for a in self.cfg.assets}
+        self.windows: list[Window] = []
+        self.last_jump: dict[str, float] = {}
+        self._seq = 0
+        self._task: asyncio.Task[None] | None = None
+        exchange.engine.credit(HOUSE, collateral=10**15)
+        exchange.engine.credit(TAKER, collateral=10**15)
+
+    # -- windows ------------------------------------------------------------------------
+
+    def _ids(self, asset: str, start: int) -> tuple[str, str, str]:
+        h = hashlib.sha256(f"{asset}:{start}:{self.cfg.seed}".encode()).digest()
+        cid = "0x" + h.hex()
+        up = str(int.from_bytes(hashlib.sha256(h + b"up").digest(), "big"))
+        down = str(int.from_bytes(hashlib.sha256(h + b"down").digest(), "big"))
+        return cid, up, down
+
+    def open_window(self, asset: str, start: int) -> Window:
+        cid, up, down = self._ids(asset, start)
+        fees = FeeSchedule(self.cfg.fee_rate, 1, self.cfg.rebate_share, True)
+        m = Market(cid, up, down, tick=100, base_tick=100, min_size=5_000_000, fees=fees)
+        minutes = max(1, self.cfg.window_s // 60)
+        slug = f"{asset}-updown-{minutes}m-{start}"
+        iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
+        self._seq += 1
+        gamma = {
+            "id": str(1_000_000 + self._seq),
+            "slug": slug,
+            "conditionId": cid,
+            "question": f"{asset.upper()} Up or Down - {minutes} minutes from {iso(start)}",
+            "clobTokenIds": f'["{up}", "{down}"]',
+            "outcomes": '["Up", "Down"]',
+            "eventStartTime": iso(start),
+            "startDate": iso(start - self.cfg.window_s),
+            "endDate": iso(start + self.cfg.window_s),
+            "orderPriceMinTickSize": 0.01,
+            "orderMinSize": 5,
+            "active": True,
+            "closed": False,
+            "acceptingOrders": True,
+            "feesEnabled": True,
+            "feeSchedule": {
+                "exponent": 1,
+                "rate": float(self.cfg.fee_rate),
+                "takerOnly": True,
+                "rebateRate": float(self.cfg.rebate_share),
+            },
+        }
+        w = Window(asset, start, start + self.cfg.window_s, m, self.spot[asset], slug)
+        self.ex.add_market(m, gamma)
+        self.ex.announce_market(m, slug, gamma["question"])
+        self.windows.append(w)
+        return w
+
+    def ensure_windows(self, now: float) -> None:
+        """Current and next window per asset exist; finished ones are resolved."""
+        length = self.cfg.window_s
+        current = int(now) // length * length
+        for asset in self.cfg.assets:
+            have = {w.start for w in self.windows if w.asset == asset}
+            for start in (current, current + length):
+                if start not in have:
+                    self.open_window(asset, start)
+        for w in self.windows:
+            if w.start > now:
+                w.strike = self.spot[w.asset]  # the strike is set when the window opens
+            if not w.resolved and now >= w.end:
+                winner = w.market.up if self.spot[w.asset] >= w.strike else w.market.down
+                w.resolved = True
+                for g in self.ex.gamma_markets:
+                    if g["conditionId"] == w.market.condition_id:
+                        g.update(closed=True, active=False, acceptingOrders=False)
+                self.ex.resolve_market(w.market.condition_id, winner)
+        self.windows = [w for w in self.windows if not w.resolved or now - w.end < 3 * length]
+
+    # -- prices -------------------------------------------------------------------------
+
+    def step_underlying(self, dt: float, now: float) -> None:
+        for a in self.cfg.assets:
+            if self.rng.random() < dt * 0.02:  # regime change
+                self.vol[a] = self.cfg.annual_vol * self.rng.choice((0.5, 1.0, 1.0, 2.0))
+            sigma = self.vol[a] * math.sqrt(dt / (365 * 24 * 3600))
+            shock = self.rng.gauss(0.0, sigma)
+            if self.rng.random() < self.cfg.jump_prob_per_s * dt:
+                shock += self.rng.gauss(0.0, self.cfg.jump_sigma)
+                self.last_jump[a] = now
+            self.spot[a] *= math.exp(shock)
+
+    def fair_up(self, w: Window, now: float) -> float:
+        tau = max(w.end - now, 1e-3) / (365 * 24 * 3600)
+        sigma = self.vol[w.asset] * math.sqrt(tau)
+        return _phi(math.log(self.spot[w.asset] / w.strike) / sigma) if sigma > 0 else 0.5
+
+    # -- traders ------------------------------------------------------------------------
+
+    def _order(self, account: str, m: Market, token: str, side: str, price: int, size: int, kind: str = "GTC") -> Order:
+        self._seq += 1
+        oid = "0x" + hashlib.sha256(f"{account}:{self._seq}:{self.cfg.seed}".encode()).hexdigest()
+        return Order(oid, account, f"house-{account[-4:]}", m.condition_id, token, side, price, size, kind)
+
+    def _submit(self, order: Order) -> None:
+        try:
+            self.ex._publish(self.ex.engine.place(order, int(time.time() * 1000)))
+        except EngineError:
+            pass  # a background order the book refuses (e.g. would cross after a move): skip it
+
+    def requote(self, w: Window, now: float) -> None:
+        m = w.market
+        if m.resolved or not m.accepting or now < w.start - self.cfg.window_s:
+            return
+        fair = self.fair_up(w, now)
+        tick = m.tick
+        center = min(max(round(fair * SCALE / tick) * tick, tick), SCALE - tick)
+        left = max(0.05, min(1.0, (w.end - now) / self.cfg.window_s))
+        size = max(5, int(self.cfg.level_size_shares * left)) * 1_000_000
+        wanted: dict[tuple[str, int], int] = {}
+        for i in range(self.cfg.levels):
+            bid = center - (self.cfg.half_spread_ticks + i) * tick
+            ask = center + (self.cfg.half_spread_ticks + i) * tick
+            if tick <= bid:
+                wanted[("bid", bid)] = size * (i + 1)
+            if ask <= SCALE - tick:
+                wanted[("ask", ask)] = size * (i + 1)
+        for key, oid in list(w.quotes.items()):
+            order = self.ex.engine.orders.get(oid)
+            if key not in wanted or order is None or order.status != "LIVE":
+                if order is not None and order.status == "LIVE":
+                    self.ex._publish(self.ex.engine.cancel(oid)[2])
+                del w.quotes[key]
+        for key, qty in wanted.items():
+            if key in w.quotes:
+                continue
+            side, price = key
+            # Bids as BUY Up; asks as BUY Down at 1 - p (the house holds no tokens).
+            order = (
+                self._order(HOUSE, m, m.up, BUY, price, qty)
+                if side == "bid"
+                else self._order(HOUSE, m, m.down, BUY, SCALE - price, qty)
+            )
+            best_ask, best_bid = m.best(1), m.best(0)
+            if side == "bid" and best_ask != core.NO_PRICE and price >= best_ask:
+                continue
+            if side == "ask" and best_bid != core.NO_PRICE and price <= best_bid:
+                continue
+            self._submit(order)
+            if order.status == "LIVE":
+                w.quotes[key] = order.id
+
+    def takers(self, w: Window, now: float, dt: float) -> None:
+        m = w.market
+        if m.resolved or not m.accepting or now < w.start:
+            return
+        informed = now - self.last_jump.get(w.asset, -1e9) < 2.0
+        if self.rng.random() >= self.cfg.noise_takers_per_s * dt * (4 if informed else 1):
+            return
+        fair = self.fair_up(w, now)
+        if informed and self.rng.random() < self.cfg.informed_share:
+            buy_up = fair * SCALE > (m.best(0) + m.best(1)) / 2
+        else:
+            buy_up = self.rng.random() < 0.5
+        size = self.rng.choice((5, 10, 20, 40, 80)) * 1_000_000
+        if buy_up:
+            order = self._order(TAKER, m, m.up, BUY, SCALE - m.tick, size, "FAK")
+        else:
+            order = self._order(TAKER, m, m.down, BUY, SCALE - m.tick, size, "FAK")
+        self._submit(order)
+
+    # -- running ------------------------------------------------------------------------
+
+    def step(self, now: float, dt: float) -> None:
+        self.step_underlying(dt, now)
+        self.ensure_windows(now)
+        for w in self.windows:
+            if not w.resolved:
+                self.requote(w, now)
+                self.takers(w, now, dt)
+
+    async def run(self) -> None:
+        last = time.time()
+        while True:
+            now = time.time()
+            self.step(now, max(0.0, now - last))
+            last = now
+            await asyncio.sleep(self.cfg.step_ms / 1000)
+
+    def start(self) -> None:
+        self.step(time.time(), 0.0)
+        self._task = asyncio.get_running_loop().create_task(self.run(), name="aq-exchange-flow")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass

@@ -1,0 +1,1120 @@
+"""The embedded Polymarket-compatible exchange: CLOB REST, market and user WebSockets, and a
+Gamma-like discovery API, on 127.0.0.1 (POLYMARKET.md is the contract).
+
+Usable in-process (``await Exchange(cfg).start()``; ``await ex.stop()``) and from the command
+line (``active-quoting exchange``). The venue layer's signing code is used only to verify:
+order hashes are recomputed from the wire order and the signer recovered; L1 ClobAuth and L2
+HMAC headers are checked on every private endpoint. Faults are scripted through
+:class:`Faults` (from Python or a scenario file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from active_quoting import core
+from active_quoting.exchange.engine import ASK, BID, BUY, SCALE, SELL, Engine, EngineError, Market, Order, Result, Trade
+from active_quoting.venue.signing import SigningError, clob_auth_digest, recover_signer, wire_order_hash
+
+_log = logging.getLogger(__name__)
+
+HEARTBEAT_TIMEOUT_S = 15.0  # 10 s plus the 5 s buffer
+END_CURSOR = "LTE="
+
+
+@dataclass
+class ExchangeConfig:
+    host: str = "127.0.0.1"
+    clob_port: int = 0
+    gamma_port: int = 0
+    chain_id: int = 137
+    order_version: int = 2
+    paper_balance_usdc: int = 10_000  # credited to any account on first authentication
+    seed_balances: dict[str, int] = field(default_factory=dict)  # address -> USDC
+    settle_delays_ms: tuple[int, int] = (300, 1500)  # MATCHED -> MINED -> CONFIRMED
+    ghost_share: float = 0.0  # share of trades that go RETRYING -> FAILED
+    order_rate: tuple[float, float] = (40.0, 60.0)  # per-signer token bucket: rate/s, burst
+    cancel_rate: tuple[float, float] = (80.0, 120.0)
+    page_size: int = 100
+    seed: int = 1
+    record: str | None = None  # file receiving every frame the exchange sends
+
+
+@dataclass
+class Faults:
+    """Scripted misbehaviour, switched on from tests or a scenario file."""
+
+    freeze_market: bool = False  # sockets stay open and answer PONG, but no data is sent
+    drop_pong: bool = False
+    http_status_queue: deque[tuple[int, dict[str, Any], dict[str, str]]] = field(default_factory=deque)
+    restart_until: float = 0.0  # 425 on order endpoints until then (monotonic)
+    post_only_until: float = 0.0  # then 503 post_only_mode for non-post-only orders
+    rate_limit_next: int = 0  # the next N private requests get 429
+    server_error_share: float = 0.0  # share of order submits answered 500 (not placed)
+    timeout_after_place: int = 0  # the next N submits are placed, then the answer is held back
+    hold_seconds: float = 10.0
+    duplicate_user_trades: bool = False
+    delay_user_ms: int = 0
+    reorder_user: bool = False
+
+    def start_restart(self, restart_s: float = 90.0, post_only_s: float = 120.0) -> None:
+        now = time.monotonic()
+        self.restart_until = now + restart_s
+        self.post_only_until = now + restart_s + post_only_s
+
+
+class _Bucket:
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst, self.tokens, self.stamp = rate, burst, burst, time.monotonic()
+
+    def take(self, n: float) -> float:
+        """Take ``n`` tokens; 0.0 when admitted, else the seconds to wait (all-or-nothing)."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= n:
+            self.tokens -= n
+            return 0.0
+        return (n - self.tokens) / self.rate
+
+
+@dataclass
+class ApiKey:
+    key: str
+    secret: str
+    passphrase: str
+    address: str
+
+
+def _json(payload: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json", headers=headers)
+
+
+def _err(message: str, status: int = 400, **extra: object) -> web.Response:
+    return _json({"error": message, **extra}, status)
+
+
+def _cursor(offset: int) -> str:
+    return base64.b64encode(str(offset).encode()).decode()
+
+
+def _offset(cursor: str) -> int:
+    try:
+        return int(base64.b64decode(cursor).decode())
+    except ValueError:
+        raise web.HTTPBadRequest(text='{"error":"invalid next_cursor"}', content_type="application/json") from None
+
+
+class Exchange:
+    def __init__(self, config: ExchangeConfig | None = None) -> None:
+        self.cfg = config or ExchangeConfig()
+        self.engine = Engine()
+        self.faults = Faults()
+        self.rng = random.Random(self.cfg.seed)
+        self.keys: dict[str, ApiKey] = {}
+        self.heartbeats: dict[str, tuple[str, float]] = {}  # address -> (id, last monotonic)
+        self.buckets: dict[str, tuple[_Bucket, _Bucket]] = {}
+        self.gamma_markets: list[dict[str, Any]] = []
+        self.market_sockets: dict[web.WebSocketResponse, set[str]] = {}
+        self.user_sockets: dict[web.WebSocketResponse, tuple[ApiKey, set[str]]] = {}
+        self.sent_frames = 0
+        self._record = open(self.cfg.record, "ab") if self.cfg.record else None  # noqa: SIM115 - closed in stop()
+        self._runners: list[web.AppRunner] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.clob_url = ""
+        self.gamma_url = ""
+        self.on_tick: list[Callable[[], None]] = []
+        for address, usdc in self.cfg.seed_balances.items():
+            self.engine.credit(address, collateral=usdc * 1_000_000)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> Exchange:
+        clob = web.Application(client_max_size=4 * 1024 * 1024)
+        r = clob.router
+        for path, handler in (
+            ("/time", self.h_time),
+            ("/ok", self.h_ok),
+            ("/version", self.h_version),
+            ("/book", self.h_book),
+            ("/tick-size", self.h_tick_size),
+            ("/neg-risk", self.h_neg_risk),
+            ("/fee-rate", self.h_fee_rate),
+            ("/markets", self.h_markets),
+            ("/markets/{cid}", self.h_market),
+            ("/clob-markets/{cid}", self.h_clob_market),
+            ("/midpoint", self.h_midpoint),
+            ("/price", self.h_price),
+            ("/last-trade-price", self.h_last_trade),
+            ("/auth/derive-api-key", self.h_derive_key),
+            ("/data/orders", self.h_orders_list),
+            ("/data/order/{oid}", self.h_order_get),
+            ("/data/trades", self.h_trades),
+            ("/rebates/current", self.h_rebates),
+            ("/balance-allowance", self.h_balance),
+            ("/ws/market", self.ws_market),
+            ("/ws/user", self.ws_user),
+        ):
+            r.add_get(path, handler)
+        r.add_post("/books", self.h_books)
+        r.add_post("/auth/api-key", self.h_create_key)
+        r.add_post("/order", self.h_post_order)
+        r.add_post("/orders", self.h_post_orders)
+        r.add_delete("/order", self.h_cancel)
+        r.add_delete("/orders", self.h_cancel_many)
+        r.add_delete("/cancel-all", self.h_cancel_all)
+        r.add_delete("/cancel-market-orders", self.h_cancel_market)
+        r.add_post("/v1/heartbeats", self.h_heartbeat)
+        gamma = web.Application()
+        gamma.router.add_get("/events/slug/{slug}", self.g_event)
+        gamma.router.add_get("/markets", self.g_markets)
+        gamma.router.add_get("/markets/keyset", self.g_keyset)
+        self.clob_url = await self._serve(clob, self.cfg.clob_port)
+        self.gamma_url = await self._serve(gamma, self.cfg.gamma_port)
+        self._spawn(self._housekeeping())
+        return self
+
+    async def _serve(self, app: web.Application, port: int) -> str:
+        runner = web.AppRunner(app, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.cfg.host, port)
+        await site.start()
+        self._runners.append(runner)
+        real = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return f"http://{self.cfg.host}:{real}"
+
+    @property
+    def ws_url(self) -> str:
+        return self.clob_url.replace("http://", "ws://")
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for ws in list(self.market_sockets) + list(self.user_sockets):
+            await ws.close()
+        for runner in self._runners:
+            await runner.cleanup()
+        if self._record:
+            self._record.close()
+            self._record = None
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            now = time.monotonic()
+            for address, (_hb, last) in list(self.heartbeats.items()):
+                if now - last > HEARTBEAT_TIMEOUT_S:
+                    _log.info("heartbeat missed by %s: cancelling all its orders", address)
+                    del self.heartbeats[address]
+                    for o in self.engine.live_orders(account=address):
+                        self._publish(self.engine.cancel(o.id, reason="heartbeat expired")[2])
+            self._publish(self.engine.expire(int(time.time() * 1000)))
+
+    # -- markets ------------------------------------------------------------------------
+
+    def add_market(self, market: Market, gamma: dict[str, Any] | None = None) -> None:
+        self.engine.add_market(market)
+        if gamma is not None:
+            self.gamma_markets.append(gamma)
+        if self._record:
+            self._record.write(
+                orjson.dumps([self._book_msg(market, market.up), self._book_msg(market, market.down)]) + b"\n"
+            )
+
+    def resolve_market(self, condition_id: str, winner: str) -> None:
+        m = self.engine.markets[condition_id]
+        self._publish(self.engine.resolve(condition_id, winner))
+        msg = {
+            "event_type": "market_resolved",
+            "id": condition_id,
+            "market": condition_id,
+            "assets_ids": [m.up, m.down],
+            "winning_asset_id": winner,
+            "winning_outcome": "Up" if winner == m.up else "Down",
+            "timestamp": str(int(time.time() * 1000)),
+        }
+        self._broadcast_market(None, msg)
+
+    def announce_market(self, market: Market, slug: str, question: str) -> None:
+        msg = {
+            "event_type": "new_market",
+            "id": market.condition_id,
+            "question": question,
+            "market": market.condition_id,
+            "slug": slug,
+            "assets_ids": [market.up, market.down],
+            "outcomes": ["Up", "Down"],
+            "condition_id": market.condition_id,
+            "clob_token_ids": [market.up, market.down],
+            "active": True,
+            "order_price_min_tick_size": core.format_price(market.tick),
+            "timestamp": str(int(time.time() * 1000)),
+        }
+        self._broadcast_market(None, msg)
+
+    # -- publication --------------------------------------------------------------------
+
+    def _send(self, ws: web.WebSocketResponse, frame: bytes) -> None:
+        self.sent_frames += 1
+        self._spawn(ws.send_str(frame.decode()))
+
+    def _broadcast_market(self, tokens: set[str] | None, msg: object) -> None:
+        if self.faults.freeze_market:
+            return
+        frame = orjson.dumps(msg)
+        if self._record:
+            # The recording is the feed of a subscriber to every token, one frame per line.
+            self._record.write(frame + b"\n")
+        for ws, subs in list(self.market_sockets.items()):
+            if tokens is None or subs & tokens:
+                self._send(ws, frame)
+
+    def _book_msg(self, m: Market, token: str) -> dict[str, Any]:
+        bids, asks = m.token_view(token)
+        last = m.last_trade if token == m.up else (SCALE - m.last_trade if m.last_trade else 0)
+        return {
+            "market": m.condition_id,
+            "asset_id": token,
+            "timestamp": str(int(time.time() * 1000)),
+            "hash": m.next_hash(),
+            "bids": [{"price": core.format_price(p), "size": core.format_size(q)} for p, q in bids],
+            "asks": [{"price": core.format_price(p), "size": core.format_size(q)} for p, q in asks],
+            "tick_size": core.format_price(m.tick),
+            "event_type": "book",
+            "last_trade_price": core.format_price(last) if last else "",
+        }
+
+    def _top(self, m: Market, token: str) -> tuple[str, str]:
+        bid, ask = m.best(BID), m.best(ASK)
+        if token != m.up:
+            bid, ask = (
+                (SCALE - ask if ask != core.NO_PRICE else core.NO_PRICE),
+                (SCALE - bid if bid != core.NO_PRICE else core.NO_PRICE),
+            )
+        return (
+            core.format_price(bid) if bid != core.NO_PRICE else "0",
+            core.format_price(ask) if ask != core.NO_PRICE else "1",
+        )
+
+    def _publish(self, result: Result) -> None:
+        now = str(int(time.time() * 1000))
+        by_market: dict[str, list[Any]] = {}
+        for ch in result.changes:
+            by_market.setdefault(ch.market, []).append(ch)
+        for cid, changes in by_market.items():
+            m = self.engine.markets[cid]
+            self._check_tick(m)
+            entries = []
+            up_top, down_top = self._top(m, m.up), self._top(m, m.down)
+            for ch in changes:
+                entries.append(
+                    {
+                        "asset_id": m.up,
+                        "price": core.format_price(ch.price),
+                        "size": core.format_size(ch.size),
+                        "side": BUY if ch.side == BID else SELL,
+                        "hash": m.next_hash(),
+                        "best_bid": up_top[0],
+                        "best_ask": up_top[1],
+                    }
+                )
+                entries.append(
+                    {
+                        "asset_id": m.down,
+                        "price": core.format_price(SCALE - ch.price),
+                        "size": core.format_size(ch.size),
+                        "side": SELL if ch.side == BID else BUY,
+                        "hash": m.next_hash(),
+                        "best_bid": down_top[0],
+                        "best_ask": down_top[1],
+                    }
+                )
+            self._broadcast_market(
+                {m.up, m.down},
+                {"market": cid, "price_changes": entries, "timestamp": now, "event_type": "price_change"},
+            )
+            for token, top in ((m.up, up_top), (m.down, down_top)):
+                self._broadcast_market(
+                    {token},
+                    {
+                        "event_type": "best_bid_ask",
+                        "market": cid,
+                        "asset_id": token,
+                        "best_bid": top[0],
+                        "best_ask": top[1],
+                        "timestamp": now,
+                    },
+                )
+        for trade in result.trades:
+            self._publish_trade(trade)
+        for order in result.touched:
+            self._user_order_event(order)
+
+    def _check_tick(self, m: Market) -> None:
+        bid, ask = m.best(BID), m.best(ASK)
+        extreme = (bid != core.NO_PRICE and bid > 9600) or (ask != core.NO_PRICE and ask < 400)
+        want = min(m.base_tick, 10) if extreme else m.base_tick
+        if want != m.tick:
+            self.force_tick_size(m.condition_id, want)
+
+    def force_tick_size(self, condition_id: str, tick: int) -> None:
+        m = self.engine.markets[condition_id]
+        old, m.tick = m.tick, tick
+        for token in (m.up, m.down):
+            self._broadcast_market(
+                {token},
+                {
+                    "event_type": "tick_size_change",
+                    "asset_id": token,
+                    "market": condition_id,
+                    "old_tick_size": core.format_price(old),
+                    "new_tick_size": core.format_price(tick),
+                    "timestamp": str(int(time.time() * 1000)),
+                },
+            )
+
+    def _publish_trade(self, trade: Trade) -> None:
+        m = self.engine.markets[trade.market]
+        taker = trade.taker
+        self._broadcast_market(
+            {m.up, m.down},
+            {
+                "asset_id": taker.token,
+                "event_type": "last_trade_price",
+                "fee_rate_bps": "0",
+                "market": m.condition_id,
+                "price": core.format_price(trade.price),
+                "side": taker.side,
+                "size": core.format_size(trade.size),
+                "timestamp": str(trade.t_ms),
+            },
+        )
+        self._user_trade_event(trade)
+        d1, d2 = self.cfg.settle_delays_ms
+        ghost = self.rng.random() < self.cfg.ghost_share
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # driven without a server (offline simulation): settle at once
+            for status in ("RETRYING", "FAILED") if ghost else ("MINED", "CONFIRMED"):
+                self._settle_step(trade, status)
+            return
+        if ghost:
+            loop.call_later(d1 / 1000, self._settle_step, trade, "RETRYING")
+            loop.call_later(d2 / 1000, self._settle_step, trade, "FAILED")
+        else:
+            loop.call_later(d1 / 1000, self._settle_step, trade, "MINED")
+            loop.call_later(d2 / 1000, self._settle_step, trade, "CONFIRMED")
+
+    def _settle_step(self, trade: Trade, status: str) -> None:
+        if status == "FAILED":
+            self.engine.fail_trade(trade)
+        trade.status = status
+        self._user_trade_event(trade)
+
+    def _trade_msg(self, trade: Trade, recipient: ApiKey) -> dict[str, Any]:
+        taker = trade.taker
+        makers = [
+            {
+                "order_id": mf.order.id,
+                "owner": mf.order.owner,
+                "maker_address": mf.order.account,
+                "matched_amount": core.format_size(mf.size),
+                "price": core.format_price(mf.price),
+                "fee_rate_bps": "0",
+                "asset_id": mf.order.token,
+                "outcome": "Up" if mf.order.token == self.engine.markets[trade.market].up else "Down",
+                "side": mf.order.side,
+            }
+            for mf in trade.makers
+        ]
+        m = self.engine.markets[trade.market]
+        return {
+            "asset_id": taker.token,
+            "bucket_index": 0,
+            "event_type": "trade",
+            "fee_rate_bps": "0",
+            "id": trade.id,
+            "last_update": str(int(time.time())),
+            "maker_address": taker.account,
+            "maker_orders": makers,
+            "market": trade.market,
+            "match_time": str(trade.t_ms // 1000),
+            "outcome": "Up" if taker.token == m.up else "Down",
+            "owner": taker.owner,
+            "price": core.format_price(trade.price),
+            "side": taker.side,
+            "size": core.format_size(trade.size),
+            "status": trade.status,
+            "taker_order_id": taker.id,
+            "timestamp": str(int(time.time() * 1000)),
+            "trade_owner": taker.owner,
+            "trader_side": "TAKER" if recipient.key == taker.owner else "MAKER",
+            "transaction_hash": "0x" + hashlib.sha256(trade.id.encode()).hexdigest(),
+            "type": "TRADE",
+        }
+
+    def _user_trade_event(self, trade: Trade) -> None:
+        owners = {trade.taker.owner} | {mf.order.owner for mf in trade.makers}
+        for ws, (key, markets) in list(self.user_sockets.items()):
+            if key.key in owners and (not markets or trade.market in markets):
+                frame = orjson.dumps(self._trade_msg(trade, key))
+                self._user_send(ws, frame)
+                if self.faults.duplicate_user_trades:
+                    self._user_send(ws, frame)
+
+    def _user_order_event(self, order: Order) -> None:
+        kind = "CANCELLATION" if order.status == "CANCELED" else ("PLACEMENT" if order.matched == 0 else "UPDATE")
+        status = order.status
+        if status == "CANCELED" and order.reason and order.reason.startswith("order couldn't"):
+            status = f"CANCELED_{order.reason}"
+        elif status == "CANCELED" and order.reason == "venue invalidation":
+            status = "INVALID"
+        msg = {
+            "asset_id": order.token,
+            "associate_trades": [],
+            "created_at": str(order.created_at),
+            "event_type": "order",
+            "expiration": str(order.expiration),
+            "id": order.id,
+            "maker_address": order.account,
+            "market": order.market,
+            "order_owner": order.owner,
+            "order_type": order.order_type,
+            "original_size": core.format_size(order.size),
+            "outcome": "Up" if order.token == self.engine.by_token[order.token].up else "Down",
+            "owner": order.owner,
+            "price": core.format_price(order.price),
+            "side": order.side,
+            "size_matched": core.format_size(order.matched),
+            "status": status,
+            "timestamp": str(int(time.time() * 1000)),
+            "type": kind,
+        }
+        frame = orjson.dumps(msg)
+        for ws, (key, markets) in list(self.user_sockets.items()):
+            if key.key == order.owner and (not markets or order.market in markets):
+                self._user_send(ws, frame)
+
+    def _user_send(self, ws: web.WebSocketResponse, frame: bytes) -> None:
+        delay = self.faults.delay_user_ms / 1000
+        if self.faults.reorder_user:
+            delay = self.rng.random() * max(delay, 0.2)
+        if delay:
+            asyncio.get_running_loop().call_later(delay, self._send, ws, frame)
+        else:
+            self._send(ws, frame)
+
+    # -- auth ---------------------------------------------------------------------------
+
+    def _key_for(self, address: str, nonce: int) -> ApiKey:
+        seed = hashlib.sha256(f"{address.lower()}:{nonce}:{self.cfg.seed}".encode()).digest()
+        key = ApiKey(
+            str(uuid.UUID(bytes=seed[:16])), base64.urlsafe_b64encode(seed).decode(), seed[16:28].hex(), address
+        )
+        if key.key not in self.keys:
+            self.keys[key.key] = key
+            acct = self.engine.account(address)
+            if address not in self.cfg.seed_balances and acct.collateral == 0 and acct.reserved == 0:
+                acct.collateral = self.cfg.paper_balance_usdc * 1_000_000
+        return key
+
+    def _l1(self, request: web.Request) -> ApiKey:
+        h = request.headers
+        try:
+            address, ts, nonce, sig = (
+                h["POLY_ADDRESS"],
+                h["POLY_TIMESTAMP"],
+                int(h.get("POLY_NONCE", "0")),
+                h["POLY_SIGNATURE"],
+            )
+            signer = recover_signer(clob_auth_digest(address, ts, nonce, self.cfg.chain_id), sig)
+        except (KeyError, ValueError, SigningError):
+            raise web.HTTPUnauthorized(
+                text='{"error":"Invalid L1 Request headers"}', content_type="application/json"
+            ) from None
+        if signer.lower() != address.lower():
+            raise web.HTTPUnauthorized(text='{"error":"Invalid L1 Request headers"}', content_type="application/json")
+        return self._key_for(signer, nonce)
+
+    async def _l2(self, request: web.Request, body: bytes) -> ApiKey:
+        h = request.headers
+        key = self.keys.get(h.get("POLY_API_KEY", ""))
+        if key is None or h.get("POLY_PASSPHRASE") != key.passphrase:
+            raise web.HTTPUnauthorized(text='{"error":"Unauthorized/Invalid api key"}', content_type="application/json")
+        msg = f"{h.get('POLY_TIMESTAMP', '')}{request.method}{request.path}".encode() + body.replace(b"'", b'"')
+        want = base64.urlsafe_b64encode(
+            hmac.new(base64.urlsafe_b64decode(key.secret), msg, hashlib.sha256).digest()
+        ).decode()
+        if not hmac.compare_digest(want, h.get("POLY_SIGNATURE", "")):
+            raise web.HTTPUnauthorized(text='{"error":"Unauthorized/Invalid api key"}', content_type="application/json")
+        if self.faults.rate_limit_next > 0:
+            self.faults.rate_limit_next -= 1
+            raise web.HTTPTooManyRequests(
+                text='{"error":"Too Many Requests"}', content_type="application/json", headers={"Retry-After": "1"}
+            )
+        return key
+
+    def _limit(self, key: ApiKey, kind: int, cost: float) -> web.Response | None:
+        buckets = self.buckets.get(key.address)
+        if buckets is None:
+            buckets = self.buckets[key.address] = (_Bucket(*self.cfg.order_rate), _Bucket(*self.cfg.cancel_rate))
+        wait = buckets[kind].take(cost)
+        if wait:
+            return _json({"error": "rate limit exceeded"}, 429, {"Retry-After": f"{max(1, round(wait))}"})
+        return None
+
+    def _fault(self, order_endpoint: bool, post_only: bool = True) -> web.Response | None:
+        if self.faults.http_status_queue:
+            status, body, headers = self.faults.http_status_queue.popleft()
+            return _json(body, status, headers)
+        now = time.monotonic()
+        if order_endpoint and now < self.faults.restart_until:
+            return _err("Too Early: the matching engine is restarting", 425)
+        if order_endpoint and not post_only and now < self.faults.post_only_until:
+            left = int(self.faults.post_only_until - now) + 1
+            return _json(
+                {
+                    "error": "post-only mode: only post-only orders and cancels are allowed",
+                    "code": "post_only_mode",
+                    "retry_after_seconds": left,
+                },
+                503,
+                {"Retry-After": str(left)},
+            )
+        return None
+
+    async def h_create_key(self, request: web.Request) -> web.Response:
+        key = self._l1(request)
+        return _json({"apiKey": key.key, "secret": key.secret, "passphrase": key.passphrase})
+
+    async def h_derive_key(self, request: web.Request) -> web.Response:
+        key = self._l1(request)
+        return _json({"apiKey": key.key, "secret": key.secret, "passphrase": key.passphrase})
+
+    # -- public REST --------------------------------------------------------------------
+
+    def _market_of(self, token: str | None) -> Market:
+        if not token or not token.isdigit():
+            raise web.HTTPBadRequest(text='{"error":"Invalid token id"}', content_type="application/json")
+        m = self.engine.by_token.get(token)
+        if m is None:
+            raise web.HTTPNotFound(
+                text='{"error":"No orderbook exists for the requested token id"}', content_type="application/json"
+            )
+        return m
+
+    async def h_time(self, request: web.Request) -> web.Response:
+        return web.Response(text=str(int(time.time())))
+
+    async def h_ok(self, request: web.Request) -> web.Response:
+        return _json("OK")
+
+    async def h_version(self, request: web.Request) -> web.Response:
+        return _json({"version": self.cfg.order_version})
+
+    def _rest_book(self, token: str) -> dict[str, Any]:
+        m = self._market_of(token)
+        msg = self._book_msg(m, token)
+        msg.pop("event_type")
+        msg.update(min_order_size=core.format_size(m.min_size), neg_risk=False)
+        return msg
+
+    async def h_book(self, request: web.Request) -> web.Response:
+        return _json(self._rest_book(request.query.get("token_id", "")))
+
+    async def h_books(self, request: web.Request) -> web.Response:
+        items = orjson.loads(await request.read())
+        if len(items) > 500:
+            return _err("Payload exceeds the limit")
+        return _json([self._rest_book(i["token_id"]) for i in items if i.get("token_id") in self.engine.by_token])
+
+    async def h_tick_size(self, request: web.Request) -> web.Response:
+        m = self._market_of(request.query.get("token_id"))
+        return _json({"minimum_tick_size": float(Fraction(m.tick, SCALE))})
+
+    async def h_neg_risk(self, request: web.Request) -> web.Response:
+        self._market_of(request.query.get("token_id"))
+        return _json({"neg_risk": False})
+
+    async def h_fee_rate(self, request: web.Request) -> web.Response:
+        m = self._market_of(request.query.get("token_id"))
+        return _json({"base_fee": 1000 if m.fees.rate else 0})
+
+    def _clob_market(self, m: Market) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "t": [{"t": m.up, "o": "Up"}, {"t": m.down, "o": "Down"}],
+            "c": m.condition_id,
+            "mos": m.min_size // 1_000_000,
+            "mts": float(Fraction(m.tick, SCALE)),
+            "ao": m.accepting,
+            "mbf": 1000,
+            "tbf": 1000,
+            "v": "v1",
+        }
+        if m.fees.rate:
+            out["fd"] = {"r": float(m.fees.rate), "e": m.fees.exponent, "to": m.fees.taker_only}
+        return out
+
+    async def h_clob_market(self, request: web.Request) -> web.Response:
+        m = self.engine.markets.get(request.match_info["cid"])
+        return _json(self._clob_market(m)) if m else _err("market not found", 404)
+
+    def _market_record(self, m: Market) -> dict[str, Any]:
+        return {
+            "condition_id": m.condition_id,
+            "tokens": [
+                {"token_id": m.up, "outcome": "Up", "winner": m.resolved == m.up},
+                {"token_id": m.down, "outcome": "Down", "winner": m.resolved == m.down},
+            ],
+            "minimum_tick_size": float(Fraction(m.tick, SCALE)),
+            "minimum_order_size": m.min_size // 1_000_000,
+            "accepting_orders": m.accepting,
+            "closed": bool(m.resolved),
+            "neg_risk": False,
+        }
+
+    async def h_markets(self, request: web.Request) -> web.Response:
+        records = [self._market_record(m) for m in self.engine.markets.values()]
+        start = _offset(request.query.get("next_cursor", "MA=="))
+        page = records[start : start + self.cfg.page_size]
+        nxt = _cursor(start + len(page)) if start + len(page) < len(records) else END_CURSOR
+        return _json({"limit": self.cfg.page_size, "count": len(page), "next_cursor": nxt, "data": page})
+
+    async def h_market(self, request: web.Request) -> web.Response:
+        m = self.engine.markets.get(request.match_info["cid"])
+        return _json(self._market_record(m)) if m else _err("market not found", 404)
+
+    async def h_midpoint(self, request: web.Request) -> web.Response:
+        m = self._market_of(request.query.get("token_id"))
+        bid, ask = self._top(m, request.query["token_id"])
+        mid = Fraction(core.parse_price(bid) + core.parse_price(ask), 2 * SCALE)
+        return _json({"mid": str(float(mid))})
+
+    async def h_price(self, request: web.Request) -> web.Response:
+        m = self._market_of(request.query.get("token_id"))
+        bid, ask = self._top(m, request.query["token_id"])
+        return _json({"price": bid if request.query.get("side") == "BUY" else ask})
+
+    async def h_last_trade(self, request: web.Request) -> web.Response:
+        m = self._market_of(request.query.get("token_id"))
+        return _json({"price": core.format_price(m.last_trade) if m.last_trade else "0.5", "side": ""})
+
+    async def h_rebates(self, request: web.Request) -> web.Response:
+        maker = request.query.get("maker_address", "")
+        acct = self.engine.accounts.get(maker)
+        if acct is None or not acct.rebates:
+            return _json(None)
+        date = request.query.get("date") or time.strftime("%Y-%m-%d", time.gmtime())
+        return _json(
+            [
+                {
+                    "date": f"{date}T00:00:00Z",
+                    "condition_id": cid,
+                    "asset_address": "",
+                    "maker_address": maker,
+                    "rebated_fees_usdc": f"{float(v):.6f}",
+                }
+                for cid, v in acct.rebates.items()
+            ]
+        )
+
+    # -- private REST -------------------------------------------------------------------
+
+    async def h_balance(self, request: web.Request) -> web.Response:
+        key = await self._l2(request, b"")
+        acct = self.engine.account(key.address)
+        token = request.query.get("token_id", "")
+        if request.query.get("asset_type", "COLLATERAL").upper() == "CONDITIONAL":
+            return _json({"balance": str(acct.tokens.get(token, 0)), "allowances": {}})
+        return _json({"balance": str(acct.collateral), "allowances": {}})
+
+    def _parse_order(self, entry: dict[str, Any], key: ApiKey) -> Order:
+        try:
+            wire = entry["order"]
+            order_type = str(entry.get("orderType", "GTC"))
+            post_only = bool(entry.get("postOnly", False))
+            is_v2 = "timestamp" in wire
+            if is_v2 != (self.cfg.order_version == 2):
+                raise EngineError("order_version_mismatch", "order_version_mismatch")
+            token = str(wire["tokenId"])
+            m = self.engine.by_token.get(token)
+            if m is None:
+                raise EngineError(f"market not found for token id {token}")
+            oid = wire_order_hash(wire, self.cfg.chain_id, neg_risk=False)
+            signer = recover_signer(bytes.fromhex(oid[2:]), wire["signature"])
+        except (KeyError, ValueError, TypeError, SigningError):
+            raise EngineError("Invalid order payload") from None
+        if signer.lower() != str(wire["signer"]).lower():
+            raise EngineError("invalid signature")
+        if signer.lower() != key.address.lower():
+            raise EngineError("the order signer address has to be the address of the API KEY")
+        if entry.get("owner") != key.key:
+            raise EngineError("the order owner has to be the owner of the API KEY")
+        maker_amount, taker_amount = int(wire["makerAmount"]), int(wire["takerAmount"])
+        side = wire["side"]
+        shares, collateral = (taker_amount, maker_amount) if side == BUY else (maker_amount, taker_amount)
+        if shares <= 0 or side not in (BUY, SELL) or (collateral * SCALE) % shares:
+            raise EngineError(f"order {oid} is invalid. Price breaks minimum tick size rules")
+        return Order(
+            oid,
+            key.address,
+            key.key,
+            m.condition_id,
+            token,
+            side,
+            collateral * SCALE // shares,
+            shares,
+            order_type,
+            post_only,
+            int(wire.get("expiration", 0) or 0),
+        )
+
+    def _place(self, entry: dict[str, Any], key: ApiKey) -> dict[str, Any]:
+        try:
+            order = self._parse_order(entry, key)
+            if self.faults.server_error_share and self.rng.random() < self.faults.server_error_share:
+                return {"_status": 500, "error": "could not run the execution"}
+            result = self.engine.place(order, int(time.time() * 1000))
+        except EngineError as exc:
+            return {"success": False, "orderID": "", "status": "", "errorMsg": exc.message, "_code": exc.code}
+        self._publish(result)
+        status = "matched" if result.trades else "live"
+        if order.status == "CANCELED":
+            status = "unmatched"
+        return {
+            "success": True,
+            "orderID": order.id,
+            "status": status,
+            "makingAmount": "",
+            "takingAmount": "",
+            "errorMsg": "",
+            "tradeIDs": [t.id for t in result.trades],
+        }
+
+    async def h_post_order(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        key = await self._l2(request, body)
+        entry = orjson.loads(body)
+        fault = self._fault(True, bool(entry.get("postOnly", False)))
+        if fault:
+            return fault
+        limited = self._limit(key, 0, 1)
+        if limited:
+            return limited
+        reply = self._place(entry, key)
+        if reply.get("_status") == 500:
+            return _err(reply["error"], 500)
+        if not reply["success"]:
+            return _err(reply["errorMsg"])
+        await self._maybe_hold()
+        return _json(reply)
+
+    async def h_post_orders(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        key = await self._l2(request, body)
+        entries = orjson.loads(body)
+        if not isinstance(entries, list) or len(entries) > 15:
+            return _err("Invalid order payload: at most 15 orders per batch")
+        fault = self._fault(True, all(bool(e.get("postOnly", False)) for e in entries))
+        if fault:
+            return fault
+        limited = self._limit(key, 0, len(entries))
+        if limited:
+            return limited
+        replies = [self._place(e, key) for e in entries]
+        if any(r.get("_status") == 500 for r in replies):
+            return _err("could not run the execution", 500)
+        for r in replies:
+            if not r["success"] and r["errorMsg"] != "order_version_mismatch":
+                r["success"] = True  # a refused leg: success with an empty orderID and the reason
+            r.pop("_code", None)
+        await self._maybe_hold()
+        return _json(replies)
+
+    async def _maybe_hold(self) -> None:
+        if self.faults.timeout_after_place > 0:
+            self.faults.timeout_after_place -= 1
+            await asyncio.sleep(self.faults.hold_seconds)
+
+    def _cancel_ids(self, key: ApiKey, ids: list[str]) -> dict[str, Any]:
+        canceled, not_canceled = [], {}
+        for oid in dict.fromkeys(ids):
+            order, refusal, result = self.engine.cancel(oid, key.address)
+            if refusal:
+                not_canceled[oid] = refusal
+            else:
+                canceled.append(oid)
+                self._publish(result)
+        return {"canceled": canceled, "not_canceled": not_canceled}
+
+    async def h_cancel(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        key = await self._l2(request, body)
+        fault = self._fault(True)
+        return fault or self._limit(key, 1, 1) or _json(self._cancel_ids(key, [orjson.loads(body)["orderID"]]))
+
+    async def h_cancel_many(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        key = await self._l2(request, body)
+        ids = orjson.loads(body)
+        if len(ids) > 1000:
+            return _err("Invalid payload: at most 1000 order ids")
+        fault = self._fault(True)
+        return fault or self._limit(key, 1, len(ids)) or _json(self._cancel_ids(key, ids))
+
+    async def h_cancel_all(self, request: web.Request) -> web.Response:
+        key = await self._l2(request, await request.read())
+        fault = self._fault(True)
+        ids = [o.id for o in self.engine.live_orders(account=key.address)]
+        return fault or self._limit(key, 1, 1 + len(ids)) or _json(self._cancel_ids(key, ids))
+
+    async def h_cancel_market(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        key = await self._l2(request, body)
+        args = orjson.loads(body) if body else {}
+        ids = [o.id for o in self.engine.live_orders(key.address, args.get("market", ""), args.get("asset_id", ""))]
+        fault = self._fault(True)
+        return fault or self._limit(key, 1, 1 + len(ids)) or _json(self._cancel_ids(key, ids))
+
+    def _open_order(self, o: Order) -> dict[str, Any]:
+        m = self.engine.by_token[o.token]
+        return {
+            "id": o.id,
+            "status": "LIVE" if o.status == "LIVE" else o.status,
+            "owner": o.owner,
+            "maker_address": o.account,
+            "market": o.market,
+            "asset_id": o.token,
+            "side": o.side,
+            "original_size": core.format_size(o.size),
+            "size_matched": core.format_size(o.matched),
+            "price": core.format_price(o.price),
+            "outcome": "Up" if o.token == m.up else "Down",
+            "expiration": str(o.expiration),
+            "order_type": o.order_type,
+            "associate_trades": [],
+            "created_at": o.created_at,
+        }
+
+    async def h_orders_list(self, request: web.Request) -> web.Response:
+        key = await self._l2(request, b"")
+        q = request.query
+        orders = [
+            o
+            for o in self.engine.live_orders(key.address, q.get("market", ""), q.get("asset_id", ""))
+            if not q.get("id") or o.id == q["id"]
+        ]
+        return self._page([self._open_order(o) for o in orders], q.get("next_cursor", "MA=="))
+
+    def _page(self, rows: list[dict[str, Any]], cursor: str) -> web.Response:
+        if cursor == END_CURSOR:
+            return _err("invalid next_cursor")
+        start = _offset(cursor)
+        page = rows[start : start + self.cfg.page_size]
+        nxt = _cursor(start + len(page)) if start + len(page) < len(rows) else END_CURSOR
+        return _json({"limit": self.cfg.page_size, "count": len(page), "next_cursor": nxt, "data": page})
+
+    async def h_order_get(self, request: web.Request) -> web.Response:
+        key = await self._l2(request, b"")
+        o = self.engine.orders.get(request.match_info["oid"])
+        if o is None or o.account != key.address:
+            return _err("order not found", 404)
+        return _json(self._open_order(o))
+
+    async def h_trades(self, request: web.Request) -> web.Response:
+        key = await self._l2(request, b"")
+        q = request.query
+        rows = [
+            self._trade_msg(t, key)
+            for t in self.engine.trades
+            if (t.taker.owner == key.key or any(mf.order.owner == key.key for mf in t.makers))
+            and (not q.get("market") or t.market == q["market"])
+        ]
+        for r in rows:
+            r.pop("event_type", None)
+        return self._page(rows, q.get("next_cursor", "MA=="))
+
+    async def h_heartbeat(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        key = await self._l2(request, body)
+        sent = (orjson.loads(body) if body else {}).get("heartbeat_id", "")
+        current = self.heartbeats.get(key.address)
+        if current is not None and sent != current[0]:
+            return _err("Invalid Heartbeat ID", 400, heartbeat_id=current[0])
+        hb = str(uuid.UUID(int=self.rng.getrandbits(128)))
+        self.heartbeats[key.address] = (hb, time.monotonic())
+        return _json({"heartbeat_id": hb})
+
+    # -- WebSockets ---------------------------------------------------------------------
+
+    async def _ws_loop(
+        self, request: web.Request, on_message: Callable[[web.WebSocketResponse, Any], None], registry: dict[Any, Any]
+    ) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True, max_msg_size=1 << 20)
+        await ws.prepare(request)
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                if msg.data == "PING":
+                    if not self.faults.drop_pong:
+                        await ws.send_str("PONG")
+                    continue
+                try:
+                    on_message(ws, json.loads(msg.data))
+                except (ValueError, KeyError, TypeError, web.HTTPException):
+                    await ws.close(code=1008, message=b"bad subscription")
+        finally:
+            registry.pop(ws, None)
+        return ws
+
+    def _market_sub(self, ws: web.WebSocketResponse, msg: dict[str, Any]) -> None:
+        assets = [str(a) for a in msg.get("assets_ids", [])]
+        subs = self.market_sockets.setdefault(ws, set())
+        if msg.get("operation") == "unsubscribe":
+            subs.difference_update(assets)
+            return
+        subs.update(assets)
+        books = [self._book_msg(self.engine.by_token[a], a) for a in assets if a in self.engine.by_token]
+        if not self.faults.freeze_market:
+            self._send(ws, orjson.dumps(books))
+
+    def _user_sub(self, ws: web.WebSocketResponse, msg: dict[str, Any]) -> None:
+        if "auth" in msg:
+            a = msg["auth"]
+            key = self.keys.get(a.get("apiKey", ""))
+            if key is None or a.get("secret") != key.secret or a.get("passphrase") != key.passphrase:
+                raise web.HTTPUnauthorized()
+            self.user_sockets[ws] = (key, set(msg.get("markets") or []))
+            return
+        key, markets = self.user_sockets[ws]
+        if msg.get("operation") == "unsubscribe":
+            markets.difference_update(msg.get("markets", []))
+        else:
+            markets.update(msg.get("markets", []))
+
+    async def ws_market(self, request: web.Request) -> web.WebSocketResponse:
+        return await self._ws_loop(request, self._market_sub, self.market_sockets)
+
+    async def ws_user(self, request: web.Request) -> web.WebSocketResponse:
+        return await self._ws_loop(request, self._user_sub, self.user_sockets)
+
+    async def drop_sockets(self, channel: str = "market") -> None:
+        for ws in list(self.market_sockets if channel == "market" else self.user_sockets):
+            await ws.close()
+
+    def send_raw_market(self, frame: bytes) -> None:
+        """Send any bytes to every market subscriber (malformed-frame fault)."""
+        for ws in list(self.market_sockets):
+            self._send(ws, frame)
+
+    def invalidate_orders(self, address: str) -> None:
+        """Venue-side cancels the account did not ask for (status INVALID)."""
+        for o in self.engine.live_orders(account=address):
+            self._publish(self.engine.cancel(o.id, reason="venue invalidation")[2])
+
+    # -- Gamma --------------------------------------------------------------------------
+
+    async def g_event(self, request: web.Request) -> web.Response:
+        slug = request.match_info["slug"]
+        markets = [g for g in self.gamma_markets if g["slug"] == slug]
+        if not markets:
+            return _err("event not found", 404)
+        g = markets[0]
+        return _json(
+            {
+                "id": g["id"],
+                "slug": slug,
+                "title": g["question"],
+                "startDate": g["startDate"],
+                "endDate": g["endDate"],
+                "markets": markets,
+            }
+        )
+
+    async def g_markets(self, request: web.Request) -> web.Response:
+        slugs = request.query.getall("slug", [])
+        rows = [g for g in self.gamma_markets if not slugs or g["slug"] in slugs]
+        closed = request.query.get("closed")
+        if closed is not None:
+            rows = [g for g in rows if g["closed"] == (closed == "true")]
+        return _json(rows)
+
+    async def g_keyset(self, request: web.Request) -> web.Response:
+        after = request.query.get("after_cursor", "")
+        limit = min(int(request.query.get("limit", "100")), 500)
+        rows = sorted(self.gamma_markets, key=lambda g: int(g["id"]))
+        if after:
+            rows = [g for g in rows if int(g["id"]) > int(after)]
+        page = rows[:limit]
+        return _json({"markets": page, "next_cursor": page[-1]["id"] if len(rows) > limit else None})
+
+
+def load_scenario(ex: Exchange, path: str | Path) -> list[tuple[float, str, dict[str, Any]]]:
+    """A scenario file: JSON list of {"at": seconds, "fault": name, ...args}. Returns the plan;
+    :func:`run_scenario` plays it."""
+    plan = orjson.loads(Path(path).read_bytes())
+    if not isinstance(plan, list):
+        raise ValueError(f"{path}: a scenario is a JSON list of steps")
+    steps = []
+    for i, step in enumerate(plan):
+        if not isinstance(step, dict) or "fault" not in step:
+            raise ValueError(f"{path}: step {i} needs a 'fault'")
+        args = {k: v for k, v in step.items() if k not in ("at", "fault")}
+        steps.append((float(step.get("at", 0)), str(step["fault"]), args))
+    unknown = [name for _, name, _ in steps if name not in FAULTS]
+    if unknown:
+        raise ValueError(f"{path}: unknown faults {unknown}; known: {sorted(FAULTS)}")
+    return sorted(steps, key=lambda s: s[0])
+
+
+async def run_scenario(ex: Exchange, steps: list[tuple[float, str, dict[str, Any]]]) -> None:
+    start = time.monotonic()
+    for at, name, args in steps:
+        await asyncio.sleep(max(0.0, start + at - time.monotonic()))
+        _log.warning("scenario: %s %s", name, args)
+        result = FAULTS[name](ex, **args)
+        if asyncio.iscoroutine(result):
+            await result
+
+
+FAULTS: dict[str, Callable[..., Any]] = {
+    "drop_ws": lambda ex, channel="market": ex.drop_sockets(channel),
+    "freeze_market": lambda ex, on=True: setattr(ex.faults, "freeze_market", on),
+    "drop_pong": lambda ex, on=True: setattr(ex.faults, "drop_pong", on),
+    "delay_user": lambda ex, ms=500: setattr(ex.faults, "delay_user_ms", ms),
+    "reorder_user": lambda ex, on=True: setattr(ex.faults, "reorder_user", on),
+    "duplicate_user_trades": lambda ex, on=True: setattr(ex.faults, "duplicate_user_trades", on),
+    "engine_restart": lambda ex, restart_s=90.0, post_only_s=120.0: ex.faults.start_restart(restart_s, post_only_s),
+    "rate_limit_burst": lambda ex, count=10: setattr(ex.faults, "rate_limit_next", count),
+    "server_errors": lambda ex, share=0.2: setattr(ex.faults, "server_error_share", share),
+    "timeout_after_place": lambda ex, count=1, hold_seconds=10.0: (
+        setattr(ex.faults, "timeout_after_place", count),
+        setattr(ex.faults, "hold_seconds", hold_seconds),
+    ),
+    "malformed_frame": lambda ex, payload="{not json": ex.send_raw_market(payload.encode()),
+    "tick_size_change": lambda ex, market, tick="0.001": ex.force_tick_size(market, core.parse_price(tick)),
+    "invalidate_orders": lambda ex, address: ex.invalidate_orders(address),
+}

@@ -1,0 +1,273 @@
+"""The embedded exchange over real sockets: the official client, our venue layer, the channels,
+auth, the heartbeat dead-man switch, settlement (incl. ghost fills), Gamma discovery, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from py_clob_client_v2.client import ClobClient
+from py_clob_client_v2.clob_types import (
+    OpenOrderParams,
+    OrderArgsV2,
+    OrderPayload,
+    PartialCreateOrderOptions,
+    PostOrdersV2Args,
+)
+
+from active_quoting.exchange import server as server_mod
+from active_quoting.exchange.engine import FeeSchedule, Market
+from active_quoting.exchange.server import Exchange, ExchangeConfig, load_scenario
+from active_quoting.venue.market_data import MarketData
+from active_quoting.venue.orders import build_order
+from active_quoting.venue.rest import RestClient
+from active_quoting.venue.signing import ApiCredentials, OrderSigner
+from active_quoting.venue.ws import Backoff, MarketStream, UserStream
+from loopback_ws import wait_for
+
+MAKER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"  # throwaway
+TAKER_KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"  # throwaway
+UP, DOWN, CID = "1001", "1002", "0x" + "ab" * 32
+SH = 1_000_000
+
+
+@pytest_asyncio.fixture
+async def ex():
+    e = Exchange(ExchangeConfig(settle_delays_ms=(50, 100)))
+    await e.start()
+    e.add_market(Market(CID, UP, DOWN, fees=FeeSchedule()), {
+        "id": "1000001", "slug": "btc-updown-15m-1780000000", "conditionId": CID, "question": "BTC Up or Down",
+        "clobTokenIds": json.dumps([UP, DOWN]), "outcomes": json.dumps(["Up", "Down"]), "eventStartTime": "2026-05-28T00:00:00Z",
+        "startDate": "2026-05-27T23:45:00Z", "endDate": "2026-05-28T00:15:00Z", "orderPriceMinTickSize": 0.01,
+        "orderMinSize": 5, "closed": False, "feeSchedule": {"exponent": 1, "rate": 0.07, "takerOnly": True, "rebateRate": 0.2}})  # fmt: skip
+    yield e
+    await e.stop()
+
+
+async def derive(ex, key):
+    c = ClobClient(ex.clob_url, chain_id=137, key=key)
+    creds = await asyncio.to_thread(c.create_or_derive_api_key)
+    return ApiCredentials(creds.api_key, creds.api_secret, creds.api_passphrase)
+
+
+class Rec:
+    def __init__(self):
+        self.orders, self.fills, self.states, self.reconciles = [], [], [], 0
+
+    def on_order(self, u):
+        self.orders.append(u)
+
+    def on_fill(self, u):
+        self.fills.append(u)
+
+    def on_user_state(self, c):
+        self.states.append(c)
+
+    def on_reconcile_needed(self):
+        self.reconciles += 1
+
+
+@pytest.mark.asyncio
+async def test_official_client_conformance(ex):
+    def flow():
+        c = ClobClient(ex.clob_url, chain_id=137, key=MAKER_KEY)
+        c.set_api_creds(c.create_or_derive_api_key())
+        opts = PartialCreateOrderOptions(tick_size="0.01", neg_risk=False)
+        posted = c.create_and_post_order(
+            OrderArgsV2(token_id=UP, price=0.45, size=10, side="BUY"), options=opts, post_only=True
+        )
+        batch = c.post_orders([PostOrdersV2Args(order=c.create_order(OrderArgsV2(token_id=DOWN, price=p, size=5, side="BUY"), opts),
+                                              orderType="GTC") for p in (0.40, 0.41)], post_only=True)  # fmt: skip
+        open_orders = c.get_open_orders(OpenOrderParams())
+        book = c.get_order_book(UP)
+        hb = c.post_heartbeat("")
+        canceled = c.cancel_order(OrderPayload(orderID=posted["orderID"]))
+        return posted, batch, open_orders, book, hb, canceled
+
+    posted, batch, open_orders, book, hb, canceled = await asyncio.to_thread(flow)
+    assert posted["success"] and posted["status"] == "live" and posted["orderID"].startswith("0x")
+    assert [b["success"] and bool(b["orderID"]) for b in batch] == [True, True]
+    assert {o["id"] for o in open_orders} == {posted["orderID"]} | {b["orderID"] for b in batch}
+    assert book["bids"][-1] == {"price": "0.45", "size": "10"} and book["asks"][-1] == {"price": "0.59", "size": "5"}
+    assert hb["heartbeat_id"]
+    assert canceled == {"canceled": [posted["orderID"]], "not_canceled": {}}
+
+
+@pytest.mark.asyncio
+async def test_venue_layer_round_trip_with_fills_and_settlement(ex):
+    maker, taker = OrderSigner(MAKER_KEY), OrderSigner(TAKER_KEY)
+    mcreds, tcreds = await derive(ex, MAKER_KEY), await derive(ex, TAKER_KEY)
+    rest, trest = RestClient(ex.clob_url, maker, mcreds), RestClient(ex.clob_url, taker, tcreds)
+    rec = Rec()
+    user = UserStream(ex.ws_url + "/ws/user", mcreds, rec, [CID], backoff=Backoff(0.02, 0.1))
+    md = MarketData()
+    market = MarketStream(ex.ws_url + "/ws/market", md, rest=rest, backoff=lambda: Backoff(0.02, 0.1))
+    market.subscribe([UP, DOWN])
+    await user.start()
+    await market.start()
+    try:
+        await wait_for(lambda: market.is_readable(UP) and market.is_readable(DOWN) and ex.user_sockets)
+        (ours,) = await rest.post_orders([build_order(maker, UP, 1 - 1, 4800, 20 * SH, 100)])  # BUY Up 20 @ 0.48
+        assert ours.accepted and ours.status == "live"
+        await wait_for(lambda: md.books.get(UP).best_bid() == 4800 and md.books.get(DOWN).best_ask() == 5200)
+        # A taker sells Up into our bid by buying Down at 0.53 (a mint against our BUY Up).
+        (t,) = await trest.post_orders(
+            [build_order(taker, DOWN, 0, 5300, 8 * SH, 100)], order_type="GTC", post_only=False
+        )
+        assert t.accepted and t.status == "matched"
+        await wait_for(lambda: [f.fill.status for f in rec.fills] == ["MATCHED", "MINED", "CONFIRMED"])
+        fill = rec.fills[0].fill
+        assert (fill.order_id, fill.token, fill.side, fill.price, fill.size) == (
+            ours.order_hash,
+            UP,
+            "BUY",
+            4800,
+            8 * SH,
+        )
+        assert [o.kind for o in rec.orders][:2] == ["PLACEMENT", "UPDATE"]
+        await wait_for(lambda: md.books.get(UP).best_bid_size() == 12 * SH)
+        rest_book = await rest.book(UP)
+        assert rest_book["bids"][-1] == {"price": "0.48", "size": "12"}
+        assert md.books.get(UP).disagreements == 0 and md.errors == 0
+        assert ex.engine.accounts[maker.address].tokens[UP] == 8 * SH
+        open_orders = await rest.open_orders()
+        assert [o["id"] for o in open_orders] == [ours.order_hash] and open_orders[0]["size_matched"] == "8"
+        trades = await rest.trades()
+        assert len(trades) == 1 and trades[0]["maker_orders"][0]["order_id"] == ours.order_hash
+    finally:
+        await market.stop()
+        await user.stop()
+        await rest.close()
+        await trest.close()
+
+
+@pytest.mark.asyncio
+async def test_auth_and_signature_checks(ex):
+    maker, taker = OrderSigner(MAKER_KEY), OrderSigner(TAKER_KEY)
+    mcreds = await derive(ex, MAKER_KEY)
+    bad = RestClient(ex.clob_url, maker, ApiCredentials(mcreds.api_key, mcreds.secret, "nope"))
+    with pytest.raises(Exception) as err:
+        await bad.cancel_all()
+    assert getattr(err.value, "kind", "") == "auth"
+    await bad.close()
+    rest = RestClient(ex.clob_url, maker, mcreds)
+    (r,) = await rest.post_orders([build_order(taker, UP, 0, 4800, 10 * SH, 100)])  # signed by someone else
+    assert r.status == "rejected" and "signer" in r.error
+    (r,) = await rest.post_orders([build_order(maker, UP, 0, 4850, 10 * SH, 10)])  # our grid is 0.001, the market 0.01
+    assert r.error_kind == "invalid_tick"
+    (r,) = await rest.post_orders([build_order(maker, UP, 0, 4800, 2 * SH, 100)])
+    assert r.error_kind == "min_size"
+    (r,) = await rest.post_orders([build_order(maker, UP, 1, 4800, 10 * SH, 100)])  # SELL without tokens
+    assert r.error_kind == "balance"
+    await rest.close()
+
+
+@pytest.mark.asyncio
+async def test_heartbeat_dead_man_switch(ex, monkeypatch):
+    monkeypatch.setattr(server_mod, "HEARTBEAT_TIMEOUT_S", 0.6)
+    maker = OrderSigner(MAKER_KEY)
+    rest = RestClient(ex.clob_url, maker, await derive(ex, MAKER_KEY))
+    await rest.post_orders([build_order(maker, UP, 0, 4000, 10 * SH, 100)])
+    await rest.heartbeat()
+    await asyncio.sleep(0.3)
+    await rest.heartbeat()  # chained: still alive
+    assert len(ex.engine.live_orders(maker.address)) == 1
+    await wait_for(lambda: not ex.engine.live_orders(maker.address), timeout=3)
+    await rest.close()
+
+
+@pytest.mark.asyncio
+async def test_faults_restart_post_only_rate_limit_errors_and_held_answers(ex):
+    maker = OrderSigner(MAKER_KEY)
+    slept = []
+
+    async def fast_sleep(s):
+        slept.append(s)
+        await asyncio.sleep(s / 10)
+
+    rest = RestClient(ex.clob_url, maker, await derive(ex, MAKER_KEY), timeout=0.5, sleep=fast_sleep)
+    ex.faults.start_restart(restart_s=0.2, post_only_s=30)
+    (r,) = await rest.post_orders([build_order(maker, UP, 0, 4000, 10 * SH, 100)])
+    assert r.accepted and slept  # 425s backed off, then accepted (post-only is allowed)
+    (r,) = await rest.post_orders([build_order(maker, UP, 0, 4100, 10 * SH, 100)], post_only=False)
+    assert r.error_kind == "post_only_mode" and rest.post_only_until > 0
+    ex.faults.restart_until = ex.faults.post_only_until = 0
+    ex.faults.rate_limit_next = 2
+    with pytest.raises(Exception) as err:
+        await rest.cancel_all()
+    assert getattr(err.value, "kind", "") == "rate_limited"
+    ex.faults.server_error_share = 1.0
+    (r,) = await rest.post_orders([build_order(maker, UP, 0, 4200, 10 * SH, 100)])
+    assert r.unknown and r.error_kind == "server_error"
+    ex.faults.server_error_share = 0.0
+    ex.faults.timeout_after_place, ex.faults.hold_seconds = 1, 1.0
+    order = build_order(maker, UP, 0, 4300, 10 * SH, 100)
+    (r,) = await rest.post_orders([order])
+    assert r.unknown and r.error_kind == "timeout"
+    assert order.order_hash in {o["id"] for o in await rest.open_orders()}  # placed after all: reconcilable by hash
+    await rest.close()
+
+
+@pytest.mark.asyncio
+async def test_ghost_fill_duplicates_invalidation_and_malformed_frames(ex):
+    ex.cfg.ghost_share = 1.0
+    ex.faults.duplicate_user_trades = True
+    maker, taker = OrderSigner(MAKER_KEY), OrderSigner(TAKER_KEY)
+    mcreds, tcreds = await derive(ex, MAKER_KEY), await derive(ex, TAKER_KEY)
+    rest, trest = RestClient(ex.clob_url, maker, mcreds), RestClient(ex.clob_url, taker, tcreds)
+    rec = Rec()
+    user = UserStream(ex.ws_url + "/ws/user", mcreds, rec, [], backoff=Backoff(0.02, 0.1))
+    md = MarketData()
+    market = MarketStream(ex.ws_url + "/ws/market", md, backoff=lambda: Backoff(0.02, 0.1))
+    market.subscribe([UP])
+    await user.start()
+    await market.start()
+    try:
+        await wait_for(lambda: ex.user_sockets and market.is_readable(UP))
+        before = ex.engine.accounts[maker.address].collateral
+        await rest.post_orders([build_order(maker, UP, 0, 4800, 10 * SH, 100)])
+        await trest.post_orders([build_order(taker, DOWN, 0, 5200, 10 * SH, 100)], post_only=False)
+        await wait_for(lambda: [f.kind for f in rec.fills] == ["fill", "status", "reversal"])
+        assert [f.fill.status for f in rec.fills] == ["MATCHED", "RETRYING", "FAILED"]  # duplicates dropped
+        assert user.fills.duplicates >= 2
+        assert ex.engine.accounts[maker.address].collateral == before  # rolled back
+        assert ex.engine.accounts[maker.address].tokens.get(UP, 0) == 0
+        await rest.post_orders([build_order(maker, UP, 0, 4500, 10 * SH, 100)])
+        ex.invalidate_orders(maker.address)
+        await wait_for(lambda: rec.orders and rec.orders[-1].status == "INVALID")
+        ex.send_raw_market(b"{not json")
+        await wait_for(lambda: md.errors == 1)
+        assert market.is_readable(UP)  # the feed survives a malformed frame
+    finally:
+        await market.stop()
+        await user.stop()
+        await rest.close()
+        await trest.close()
+
+
+@pytest.mark.asyncio
+async def test_gamma_discovery(ex):
+    async with aiohttp.ClientSession() as s:
+        async with s.get(ex.gamma_url + "/events/slug/btc-updown-15m-1780000000") as r:
+            event = await r.json()
+        async with s.get(ex.gamma_url + "/markets", params={"slug": "btc-updown-15m-1780000000"}) as r:
+            (m,) = await r.json()
+        async with s.get(ex.clob_url + "/markets/" + CID) as r:
+            clob = await r.json()
+    assert event["markets"][0]["conditionId"] == CID
+    assert json.loads(m["clobTokenIds"]) == [UP, DOWN] and json.loads(m["outcomes"]) == ["Up", "Down"]
+    assert clob["tokens"][0] == {"token_id": UP, "outcome": "Up", "winner": False} and clob["accepting_orders"]
+
+
+def test_scenario_files(tmp_path):
+    ex = Exchange()
+    good = tmp_path / "s.json"
+    good.write_text('[{"at": 1, "fault": "drop_ws"}, {"at": 0, "fault": "engine_restart", "restart_s": 5}]')
+    assert [s[1] for s in load_scenario(ex, good)] == ["engine_restart", "drop_ws"]
+    bad = tmp_path / "b.json"
+    bad.write_text('[{"at": 1, "fault": "meteor"}]')
+    with pytest.raises(ValueError, match="unknown faults"):
+        load_scenario(ex, bad)
