@@ -7,6 +7,7 @@ import asyncio
 import json
 
 import aiohttp
+import orjson
 import pytest
 import pytest_asyncio
 from py_clob_client_v2.client import ClobClient
@@ -271,3 +272,76 @@ def test_scenario_files(tmp_path):
     bad.write_text('[{"at": 1, "fault": "meteor"}]')
     with pytest.raises(ValueError, match="unknown faults"):
         load_scenario(ex, bad)
+
+
+CAPTURE_SHAPES = {
+    "book": "ws_book.json",
+    "price_change": "ws_price_change_current.json",
+    "last_trade_price": "ws_last_trade_price.json",
+    "tick_size_change": "ws_tick_size_change.json",
+    "best_bid_ask": "ws_market_best_bid_ask_msg.json",
+    "market_resolved": "ws_market_resolved_msg.json",
+}
+
+
+@pytest.mark.asyncio
+async def test_exchange_messages_have_the_captured_shapes_and_custom_features_are_opt_in(ex):
+    from conftest import capture
+
+    maker, taker = OrderSigner(MAKER_KEY), OrderSigner(TAKER_KEY)
+    rest = RestClient(ex.clob_url, maker, await derive(ex, MAKER_KEY))
+    trest = RestClient(ex.clob_url, taker, await derive(ex, TAKER_KEY))
+    frames: dict[str, list[dict]] = {"custom": [], "plain": []}
+    async with aiohttp.ClientSession() as s:
+        socks = {}
+        for name, custom in (("custom", True), ("plain", False)):
+            ws = await s.ws_connect(ex.ws_url + "/ws/market")
+            await ws.send_str(
+                json.dumps({"assets_ids": [UP, DOWN], "type": "market", "custom_feature_enabled": custom})
+            )
+            socks[name] = ws
+
+        async def drain(name):
+            async for msg in socks[name]:
+                data = orjson.loads(msg.data)
+                frames[name] += data if isinstance(data, list) else [data]
+
+        tasks = [asyncio.ensure_future(drain(n)) for n in socks]
+        await rest.post_orders([build_order(maker, UP, 0, 9700, 10 * SH, 100)])  # a bid above 0.96: tick 0.001
+        await trest.post_orders([build_order(taker, DOWN, 0, 400, 5 * SH, 10)], post_only=False)
+        ex.resolve_market(CID, UP)
+        await wait_for(lambda: any(f["event_type"] == "market_resolved" for f in frames["custom"]))
+        await asyncio.sleep(0.1)
+        for t in tasks:
+            t.cancel()
+    by_type = {}
+    for f in frames["custom"]:
+        by_type.setdefault(f["event_type"], f)
+    for event_type, name in CAPTURE_SHAPES.items():
+        captured = orjson.loads(capture(name))
+        missing = (
+            set(captured)
+            - set(by_type[event_type])
+            - {"tags", "question", "description", "slug", "event_message", "outcomes"}
+        )
+        assert not missing, (event_type, missing)
+    assert set(orjson.loads(capture("ws_price_change_current.json"))["price_changes"][0]) <= set(
+        by_type["price_change"]["price_changes"][0]
+    )
+    assert by_type["tick_size_change"]["new_tick_size"] == "0.001"
+    assert {f["event_type"] for f in frames["plain"]} & {"best_bid_ask", "market_resolved"} == set()
+    await rest.close()
+    await trest.close()
+
+
+@pytest.mark.asyncio
+async def test_per_signer_token_bucket(ex):
+    ex.cfg.order_rate = (1.0, 3.0)
+    maker = OrderSigner(MAKER_KEY)
+    rest = RestClient(ex.clob_url, maker, await derive(ex, MAKER_KEY), sleep=lambda s: asyncio.sleep(0))
+    orders = [build_order(maker, UP, 0, 3000 + 100 * i, 5 * SH, 100) for i in range(4)]
+    results = await rest.post_orders(orders[:3])
+    assert all(r.accepted for r in results)
+    (r,) = await rest.post_orders(orders[3:])  # the 4th in the same second: over the burst of 3
+    assert r.error_kind == "rate_limited" and r.status == "rejected"
+    await rest.close()

@@ -36,6 +36,7 @@ from active_quoting.venue.signing import SigningError, clob_auth_digest, recover
 _log = logging.getLogger(__name__)
 
 HEARTBEAT_TIMEOUT_S = 15.0  # 10 s plus the 5 s buffer
+CUSTOM_FEATURE_EVENTS = frozenset({"best_bid_ask", "new_market", "market_resolved"})
 END_CURSOR = "LTE="
 
 
@@ -111,6 +112,12 @@ def _err(message: str, status: int = 400, **extra: object) -> web.Response:
     return _json({"error": message, **extra}, status)
 
 
+def _spread_text(top: tuple[str, str]) -> str:
+    """The venue's ``spread`` of a (best_bid, best_ask) pair given as the "0"/"1" sentinels allow."""
+    bid, ask = core.parse_price(top[0]), core.parse_price(top[1])
+    return core.format_price(ask - bid) if ask > bid else "0"
+
+
 def _cursor(offset: int) -> str:
     return base64.b64encode(str(offset).encode()).decode()
 
@@ -133,6 +140,7 @@ class Exchange:
         self.buckets: dict[str, tuple[_Bucket, _Bucket]] = {}
         self.gamma_markets: list[dict[str, Any]] = []
         self.market_sockets: dict[web.WebSocketResponse, set[str]] = {}
+        self.custom_feature: set[web.WebSocketResponse] = set()
         self.user_sockets: dict[web.WebSocketResponse, tuple[ApiKey, set[str]]] = {}
         self.sent_frames = 0
         self._record = open(self.cfg.record, "ab") if self.cfg.record else None  # noqa: SIM115 - closed in stop()
@@ -280,14 +288,19 @@ class Exchange:
         self.sent_frames += 1
         self._spawn(ws.send_str(frame.decode()))
 
-    def _broadcast_market(self, tokens: set[str] | None, msg: object) -> None:
+    def _broadcast_market(self, tokens: set[str] | None, msg: dict[str, Any]) -> None:
+        """Send to subscribers of ``tokens`` (None = everyone); the custom-feature events only to
+        connections that asked for them with ``custom_feature_enabled``."""
         if self.faults.freeze_market:
             return
         frame = orjson.dumps(msg)
         if self._record:
             # The recording is the feed of a subscriber to every token, one frame per line.
             self._record.write(frame + b"\n")
+        custom_only = msg.get("event_type") in CUSTOM_FEATURE_EVENTS
         for ws, subs in list(self.market_sockets.items()):
+            if custom_only and ws not in self.custom_feature:
+                continue
             if tokens is None or subs & tokens:
                 self._send(ws, frame)
 
@@ -364,6 +377,7 @@ class Exchange:
                         "asset_id": token,
                         "best_bid": top[0],
                         "best_ask": top[1],
+                        "spread": _spread_text(top),
                         "timestamp": now,
                     },
                 )
@@ -988,6 +1002,7 @@ class Exchange:
                     await ws.close(code=1008, message=b"bad subscription")
         finally:
             registry.pop(ws, None)
+            self.custom_feature.discard(ws)
         return ws
 
     def _market_sub(self, ws: web.WebSocketResponse, msg: dict[str, Any]) -> None:
@@ -997,6 +1012,8 @@ class Exchange:
             subs.difference_update(assets)
             return
         subs.update(assets)
+        if msg.get("custom_feature_enabled"):
+            self.custom_feature.add(ws)
         books = [self._book_msg(self.engine.by_token[a], a) for a in assets if a in self.engine.by_token]
         if not self.faults.freeze_market:
             self._send(ws, orjson.dumps(books))
