@@ -144,6 +144,64 @@ def _cmd_exchange(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from active_quoting.bot import Bot, RunOptions
+    from active_quoting.report import build_report, render_text
+    from active_quoting.strategy.config import ConfigError, load_config
+
+    if args.venue != "embedded":
+        print(
+            "active-quoting run: only the embedded exchange is available in this version; live trading "
+            "(--venue polymarket --live) is not implemented yet and is refused rather than guessed",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"active-quoting run: bad config: {exc}", file=sys.stderr)
+        return 2
+    assets = tuple(a.strip().lower() for a in args.assets.split(",") if a.strip())
+    if not assets or args.duration <= 0 or args.window_seconds < 30:
+        print("active-quoting run: need assets, a positive --duration and --window-seconds >= 30", file=sys.stderr)
+        return 2
+    opts = RunOptions(assets=assets, duration_s=args.duration, seed=args.seed, window_s=args.window_seconds,
+                      stop_before_end_s=max(3, args.window_seconds // 20), db=args.db, strategy=args.strategy)  # fmt: skip
+    print(f"active-quoting: {args.strategy} strategy on {', '.join(assets)} against the embedded exchange "
+          f"for {args.duration:.0f}s (core: {__import__('active_quoting.core', fromlist=['IMPL']).IMPL}; store: {args.db})",
+          file=sys.stderr)  # fmt: skip
+    asyncio.run(Bot(cfg, opts).run())
+    from active_quoting.store.sqlite import Store
+
+    store = Store(args.db)
+    try:
+        print(render_text(build_report(store)))
+    finally:
+        store.close()
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from active_quoting.report import build_report, render_text, to_jsonable
+    from active_quoting.store.sqlite import Store
+
+    if not Path(args.db).is_file():
+        print(f"active-quoting report: no such store: {args.db}", file=sys.stderr)
+        return 2
+    store = Store(args.db)
+    try:
+        report = build_report(store)
+    finally:
+        store.close()
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(to_jsonable(report), option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        print(render_text(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="active-quoting", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -192,6 +250,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", help="append every frame sent to this file (inspectable with `inspect`)")
     p.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0 = until SIGINT)")
     p.set_defaults(func=_cmd_exchange)
+
+    p = sub.add_parser("run", help="run the market maker (default: against the embedded exchange) and print its report")
+    p.add_argument("--venue", default="embedded", choices=("embedded", "polymarket"))
+    p.add_argument("--live", action="store_true", help="required to send orders to a real venue")
+    p.add_argument("--assets", default="btc,eth,sol")
+    p.add_argument("--duration", type=float, default=120.0, help="seconds to run")
+    p.add_argument("--window-seconds", type=int, default=900, help="embedded exchange window length")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--config", help="TOML config (defaults: the design's parameter defaults)")
+    p.add_argument("--db", default="active-quoting.db", help="SQLite store (kept across restarts)")
+    p.add_argument("--strategy", default="active", choices=("active", "only50"))
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("report", help="report a run from its store")
+    p.add_argument("--db", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 

@@ -59,6 +59,8 @@ class FillAnalytics:
         self._markets: dict[str, _MarketStats] = defaultdict(_MarketStats)
         self._fees: dict[str, FeeSchedule] = {}
         self._seen: dict[tuple[str, str], Fill] = {}
+        # Per token, the (trade id, order id) of each tracker fill index, to store markouts by fill.
+        self.fill_keys: dict[str, list[tuple[str, str]]] = {}
         self._start_ms: int | None = None
         self._last_ms = 0
 
@@ -106,6 +108,7 @@ class FillAnalytics:
         if fill.status == FAILED:
             return
         tracker = self.tracker(fill.token)
+        self.fill_keys.setdefault(fill.token, []).append(fill.key)
         index = tracker.add_fill(fill.t_ms or now_ms, 0 if fill.side == BUY else 1, fill.price, fill.size)
         edge = tracker.at_fill(index)
         if edge != core.UNAVAILABLE:

@@ -189,6 +189,30 @@ class RestClient:
         ts = int(self.clock()) + self.clock_offset
         return l2_headers(self.creds, self.signer.address, ts, method, path, body)
 
+    # -- L1: API credentials ------------------------------------------------------------
+
+    async def create_or_derive_api_key(self, nonce: int = 0) -> ApiCredentials:
+        """L1 ``ClobAuth``-signed: create the key (``POST /auth/api-key``), or derive the
+        existing one (``GET /auth/derive-api-key``), as the official client does."""
+        if self.signer is None:
+            raise VenueError("auth", "deriving API credentials needs a signer")
+        for method, path in (("POST", "/auth/api-key"), ("GET", "/auth/derive-api-key")):
+            ts = int(self.clock()) + self.clock_offset
+            headers = {
+                "POLY_ADDRESS": self.signer.address,
+                "POLY_SIGNATURE": self.signer.clob_auth_signature(ts, nonce),
+                "POLY_TIMESTAMP": str(ts),
+                "POLY_NONCE": str(nonce),
+            }
+            if self._session is None:
+                await self.start()
+            async with self._session.request(method, self.base_url + path, headers=headers) as resp:  # type: ignore[union-attr]
+                if resp.status == 200:
+                    out = orjson.loads(await resp.read())
+                    self.creds = ApiCredentials(out["apiKey"], out["secret"], out["passphrase"])
+                    return self.creds
+        raise VenueError("auth", "could not create or derive API credentials")
+
     # -- public -------------------------------------------------------------------------
 
     async def server_time(self) -> int:

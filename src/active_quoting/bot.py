@@ -1,0 +1,362 @@
+"""The bot: wiring and lifecycle.
+
+With no venue configured it starts the embedded exchange in-process and trades it over real
+loopback sockets with a throwaway key. Startup: store and positions restored from it, API
+credentials (L1), both channels, reconciliation with the venue, heartbeat, then quoting.
+Rollover: windows are discovered by slug, subscribed on both channels, quoted until
+``stop_before_end_s`` before their end, then their orders are cancelled; resolutions settle
+positions. Shutdown (duration, SIGINT/SIGTERM): stop quoting, cancel all, confirm, flush the
+store, report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from active_quoting import core
+from active_quoting.analytics.fills import FeeSchedule as AnalyticsFees
+from active_quoting.analytics.fills import FillAnalytics
+from active_quoting.discovery import Discovery, WindowInfo
+from active_quoting.execution.order_manager import MarketRef, OrderManager
+from active_quoting.model import Fill
+from active_quoting.store.sqlite import Store
+from active_quoting.strategy.config import Config
+from active_quoting.strategy.inventory import InventoryError, InventoryManager
+from active_quoting.strategy.momentum import MomentumDetector
+from active_quoting.strategy.quoting import MarketDecision, MarketQuoter, SideDecision
+from active_quoting.strategy.risk import RiskManager
+from active_quoting.venue.market_codec import LastTradePriceEvent, MarketResolvedEvent
+from active_quoting.venue.market_data import MarketData
+from active_quoting.venue.rest import RestClient
+from active_quoting.venue.signing import OrderSigner
+from active_quoting.venue.user_codec import FillUpdate, OrderUpdate
+from active_quoting.venue.ws import MarketStream, UserStream
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOptions:
+    assets: tuple[str, ...] = ("btc", "eth", "sol")
+    duration_s: float = 120.0
+    seed: int = 7
+    window_s: int = 900
+    stop_before_end_s: int = 20
+    db: str = "active-quoting.db"
+    strategy: str = "active"  # or "only50"
+    loop_ms: int = 100
+    exchange_config: dict[str, Any] = field(default_factory=dict)
+
+
+def throwaway_key(seed: int) -> str:
+    """A deterministic key for the embedded exchange only (reproducible runs); never a real one."""
+    return "0x" + hashlib.sha256(f"active-quoting throwaway key {seed}".encode()).hexdigest()
+
+
+class Bot:
+    def __init__(self, cfg: Config, opts: RunOptions) -> None:
+        self.cfg = cfg
+        self.opts = opts
+        self.store = Store(opts.db)
+        self.inventory = InventoryManager(cfg.inventory)
+        self.analytics = FillAnalytics(cfg.analytics)
+        self.momentum = MomentumDetector(cfg.momentum)
+        self.risk = RiskManager(cfg.risk)
+        self.quoter = MarketQuoter(cfg, self.inventory, self.momentum, self.risk)
+        self.windows: dict[str, WindowInfo] = {}
+        self.token_market: dict[str, str] = {}
+        self.resolved: set[str] = set()
+        self.last_market_event_ms = int(time.time() * 1000)
+        self.fills_seen = 0
+        self._stop = asyncio.Event()
+        self._restore()
+
+    # -- restart ------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        """Positions and realized P&L from the stored fills; the kill switch from the store."""
+        for m in self.store.markets():
+            self.inventory.register_market(m["condition_id"], m["up"], m["down"])
+            self.token_market[m["up"]] = self.token_market[m["down"]] = m["condition_id"]
+        for f in self.store.fills():
+            try:
+                self.inventory.apply_fill(f)
+            except InventoryError as exc:
+                _log.error("stored fill not restorable: %s", exc)
+        for m in self.store.markets():
+            if m["winner"]:
+                self.inventory.resolve(m["condition_id"], m["winner"])
+                self.resolved.add(m["condition_id"])
+        if self.store.get("kill_switch") == "1":
+            self.risk.kill(int(time.time() * 1000), "kill switch still set from a previous run")
+
+    # -- listeners ----------------------------------------------------------------------
+
+    def on_market_events(self, events: list[Any]) -> None:
+        now = int(time.time() * 1000)
+        self.last_market_event_ms = now
+        books = self.market.md.books
+        touched: set[str] = set()
+        for ev in events:
+            cls = type(ev)
+            if cls is LastTradePriceEvent:
+                cid = self.token_market.get(ev.asset_id)
+                w = self.windows.get(cid or "")
+                if w is not None:
+                    price = core.parse_price(ev.price)
+                    self.momentum.on_trade(cid, now, price if ev.asset_id == w.up else core.MAX_PRICE - price, w.tick)
+            elif cls is MarketResolvedEvent:
+                if ev.market in self.windows and ev.winning_asset_id:
+                    self._resolve(ev.market, ev.winning_asset_id)
+            else:
+                for entry in getattr(ev, "price_changes", ()) or ():
+                    touched.add(entry.asset_id)
+                if getattr(ev, "asset_id", "") and hasattr(ev, "bids"):
+                    touched.add(ev.asset_id)
+        for token in touched:
+            book = books.get(token)
+            if book is None:
+                continue
+            self.analytics.on_mid(token, now, book.mid_x2())
+            cid = self.token_market.get(token)
+            if cid in self.windows and token == self.windows[cid].up:
+                self.momentum.on_book(cid, now, book)
+
+    def on_tick_size_change(self, asset_id: str, tick: int) -> None:
+        cid = self.token_market.get(asset_id)
+        if cid and cid in self.orders.markets and asset_id == self.orders.markets[cid].up:
+            ref = self.orders.markets[cid]
+            self.orders.markets[cid] = MarketRef(ref.condition_id, ref.up, ref.down, tick)
+
+    def on_feed_state(self, shard: int, connected: bool) -> None:
+        self.risk.on_market_channel(int(time.time() * 1000), connected)
+
+    def on_feed_stale(self, shard: int, reason: str) -> None:
+        _log.warning("market feed stale (shard %s): %s", shard, reason)
+
+    def on_order(self, update: OrderUpdate) -> None:
+        self.orders.on_order(update)
+
+    def on_fill(self, update: FillUpdate) -> None:
+        f: Fill = update.fill
+        now = int(time.time() * 1000)
+        if f.market not in self.windows and f.market not in self.token_market.values():
+            return
+        if self.store.fill(f):
+            try:
+                self.inventory.apply_fill(f)
+            except InventoryError as exc:
+                _log.error("fill not accounted: %s", exc)
+        self.analytics.on_fill(f, now)
+        self.fills_seen += 1
+
+    def on_user_state(self, connected: bool) -> None:
+        self.risk.on_user_channel(int(time.time() * 1000), connected)
+
+    def on_reconcile_needed(self) -> None:
+        asyncio.get_running_loop().create_task(self.orders.reconcile())
+
+    # -- markets ------------------------------------------------------------------------
+
+    async def _discover(self, now: float) -> None:
+        for asset in self.opts.assets:
+            for w in await self.discovery.current_and_next(asset, now):
+                if w.condition_id in self.windows:
+                    continue
+                self.windows[w.condition_id] = w
+                self.token_market[w.up] = self.token_market[w.down] = w.condition_id
+                self.inventory.register_market(w.condition_id, w.up, w.down)
+                self.analytics.set_fee_schedule(
+                    w.condition_id, AnalyticsFees(w.fee_rate, w.fee_exponent, w.rebate_share)
+                )
+                self.orders.add_market(MarketRef(w.condition_id, w.up, w.down, w.tick))
+                self.store.market(w.condition_id, w.slug, w.up, w.down, w.start, w.end, str(w.fee_rate),
+                                  str(w.rebate_share), w.fee_exponent)  # fmt: skip
+                self.market.subscribe([w.up, w.down])
+                self.user.subscribe([w.condition_id])
+                _log.info("window %s listed (%s .. %s)", w.slug, w.start, w.end)
+
+    def _resolve(self, cid: str, winner: str) -> None:
+        if cid in self.resolved:
+            return
+        self.resolved.add(cid)
+        pnl = self.inventory.resolve(cid, winner)
+        self.store.resolved(cid, winner)
+        _log.info("market %s resolved: realized %.4f USDC", self.windows[cid].slug, float(pnl))
+
+    def _quotable(self, w: WindowInfo, now: float) -> bool:
+        return w.start <= now < w.end - self.opts.stop_before_end_s and w.condition_id not in self.resolved
+
+    def _only50(self, cid: str, now_ms: int) -> tuple[MarketDecision, list[tuple[int, int, int, int]]]:
+        """The baseline: passive BUYs at 0.50 on both tokens, the heavier side paused."""
+        w = self.windows[cid]
+        up, down = self.inventory.held(cid)
+        size = max(w.min_size, int(self.cfg.orders.order_size_usdc * core.SIZE_SCALE * core.PRICE_SCALE) // 5000)
+        size = size // 10_000 * 10_000
+        mult = self.risk.multiplier_pct(cid)
+        limit = self.inventory.max_position * mult // 100
+        legs, sides = [], {}
+        for name, token_index, held, other in (("bid", core.UP, up, down), ("ask", core.DOWN, down, up)):
+            resting = self.orders.resting(cid, name)
+            want = mult > 0 and held - other + size <= limit
+            if resting.price == core.NO_PRICE and want:
+                sides[name] = SideDecision(5000, size, core.PLACE)
+                legs.append((token_index, core.BUY, 5000, size))
+            elif resting.price != core.NO_PRICE and not want:
+                sides[name] = SideDecision(core.NO_PRICE, 0, core.CANCEL)
+            else:
+                sides[name] = SideDecision(resting.price, resting.size, core.KEEP if resting.size else core.NONE)
+        return MarketDecision(cid, sides["bid"], sides["ask"], False, mult), legs
+
+    async def _quote_once(self, now: float) -> None:
+        now_ms = int(now * 1000)
+        for cid, w in self.windows.items():
+            if self._quotable(w, now):
+                if self.opts.strategy == "only50":
+                    decision, legs = self._only50(cid, now_ms)
+                else:
+                    book = self.market.md.books.get(w.up) if self.market.is_readable(w.up) else None
+                    decision = self.quoter.decide(
+                        cid, book, now_ms, self.orders.resting(cid, "bid"), self.orders.resting(cid, "ask"),
+                        self.orders.pending(), w.min_size,
+                    )  # fmt: skip
+                    legs = self.quoter.venue_orders(cid, decision)
+                self.orders.stage(decision, legs, now)
+            elif self.orders.live(cid):
+                none = SideDecision(core.NO_PRICE, 0, core.CANCEL)
+                self.orders.stage(MarketDecision(cid, none, none, False, 0), [], now)
+        await self.orders.flush()
+
+    def _pnl_update(self, now_ms: int) -> None:
+        books = self.market.md.books
+        for cid, w in self.windows.items():
+            marks = {}
+            for token in (w.up, w.down):
+                b = books.get(token)
+                if b is not None and not b.is_crossed():
+                    marks[token] = b.mid_x2()
+            pnl = self.inventory.realized(cid) + self.inventory.unrealized(cid, marks)
+            self.risk.on_pnl(now_ms, cid, pnl)
+
+    def _risk_events(self) -> bool:
+        cancel = False
+        for e in self.risk.drain_events():
+            self.store.risk_event(e.t_ms, e.scope, e.old, e.new, e.reason)
+            _log.warning("risk %s: %s -> %s (%s)", e.scope, e.old, e.new, e.reason)
+            cancel = cancel or (e.cancel_all and e.scope == "global")
+        self.store.put("kill_switch", "1" if self.risk.killed else "0")
+        return cancel
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def _heartbeats(self) -> None:
+        while True:
+            try:
+                await self.rest.heartbeat()
+                self.risk.on_success(int(time.time() * 1000))
+            except Exception as exc:  # noqa: BLE001 - a missed heartbeat is a risk event, not a crash
+                _log.warning("heartbeat failed: %s", exc)
+                self.risk.on_error(int(time.time() * 1000), "heartbeat")
+            await asyncio.sleep(5)
+
+    async def run(self) -> None:
+        from active_quoting.exchange.flow import FlowConfig, MarketFlow
+        from active_quoting.exchange.server import Exchange, ExchangeConfig
+
+        self.exchange = Exchange(ExchangeConfig(seed=self.opts.seed, **self.opts.exchange_config))
+        await self.exchange.start()
+        self.flow = MarketFlow(self.exchange, FlowConfig(assets=self.opts.assets, window_s=self.opts.window_s,
+                                                         seed=self.opts.seed))  # fmt: skip
+        self.flow.start()
+        self.signer = OrderSigner(throwaway_key(self.opts.seed))
+        self.rest = RestClient(self.exchange.clob_url, self.signer)
+        creds = await self.rest.create_or_derive_api_key()
+        self.orders = OrderManager(
+            self.rest, self.signer, self.store,
+            min_refresh_ms=self.cfg.refresh.min_interval_ms, global_cap_per_sec=self.cfg.refresh.global_cap_per_sec,
+            on_error=lambda kind: self.risk.on_error(int(time.time() * 1000), kind),
+            on_success=lambda: self.risk.on_success(int(time.time() * 1000)),
+        )  # fmt: skip
+        self.discovery = Discovery(self.exchange.gamma_url, self.opts.window_s)
+        self.market = MarketStream(self.exchange.ws_url + "/ws/market", MarketData(), self, rest=self.rest)
+        self.user = UserStream(self.exchange.ws_url + "/ws/user", creds, self, [], is_our_order=self.orders.is_ours)
+        await self._discover(time.time())
+        for cid in self.windows:
+            self.orders.add_market(MarketRef(cid, self.windows[cid].up, self.windows[cid].down, self.windows[cid].tick))
+        await self.orders.reconcile()  # adopt what the venue still holds for us
+        await self.market.start()
+        await self.user.start()
+        hb = asyncio.get_running_loop().create_task(self._heartbeats())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self._stop.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        deadline = time.time() + self.opts.duration_s
+        last_discovery = last_reconcile = last_pnl = 0.0
+        try:
+            while not self._stop.is_set() and time.time() < deadline:
+                now = time.time()
+                if now - last_discovery >= 1.0:
+                    await self._discover(now)
+                    last_discovery = now
+                await self._quote_once(now)
+                now_ms = int(now * 1000)
+                if now - last_pnl >= 1.0:
+                    self._pnl_update(now_ms)
+                    self.analytics.flush(now_ms)
+                    last_pnl = now
+                self.risk.check_stale(now_ms, self.last_market_event_ms, self.user.conn.connected)
+                self.risk.tick(now_ms)
+                if self._risk_events():
+                    await self.orders.cancel_all()
+                if now - last_reconcile >= 10.0:
+                    await self.orders.reconcile()
+                    last_reconcile = now
+                await asyncio.sleep(self.opts.loop_ms / 1000)
+        finally:
+            hb.cancel()
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        await self.orders.cancel_all()
+        for _ in range(20):
+            await self.orders.reconcile()
+            if not self.orders.live():
+                break
+            await asyncio.sleep(0.25)
+        await asyncio.sleep(0.3)  # the last settlements and order events
+        now_ms = int(time.time() * 1000)
+        self.analytics.flush(now_ms)
+        self._save_markouts()
+        self._risk_events()
+        await self.market.stop()
+        await self.user.stop()
+        await self.rest.close()
+        await self.discovery.close()
+        await self.flow.stop()
+        await self.exchange.stop()
+        self.store.put("last_run_end_ms", str(now_ms))
+        self.store.close()
+
+    def _save_markouts(self) -> None:
+        for token, tracker in self.analytics._trackers.items():  # type: ignore[attr-defined]
+            keys = self.analytics.fill_keys.get(token, [])
+            for i in range(tracker.fill_count):
+                if i >= len(keys):
+                    break
+                trade_id, order_id = keys[i]
+                edge = tracker.at_fill(i)
+                if edge not in (core.PENDING, core.UNAVAILABLE):
+                    self.store.markout(trade_id, order_id, 0, edge)
+                for h, secs in enumerate(self.analytics.horizons_s):
+                    v = tracker.markout(i, h)
+                    if v not in (core.PENDING, core.UNAVAILABLE):
+                        self.store.markout(trade_id, order_id, secs, v)
