@@ -19,8 +19,12 @@ $(STAMP): $(PY) $(SOURCES)
 
 build: $(STAMP)
 
+# The bot against the embedded exchange: 3 assets, 1-minute windows (so rollovers happen),
+# a fixed seed, 3 minutes, then its report. RUN_ARGS overrides, e.g. RUN_ARGS="--duration 600".
+RUN_ARGS ?= --assets btc,eth,sol --window-seconds 60 --duration 180 --seed 7
 run: $(STAMP)
-	$(VENV)/bin/active-quoting inspect --sample
+	rm -f run.db run.db-wal run.db-shm
+	$(VENV)/bin/active-quoting run $(RUN_ARGS) --db run.db
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks setup.py

@@ -176,8 +176,17 @@ class Bot:
                     w.condition_id, AnalyticsFees(w.fee_rate, w.fee_exponent, w.rebate_share)
                 )
                 self.orders.add_market(MarketRef(w.condition_id, w.up, w.down, w.tick))
-                self.store.market(w.condition_id, w.slug, w.up, w.down, w.start, w.end, str(w.fee_rate),
-                                  str(w.rebate_share), w.fee_exponent)  # fmt: skip
+                self.store.market(
+                    w.condition_id,
+                    w.slug,
+                    w.up,
+                    w.down,
+                    w.start,
+                    w.end,
+                    str(w.fee_rate),
+                    str(w.rebate_share),
+                    w.fee_exponent,
+                )
                 self.market.subscribe([w.up, w.down])
                 self.user.subscribe([w.condition_id])
                 _log.info("window %s listed (%s .. %s)", w.slug, w.start, w.end)
@@ -223,9 +232,14 @@ class Bot:
                 else:
                     book = self.market.md.books.get(w.up) if self.market.is_readable(w.up) else None
                     decision = self.quoter.decide(
-                        cid, book, now_ms, self.orders.resting(cid, "bid"), self.orders.resting(cid, "ask"),
-                        self.orders.pending(), w.min_size,
-                    )  # fmt: skip
+                        cid,
+                        book,
+                        now_ms,
+                        self.orders.resting(cid, "bid"),
+                        self.orders.resting(cid, "ask"),
+                        self.orders.pending(),
+                        w.min_size,
+                    )
                     legs = self.quoter.venue_orders(cid, decision)
                 self.orders.stage(decision, legs, now)
             elif self.orders.live(cid):
@@ -271,18 +285,22 @@ class Bot:
 
         self.exchange = Exchange(ExchangeConfig(seed=self.opts.seed, **self.opts.exchange_config))
         await self.exchange.start()
-        self.flow = MarketFlow(self.exchange, FlowConfig(assets=self.opts.assets, window_s=self.opts.window_s,
-                                                         seed=self.opts.seed))  # fmt: skip
+        self.flow = MarketFlow(
+            self.exchange, FlowConfig(assets=self.opts.assets, window_s=self.opts.window_s, seed=self.opts.seed)
+        )
         self.flow.start()
         self.signer = OrderSigner(throwaway_key(self.opts.seed))
         self.rest = RestClient(self.exchange.clob_url, self.signer)
         creds = await self.rest.create_or_derive_api_key()
         self.orders = OrderManager(
-            self.rest, self.signer, self.store,
-            min_refresh_ms=self.cfg.refresh.min_interval_ms, global_cap_per_sec=self.cfg.refresh.global_cap_per_sec,
+            self.rest,
+            self.signer,
+            self.store,
+            min_refresh_ms=self.cfg.refresh.min_interval_ms,
+            global_cap_per_sec=self.cfg.refresh.global_cap_per_sec,
             on_error=lambda kind: self.risk.on_error(int(time.time() * 1000), kind),
             on_success=lambda: self.risk.on_success(int(time.time() * 1000)),
-        )  # fmt: skip
+        )
         self.discovery = Discovery(self.exchange.gamma_url, self.opts.window_s)
         self.market = MarketStream(self.exchange.ws_url + "/ws/market", MarketData(), self, rest=self.rest)
         self.user = UserStream(self.exchange.ws_url + "/ws/user", creds, self, [], is_our_order=self.orders.is_ours)

@@ -167,11 +167,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not assets or args.duration <= 0 or args.window_seconds < 30:
         print("active-quoting run: need assets, a positive --duration and --window-seconds >= 30", file=sys.stderr)
         return 2
-    opts = RunOptions(assets=assets, duration_s=args.duration, seed=args.seed, window_s=args.window_seconds,
-                      stop_before_end_s=max(3, args.window_seconds // 20), db=args.db, strategy=args.strategy)  # fmt: skip
-    print(f"active-quoting: {args.strategy} strategy on {', '.join(assets)} against the embedded exchange "
-          f"for {args.duration:.0f}s (core: {__import__('active_quoting.core', fromlist=['IMPL']).IMPL}; store: {args.db})",
-          file=sys.stderr)  # fmt: skip
+    opts = RunOptions(
+        assets=assets,
+        duration_s=args.duration,
+        seed=args.seed,
+        window_s=args.window_seconds,
+        stop_before_end_s=max(3, args.window_seconds // 20),
+        db=args.db,
+        strategy=args.strategy,
+    )
+    from active_quoting import core
+
+    print(
+        f"active-quoting: {args.strategy} strategy on {', '.join(assets)} against the embedded exchange "
+        f"for {args.duration:.0f}s (core: {core.IMPL}; store: {args.db})",
+        file=sys.stderr,
+    )
     asyncio.run(Bot(cfg, opts).run())
     from active_quoting.store.sqlite import Store
 

@@ -41,6 +41,13 @@ class WindowInfo:
     closed: bool
 
 
+def window_slug(asset: str, window_s: int, start: int) -> str:
+    """``{asset}-updown-{15m|5m|...}-{start}``; windows shorter than a minute (demos, tests)
+    are labelled in seconds."""
+    label = f"{window_s // 60}m" if window_s % 60 == 0 else f"{window_s}s"
+    return f"{asset}-updown-{label}-{start}"
+
+
 def _iso_to_unix(text: str) -> int:
     return calendar.timegm(time.strptime(text.replace("Z", "")[:19], "%Y-%m-%dT%H:%M:%S"))
 
@@ -88,7 +95,7 @@ class Discovery:
             self._session = None
 
     def slug(self, asset: str, start: int) -> str:
-        return f"{asset}-updown-{self.window_s // 60}m-{start}"
+        return window_slug(asset, self.window_s, start)
 
     async def window(self, asset: str, start: int) -> WindowInfo | None:
         if self._session is None:

@@ -46,10 +46,15 @@ def build_report(store: Store, toxicity_horizon_s: int = 5, toxicity_threshold_u
         rate, share, exp = Fraction(m["fee_rate"]), Fraction(m["rebate_share"]), int(m["fee_exponent"])
         volume = sum(f.size for f in mine)
         rebate = sum(
-            (share * rate * Fraction(f.size, SHARE) * (Fraction(f.price, 10_000) * (1 - Fraction(f.price, 10_000))) ** exp
-             for f in mine),
+            (
+                share
+                * rate
+                * Fraction(f.size, SHARE)
+                * (Fraction(f.price, 10_000) * (1 - Fraction(f.price, 10_000))) ** exp
+                for f in mine
+            ),
             Fraction(0),
-        )  # fmt: skip
+        )
         capture = Fraction(0)
         by_h: dict[int, list[tuple[int, int]]] = defaultdict(list)
         for f in mine:

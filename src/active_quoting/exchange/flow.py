@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from active_quoting import core
+from active_quoting.discovery import window_slug
 from active_quoting.exchange.engine import BUY, SCALE, EngineError, FeeSchedule, Market, Order
 from active_quoting.exchange.server import Exchange
 
@@ -46,7 +47,7 @@ class FlowConfig:
     informed_share: float = 0.7
     levels: int = 4
     level_size_shares: int = 150
-    half_spread_ticks: int = 1
+    half_spread_ticks: int = 2
     fee_rate: Fraction = Fraction(7, 100)
     rebate_share: Fraction = Fraction(1, 5)
     seed: int = 7
@@ -92,7 +93,7 @@ class MarketFlow:
         fees = FeeSchedule(self.cfg.fee_rate, 1, self.cfg.rebate_share, True)
         m = Market(cid, up, down, tick=100, base_tick=100, min_size=5_000_000, fees=fees)
         minutes = max(1, self.cfg.window_s // 60)
-        slug = f"{asset}-updown-{minutes}m-{start}"
+        slug = window_slug(asset, self.cfg.window_s, start)
         iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
         self._seq += 1
         gamma = {

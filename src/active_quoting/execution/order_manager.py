@@ -101,8 +101,16 @@ class OrderManager:
         self.last_refresh: dict[str, float] = {}
         self._cancels: list[str] = []
         self._places: list[Tracked] = []
-        self.counts = {"placed": 0, "rejected": 0, "post_only_rejects": 0, "canceled": 0, "unsolicited_cancels": 0,
-                       "cancel_refused": 0, "unknown": 0, "adopted": 0}  # fmt: skip
+        self.counts = {
+            "placed": 0,
+            "rejected": 0,
+            "post_only_rejects": 0,
+            "canceled": 0,
+            "unsolicited_cancels": 0,
+            "cancel_refused": 0,
+            "unknown": 0,
+            "adopted": 0,
+        }
 
     def add_market(self, ref: MarketRef) -> None:
         self.markets[ref.condition_id] = ref
@@ -173,8 +181,18 @@ class OrderManager:
             out = []
             for t in trackers:
                 tick = self.markets[t.market].tick
-                out.append(build_order(self.signer, t.token, 0 if t.side == BUY else 1, t.price, t.size,
-                                       _tick_for(t.price, tick), version=version, fee_rate_bps=0))  # fmt: skip
+                out.append(
+                    build_order(
+                        self.signer,
+                        t.token,
+                        0 if t.side == BUY else 1,
+                        t.price,
+                        t.size,
+                        _tick_for(t.price, tick),
+                        version=version,
+                        fee_rate_bps=0,
+                    )
+                )
             for t, o in zip(trackers, out, strict=True):
                 t.order_id = o.order_hash
                 t.sent_ms = int(time.time() * 1000)
@@ -287,10 +305,17 @@ class OrderManager:
                 token = o["asset_id"]
                 up_bid = (token == m.up) == (side == BUY)
                 self.orders[oid] = Tracked(
-                    oid, m.condition_id, token, side, price, core.parse_size(o["original_size"]),
-                    "bid" if up_bid else "ask", price if token == m.up else core.MAX_PRICE - price, "LIVE",
+                    oid,
+                    m.condition_id,
+                    token,
+                    side,
+                    price,
+                    core.parse_size(o["original_size"]),
+                    "bid" if up_bid else "ask",
+                    price if token == m.up else core.MAX_PRICE - price,
+                    "LIVE",
                     core.parse_size(o.get("size_matched") or "0"),
-                )  # fmt: skip
+                )
                 self.counts["adopted"] += 1
 
 

@@ -23,11 +23,13 @@ MIGRATIONS = [
         created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, reason TEXT NOT NULL DEFAULT ''
     );
     CREATE TABLE order_events (
-        id INTEGER PRIMARY KEY, order_id TEXT NOT NULL, t_ms INTEGER NOT NULL, status TEXT NOT NULL, detail TEXT NOT NULL
+        id INTEGER PRIMARY KEY, order_id TEXT NOT NULL, t_ms INTEGER NOT NULL, status TEXT NOT NULL,
+        detail TEXT NOT NULL
     );
     CREATE TABLE fills (
         trade_id TEXT NOT NULL, order_id TEXT NOT NULL, market TEXT NOT NULL, token TEXT NOT NULL, side TEXT NOT NULL,
-        price INTEGER NOT NULL, size INTEGER NOT NULL, status TEXT NOT NULL, t_ms INTEGER NOT NULL, maker INTEGER NOT NULL,
+        price INTEGER NOT NULL, size INTEGER NOT NULL, status TEXT NOT NULL, t_ms INTEGER NOT NULL,
+        maker INTEGER NOT NULL,
         PRIMARY KEY (trade_id, order_id)
     );
     CREATE TABLE markouts (
@@ -38,7 +40,8 @@ MIGRATIONS = [
     CREATE TABLE markets (
         condition_id TEXT PRIMARY KEY, slug TEXT NOT NULL, up TEXT NOT NULL, down TEXT NOT NULL,
         start_s INTEGER NOT NULL, end_s INTEGER NOT NULL, winner TEXT NOT NULL DEFAULT '',
-        fee_rate TEXT NOT NULL DEFAULT '0', rebate_share TEXT NOT NULL DEFAULT '0', fee_exponent INTEGER NOT NULL DEFAULT 1
+        fee_rate TEXT NOT NULL DEFAULT '0', rebate_share TEXT NOT NULL DEFAULT '0',
+        fee_exponent INTEGER NOT NULL DEFAULT 1
     );
     CREATE TABLE risk_events (
         id INTEGER PRIMARY KEY, t_ms INTEGER NOT NULL, scope TEXT NOT NULL, old TEXT NOT NULL, new TEXT NOT NULL,
@@ -96,8 +99,8 @@ class Store:
     def fill(self, f: Fill) -> bool:
         """Record a fill or its new status; returns False when this exact state was already stored."""
         cur = self.db.execute(
-            "INSERT INTO fills VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(trade_id, order_id) DO UPDATE SET status=excluded.status "
-            "WHERE fills.status != excluded.status",
+            "INSERT INTO fills VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(trade_id, order_id) "
+            "DO UPDATE SET status=excluded.status WHERE fills.status != excluded.status",
             (f.trade_id, f.order_id, f.market, f.token, f.side, f.price, f.size, f.status, f.t_ms, int(f.maker)),
         )
         return cur.rowcount > 0
@@ -133,7 +136,8 @@ class Store:
 
     def fills(self) -> list[Fill]:
         rows = self.db.execute(
-            "SELECT trade_id, order_id, market, token, side, price, size, status, t_ms, maker FROM fills ORDER BY t_ms, rowid"
+            "SELECT trade_id, order_id, market, token, side, price, size, status, t_ms, maker "
+            "FROM fills ORDER BY t_ms, rowid"
         ).fetchall()
         return [Fill(*r[:9], bool(r[9])) for r in rows]
 
