@@ -60,5 +60,7 @@ def test_run_command_refuses_live_and_bad_config(tmp_path):
     bad.write_text("[quote]\nimprove_when_spread_ticks = 0\n")
     out = subprocess.run([EXE, "run", "--config", str(bad)], capture_output=True, timeout=60, check=False)
     assert out.returncode == 2 and b"quote.improve_when_spread_ticks" in out.stderr
-    out = subprocess.run([EXE, "report", "--db", str(tmp_path / "none.db")], capture_output=True, timeout=60, check=False)
+    out = subprocess.run(
+        [EXE, "report", "--db", str(tmp_path / "none.db")], capture_output=True, timeout=60, check=False
+    )
     assert out.returncode == 2 and b"no such store" in out.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from fractions import Fraction
 
 import aiohttp
 import orjson
@@ -345,3 +346,22 @@ async def test_per_signer_token_bucket(ex):
     (r,) = await rest.post_orders(orders[3:])  # the 4th in the same second: over the burst of 3
     assert r.error_kind == "rate_limited" and r.status == "rejected"
     await rest.close()
+
+
+@pytest.mark.asyncio
+async def test_maker_rebates_are_queryable(ex):
+    m = ex.engine.markets[CID]
+    m.fees = FeeSchedule(rate=Fraction(7, 100), rebate_share=Fraction(1, 5))
+    maker, taker = OrderSigner(MAKER_KEY), OrderSigner(TAKER_KEY)
+    rest = RestClient(ex.clob_url, maker, await derive(ex, MAKER_KEY))
+    trest = RestClient(ex.clob_url, taker, await derive(ex, TAKER_KEY))
+    await rest.post_orders([build_order(maker, UP, 0, 5000, 100 * SH, 100)])
+    await trest.post_orders([build_order(taker, DOWN, 0, 5000, 100 * SH, 100)], post_only=False)
+    async with aiohttp.ClientSession() as s:
+        async with s.get(ex.clob_url + "/rebates/current", params={"maker_address": maker.address}) as r:
+            (row,) = await r.json()
+        async with s.get(ex.clob_url + "/rebates/current", params={"maker_address": "0x0"}) as r:
+            assert await r.json() is None
+    assert row["condition_id"] == CID and row["rebated_fees_usdc"] == "0.350000"  # 0.2 x 0.07 x 0.25 x 100
+    await rest.close()
+    await trest.close()

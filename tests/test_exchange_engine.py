@@ -134,3 +134,18 @@ def test_no_self_trade():
     e.place(resting, 0)
     r = e.place(order(A, "UP", BUY, 5000, 10), 1)
     assert not r.trades and resting.status == "CANCELED" and e.markets["M"].best(BID) == 5000
+
+
+def test_gtd_security_threshold_and_expiry():
+    e = engine()
+    now_ms = 1_780_000_000_000
+    soon = order(A, "UP", BUY, 5000, 10, kind="GTD")
+    soon.expiration = now_ms // 1000 + 30  # inside the 1-minute security threshold
+    with pytest.raises(EngineError, match="at least now \\+ 1 minute"):
+        e.place(soon, now_ms)
+    ok = order(A, "UP", BUY, 5000, 10, kind="GTD")
+    ok.expiration = now_ms // 1000 + 90
+    e.place(ok, now_ms)
+    assert e.expire(now_ms + 60_000).canceled == []
+    r = e.expire(now_ms + 90_000)
+    assert r.canceled == [ok] and ok.reason == "expired" and e.accounts[A].reserved == 0
