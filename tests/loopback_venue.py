@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from active_quoting.exchange.server import serve_app
 from active_quoting.venue.signing import recover_signer, wire_order_hash
 
 SECRET = base64.urlsafe_b64encode(b"loopback-venue-test-secret-0001").decode()
@@ -61,12 +62,8 @@ class LoopbackVenue:
         r.add_post("/v1/heartbeats", self.h_heartbeat)
 
     async def start(self) -> str:
-        self.runner = web.AppRunner(self.app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self.runner, url = await serve_app(self.app)
+        self.url = url.replace("http://", "http://")
         return self.url
 
     async def stop(self) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
+from active_quoting.exchange.server import serve_app
 from synth_feed import RefBook, book_frame
 
 
@@ -28,12 +29,8 @@ class LoopbackWS:
         self.url = ""
 
     async def start(self) -> str:
-        self.runner = web.AppRunner(self.app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"ws://127.0.0.1:{port}"
+        self.runner, url = await serve_app(self.app)
+        self.url = url.replace("http://", "ws://")
         return self.url
 
     async def stop(self) -> None:

@@ -34,3 +34,8 @@ class Fill:
     @property
     def key(self) -> tuple[str, str]:
         return (self.trade_id, self.order_id)
+
+
+# Venue error kinds that are part of normal venue life, not errors for the risk manager's count:
+# a matching-engine restart (425) and a post-only order refused for crossing.
+NOT_ERRORS = frozenset({"engine_restart", "post_only_reject"})

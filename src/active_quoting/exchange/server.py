@@ -104,6 +104,16 @@ class ApiKey:
     address: str
 
 
+async def serve_app(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, str]:
+    """Start an aiohttp app on ``host``:``port`` (0 = a free port); returns the runner and its URL."""
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    real = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://{host}:{real}"
+
+
 def _json(payload: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json", headers=headers)
 
@@ -200,13 +210,9 @@ class Exchange:
         return self
 
     async def _serve(self, app: web.Application, port: int) -> str:
-        runner = web.AppRunner(app, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, self.cfg.host, port)
-        await site.start()
+        runner, url = await serve_app(app, self.cfg.host, port)
         self._runners.append(runner)
-        real = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return f"http://{self.cfg.host}:{real}"
+        return url
 
     @property
     def ws_url(self) -> str:

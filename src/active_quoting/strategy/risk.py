@@ -24,15 +24,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
+from active_quoting.model import NOT_ERRORS
 from active_quoting.strategy.config import RiskConfig
 
 NORMAL, WARNING, HALTED, RECOVERING = "NORMAL", "WARNING", "HALTED", "RECOVERING"
 MULTIPLIER_PCT = {NORMAL: 100, WARNING: 50, HALTED: 0, RECOVERING: 25}
 _STEP_BACK = {HALTED: RECOVERING, RECOVERING: WARNING, WARNING: NORMAL}
 _SEVERITY = {NORMAL: 0, WARNING: 1, RECOVERING: 1, HALTED: 2}
-
-# Error kinds that are part of normal venue life, not a sign that something is broken.
-NOT_ERRORS = frozenset({"engine_restart", "post_only_reject"})
 
 
 @dataclass(frozen=True)

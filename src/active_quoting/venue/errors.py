@@ -28,8 +28,6 @@ from active_quoting.errors import ActiveQuotingError
 
 # Kinds after which a submitted order may or may not exist on the venue.
 UNKNOWN_OUTCOME = frozenset({"server_error", "timeout", "network"})
-# Kinds that are part of normal venue life, not errors for the risk manager's count.
-NOT_ERRORS = frozenset({"engine_restart", "post_only_reject"})
 
 
 class VenueError(ActiveQuotingError):
