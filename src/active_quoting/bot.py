@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from active_quoting import core
+from active_quoting.alerts.notifier import Alerts
 from active_quoting.analytics.fills import FeeSchedule as AnalyticsFees
 from active_quoting.analytics.fills import FillAnalytics
 from active_quoting.discovery import Discovery, WindowInfo
@@ -69,6 +70,7 @@ class Bot:
         self.momentum = MomentumDetector(cfg.momentum)
         self.risk = RiskManager(cfg.risk)
         self.quoter = MarketQuoter(cfg, self.inventory, self.momentum, self.risk)
+        self.alerts = Alerts(cfg.alerts)
         self.windows: dict[str, WindowInfo] = {}
         self.token_market: dict[str, str] = {}
         self.resolved: set[str] = set()
@@ -136,9 +138,12 @@ class Bot:
 
     def on_feed_state(self, shard: int, connected: bool) -> None:
         self.risk.on_market_channel(int(time.time() * 1000), connected)
+        if not connected:
+            self.alerts.notify("disconnect", f"market channel connection {shard} lost")
 
     def on_feed_stale(self, shard: int, reason: str) -> None:
         _log.warning("market feed stale (shard %s): %s", shard, reason)
+        self.alerts.notify("stale", f"market channel connection {shard}: {reason}")
 
     def on_order(self, update: OrderUpdate) -> None:
         self.orders.on_order(update)
@@ -155,9 +160,16 @@ class Bot:
                 _log.error("fill not accounted: %s", exc)
         self.analytics.on_fill(f, now)
         self.fills_seen += 1
+        if update.kind == "fill":
+            w = self.windows.get(f.market)
+            self.alerts.fill(
+                f"{w.slug if w else f.market}: {f.side} {core.format_size(f.size)} @ {core.format_price(f.price)}"
+            )
 
     def on_user_state(self, connected: bool) -> None:
         self.risk.on_user_channel(int(time.time() * 1000), connected)
+        if not connected:
+            self.alerts.notify("disconnect", "user channel lost: order state unknown", critical=True)
 
     def on_reconcile_needed(self) -> None:
         asyncio.get_running_loop().create_task(self.orders.reconcile())
@@ -263,6 +275,7 @@ class Bot:
         for e in self.risk.drain_events():
             self.store.risk_event(e.t_ms, e.scope, e.old, e.new, e.reason)
             _log.warning("risk %s: %s -> %s (%s)", e.scope, e.old, e.new, e.reason)
+            self.alerts.notify("circuit", f"{e.scope}: {e.old} -> {e.new}: {e.reason}", critical=e.new == "HALTED")
             cancel = cancel or (e.cancel_all and e.scope == "global")
         self.store.put("kill_switch", "1" if self.risk.killed else "0")
         return cancel
@@ -310,6 +323,7 @@ class Bot:
         await self.orders.reconcile()  # adopt what the venue still holds for us
         await self.market.start()
         await self.user.start()
+        self.alerts.start()
         hb = asyncio.get_running_loop().create_task(self._heartbeats())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -323,8 +337,13 @@ class Bot:
             while not self._stop.is_set() and time.time() < deadline:
                 now = time.time()
                 if now - last_discovery >= 1.0:
-                    await self._discover(now)
+                    try:
+                        await self._discover(now)
+                    except Exception as exc:  # noqa: BLE001 - keep quoting what is known; say so
+                        _log.warning("discovery failed: %s", exc)
+                        self.alerts.notify("rollover", f"market discovery failed: {exc}")
                     last_discovery = now
+                self.alerts.flush_fills()
                 await self._quote_once(now)
                 now_ms = int(now * 1000)
                 if now - last_pnl >= 1.0:
@@ -355,6 +374,7 @@ class Bot:
         self.analytics.flush(now_ms)
         self._save_markouts()
         self._risk_events()
+        await self.alerts.stop()
         await self.market.stop()
         await self.user.stop()
         await self.rest.close()

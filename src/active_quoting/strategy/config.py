@@ -101,6 +101,23 @@ class AnalyticsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class AlertsConfig:
+    telegram_token: str = ""
+    telegram_chat_id: str = ""
+    webhook_url: str = ""
+    telegram_api: str = "https://api.telegram.org"
+    min_interval_seconds: Decimal = Decimal("60")  # the same alert again within this is suppressed
+    max_per_minute: int = 20  # non-critical alerts beyond this are dropped (counted)
+    fill_batch_seconds: Decimal = Decimal("10")
+
+    def __repr__(self) -> str:  # the token and the webhook URL are secrets
+        return (
+            f"AlertsConfig(telegram={'on' if self.telegram_token else 'off'}, "
+            f"webhook={'on' if self.webhook_url else 'off'}, min_interval_seconds={self.min_interval_seconds})"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     quote: QuoteConfig = QuoteConfig()
     refresh: RefreshConfig = RefreshConfig()
@@ -110,6 +127,7 @@ class Config:
     orders: OrdersConfig = OrdersConfig()
     fees: FeesConfig = FeesConfig()
     analytics: AnalyticsConfig = AnalyticsConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
 
 SECTIONS: dict[str, type] = {
@@ -121,6 +139,7 @@ SECTIONS: dict[str, type] = {
     "orders": OrdersConfig,
     "fees": FeesConfig,
     "analytics": AnalyticsConfig,
+    "alerts": AlertsConfig,
 }
 
 
@@ -261,6 +280,14 @@ def validate(cfg: Config) -> Config:
         "must be one of markout_horizons_seconds",
     )
     _require(0 <= a.toxicity_threshold <= 1, "analytics.toxicity_threshold", "must be a price in [0, 1]")
+    al = cfg.alerts
+    _require(bool(al.telegram_token) == bool(al.telegram_chat_id), "alerts.telegram_chat_id",
+             "telegram needs both telegram_token and telegram_chat_id")  # fmt: skip
+    _require(not al.webhook_url or al.webhook_url.startswith(("http://", "https://")), "alerts.webhook_url",
+             "must be an http(s) URL")  # fmt: skip
+    _require(al.min_interval_seconds >= 0, "alerts.min_interval_seconds", "must not be negative")
+    _require(al.max_per_minute >= 1, "alerts.max_per_minute", "must be at least 1")
+    _require(al.fill_batch_seconds > 0, "alerts.fill_batch_seconds", "must be positive")
     return cfg
 
 
