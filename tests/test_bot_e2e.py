@@ -42,6 +42,12 @@ def test_bot_session_invariants_and_restart(tmp_path):
     report = build_report(store)
     store.close()
     assert report["total"]["orders"] == sum(counts.values())
+    # latency histograms were fed on the real paths
+    h = bot.metrics.histograms
+    assert h["frame_to_decision"].count > 0 and h["submit_round_trip"].count > 0 and h["decision_to_wire"].count > 0
+    assert "aq_submit_round_trip_seconds_count" in bot.metrics.render()
+    out = subprocess.run([EXE, "status", "--db", db], capture_output=True, timeout=60, check=False)
+    assert out.returncode == 0 and b"risk " in out.stdout and b"btc-updown-30s-" in out.stdout
     # restart: positions and realized P&L come back from the store, exactly
     again = Bot(cfg, opts)
     for cid in bot.windows:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,7 @@ from active_quoting.analytics.fills import FillAnalytics
 from active_quoting.discovery import Discovery, WindowInfo
 from active_quoting.execution.order_manager import MarketRef, OrderManager
 from active_quoting.model import Fill
+from active_quoting.observability.metrics import Metrics
 from active_quoting.store.sqlite import Store
 from active_quoting.strategy.config import Config
 from active_quoting.strategy.inventory import InventoryError, InventoryManager
@@ -52,7 +55,29 @@ class RunOptions:
     db: str = "active-quoting.db"
     strategy: str = "active"  # or "only50"
     loop_ms: int = 100
+    metrics_port: int | None = None
+    show_status: bool = False
+    status_every_s: float = 5.0
     exchange_config: dict[str, Any] = field(default_factory=dict)
+
+
+def render_status(snapshot: dict[str, Any]) -> str:
+    """The live status: one line per market (also what ``active-quoting status`` prints)."""
+    head = (
+        f"{'market':30} {'left':>5} {'book':>13} {'quotes':>13} {'pos up':>9} {'pos down':>9} {'pnl':>9} "
+        f"{'mk5s':>8} state"
+    )
+    lines = [
+        f"risk {snapshot['risk']}{' KILLED' if snapshot.get('killed') else ''}  fills {snapshot['fills']}  "
+        f"orders {snapshot['orders']}",
+        head,
+    ]
+    for r in snapshot["markets"]:
+        lines.append(
+            f"{r['market'][:30]:30} {r['left_s']:>5} {r['book']:>13} {r['quotes']:>13} {r['position_up']:>9} "
+            f"{r['position_down']:>9} {r['pnl']:>9} {r['markout_5s']:>8} {r['state']}"
+        )
+    return "\n".join(lines)
 
 
 def throwaway_key(seed: int) -> str:
@@ -71,6 +96,10 @@ class Bot:
         self.risk = RiskManager(cfg.risk)
         self.quoter = MarketQuoter(cfg, self.inventory, self.momentum, self.risk)
         self.alerts = Alerts(cfg.alerts)
+        self.metrics = Metrics()
+        self._dirty: dict[str, float] = {}  # market -> arrival of the first frame not yet quoted on
+        self._quote_lock = asyncio.Lock()
+        self._kick_pending = False
         self.windows: dict[str, WindowInfo] = {}
         self.token_market: dict[str, str] = {}
         self.resolved: set[str] = set()
@@ -121,7 +150,11 @@ class Bot:
                     touched.add(entry.asset_id)
                 if getattr(ev, "asset_id", "") and hasattr(ev, "bids"):
                     touched.add(ev.asset_id)
+        frame_t = self.market.last_frame_t
         for token in touched:
+            cid = self.token_market.get(token)
+            if cid is not None:
+                self._dirty.setdefault(cid, frame_t)
             book = books.get(token)
             if book is None:
                 continue
@@ -129,6 +162,15 @@ class Bot:
             cid = self.token_market.get(token)
             if cid in self.windows and token == self.windows[cid].up:
                 self.momentum.on_book(cid, now, book)
+        if self._dirty and not self._kick_pending:
+            # Quote on the frame, not on the next timer tick: the decision runs as soon as the
+            # frame handler returns (it never awaits itself).
+            self._kick_pending = True
+            asyncio.get_running_loop().call_soon(self._kick)
+
+    def _kick(self) -> None:
+        self._kick_pending = False
+        asyncio.get_running_loop().create_task(self._quote_once(time.time()))
 
     def on_tick_size_change(self, asset_id: str, tick: int) -> None:
         cid = self.token_market.get(asset_id)
@@ -236,7 +278,12 @@ class Bot:
         return MarketDecision(cid, sides["bid"], sides["ask"], False, mult), legs
 
     async def _quote_once(self, now: float) -> None:
+        async with self._quote_lock:
+            await self._quote_locked(now)
+
+    async def _quote_locked(self, now: float) -> None:
         now_ms = int(now * 1000)
+        dirty, self._dirty = self._dirty, {}
         for cid, w in self.windows.items():
             if self._quotable(w, now):
                 if self.opts.strategy == "only50":
@@ -253,6 +300,8 @@ class Bot:
                         w.min_size,
                     )
                     legs = self.quoter.venue_orders(cid, decision)
+                    if cid in dirty and dirty[cid]:
+                        self.metrics.observe("frame_to_decision", time.perf_counter() - dirty[cid])
                 self.orders.stage(decision, legs, now)
             elif self.orders.live(cid):
                 none = SideDecision(core.NO_PRICE, 0, core.CANCEL)
@@ -269,6 +318,53 @@ class Bot:
                     marks[token] = b.mid_x2()
             pnl = self.inventory.realized(cid) + self.inventory.unrealized(cid, marks)
             self.risk.on_pnl(now_ms, cid, pnl)
+
+    def status_lines(self, now: float) -> list[dict[str, Any]]:
+        """One line per market: window, book top, our quotes, position, P&L, markout, state."""
+        books = self.market.md.books
+        rows = []
+        for cid, w in sorted(self.windows.items(), key=lambda kv: (kv[1].start, kv[1].slug)):
+            if now >= w.end + 5 or now < w.start - 5:
+                continue
+            b = books.get(w.up)
+            bid = self.orders.resting(cid, "bid")
+            ask = self.orders.resting(cid, "ask")
+            up, down = self.inventory.held(cid)
+            marks = {t: books.get(t).mid_x2() for t in (w.up, w.down) if books.get(t) is not None}
+            pnl = self.inventory.realized(cid) + self.inventory.unrealized(cid, marks)
+            mk = self.analytics.market_report(cid)["markouts"].get(5, {}).get("avg_per_share")
+            fmt = lambda p: core.format_price(p) if p not in (None, core.NO_PRICE) else "-"  # noqa: E731
+            rows.append({
+                "market": w.slug, "left_s": max(0, int(w.end - now)),
+                "book": f"{fmt(b.best_bid() if b else None)}/{fmt(b.best_ask() if b else None)}",
+                "quotes": f"{fmt(bid.price)}/{fmt(ask.price)}",
+                "position_up": core.format_size(up), "position_down": core.format_size(down),
+                "pnl": f"{float(pnl):.4f}", "markout_5s": f"{float(mk):.4f}" if mk is not None else "-",
+                "state": "resolved" if cid in self.resolved else (
+                    "cooldown" if self.momentum.is_active(cid, int(now * 1000)) else self.risk.state
+                ),
+            })  # fmt: skip
+        return rows
+
+    def _publish_status(self, now: float) -> None:
+        rows = self.status_lines(now)
+        snapshot = {"t": now, "risk": self.risk.state, "killed": self.risk.killed, "fills": self.fills_seen,
+                    "orders": self.orders.counts, "markets": rows}  # fmt: skip
+        self.store.put("status", json.dumps(snapshot))
+        for r in rows:
+            for key in ("position_up", "position_down", "pnl"):
+                self.metrics.set(f"aq_{key}", float(r[key]), market=r["market"])
+        self.metrics.set("aq_circuit_state", {"NORMAL": 0, "WARNING": 1, "RECOVERING": 2, "HALTED": 3}[self.risk.state])
+        self.metrics.set("aq_fills_total", self.fills_seen)
+        self.metrics.set("aq_feed_connected", sum(1 for c in self.market.shards if c.connected))
+        self.metrics.set("aq_user_connected", 1 if self.user.conn.connected else 0)
+        if self.opts.show_status:
+            text = render_status(snapshot)
+            if sys.stderr.isatty():
+                sys.stderr.write("\x1b[H\x1b[2J" + text + "\n")
+            else:
+                sys.stderr.write(text + "\n")
+            sys.stderr.flush()
 
     def _risk_events(self) -> bool:
         cancel = False
@@ -309,6 +405,7 @@ class Bot:
             self.rest,
             self.signer,
             self.store,
+            metrics=self.metrics,
             min_refresh_ms=self.cfg.refresh.min_interval_ms,
             global_cap_per_sec=self.cfg.refresh.global_cap_per_sec,
             on_error=lambda kind: self.risk.on_error(int(time.time() * 1000), kind),
@@ -332,7 +429,9 @@ class Bot:
             except (NotImplementedError, RuntimeError):
                 pass
         deadline = time.time() + self.opts.duration_s
-        last_discovery = last_reconcile = last_pnl = 0.0
+        last_discovery = last_reconcile = last_pnl = last_status = 0.0
+        if self.opts.metrics_port is not None:
+            _log.warning("metrics at %s", await self.metrics.serve(self.opts.metrics_port))
         try:
             while not self._stop.is_set() and time.time() < deadline:
                 now = time.time()
@@ -350,6 +449,9 @@ class Bot:
                     self._pnl_update(now_ms)
                     self.analytics.flush(now_ms)
                     last_pnl = now
+                if now - last_status >= self.opts.status_every_s:
+                    self._publish_status(now)
+                    last_status = now
                 self.risk.check_stale(now_ms, self.last_market_event_ms, self.user.conn.connected)
                 self.risk.tick(now_ms)
                 if self._risk_events():
@@ -374,7 +476,9 @@ class Bot:
         self.analytics.flush(now_ms)
         self._save_markouts()
         self._risk_events()
+        self._publish_status(time.time())
         await self.alerts.stop()
+        await self.metrics.stop()
         await self.market.stop()
         await self.user.stop()
         await self.rest.close()

@@ -175,6 +175,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         stop_before_end_s=max(3, args.window_seconds // 20),
         db=args.db,
         strategy=args.strategy,
+        metrics_port=args.metrics_port,
+        show_status=args.status,
     )
     from active_quoting import core
 
@@ -191,6 +193,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(render_text(build_report(store)))
     finally:
         store.close()
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from active_quoting.bot import render_status
+    from active_quoting.store.sqlite import Store
+
+    if not Path(args.db).is_file():
+        print(f"active-quoting status: no such store: {args.db}", file=sys.stderr)
+        return 2
+    store = Store(args.db)
+    try:
+        raw = store.get("status")
+    finally:
+        store.close()
+    if not raw:
+        print("active-quoting status: this store has no status yet (the bot has not run with it)", file=sys.stderr)
+        return 2
+    snapshot = json.loads(raw)
+    age = time.time() - snapshot["t"]
+    print(f"status as of {age:.0f}s ago" + (" (the bot looks stopped)" if age > 30 else ""))
+    print(render_status(snapshot))
     return 0
 
 
@@ -272,7 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML config (defaults: the design's parameter defaults)")
     p.add_argument("--db", default="active-quoting.db", help="SQLite store (kept across restarts)")
     p.add_argument("--strategy", default="active", choices=("active", "only50"))
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT (0 = any free port)")
+    p.add_argument("--status", action="store_true", help="print the live status (in place on a terminal)")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("status", help="the live status of a running (or the last of a stopped) bot, from its store")
+    p.add_argument("--db", required=True)
+    p.set_defaults(func=_cmd_status)
 
     p = sub.add_parser("report", help="report a run from its store")
     p.add_argument("--db", required=True)

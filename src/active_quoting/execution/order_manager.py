@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from active_quoting import core
 from active_quoting.model import BUY, SELL
+from active_quoting.observability.metrics import Metrics
 from active_quoting.store.sqlite import Store
 from active_quoting.strategy.quoting import MarketDecision, Resting
 from active_quoting.venue.errors import VenueError
@@ -88,7 +89,10 @@ class OrderManager:
         global_cap_per_sec: int = 10,
         on_error: Callable[[str], None] = lambda kind: None,
         on_success: Callable[[], None] = lambda: None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
+        self._staged_at = 0.0
         self.rest = rest
         self.signer = signer
         self.store = store
@@ -148,6 +152,8 @@ class OrderManager:
             if (now_s - last) * 1000 < self.min_refresh_ms or not self.limiter.take():
                 return False
         self.last_refresh[decision.market] = now_s
+        if not self._staged_at:
+            self._staged_at = time.perf_counter()
         for s in touching:
             if sides[s].action in (core.REPLACE, core.CANCEL):
                 for o in self.live(decision.market):
@@ -171,6 +177,7 @@ class OrderManager:
         """Send what was staged: cancels first, then post-only batches of at most 15."""
         cancels, self._cancels = self._cancels, []
         places, self._places = self._places, []
+        staged_at, self._staged_at = self._staged_at, 0.0
         if cancels:
             await self._cancel(cancels)
         if not places:
@@ -199,8 +206,11 @@ class OrderManager:
                 self.orders[o.order_hash] = t
                 if self.store:
                     self.store.order_sent(o.order_hash, t.market, t.token, t.side, t.price, t.size, "SENT")
+            if staged_at:
+                self.metrics.observe("decision_to_wire", time.perf_counter() - staged_at)
             return out
 
+        started = time.perf_counter()
         try:
             results = await self.rest.submit(build)
         except VenueError as err:
@@ -208,6 +218,7 @@ class OrderManager:
             for t in trackers:
                 self._set(t, "CANCELED" if not err.unknown_outcome else "UNKNOWN", reason=err.kind)
             return
+        self.metrics.observe("submit_round_trip", time.perf_counter() - started)
         for t, r in zip(trackers, results, strict=True):
             if r.accepted:
                 self.counts["placed"] += 1
@@ -224,11 +235,13 @@ class OrderManager:
                 self.on_error(r.error_kind)
 
     async def _cancel(self, ids: list[str]) -> None:
+        started = time.perf_counter()
         try:
             result = await self.rest.cancel_orders(ids)
         except VenueError as err:
             self.on_error(err.kind)
             return  # they stay CANCELING; reconciliation settles them
+        self.metrics.observe("cancel_round_trip", time.perf_counter() - started)
         self.on_success()
         for oid in result.canceled:
             t = self.orders.get(oid)

@@ -266,6 +266,7 @@ class MarketStream:
         self._resyncing: set[str] = set()
         self.resyncs = 0
         self.stale_events = 0
+        self.last_frame_t = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._freeze_task: asyncio.Task[None] | None = None
 
@@ -348,6 +349,7 @@ class MarketStream:
         return book is not None and not book.desynced
 
     def _on_frame(self, conn: Connection, payload: bytes) -> None:
+        self.last_frame_t = time.perf_counter()  # arrival, before decode: for frame-to-decision latency
         events = self.md.on_frame(payload)
         if not events:
             return
