@@ -231,6 +231,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     store = Store(args.db)
     try:
         report = build_report(store)
+        if args.html:
+            from active_quoting.report import render_html, time_series
+
+            Path(args.html).write_text(render_html(report, time_series(store)), encoding="utf-8")
+            print(f"HTML report written to {args.html}", file=sys.stderr)
     finally:
         store.close()
     if args.json:
@@ -310,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="report a run from its store")
     p.add_argument("--db", required=True)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--html", help="also write an HTML report with charts to this file")
     p.set_defaults(func=_cmd_report)
     return parser
 

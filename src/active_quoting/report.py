@@ -150,3 +150,104 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [to_jsonable(v) for v in obj]
     return obj
+
+
+def time_series(store: Store) -> dict[str, list[tuple[int, float]]]:
+    """Realized P&L (all markets) and net Up-terms inventory (shares) after each fill."""
+    markets = {m["condition_id"]: m for m in store.markets()}
+    inv = InventoryManager()
+    for m in markets.values():
+        inv.register_market(m["condition_id"], m["up"], m["down"])
+    pnl: list[tuple[int, float]] = []
+    position: list[tuple[int, float]] = []
+    for f in store.fills():
+        if f.market not in markets or f.status == FAILED:
+            continue
+        inv.apply_fill(f)
+        pnl.append((f.t_ms, float(sum((inv.realized(c) for c in markets), Fraction(0)))))
+        position.append((f.t_ms, sum(inv.net_up(c) for c in markets) / SHARE))
+    return {"pnl": pnl, "inventory": position}
+
+
+def _svg_line(title: str, points: list[tuple[float, float]], x_label: str, y_label: str) -> str:
+    w, h, pad = 560, 220, 40
+    if not points:
+        return f"<h3>{title}</h3><p>(no data)</p>"
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    y0, y1 = min(min(ys), 0.0), max(max(ys), 0.0)
+    y1 = y1 if y1 > y0 else y0 + 1
+
+    def sx(x: float) -> float:
+        return pad + (x - x0) / (x1 - x0) * (w - 2 * pad)
+
+    def sy(y: float) -> float:
+        return h - pad - (y - y0) / (y1 - y0) * (h - 2 * pad)
+
+    path = " ".join(f"{'M' if i == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for i, (x, y) in enumerate(points))
+    dots = "".join(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5"/>' for x, y in points)
+    return (
+        f"<h3>{title}</h3><svg width='{w}' height='{h}' xmlns='http://www.w3.org/2000/svg'>"
+        f"<line x1='{pad}' y1='{sy(0):.1f}' x2='{w - pad}' y2='{sy(0):.1f}' stroke='#bbb'/>"
+        f"<path d='{path}' fill='none' stroke='#1f6feb' stroke-width='2'/><g fill='#1f6feb'>{dots}</g>"
+        f"<text x='{pad}' y='14' font-size='11'>{y_label}: {y0:.4f} .. {y1:.4f}</text>"
+        f"<text x='{w - pad}' y='{h - 8}' font-size='11' text-anchor='end'>{x_label}</text></svg>"
+    )
+
+
+def render_html(report: dict[str, Any], series: dict[str, list[tuple[int, float]]]) -> str:
+    import html
+
+    rows = "".join(
+        f"<tr><td>{html.escape(slug)}</td><td>{r['fills']}</td><td>{_f(r['volume_shares'], 2)}</td>"
+        f"<td>{_f(r['spread_capture'])}</td><td>{_f(r['estimated_rebate'])}</td><td>{_f(r['adverse_selection'])}</td>"
+        f"<td>{_f(r['realized_pnl'])}</td><td>{_f(r['toxicity'])}</td></tr>"
+        for slug, r in report["markets"].items()
+    )
+    total = report["total"]
+    curve: dict[int, list[Fraction]] = defaultdict(list)
+    for r in report["markets"].values():
+        for h, v in r["markouts_per_share"].items():
+            if v is not None:
+                curve[h].append(v * r["volume_shares"])
+    vol = total["volume_shares"] or Fraction(1)
+    markout_points = [(float(h), float(sum(vs) / vol)) for h, vs in sorted(curve.items())]
+    t0 = min((t for t, _ in series["pnl"]), default=0)
+    charts = (
+        _svg_line("Markout by horizon (USDC per share, volume-weighted)", markout_points, "horizon (s)", "markout")
+        + _svg_line("Realized P&L over time (USDC)", [((t - t0) / 1000, v) for t, v in series["pnl"]], "seconds", "P&L")
+        + _svg_line(
+            "Net inventory over time (Up-terms shares)",
+            [((t - t0) / 1000, v) for t, v in series["inventory"]],
+            "seconds",
+            "shares",
+        )  # fmt: skip
+    )
+    events = "".join(
+        f"<li>{html.escape(e['scope'])}: {e['from']} &rarr; {e['to']}: {html.escape(e['reason'])}</li>"
+        for e in report["risk_events"]
+    )
+    summary = (
+        f"fills {total['fills']} &middot; orders {total['orders']} &middot; fill rate {_f(total['fill_rate'])} "
+        f"&middot; net = capture + rebates &minus; adverse = <b>{_f(total['net_attribution'])}</b> USDC "
+        f"&middot; realized {_f(total['realized_pnl'])} USDC"
+    )
+    header = "".join(
+        f"<th>{c}</th>" for c in ("market", "fills", "volume", "capture", "rebate", "adverse", "realized", "toxicity")
+    )
+    return "\n".join(
+        [
+            '<!doctype html><html><head><meta charset="utf-8"><title>active-quoting report</title>',
+            f"<style>{_CSS}</style></head><body><h1>active-quoting report</h1>",
+            f"<p>{summary}</p>",
+            f"<table><tr>{header}</tr>{rows}</table>",
+            charts,
+            f"<h3>Circuit breaker</h3><ul>{events or '<li>no transitions</li>'}</ul></body></html>",
+        ]
+    )
+
+
+_CSS = (
+    "body{font-family:sans-serif;margin:24px}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}"
+)
