@@ -49,7 +49,9 @@ def test_bot_session_invariants_and_restart(tmp_path):
     out = subprocess.run([EXE, "status", "--db", db], capture_output=True, timeout=60, check=False)
     assert out.returncode == 0 and b"risk " in out.stdout and b"btc-updown-30s-" in out.stdout
     html_path = tmp_path / "report.html"
-    out = subprocess.run([EXE, "report", "--db", db, "--html", str(html_path)], capture_output=True, timeout=60, check=False)
+    out = subprocess.run(
+        [EXE, "report", "--db", db, "--html", str(html_path)], capture_output=True, timeout=60, check=False
+    )
     assert out.returncode == 0 and b"TOTAL" in out.stdout
     page = html_path.read_text()
     assert page.count("<svg") + page.count("(no data)") == 3 and page.count("<tr>") == 1 + len(report["markets"])

@@ -12,6 +12,7 @@ store, report.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import json
 import logging
@@ -59,6 +60,12 @@ class RunOptions:
     show_status: bool = False
     status_every_s: float = 5.0
     exchange_config: dict[str, Any] = field(default_factory=dict)
+    clob_url: str = ""  # a separately served embedded exchange instead of an in-process one
+    gamma_url: str = ""
+
+
+class AlreadyRunning(RuntimeError):
+    """The store is locked by another running bot."""
 
 
 def render_status(snapshot: dict[str, Any]) -> str:
@@ -106,6 +113,8 @@ class Bot:
         self.last_market_event_ms = int(time.time() * 1000)
         self.fills_seen = 0
         self._stop = asyncio.Event()
+        self._lock: Any = None
+        self.exchange: Any = None
         self._restore()
 
     # -- restart ------------------------------------------------------------------------
@@ -251,7 +260,23 @@ class Bot:
         self.resolved.add(cid)
         pnl = self.inventory.resolve(cid, winner)
         self.store.resolved(cid, winner)
-        _log.info("market %s resolved: realized %.4f USDC", self.windows[cid].slug, float(pnl))
+        _log.info("market %s resolved: realized %.4f USDC", cid, float(pnl))
+
+    async def _settle_resolutions(self, now: float) -> None:
+        """Windows that ended without a ``market_resolved`` seen (the event is not reliable, and
+        the bot may have been down): ask the venue for the winner."""
+        for m in self.store.markets():
+            cid = m["condition_id"]
+            if cid in self.resolved or m["end_s"] > now:
+                continue
+            try:
+                record = await self.rest.market(cid)
+            except Exception as exc:  # noqa: BLE001 - try again on the next pass
+                _log.warning("resolution lookup for %s failed: %s", m["slug"], exc)
+                continue
+            winners = [t["token_id"] for t in record.get("tokens", []) if t.get("winner")]
+            if winners:
+                self._resolve(cid, winners[0])
 
     def _quotable(self, w: WindowInfo, now: float) -> bool:
         return w.start <= now < w.end - self.opts.stop_before_end_s and w.condition_id not in self.resolved
@@ -392,14 +417,22 @@ class Bot:
         from active_quoting.exchange.flow import FlowConfig, MarketFlow
         from active_quoting.exchange.server import Exchange, ExchangeConfig
 
-        self.exchange = Exchange(ExchangeConfig(seed=self.opts.seed, **self.opts.exchange_config))
-        await self.exchange.start()
-        self.flow = MarketFlow(
-            self.exchange, FlowConfig(assets=self.opts.assets, window_s=self.opts.window_s, seed=self.opts.seed)
-        )
-        self.flow.start()
+        self._take_lock()
+        if self.opts.clob_url:
+            # A separately served embedded exchange (``active-quoting exchange``).
+            clob_url, gamma_url = self.opts.clob_url.rstrip("/"), self.opts.gamma_url.rstrip("/")
+            self.exchange = None
+        else:
+            self.exchange = Exchange(ExchangeConfig(seed=self.opts.seed, **self.opts.exchange_config))
+            await self.exchange.start()
+            self.flow = MarketFlow(
+                self.exchange, FlowConfig(assets=self.opts.assets, window_s=self.opts.window_s, seed=self.opts.seed)
+            )
+            self.flow.start()
+            clob_url, gamma_url = self.exchange.clob_url, self.exchange.gamma_url
+        ws_url = clob_url.replace("http://", "ws://")
         self.signer = OrderSigner(throwaway_key(self.opts.seed))
-        self.rest = RestClient(self.exchange.clob_url, self.signer)
+        self.rest = RestClient(clob_url, self.signer)
         creds = await self.rest.create_or_derive_api_key()
         self.orders = OrderManager(
             self.rest,
@@ -411,13 +444,18 @@ class Bot:
             on_error=lambda kind: self.risk.on_error(int(time.time() * 1000), kind),
             on_success=lambda: self.risk.on_success(int(time.time() * 1000)),
         )
-        self.discovery = Discovery(self.exchange.gamma_url, self.opts.window_s)
-        self.market = MarketStream(self.exchange.ws_url + "/ws/market", MarketData(), self, rest=self.rest)
-        self.user = UserStream(self.exchange.ws_url + "/ws/user", creds, self, [], is_our_order=self.orders.is_ours)
+        self.discovery = Discovery(gamma_url, self.opts.window_s)
+        self.market = MarketStream(ws_url + "/ws/market", MarketData(), self, rest=self.rest)
+        self.user = UserStream(ws_url + "/ws/user", creds, self, [], is_our_order=self.orders.is_ours)
         await self._discover(time.time())
         for cid in self.windows:
             self.orders.add_market(MarketRef(cid, self.windows[cid].up, self.windows[cid].down, self.windows[cid].tick))
-        await self.orders.reconcile()  # adopt what the venue still holds for us
+        for m in self.store.markets():  # markets of a previous run, for its orders
+            if m["condition_id"] not in self.orders.markets:
+                self.orders.add_market(MarketRef(m["condition_id"], m["up"], m["down"], core.DEFAULT_TICK))
+        self.orders.restore(self.store.open_orders())
+        await self.orders.reconcile()  # adopt what the venue still holds for us; the rest is finished
+        await self._settle_resolutions(time.time())  # windows that ended while we were away
         await self.market.start()
         await self.user.start()
         self.alerts.start()
@@ -438,6 +476,7 @@ class Bot:
                 if now - last_discovery >= 1.0:
                     try:
                         await self._discover(now)
+                        await self._settle_resolutions(now)
                     except Exception as exc:  # noqa: BLE001 - keep quoting what is known; say so
                         _log.warning("discovery failed: %s", exc)
                         self.alerts.notify("rollover", f"market discovery failed: {exc}")
@@ -472,6 +511,7 @@ class Bot:
                 break
             await asyncio.sleep(0.25)
         await asyncio.sleep(0.3)  # the last settlements and order events
+        await self._settle_resolutions(time.time())
         now_ms = int(time.time() * 1000)
         self.analytics.flush(now_ms)
         self._save_markouts()
@@ -483,10 +523,24 @@ class Bot:
         await self.user.stop()
         await self.rest.close()
         await self.discovery.close()
-        await self.flow.stop()
-        await self.exchange.stop()
+        if self.exchange is not None:
+            await self.flow.stop()
+            await self.exchange.stop()
         self.store.put("last_run_end_ms", str(now_ms))
         self.store.close()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def _take_lock(self) -> None:
+        """One bot per store: a second one would double every order and fill."""
+        self._lock = open(self.opts.db + ".lock", "w")  # noqa: SIM115 - held for the whole run
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            self._lock = None
+            raise AlreadyRunning(f"another bot is running with the store {self.opts.db}") from None
 
     def _save_markouts(self) -> None:
         for token, tracker in self.analytics._trackers.items():  # type: ignore[attr-defined]

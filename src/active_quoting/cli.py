@@ -177,7 +177,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         strategy=args.strategy,
         metrics_port=args.metrics_port,
         show_status=args.status,
+        clob_url=args.exchange_url or "",
+        gamma_url=args.gamma_url or "",
     )
+    if bool(args.exchange_url) != bool(args.gamma_url):
+        print("active-quoting run: --exchange-url and --gamma-url go together", file=sys.stderr)
+        return 2
     from active_quoting import core
 
     print(
@@ -185,7 +190,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"for {args.duration:.0f}s (core: {core.IMPL}; store: {args.db})",
         file=sys.stderr,
     )
-    asyncio.run(Bot(cfg, opts).run())
+    from active_quoting.bot import AlreadyRunning
+
+    try:
+        asyncio.run(Bot(cfg, opts).run())
+    except AlreadyRunning as exc:
+        print(f"active-quoting run: {exc}", file=sys.stderr)
+        return 2
     from active_quoting.store.sqlite import Store
 
     store = Store(args.db)
@@ -306,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default="active", choices=("active", "only50"))
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT (0 = any free port)")
     p.add_argument("--status", action="store_true", help="print the live status (in place on a terminal)")
+    p.add_argument("--exchange-url", help="trade a separately served embedded exchange (its CLOB URL)")
+    p.add_argument("--gamma-url", help="with --exchange-url: its Gamma URL")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("status", help="the live status of a running (or the last of a stopped) bot, from its store")

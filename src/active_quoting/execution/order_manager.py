@@ -294,6 +294,21 @@ class OrderManager:
         else:
             self._set(t, "CANCELING" if t.cancel_requested else "LIVE", u.size_matched)
 
+    def restore(self, rows: list[dict[str, object]]) -> None:
+        """Orders a previous run left open in the store, tracked as UNKNOWN until the next
+        reconciliation says whether the venue still holds them."""
+        for r in rows:
+            m = self.markets.get(str(r["market"]))
+            if m is None or r["order_id"] in self.orders:
+                continue
+            token, side, price = str(r["token"]), str(r["side"]), int(r["price"])  # type: ignore[call-overload]
+            up_bid = (token == m.up) == (side == BUY)
+            self.orders[str(r["order_id"])] = Tracked(
+                str(r["order_id"]), m.condition_id, token, side, price, int(r["size"]),  # type: ignore[call-overload]
+                "bid" if up_bid else "ask", price if token == m.up else core.MAX_PRICE - price, "UNKNOWN",
+                int(r["matched"]), sent_ms=0,  # type: ignore[call-overload]
+            )  # fmt: skip
+
     async def reconcile(self) -> None:
         """Compare with ``/data/orders``: our orders the venue does not hold are finished; live
         orders we do not know are adopted (they are ours: same API key)."""
@@ -308,6 +323,7 @@ class OrderManager:
                     self._set(t, "LIVE")
             elif t.status != "SENT" or time.time() * 1000 - t.sent_ms > 5000:
                 self._set(t, "DONE", reason="not on the venue")
+                self.counts["gone"] = self.counts.get("gone", 0) + 1
         for oid, o in venue.items():
             if oid not in self.orders:
                 m = self.markets.get(o.get("market", ""))

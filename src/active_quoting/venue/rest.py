@@ -232,6 +232,10 @@ class RestClient:
         self.order_version = int(out["version"])
         return self.order_version
 
+    async def market(self, condition_id: str) -> dict[str, Any]:
+        """``/markets/{condition_id}``: the full CLOB market (``tokens[].winner`` once resolved)."""
+        return await self._request("GET", f"/markets/{condition_id}")  # type: ignore[no-any-return]
+
     async def book(self, token_id: str) -> dict[str, Any]:
         return await self._request("GET", "/book", params={"token_id": token_id})  # type: ignore[no-any-return]
 
