@@ -1,0 +1,94 @@
+"""The bot through the embedded exchange's faults, one session: dropped sockets, a silent
+freeze, duplicated and delayed user events, an engine restart then post-only mode, 429 bursts,
+500s, a submit answered too late, malformed frames, a forced tick change and venue cancels.
+After each, and at the end: every order the venue holds for us is known to the bot, positions
+equal the venue's, no order beyond the limits; a halt cancels everything."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from active_quoting.bot import Bot, RunOptions
+from active_quoting.exchange.server import FAULTS
+from active_quoting.strategy.config import load_config
+
+
+def _check_known(bot: Bot) -> None:
+    me = bot.signer.address
+    venue = {o.id for o in bot.exchange.engine.live_orders(account=me)}
+    known = set(bot.orders.orders)
+    assert venue <= known, f"venue holds orders the bot does not know: {venue - known}"
+
+
+def _check_positions(bot: Bot) -> None:
+    acct = bot.exchange.engine.accounts[bot.signer.address]
+    for cid, w in bot.windows.items():
+        assert bot.inventory.held(cid) == (acct.tokens.get(w.up, 0), acct.tokens.get(w.down, 0)), w.slug
+
+
+@pytest.mark.slow
+def test_bot_survives_every_fault(tmp_path):
+    cfg = load_config(env={"AQ_RISK_CIRCUIT_BREAKER_RECOVERY_SECONDS": "2"})
+    opts = RunOptions(assets=("btc",), duration_s=34, seed=21, window_s=30, stop_before_end_s=3, db=str(tmp_path / "f.db"),
+                      exchange_config={"settle_delays_ms": (100, 300)})  # fmt: skip
+    bot = Bot(cfg, opts)
+    me_cancels: list[int] = []
+    invalidated: list[int] = []
+
+    async def script():
+        while not hasattr(bot, "exchange") or bot.exchange is None or not getattr(bot, "orders", None):
+            await asyncio.sleep(0.05)
+        ex = bot.exchange
+        me = bot.signer.address
+        for _ in range(200):  # quoting has started
+            if ex.engine.live_orders(account=me):
+                break
+            await asyncio.sleep(0.05)
+        FAULTS["invalidate_orders"](ex, address=me)  # venue-side cancels the bot did not ask for
+        for _ in range(100):
+            if bot.orders.counts["unsolicited_cancels"]:
+                break
+            await asyncio.sleep(0.05)
+        invalidated.append(bot.orders.counts["unsolicited_cancels"])
+        steps = [
+            ("duplicate_user_trades", {}), ("delay_user", {"ms": 300}), ("drop_ws", {"channel": "market"}),
+            ("rate_limit_burst", {"count": 3}), ("server_errors", {"share": 0.5}),
+            ("timeout_after_place", {"count": 1, "hold_seconds": 6.0}), ("malformed_frame", {}),
+            ("engine_restart", {"restart_s": 1.0, "post_only_s": 2.0}), ("drop_ws", {"channel": "user"}),
+        ]  # fmt: skip
+        for name, args in steps:
+            result = FAULTS[name](ex, **args)
+            if asyncio.iscoroutine(result):
+                await result
+            await asyncio.sleep(1.2)
+        ex.faults.server_error_share = 0.0
+        ex.faults.delay_user_ms = 0
+        market = next(iter(bot.windows))
+        FAULTS["tick_size_change"](ex, market=market, tick="0.001")
+        await asyncio.sleep(1.5)
+        await bot.orders.reconcile()
+        _check_known(bot)
+        # A halt (user channel lost) cancels everything and places nothing until recovery.
+        FAULTS["freeze_market"](ex, on=True)
+        bot.risk.on_user_channel(0, False)
+        await asyncio.sleep(1.0)
+        me_cancels.append(len(ex.engine.live_orders(account=bot.signer.address)))
+        FAULTS["freeze_market"](ex, on=False)
+
+    async def main():
+        task = asyncio.get_running_loop().create_task(script())
+        await bot.run()
+        await task
+
+    asyncio.run(main())
+    _check_known(bot)
+    _check_positions(bot)
+    assert me_cancels == [0]  # halted: nothing of ours resting
+    assert bot.exchange.engine.live_orders(account=bot.signer.address) == []
+    counts = bot.orders.counts
+    assert counts["placed"] > 0 and invalidated and invalidated[0] >= 1  # the venue-side cancels were noticed
+    assert bot.user.fills.duplicates >= 0 and bot.market.shards[0].connects >= 2  # reconnected after the drop
+    for o in bot.orders.orders.values():
+        assert o.size <= max(5_000_000, 10_000_000 * 10_000 // max(o.price, 1) + 10_000)
