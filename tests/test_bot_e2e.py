@@ -77,3 +77,23 @@ def test_run_command_refuses_live_and_bad_config(tmp_path):
         [EXE, "report", "--db", str(tmp_path / "none.db")], capture_output=True, timeout=60, check=False
     )
     assert out.returncode == 2 and b"no such store" in out.stderr
+
+
+def test_only50_baseline_uses_the_same_pipeline(tmp_path):
+    db = str(tmp_path / "only50.db")
+    opts = RunOptions(assets=("btc",), duration_s=8, seed=3, window_s=30, stop_before_end_s=3, db=db, strategy="only50")
+    bot = Bot(load_config(env={}), opts)
+    asyncio.run(bot.run())
+    store = Store(db)
+    rows = store.db.execute("SELECT token, side, price FROM orders").fetchall()
+    markets = store.markets()
+    report = build_report(store)
+    store.close()
+    assert rows, "the baseline placed nothing"
+    tokens = {m["up"] for m in markets} | {m["down"] for m in markets}
+    assert all(side == "BUY" and price == 5000 and token in tokens for token, side, price in rows)
+    assert {t for t, _, _ in rows} & {m["up"] for m in markets} and {t for t, _, _ in rows} & {
+        m["down"] for m in markets
+    }
+    assert report["total"]["orders"] == len(rows)
+    assert bot.exchange.engine.live_orders(account=bot.signer.address) == []

@@ -106,6 +106,7 @@ class Bot:
         self.metrics = Metrics()
         self._dirty: dict[str, float] = {}  # market -> arrival of the first frame not yet quoted on
         self._quote_lock = asyncio.Lock()
+        self._stopping = False
         self._kick_pending = False
         self.windows: dict[str, WindowInfo] = {}
         self.token_market: dict[str, str] = {}
@@ -304,7 +305,8 @@ class Bot:
 
     async def _quote_once(self, now: float) -> None:
         async with self._quote_lock:
-            await self._quote_locked(now)
+            if not self._stopping:
+                await self._quote_locked(now)
 
     async def _quote_locked(self, now: float) -> None:
         now_ms = int(now * 1000)
@@ -504,11 +506,15 @@ class Bot:
             await self.shutdown()
 
     async def shutdown(self) -> None:
+        self._stopping = True
+        async with self._quote_lock:  # a quote pass in flight finishes first; none starts after
+            pass
         await self.orders.cancel_all()
         for _ in range(20):
             await self.orders.reconcile()
             if not self.orders.live():
                 break
+            await self.orders.cancel_all()
             await asyncio.sleep(0.25)
         await asyncio.sleep(0.3)  # the last settlements and order events
         await self._settle_resolutions(time.time())
