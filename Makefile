@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 SOURCES := $(shell find src_cython -name '*.pyx' -o -name '*.pxd') setup.py pyproject.toml
 COMPILED := active_quoting.core._units_c active_quoting.core._book_c active_quoting.core._quote_c active_quoting.core._markout_c
 
-.PHONY: run test test-debug lint bench build clean
+.PHONY: run test test-debug lint bench latency build clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ test-debug: $(PY)
 bench: $(STAMP)
 	AQ_REQUIRE_EXTENSIONS=1 $(PY) -m pytest -q benchmarks --benchmark-group-by=group \
 		--benchmark-columns=min,median,mean,stddev,rounds --benchmark-sort=name
+
+# Frame in -> order request at the venue, ours against json + dict book + py-clob-client-v2.
+latency: $(STAMP)
+	AQ_REQUIRE_EXTENSIONS=1 $(PY) benchmarks/latency.py --rounds 300
 
 clean:
 	rm -rf build $(VENV) src/*.egg-info

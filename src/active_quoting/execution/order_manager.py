@@ -10,6 +10,7 @@ against ``/data/orders`` resolves unknown outcomes after timeouts, 5xx and recon
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -174,15 +175,21 @@ class OrderManager:
         return Tracked("", ref.condition_id, token, BUY if side == core.BUY else SELL, price, size, up_side, up_price)
 
     async def flush(self) -> None:
-        """Send what was staged: cancels first, then post-only batches of at most 15."""
+        """Send what was staged: the cancels (one batch) and the new orders (post-only batches of
+        at most 15) go out together rather than one round trip after the other. That is safe:
+        an order being cancelled still counts as pending against every limit until the venue
+        confirms it gone, and a replacement never crosses its own side."""
         cancels, self._cancels = self._cancels, []
         places, self._places = self._places, []
         staged_at, self._staged_at = self._staged_at, 0.0
-        if cancels:
+        if cancels and places:
+            await asyncio.gather(self._place(places, staged_at), self._cancel(cancels))  # the place first
+        elif cancels:
             await self._cancel(cancels)
-        if not places:
-            return
-        trackers = places
+        elif places:
+            await self._place(places, staged_at)
+
+    async def _place(self, trackers: list[Tracked], staged_at: float) -> None:
 
         def build(version: int):  # type: ignore[no-untyped-def]
             out = []
