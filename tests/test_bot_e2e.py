@@ -48,6 +48,10 @@ def test_bot_session_invariants_and_restart(tmp_path):
     assert "aq_submit_round_trip_seconds_count" in bot.metrics.render()
     out = subprocess.run([EXE, "status", "--db", db], capture_output=True, timeout=60, check=False)
     assert out.returncode == 0 and b"risk " in out.stdout and b"btc-updown-30s-" in out.stdout
+    journal = sorted((tmp_path / "bot.db.journal").glob("market-*.jsonl.gz"))
+    out = subprocess.run([EXE, "inspect", str(journal[0])], capture_output=True, timeout=60, check=False)
+    assert out.returncode == 0 and b'"errors": 0' in out.stdout and b'"price_change"' in out.stdout
+    assert list((tmp_path / "bot.db.journal").glob("orders-*.jsonl.gz"))
     html_path = tmp_path / "report.html"
     out = subprocess.run(
         [EXE, "report", "--db", db, "--html", str(html_path)], capture_output=True, timeout=60, check=False

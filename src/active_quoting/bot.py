@@ -30,6 +30,7 @@ from active_quoting.discovery import Discovery, WindowInfo
 from active_quoting.execution.order_manager import MarketRef, OrderManager
 from active_quoting.model import Fill
 from active_quoting.observability.metrics import Metrics
+from active_quoting.store.journal import Journal
 from active_quoting.store.sqlite import Store
 from active_quoting.strategy.config import Config
 from active_quoting.strategy.inventory import InventoryError, InventoryManager
@@ -449,6 +450,10 @@ class Bot:
         self.discovery = Discovery(gamma_url, self.opts.window_s)
         self.market = MarketStream(ws_url + "/ws/market", MarketData(), self, rest=self.rest)
         self.user = UserStream(ws_url + "/ws/user", creds, self, [], is_our_order=self.orders.is_ours)
+        self.journal = Journal(self.opts.db + ".journal")
+        self.market.record = self.journal.market
+        self.user.record = self.journal.user
+        self.orders.journal = self.journal
         await self._discover(time.time())
         for cid in self.windows:
             self.orders.add_market(MarketRef(cid, self.windows[cid].up, self.windows[cid].down, self.windows[cid].tick))
@@ -487,6 +492,7 @@ class Bot:
                 await self._quote_once(now)
                 now_ms = int(now * 1000)
                 if now - last_pnl >= 1.0:
+                    self.journal.flush()
                     self._pnl_update(now_ms)
                     self.analytics.flush(now_ms)
                     last_pnl = now
@@ -532,6 +538,7 @@ class Bot:
         if self.exchange is not None:
             await self.flow.stop()
             await self.exchange.stop()
+        self.journal.close()
         self.store.put("last_run_end_ms", str(now_ms))
         self.store.close()
         if self._lock is not None:

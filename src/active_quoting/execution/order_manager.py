@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from active_quoting import core
 from active_quoting.model import BUY, SELL
 from active_quoting.observability.metrics import Metrics
+from active_quoting.store.journal import Journal
 from active_quoting.store.sqlite import Store
 from active_quoting.strategy.quoting import MarketDecision, Resting
 from active_quoting.venue.errors import VenueError
-from active_quoting.venue.orders import build_order
+from active_quoting.venue.orders import build_order, encode, order_body
 from active_quoting.venue.rest import RestClient
 from active_quoting.venue.signing import OrderSigner
 from active_quoting.venue.user_codec import CANCELED, INVALID, MATCHED_ORDER, OrderUpdate
@@ -94,6 +95,7 @@ class OrderManager:
     ) -> None:
         self.metrics = metrics or Metrics()
         self._staged_at = 0.0
+        self.journal: Journal | None = None
         self.rest = rest
         self.signer = signer
         self.store = store
@@ -208,6 +210,8 @@ class OrderManager:
                     )
                 )
             for t, o in zip(trackers, out, strict=True):
+                if self.journal is not None:
+                    self.journal.order(encode(order_body(o, self.rest.creds.api_key if self.rest.creds else "")))
                 t.order_id = o.order_hash
                 t.sent_ms = int(time.time() * 1000)
                 self.orders[o.order_hash] = t

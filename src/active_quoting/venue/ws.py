@@ -267,6 +267,7 @@ class MarketStream:
         self.resyncs = 0
         self.stale_events = 0
         self.last_frame_t = 0.0
+        self.record: Callable[[bytes], None] | None = None  # e.g. a journal: every frame as received
         self._tasks: set[asyncio.Task[Any]] = set()
         self._freeze_task: asyncio.Task[None] | None = None
 
@@ -350,6 +351,8 @@ class MarketStream:
 
     def _on_frame(self, conn: Connection, payload: bytes) -> None:
         self.last_frame_t = time.perf_counter()  # arrival, before decode: for frame-to-decision latency
+        if self.record is not None:
+            self.record(payload)
         events = self.md.on_frame(payload)
         if not events:
             return
@@ -480,6 +483,7 @@ class UserStream:
         self.markets = list(dict.fromkeys(markets))
         self.codec = UserCodec()
         self.fills = FillTracker(creds.api_key, is_our_order)
+        self.record: Callable[[bytes], None] | None = None
         self.errors = 0
         self.conn = Connection(
             url, self._greeting, self._on_frame, self._on_state, name="user",
@@ -510,6 +514,8 @@ class UserStream:
             self.conn.send(orjson.dumps({"operation": "unsubscribe", "markets": gone}))
 
     def _on_frame(self, conn: Connection, payload: bytes) -> None:
+        if self.record is not None:
+            self.record(payload)
         try:
             events = self.codec.decode(payload)
             for ev in events:
