@@ -40,7 +40,7 @@ from active_quoting.strategy.risk import RiskManager
 from active_quoting.venue.market_codec import LastTradePriceEvent, MarketResolvedEvent
 from active_quoting.venue.market_data import MarketData
 from active_quoting.venue.rest import RestClient
-from active_quoting.venue.signing import OrderSigner
+from active_quoting.venue.signing import ApiCredentials, OrderSigner
 from active_quoting.venue.user_codec import FillUpdate, OrderUpdate
 from active_quoting.venue.ws import MarketStream, UserStream
 
@@ -61,8 +61,14 @@ class RunOptions:
     show_status: bool = False
     status_every_s: float = 5.0
     exchange_config: dict[str, Any] = field(default_factory=dict)
-    clob_url: str = ""  # a separately served embedded exchange instead of an in-process one
+    clob_url: str = ""  # a separately served exchange (embedded or the real venue) instead of an in-process one
     gamma_url: str = ""
+    ws_url: str = ""  # default: the CLOB URL with a ws(s) scheme
+    private_key: str = ""  # the real venue only; the embedded one gets a throwaway key
+    funder: str | None = None
+    signature_type: int = 0
+    api_creds: tuple[str, str, str] | None = None  # else derived with the L1 flow
+    dry_run: bool = False  # the full pipeline, orders built and signed but never sent
 
 
 class AlreadyRunning(RuntimeError):
@@ -407,6 +413,8 @@ class Bot:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def _heartbeats(self) -> None:
+        if self.opts.dry_run:
+            return  # nothing is sent, so there is nothing for the dead-man switch to guard
         while True:
             try:
                 await self.rest.heartbeat()
@@ -433,14 +441,21 @@ class Bot:
             )
             self.flow.start()
             clob_url, gamma_url = self.exchange.clob_url, self.exchange.gamma_url
-        ws_url = clob_url.replace("http://", "ws://")
-        self.signer = OrderSigner(throwaway_key(self.opts.seed))
+        ws_url = self.opts.ws_url.rstrip("/") or clob_url.replace("https://", "wss://").replace("http://", "ws://")
+        key = self.opts.private_key or throwaway_key(self.opts.seed)
+        self.signer = OrderSigner(key, funder=self.opts.funder, signature_type=self.opts.signature_type)
         self.rest = RestClient(clob_url, self.signer)
-        creds = await self.rest.create_or_derive_api_key()
+        if self.opts.api_creds:
+            creds = ApiCredentials(*self.opts.api_creds)
+            self.rest.creds = creds
+        else:
+            creds = await self.rest.create_or_derive_api_key()
+        await self.rest.sync_clock()
         self.orders = OrderManager(
             self.rest,
             self.signer,
             self.store,
+            dry_run=self.opts.dry_run,
             metrics=self.metrics,
             min_refresh_ms=self.cfg.refresh.min_interval_ms,
             global_cap_per_sec=self.cfg.refresh.global_cap_per_sec,

@@ -14,6 +14,9 @@ import orjson
 from active_quoting.errors import CredentialsError
 
 SAMPLE_FEED = "sample_feed.jsonl"
+POLYMARKET_CLOB = "https://clob.polymarket.com"
+POLYMARKET_GAMMA = "https://gamma-api.polymarket.com"
+POLYMARKET_WS = "wss://ws-subscriptions-clob.polymarket.com"
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -151,12 +154,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from active_quoting.report import build_report, render_text
     from active_quoting.strategy.config import ConfigError, load_config
 
-    if args.venue != "embedded":
+    venue_opts: dict[str, object] = {}
+    if args.venue == "polymarket":
+        try:
+            key = _read_key(args)
+        except CredentialsError as exc:
+            print(f"active-quoting run: {exc}", file=sys.stderr)
+            return 2
+        env_creds = [os.environ.get(k, "") for k in ("AQ_API_KEY", "AQ_API_SECRET", "AQ_API_PASSPHRASE")]
+        if any(env_creds) and not all(env_creds):
+            print(
+                "active-quoting run: set all of AQ_API_KEY, AQ_API_SECRET, AQ_API_PASSPHRASE or none", file=sys.stderr
+            )
+            return 2
+        venue_opts = {
+            "clob_url": args.exchange_url or POLYMARKET_CLOB,
+            "gamma_url": args.gamma_url or POLYMARKET_GAMMA,
+            "ws_url": args.ws_url or ("" if args.exchange_url else POLYMARKET_WS),
+            "private_key": key,
+            "funder": args.funder,
+            "signature_type": args.signature_type,
+            "api_creds": tuple(env_creds) if all(env_creds) else None,
+            "dry_run": not args.live,
+        }
         print(
-            "active-quoting run: only the embedded exchange is available in this version; live trading "
-            "(--venue polymarket --live) is not implemented yet and is refused rather than guessed",
+            "active-quoting: LIVE trading on " + str(venue_opts["clob_url"])
+            if args.live
+            else "active-quoting: DRY RUN (no --live): orders are built, signed and journaled, never sent",
             file=sys.stderr,
         )
+    elif args.live:
+        print("active-quoting run: --live only applies to --venue polymarket", file=sys.stderr)
         return 2
     try:
         cfg = load_config(args.config)
@@ -179,8 +207,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         show_status=args.status,
         clob_url=args.exchange_url or "",
         gamma_url=args.gamma_url or "",
+        **venue_opts,
     )
-    if bool(args.exchange_url) != bool(args.gamma_url):
+    if args.venue == "embedded" and bool(args.exchange_url) != bool(args.gamma_url):
         print("active-quoting run: --exchange-url and --gamma-url go together", file=sys.stderr)
         return 2
     from active_quoting import core
@@ -317,8 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default="active", choices=("active", "only50"))
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT (0 = any free port)")
     p.add_argument("--status", action="store_true", help="print the live status (in place on a terminal)")
-    p.add_argument("--exchange-url", help="trade a separately served embedded exchange (its CLOB URL)")
-    p.add_argument("--gamma-url", help="with --exchange-url: its Gamma URL")
+    p.add_argument("--exchange-url", help="CLOB URL: a separately served embedded exchange, or the venue's override")
+    p.add_argument("--gamma-url", help="Gamma URL (with --exchange-url, or the venue's override)")
+    p.add_argument("--ws-url", help="WebSocket base URL (venue override)")
+    p.add_argument("--key-file", help="--venue polymarket: file with the private key (else AQ_PRIVATE_KEY)")
+    p.add_argument("--funder", help="--venue polymarket: maker address for signature types 1 and 2")
+    p.add_argument("--signature-type", type=int, default=0, choices=(0, 1, 2))
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("status", help="the live status of a running (or the last of a stopped) bot, from its store")

@@ -92,7 +92,9 @@ class OrderManager:
         on_error: Callable[[str], None] = lambda kind: None,
         on_success: Callable[[], None] = lambda: None,
         metrics: Metrics | None = None,
+        dry_run: bool = False,
     ) -> None:
+        self.dry_run = dry_run
         self.metrics = metrics or Metrics()
         self._staged_at = 0.0
         self.journal: Journal | None = None
@@ -221,6 +223,13 @@ class OrderManager:
                 self.metrics.observe("decision_to_wire", time.perf_counter() - staged_at)
             return out
 
+        if self.dry_run:
+            # Signed, journaled, counted; never sent. Nothing rests, so nothing is cancelled.
+            build(self.rest.order_version)
+            for t in trackers:
+                self._set(t, "DRY_RUN")
+            self.counts["dry_run"] = self.counts.get("dry_run", 0) + len(trackers)
+            return
         started = time.perf_counter()
         try:
             results = await self.rest.submit(build)
@@ -246,6 +255,8 @@ class OrderManager:
                 self.on_error(r.error_kind)
 
     async def _cancel(self, ids: list[str]) -> None:
+        if self.dry_run:
+            return
         started = time.perf_counter()
         try:
             result = await self.rest.cancel_orders(ids)
@@ -267,6 +278,8 @@ class OrderManager:
                 self._set(t, "DONE", reason=reason)
 
     async def cancel_all(self) -> None:
+        if self.dry_run:
+            return
         try:
             result = await self.rest.cancel_all()
         except VenueError as err:
