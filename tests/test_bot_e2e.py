@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import uvloop
+
 from active_quoting.bot import Bot, RunOptions
 from active_quoting.report import build_report
 from active_quoting.store.sqlite import Store
@@ -85,7 +87,7 @@ def test_only50_baseline_uses_the_same_pipeline(tmp_path):
     db = str(tmp_path / "only50.db")
     opts = RunOptions(assets=("btc",), duration_s=8, seed=3, window_s=30, stop_before_end_s=3, db=db, strategy="only50")
     bot = Bot(load_config(env={}), opts)
-    asyncio.run(bot.run())
+    uvloop.run(bot.run())  # the production loop, as the CLI runs it
     store = Store(db)
     rows = store.db.execute("SELECT token, side, price FROM orders").fetchall()
     markets = store.markets()

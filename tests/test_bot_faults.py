@@ -92,3 +92,54 @@ def test_bot_survives_every_fault(tmp_path):
     assert bot.user.fills.duplicates >= 0 and bot.market.shards[0].connects >= 2  # reconnected after the drop
     for o in bot.orders.orders.values():
         assert o.size <= max(5_000_000, 10_000_000 * 10_000 // max(o.price, 1) + 10_000)
+
+
+def test_fills_missed_by_the_user_stream_are_recovered_from_data_trades(tmp_path):
+    from active_quoting.exchange.engine import BUY, SCALE, Order
+
+    cfg = load_config(env={})
+    opts = RunOptions(
+        assets=("btc",), duration_s=10, seed=31, window_s=30, stop_before_end_s=3, db=str(tmp_path / "m.db")
+    )
+    bot = Bot(cfg, opts)
+    found: list[int] = []
+
+    async def script():
+        while not getattr(bot, "orders", None) or bot.exchange is None:
+            await asyncio.sleep(0.05)
+        ex, me = bot.exchange, bot.signer.address
+        for _ in range(200):
+            mine = ex.engine.live_orders(account=me)
+            if mine:
+                break
+            await asyncio.sleep(0.05)
+        target = mine[0]
+        real_decode = bot.user.codec.decode
+        bot.user.codec.decode = lambda frame: []  # the stream goes blind: its frames are lost
+        m = ex.engine.by_token[target.token]
+        other = m.down if target.token == m.up else m.up
+        taker = "0x00000000000000000000000000000000000000aa"
+        ex.engine.credit(taker, collateral=10**12)
+        if target.side == BUY:  # a BUY of the complement at 1 - p mints against ours
+            order = Order(
+                "0xmissed", taker, "k", m.condition_id, other, BUY, SCALE - target.price, target.remaining, "FAK"
+            )
+        else:
+            ex.engine.credit(taker, token=target.token, shares=target.remaining)
+            order = Order(
+                "0xmissed", taker, "k", m.condition_id, target.token, BUY, target.price, target.remaining, "FAK"
+            )
+        ex._publish(ex.engine.place(order, 0))
+        await asyncio.sleep(0.5)
+        bot.user.codec.decode = real_decode
+        await bot._reconcile_all()
+        found.append(bot.recovered_fills)
+
+    async def main():
+        task = asyncio.get_running_loop().create_task(script())
+        await bot.run()
+        await task
+
+    asyncio.run(main())
+    assert found and found[0] >= 1
+    _check_positions(bot)

@@ -22,11 +22,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from active_quoting import core
 from active_quoting.alerts.notifier import Alerts
 from active_quoting.analytics.fills import FeeSchedule as AnalyticsFees
 from active_quoting.analytics.fills import FillAnalytics
 from active_quoting.discovery import Discovery, WindowInfo
+from active_quoting.errors import UnitsError
 from active_quoting.execution.order_manager import MarketRef, OrderManager
 from active_quoting.model import Fill
 from active_quoting.observability.metrics import Metrics
@@ -41,7 +44,7 @@ from active_quoting.venue.market_codec import LastTradePriceEvent, MarketResolve
 from active_quoting.venue.market_data import MarketData
 from active_quoting.venue.rest import RestClient
 from active_quoting.venue.signing import ApiCredentials, OrderSigner
-from active_quoting.venue.user_codec import FillUpdate, OrderUpdate
+from active_quoting.venue.user_codec import FillUpdate, OrderUpdate, TradeEvent
 from active_quoting.venue.ws import MarketStream, UserStream
 
 _log = logging.getLogger(__name__)
@@ -120,6 +123,7 @@ class Bot:
         self.resolved: set[str] = set()
         self.last_market_event_ms = int(time.time() * 1000)
         self.fills_seen = 0
+        self.recovered_fills = 0  # found by reconciliation, not by the stream
         self._stop = asyncio.Event()
         self._lock: Any = None
         self.exchange: Any = None
@@ -231,7 +235,31 @@ class Bot:
             self.alerts.notify("disconnect", "user channel lost: order state unknown", critical=True)
 
     def on_reconcile_needed(self) -> None:
-        asyncio.get_running_loop().create_task(self.orders.reconcile())
+        asyncio.get_running_loop().create_task(self._reconcile_all())
+
+    async def _reconcile_all(self) -> None:
+        """Orders against ``/data/orders``, and fills the user stream may have missed (it does
+        not replay a disconnection) against ``/data/trades``."""
+        await self.orders.reconcile()
+        await self._reconcile_fills()
+
+    async def _reconcile_fills(self) -> None:
+        for cid in list(self.windows):
+            try:
+                trades = await self.rest.trades(market=cid)
+            except Exception as exc:  # noqa: BLE001 - the next pass retries
+                _log.warning("trade reconciliation for %s failed: %s", cid, exc)
+                return
+            for raw in trades:
+                try:
+                    event = msgspec.convert(dict(raw, event_type="trade"), TradeEvent)
+                    updates = self.user.fills.on_trade(event)
+                except (msgspec.ValidationError, UnitsError) as exc:
+                    _log.warning("unusable trade record %s: %s", raw.get("id"), exc)
+                    continue
+                for update in updates:
+                    self.recovered_fills += 1
+                    self.on_fill(update)
 
     # -- markets ------------------------------------------------------------------------
 
@@ -477,6 +505,12 @@ class Bot:
                 self.orders.add_market(MarketRef(m["condition_id"], m["up"], m["down"], core.DEFAULT_TICK))
         self.orders.restore(self.store.open_orders())
         await self.orders.reconcile()  # adopt what the venue still holds for us; the rest is finished
+        if self.cfg.orders.unknown_orders == "cancel":
+            adopted = [oid for oid in self.orders.adopted if self.orders.orders[oid].status == "LIVE"]
+            if adopted:
+                _log.warning("cancelling %d orders found on the venue at startup (orders.unknown_orders)", len(adopted))
+                await self.rest.cancel_orders(adopted)
+                await self.orders.reconcile()
         await self._settle_resolutions(time.time())  # windows that ended while we were away
         await self.market.start()
         await self.user.start()
@@ -519,7 +553,7 @@ class Bot:
                 if self._risk_events():
                     await self.orders.cancel_all()
                 if now - last_reconcile >= 10.0:
-                    await self.orders.reconcile()
+                    await self._reconcile_all()
                     last_reconcile = now
                 await asyncio.sleep(self.opts.loop_ms / 1000)
         finally:

@@ -40,6 +40,21 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log record (time, level, logger, message, and any exception)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "t": round(record.created, 6),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
 def _read_key(args: argparse.Namespace) -> str:
     if args.key_file:
         try:
@@ -148,7 +163,6 @@ def _cmd_exchange(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import asyncio
 
     from active_quoting.bot import Bot, RunOptions
     from active_quoting.report import build_report, render_text
@@ -222,7 +236,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from active_quoting.bot import AlreadyRunning
 
     try:
-        asyncio.run(Bot(cfg, opts).run())
+        import uvloop
+
+        uvloop.run(Bot(cfg, opts).run())  # the production event loop
     except AlreadyRunning as exc:
         print(f"active-quoting run: {exc}", file=sys.stderr)
         return 2
@@ -288,6 +304,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="active-quoting", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument("--log-json", action="store_true", help="structured logs: one JSON object per line")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
         "inspect",
@@ -369,11 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter() if args.log_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, handlers=[handler], force=True)
     return int(args.func(args))
 
 

@@ -95,6 +95,7 @@ class OrderManager:
         dry_run: bool = False,
     ) -> None:
         self.dry_run = dry_run
+        self.adopted: list[str] = []  # live orders found on the venue that neither memory nor store knew
         self.metrics = metrics or Metrics()
         self._staged_at = 0.0
         self.journal: Journal | None = None

@@ -84,6 +84,8 @@ class OrdersConfig:
     order_size_usdc: Decimal = Decimal("10")
     batch_size: int = 15
     cancel_on_momentum: bool = True
+    # Live orders found on the venue at startup that the store does not know: "adopt" or "cancel".
+    unknown_orders: str = "adopt"
     post_only: bool = True
 
 
@@ -261,6 +263,7 @@ def validate(cfg: Config) -> Config:
     _require(k.circuit_breaker_recovery_seconds >= 0, "risk.circuit_breaker_recovery_seconds", "must not be negative")
     _require(k.stale_feed_seconds > 0, "risk.stale_feed_seconds", "must be positive")
     _require(Decimal("0.01") <= o.order_size_usdc <= 1_000_000, "orders.order_size_usdc", "must be in [0.01, 1000000]")
+    _require(o.unknown_orders in ("adopt", "cancel"), "orders.unknown_orders", "must be 'adopt' or 'cancel'")
     _require(1 <= o.batch_size <= 15, "orders.batch_size", "must be between 1 and 15 (the venue's batch limit)")
     _require(o.post_only, "orders.post_only", "must be true: a maker never sends an order that can take")
     _require(f.cache_ttl_seconds >= 0, "fees.cache_ttl_seconds", "must not be negative")
