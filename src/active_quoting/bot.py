@@ -457,6 +457,7 @@ class Bot:
         from active_quoting.exchange.server import Exchange, ExchangeConfig
 
         self._take_lock()
+        self._started_ms = int(time.time() * 1000)
         if self.opts.clob_url:
             # A separately served embedded exchange (``active-quoting exchange``).
             clob_url, gamma_url = self.opts.clob_url.rstrip("/"), self.opts.gamma_url.rstrip("/")
@@ -588,6 +589,12 @@ class Bot:
             await self.flow.stop()
             await self.exchange.stop()
         self.journal.close()
+        cooldown = json.loads(self.store.get("cooldown_ms", "{}"))
+        for cid, ms in self.momentum.cooldown_ms_total.items():
+            cooldown[cid] = cooldown.get(cid, 0) + ms
+        self.store.put("cooldown_ms", json.dumps(cooldown))
+        run_ms = int(self.store.get("run_ms", "0")) + now_ms - self._started_ms
+        self.store.put("run_ms", str(run_ms))
         self.store.put("last_run_end_ms", str(now_ms))
         self.store.close()
         if self._lock is not None:

@@ -9,6 +9,7 @@ restart.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from fractions import Fraction
 from typing import Any
@@ -40,6 +41,14 @@ def build_report(store: Store, toxicity_horizon_s: int = 5, toxicity_threshold_u
     for trade_id, order_id, horizon, value in store.markouts():
         marks[(trade_id, order_id)][horizon] = value
     per: dict[str, dict[str, Any]] = {}
+    cooldown = json.loads(store.get("cooldown_ms", "{}"))
+    run_minutes = Fraction(max(1, int(store.get("run_ms", "0"))), 60_000)
+    cancels = dict(
+        store.db.execute(
+            "SELECT o.market, COUNT(DISTINCT e.order_id) FROM order_events e JOIN orders o USING (order_id) "
+            "WHERE e.status = 'CANCELED' GROUP BY o.market"
+        ).fetchall()
+    )
     horizons = sorted({h for v in marks.values() for h in v if h != HORIZON_AT_FILL})
     for cid, m in markets.items():
         mine = [f for f in fills if f.market == cid and f.status != FAILED]
@@ -89,6 +98,8 @@ def build_report(store: Store, toxicity_horizon_s: int = 5, toxicity_threshold_u
             "realized_pnl": inv.realized(cid),
             "net_attribution": capture + rebate - adverse,
             "winner": "Up" if m["winner"] == m["up"] else ("Down" if m["winner"] else ""),
+            "refresh_rate_per_min": Fraction(cancels.get(cid, 0)) / run_minutes,
+            "cooldown_s": Fraction(cooldown.get(cid, 0), 1000),
         }
     counts = store.order_counts()
     placed = sum(counts.values())
@@ -105,6 +116,9 @@ def build_report(store: Store, toxicity_horizon_s: int = 5, toxicity_threshold_u
             "adverse_selection": sum((r["adverse_selection"] for r in per.values()), Fraction(0)),
             "realized_pnl": sum((r["realized_pnl"] for r in per.values()), Fraction(0)),
             "net_attribution": sum((r["net_attribution"] for r in per.values()), Fraction(0)),
+            "refresh_rate_per_min": Fraction(sum(cancels.values())) / run_minutes,
+            "cooldown_s": sum((r["cooldown_s"] for r in per.values()), Fraction(0)),
+            "run_s": run_minutes * 60,
         },
         "order_counts": counts,
         "horizons_s": horizons,
@@ -136,6 +150,10 @@ def render_text(report: dict[str, Any]) -> str:
     lines.append(
         f"orders: {report['order_counts']}  fill rate: {_f(t['fill_rate'])}  "
         f"net = capture + rebates - adverse = {_f(t['net_attribution'])} USDC"
+    )
+    lines.append(
+        f"refresh rate: {_f(t['refresh_rate_per_min'], 1)} cancels/min over {_f(t['run_s'], 0)} s  "
+        f"momentum cooldown: {_f(t['cooldown_s'], 1)} market-seconds"
     )
     for e in report["risk_events"]:
         lines.append(f"risk: {e['scope']} {e['from']} -> {e['to']}: {e['reason']}")
