@@ -23,14 +23,14 @@ EXE = shutil.which("active-quoting") or str(Path(sys.executable).parent / "activ
 KEY = "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba"  # throwaway test key
 
 
-def _session(tmp_path: Path, dry_run: bool) -> tuple[Exchange, Bot]:
+def _session(tmp_path: Path, dry_run: bool, env: dict[str, str] | None = None) -> tuple[Exchange, Bot]:
     async def main() -> tuple[Exchange, Bot]:
         ex = await Exchange().start()
         flow = MarketFlow(ex, FlowConfig(assets=("btc",), window_s=30, seed=4))
         flow.start()
         opts = RunOptions(assets=("btc",), duration_s=5, window_s=30, stop_before_end_s=3, db=str(tmp_path / "v.db"),
                           clob_url=ex.clob_url, gamma_url=ex.gamma_url, private_key=KEY, dry_run=dry_run)  # fmt: skip
-        bot = Bot(load_config(env={}), opts)
+        bot = Bot(load_config(env=env or {}), opts)
         try:
             await bot.run()
         finally:
@@ -53,7 +53,9 @@ def test_dry_run_signs_but_sends_nothing(tmp_path):
 
 
 def test_live_trades_the_venue(tmp_path):
-    ex, bot = _session(tmp_path, dry_run=False)
+    # with requote cancels and places sent together: nothing is left behind either way
+    ex, bot = _session(tmp_path, dry_run=False, env={"AQ_ORDERS_CONCURRENT_REPLACE": "true"})
+    assert bot.orders.concurrent_replace
     me = OrderSigner(KEY).address
     assert [o for o in ex.engine.orders.values() if o.account == me]
     assert ex.engine.live_orders(account=me) == []  # and cancelled them all at the end
@@ -66,5 +68,9 @@ def test_venue_flags_and_credentials_are_checked():
     out = subprocess.run([EXE, "run", "--venue", "polymarket"], capture_output=True, timeout=60, check=False,
                          env={**env, "AQ_PRIVATE_KEY": KEY, "AQ_API_KEY": "only-one"})  # fmt: skip
     assert out.returncode == 2 and b"AQ_API_SECRET" in out.stderr and KEY.encode() not in out.stderr
+    bad = "0x" + "zz" * 32
+    out = subprocess.run([EXE, "run", "--venue", "polymarket"], capture_output=True, timeout=60, check=False,
+                         env={**env, "AQ_PRIVATE_KEY": bad})  # fmt: skip
+    assert out.returncode == 2 and b"private key" in out.stderr and bad.encode() not in out.stderr
     out = subprocess.run([EXE, "run", "--live"], capture_output=True, env=env, timeout=60, check=False)
     assert out.returncode == 2 and b"--live only applies" in out.stderr

@@ -485,6 +485,7 @@ class Bot:
             self.signer,
             self.store,
             dry_run=self.opts.dry_run,
+            concurrent_replace=self.cfg.orders.concurrent_replace,
             metrics=self.metrics,
             min_refresh_ms=self.cfg.refresh.min_interval_ms,
             global_cap_per_sec=self.cfg.refresh.global_cap_per_sec,

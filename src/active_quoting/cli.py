@@ -170,9 +170,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     venue_opts: dict[str, object] = {}
     if args.venue == "polymarket":
+        from active_quoting.venue.signing import OrderSigner, SigningError
+
         try:
             key = _read_key(args)
-        except CredentialsError as exc:
+            OrderSigner(key, funder=args.funder, signature_type=args.signature_type)  # fail fast on a bad key
+        except (CredentialsError, SigningError) as exc:
             print(f"active-quoting run: {exc}", file=sys.stderr)
             return 2
         env_creds = [os.environ.get(k, "") for k in ("AQ_API_KEY", "AQ_API_SECRET", "AQ_API_PASSPHRASE")]

@@ -93,8 +93,10 @@ class OrderManager:
         on_success: Callable[[], None] = lambda: None,
         metrics: Metrics | None = None,
         dry_run: bool = False,
+        concurrent_replace: bool = False,
     ) -> None:
         self.dry_run = dry_run
+        self.concurrent_replace = concurrent_replace
         self.adopted: list[str] = []  # live orders found on the venue that neither memory nor store knew
         self.metrics = metrics or Metrics()
         self._staged_at = 0.0
@@ -180,15 +182,18 @@ class OrderManager:
         return Tracked("", ref.condition_id, token, BUY if side == core.BUY else SELL, price, size, up_side, up_price)
 
     async def flush(self) -> None:
-        """Send what was staged: the cancels (one batch) and the new orders (post-only batches of
-        at most 15) go out together rather than one round trip after the other. That is safe:
-        an order being cancelled still counts as pending against every limit until the venue
-        confirms it gone, and a replacement never crosses its own side."""
+        """Send what was staged: cancels first (one ``DELETE /orders``), then the new orders in
+        post-only batches of at most 15. With ``concurrent_replace`` both go out together, the
+        new orders first, saving a round trip: still within every limit, because an order being
+        cancelled counts as pending until the venue confirms it gone."""
         cancels, self._cancels = self._cancels, []
         places, self._places = self._places, []
         staged_at, self._staged_at = self._staged_at, 0.0
-        if cancels and places:
-            await asyncio.gather(self._place(places, staged_at), self._cancel(cancels))  # the place first
+        if cancels and places and self.concurrent_replace:
+            await asyncio.gather(self._place(places, staged_at), self._cancel(cancels))
+        elif cancels and places:
+            await self._cancel(cancels)
+            await self._place(places, staged_at)
         elif cancels:
             await self._cancel(cancels)
         elif places:

@@ -86,6 +86,8 @@ class OrdersConfig:
     cancel_on_momentum: bool = True
     # Live orders found on the venue at startup that the store does not know: "adopt" or "cancel".
     unknown_orders: str = "adopt"
+    # Send a requote's cancels and new orders together (one round trip less) instead of cancels first.
+    concurrent_replace: bool = False
     post_only: bool = True
 
 
