@@ -255,17 +255,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_store(command: str, db: str):  # type: ignore[no-untyped-def]
+    """The store of a run, or None (said on stderr) when the file does not exist."""
+    from active_quoting.store.sqlite import Store
+
+    if not Path(db).is_file():
+        print(f"active-quoting {command}: no such store: {db}", file=sys.stderr)
+        return None
+    return Store(db)
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     import json
     import time
 
     from active_quoting.bot import render_status
-    from active_quoting.store.sqlite import Store
 
-    if not Path(args.db).is_file():
-        print(f"active-quoting status: no such store: {args.db}", file=sys.stderr)
+    store = _open_store("status", args.db)
+    if store is None:
         return 2
-    store = Store(args.db)
     try:
         raw = store.get("status")
     finally:
@@ -282,12 +290,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from active_quoting.report import build_report, render_text, to_jsonable
-    from active_quoting.store.sqlite import Store
 
-    if not Path(args.db).is_file():
-        print(f"active-quoting report: no such store: {args.db}", file=sys.stderr)
+    store = _open_store("report", args.db)
+    if store is None:
         return 2
-    store = Store(args.db)
     try:
         report = build_report(store)
         if args.html:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from active_quoting import core
+from active_quoting.aio import cancel_and_wait
 from active_quoting.discovery import window_slug
 from active_quoting.exchange.engine import BUY, SCALE, EngineError, FeeSchedule, Market, Order
 from active_quoting.exchange.server import Exchange
@@ -261,9 +262,5 @@ class MarketFlow:
         self._task = asyncio.get_running_loop().create_task(self.run(), name="aq-exchange-flow")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
+        self._task = None

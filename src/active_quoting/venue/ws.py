@@ -31,6 +31,7 @@ import orjson
 from picows import WSAutoPingStrategy, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from active_quoting import core
+from active_quoting.aio import cancel_and_wait
 from active_quoting.errors import FrameError, UnitsError
 from active_quoting.venue.market_codec import BookEvent, TickSizeChangeEvent
 from active_quoting.venue.market_data import MarketData
@@ -138,13 +139,8 @@ class Connection:
         self._stopping = True
         if self.transport is not None:
             self.transport.disconnect()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     @property
     def connected(self) -> bool:
