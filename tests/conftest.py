@@ -44,3 +44,12 @@ def py_core():
 
 def capture(name: str) -> bytes:
     return (CAPTURES / name).read_bytes()
+
+
+# For tests of the bot's plumbing (orders, fills, restarts, faults) rather than of momentum: the
+# embedded exchange's short demo windows move fast enough to keep a default bot in cooldown.
+CALM = {
+    "AQ_MOMENTUM_THRESHOLD_TICKS": "1000",
+    "AQ_MOMENTUM_SWEEP_DEPTH_THRESHOLD": "1",
+    "AQ_MOMENTUM_IMBALANCE_THRESHOLD": "0",
+}

@@ -16,13 +16,15 @@ from active_quoting.bot import Bot, RunOptions
 from active_quoting.report import build_report
 from active_quoting.store.sqlite import Store
 from active_quoting.strategy.config import load_config
+from active_quoting.strategy.inventory import InventoryManager
+from conftest import CALM
 
 EXE = shutil.which("active-quoting") or str(Path(sys.executable).parent / "active-quoting")
 
 
 def test_bot_session_invariants_and_restart(tmp_path):
     db = str(tmp_path / "bot.db")
-    cfg = load_config(env={})
+    cfg = load_config(env=CALM)
     opts = RunOptions(assets=("btc", "eth"), duration_s=14, seed=3, window_s=30, stop_before_end_s=3, db=db)
     bot = Bot(cfg, opts)
     asyncio.run(bot.run())
@@ -38,9 +40,16 @@ def test_bot_session_invariants_and_restart(tmp_path):
     store = Store(db)
     counts = store.order_counts()
     assert sum(counts.values()) >= 4 and set(counts) <= {"CANCELED", "MATCHED", "DONE", "REJECTED", "LIVE"}
-    # (d): no order beyond ORDER_SIZE at its price (or the market minimum) or the position limit
+    # (d): no order beyond ORDER_SIZE at its price (or the market minimum), and positions never past
+    # the limits after any fill (100 shares net, 50 USDC worst-case loss per market)
     for o in store.db.execute("SELECT price, size FROM orders").fetchall():
-        assert o[1] <= max(5_000_000, 10_000_000 * 10_000 // o[0] + 10_000) and o[1] <= 100_000_000
+        assert o[1] <= max(5_000_000, 10_000_000 * 10_000 // o[0] + 10_000)
+    replay = InventoryManager(cfg.inventory)
+    for m in store.markets():
+        replay.register_market(m["condition_id"], m["up"], m["down"])
+    for f in store.fills():
+        replay.apply_fill(f)
+        assert abs(replay.net_up(f.market)) <= 100_000_000 and replay.liability(f.market) <= 50
     report = build_report(store)
     store.close()
     assert report["total"]["orders"] == sum(counts.values())
@@ -86,7 +95,7 @@ def test_run_command_refuses_bad_config(tmp_path):
 def test_only50_baseline_uses_the_same_pipeline(tmp_path):
     db = str(tmp_path / "only50.db")
     opts = RunOptions(assets=("btc",), duration_s=8, seed=3, window_s=30, stop_before_end_s=3, db=db, strategy="only50")
-    bot = Bot(load_config(env={}), opts)
+    bot = Bot(load_config(env=CALM), opts)
     uvloop.run(bot.run())  # the production loop, as the CLI runs it
     store = Store(db)
     rows = store.db.execute("SELECT token, side, price FROM orders").fetchall()

@@ -13,6 +13,7 @@ import pytest
 from active_quoting.bot import Bot, RunOptions
 from active_quoting.exchange.server import FAULTS
 from active_quoting.strategy.config import load_config
+from conftest import CALM
 
 
 def _check_known(bot: Bot) -> None:
@@ -30,7 +31,7 @@ def _check_positions(bot: Bot) -> None:
 
 @pytest.mark.slow
 def test_bot_survives_every_fault(tmp_path):
-    cfg = load_config(env={"AQ_RISK_CIRCUIT_BREAKER_RECOVERY_SECONDS": "2"})
+    cfg = load_config(env={**CALM, "AQ_RISK_CIRCUIT_BREAKER_RECOVERY_SECONDS": "2"})
     opts = RunOptions(assets=("btc",), duration_s=34, seed=21, window_s=30, stop_before_end_s=3, db=str(tmp_path / "f.db"),
                       exchange_config={"settle_delays_ms": (100, 300)})  # fmt: skip
     bot = Bot(cfg, opts)
@@ -97,7 +98,7 @@ def test_bot_survives_every_fault(tmp_path):
 def test_fills_missed_by_the_user_stream_are_recovered_from_data_trades(tmp_path):
     from active_quoting.exchange.engine import BUY, SCALE, Order
 
-    cfg = load_config(env={})
+    cfg = load_config(env=CALM)
     opts = RunOptions(
         assets=("btc",), duration_s=10, seed=31, window_s=30, stop_before_end_s=3, db=str(tmp_path / "m.db")
     )

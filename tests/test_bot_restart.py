@@ -21,6 +21,7 @@ from active_quoting.store.sqlite import Store
 from active_quoting.strategy.inventory import InventoryManager
 from active_quoting.venue.rest import RestClient
 from active_quoting.venue.signing import OrderSigner
+from conftest import CALM
 
 EXE = shutil.which("active-quoting") or str(Path(sys.executable).parent / "active-quoting")
 SEED = 9
@@ -62,12 +63,15 @@ def test_kill_9_then_restart(tmp_path):
         db = tmp_path / "bot.db"
         run = [EXE, "run", "--exchange-url", urls["clob"], "--gamma-url", urls["gamma"], "--window-seconds", "30",
                "--assets", "btc", "--seed", str(SEED), "--db", str(db)]  # fmt: skip
-        bot = subprocess.Popen([*run, "--duration", "60"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env = {**os.environ, **CALM}
+        bot = subprocess.Popen(
+            [*run, "--duration", "60"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        )
         deadline = time.time() + 30
         while _orders(db) < 2 and time.time() < deadline:
             time.sleep(0.2)
         assert _orders(db) >= 2, "the bot placed no orders"
-        second = subprocess.run([*run, "--duration", "5"], capture_output=True, timeout=30, check=False)
+        second = subprocess.run([*run, "--duration", "5"], capture_output=True, timeout=30, check=False, env=env)
         assert second.returncode == 2 and b"another bot is running" in second.stderr
         time.sleep(1.0)
         os.kill(bot.pid, signal.SIGKILL)
@@ -76,7 +80,7 @@ def test_kill_9_then_restart(tmp_path):
         fills_before = {f.key for f in store.fills()}
         store.close()
         # Restart: the venue still holds orders of the dead bot; the new one must adopt them.
-        again = subprocess.run([*run, "--duration", "8"], capture_output=True, timeout=90, check=False)
+        again = subprocess.run([*run, "--duration", "8"], capture_output=True, timeout=90, check=False, env=env)
         assert again.returncode == 0, again.stderr[-2000:]
         store = Store(db)
         live, balances = asyncio.run(_venue_state(urls["clob"], store))

@@ -18,6 +18,7 @@ from active_quoting.exchange.flow import FlowConfig, MarketFlow
 from active_quoting.exchange.server import Exchange
 from active_quoting.strategy.config import load_config
 from active_quoting.venue.signing import OrderSigner
+from conftest import CALM
 
 EXE = shutil.which("active-quoting") or str(Path(sys.executable).parent / "active-quoting")
 KEY = "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba"  # throwaway test key
@@ -28,9 +29,9 @@ def _session(tmp_path: Path, dry_run: bool, env: dict[str, str] | None = None) -
         ex = await Exchange().start()
         flow = MarketFlow(ex, FlowConfig(assets=("btc",), window_s=30, seed=4))
         flow.start()
-        opts = RunOptions(assets=("btc",), duration_s=5, window_s=30, stop_before_end_s=3, db=str(tmp_path / "v.db"),
+        opts = RunOptions(assets=("btc",), duration_s=8, window_s=30, stop_before_end_s=3, db=str(tmp_path / "v.db"),
                           clob_url=ex.clob_url, gamma_url=ex.gamma_url, private_key=KEY, dry_run=dry_run)  # fmt: skip
-        bot = Bot(load_config(env=env or {}), opts)
+        bot = Bot(load_config(env={**CALM, **(env or {})}), opts)
         try:
             await bot.run()
         finally:

@@ -33,7 +33,8 @@ def decide(
 def test_quotes_at_best_by_default(impl):
     e = impl.QuoteEngine()
     out = decide(e, 4900, 5100)  # spread 2 ticks < 4: no improvement
-    assert out == (4900, 20_400_000, PLACE, 5100, 19_600_000, PLACE)  # 10 USDC / 0.49 = 20.40 shares
+    # 10 USDC of risk per side: 10 / 0.49 = 20.40 shares bid; the ask risks 1 - 0.51 per share
+    assert out == (4900, 20_400_000, PLACE, 5100, 20_400_000, PLACE)
 
 
 def test_improves_one_tick_only_when_spread_is_wide(impl):

@@ -34,7 +34,7 @@ def test_two_sided_quote_and_venue_orders():
     d = q.decide("M", book, 0)
     assert (d.bid.price, d.bid.action_name, d.ask.price, d.ask.action_name) == (4900, "place", 5100, "place")
     # no inventory: the ask is a BUY of Down at 1 - 0.51
-    assert q.venue_orders("M", d) == [(core.UP, core.BUY, 4900, 20_400_000), (core.DOWN, core.BUY, 4900, 19_600_000)]
+    assert q.venue_orders("M", d) == [(core.UP, core.BUY, 4900, 20_400_000), (core.DOWN, core.BUY, 4900, 20_400_000)]
     inv.apply_fill(Fill("t", "o", "M", "UP", "BUY", 4900, 30 * SH, "MATCHED"))
     d = q.decide("M", book, 0)
     # long 30: skew 3 ticks down (0.46 / 0.48), the ask clamped a tick above the best bid

@@ -162,9 +162,9 @@ class QuoteEngine:
         return bid, ask
 
     def size_for(self, price: int, liability_price: int, min_size: int, room: int, room_usdc: int) -> int:
-        """Order size in micro-shares: ORDER_SIZE at ``price``, on the venue's 0.01 lot, at least
-        ``min_size``, cut to the share and liability rooms; 0 when that leaves less than ``min_size``.
-        ``liability_price`` is the worst-case loss per share of this side."""
+        """Order size in micro-shares: ORDER_SIZE of risk at ``liability_price`` (this side's
+        worst-case loss per share), on the venue's 0.01 lot, at least ``min_size``, cut to the
+        share and liability rooms; 0 when that leaves less than ``min_size``."""
         if price == NO_PRICE:
             return 0
         _check(price, 1, MAX_PRICE, "price")
@@ -173,7 +173,9 @@ class QuoteEngine:
         _check(room, 0, MAX_AMOUNT, "room")
         _check(room_usdc, 0, MAX_USDC, "room_usdc")
         min_lots = ceil_to_tick(min_size, SIZE_LOT)
-        size = self._order_size_usdc * PRICE_SCALE // price // SIZE_LOT * SIZE_LOT
+        # ORDER_SIZE is the collateral one side risks: shares = USDC / (worst-case loss per share).
+        per_share = liability_price if liability_price > 0 else price
+        size = self._order_size_usdc * PRICE_SCALE // per_share // SIZE_LOT * SIZE_LOT
         size = max(size, min_lots)
         size = min(size, room)
         if liability_price > 0:

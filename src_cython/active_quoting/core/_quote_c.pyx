@@ -140,11 +140,13 @@ cdef class QuoteEngine:
 
     cdef int64_t _size(self, int64_t price, int64_t liability_price, int64_t min_size, int64_t room,
                        int64_t room_usdc) noexcept:
-        cdef int64_t size, min_lots
+        cdef int64_t size, min_lots, per_share
         if price == t.NO_PRICE:
             return 0
         min_lots = _ceil_tick(min_size, _LOT)
-        size = self.order_size_usdc * t.PRICE_SCALE // price // _LOT * _LOT
+        # ORDER_SIZE is the collateral one side risks: shares = USDC / (worst-case loss per share).
+        per_share = liability_price if liability_price > 0 else price
+        size = self.order_size_usdc * t.PRICE_SCALE // per_share // _LOT * _LOT
         size = max(size, min_lots)
         size = min(size, room)
         if liability_price > 0:
