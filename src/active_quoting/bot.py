@@ -440,6 +440,18 @@ class Bot:
 
     # -- lifecycle ----------------------------------------------------------------------
 
+    async def _derive_with_official_client(self, clob_url: str) -> ApiCredentials:
+        """A real account's API credentials through py-clob-client-v2's own L1 flow (create, or
+        derive the existing key), run off the event loop: it is synchronous."""
+        from py_clob_client_v2.client import ClobClient
+
+        client = ClobClient(
+            clob_url, chain_id=self.signer.chain_id, key=self.opts.private_key,
+            signature_type=self.opts.signature_type, funder=self.opts.funder,
+        )  # fmt: skip
+        c = await asyncio.to_thread(client.create_or_derive_api_key)
+        return ApiCredentials(c.api_key, c.api_secret, c.api_passphrase)
+
     async def _heartbeats(self) -> None:
         if self.opts.dry_run:
             return  # nothing is sent, so there is nothing for the dead-man switch to guard
@@ -476,6 +488,9 @@ class Bot:
         self.rest = RestClient(clob_url, self.signer)
         if self.opts.api_creds:
             creds = ApiCredentials(*self.opts.api_creds)
+            self.rest.creds = creds
+        elif self.opts.private_key:
+            creds = await self._derive_with_official_client(clob_url)
             self.rest.creds = creds
         else:
             creds = await self.rest.create_or_derive_api_key()
