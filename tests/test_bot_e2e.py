@@ -42,8 +42,9 @@ def test_bot_session_invariants_and_restart(tmp_path):
     assert sum(counts.values()) >= 4 and set(counts) <= {"CANCELED", "MATCHED", "DONE", "REJECTED", "LIVE"}
     # (d): no order beyond ORDER_SIZE at its price (or the market minimum), and positions never past
     # the limits after any fill (100 shares net, 50 USDC worst-case loss per market)
-    for o in store.db.execute("SELECT price, size FROM orders").fetchall():
-        assert o[1] <= max(5_000_000, 10_000_000 * 10_000 // o[0] + 10_000)
+    # (a BUY puts up price x size of collateral; a SELL only gives up shares already held)
+    for price, size in store.db.execute("SELECT price, size FROM orders WHERE side = 'BUY'").fetchall():
+        assert size <= max(5_000_000, 10_000_000 * 10_000 // price + 10_000)
     replay = InventoryManager(cfg.inventory)
     for m in store.markets():
         replay.register_market(m["condition_id"], m["up"], m["down"])
