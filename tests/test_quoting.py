@@ -72,3 +72,21 @@ def test_momentum_pulls_unless_cancel_on_momentum_is_off():
     q2.momentum.on_trade("M", 100, 5400, 100)
     d = q2.decide("M", book2, 200, Resting(4900, 20 * SH))
     assert d.bid.action_name == "keep" and d.ask.action_name == "none"
+
+
+def test_only50_places_both_buys_and_pauses_the_heavier_side():
+    from active_quoting.strategy.only50 import Only50
+
+    cfg = load_config(env={})
+    inv = InventoryManager(cfg.inventory)
+    inv.register_market("M", "UP", "DOWN")
+    o = Only50(cfg, inv, RiskManager(cfg.risk))
+    d, legs = o.decide("M", Resting(), Resting(), 5 * SH)
+    assert legs == [(core.UP, core.BUY, 5000, 20 * SH), (core.DOWN, core.BUY, 5000, 20 * SH)]  # 10 USDC at 0.50
+    assert (d.bid.action_name, d.ask.action_name) == ("place", "place")
+    inv.apply_fill(Fill("t", "o", "M", "UP", "BUY", 5000, 90 * SH, "MATCHED"))  # 90 Up ahead: 90 + 20 > 100
+    d, legs = o.decide("M", Resting(5000, 20 * SH), Resting(5000, 20 * SH), 5 * SH)
+    assert (d.bid.action_name, d.ask.action_name) == ("cancel", "keep") and legs == []
+    o.risk.kill(0, "test")
+    d, _ = o.decide("M", Resting(), Resting(5000, 20 * SH), 5 * SH)
+    assert d.ask.action_name == "cancel" and d.multiplier_pct == 0

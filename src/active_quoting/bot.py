@@ -38,6 +38,7 @@ from active_quoting.store.sqlite import Store
 from active_quoting.strategy.config import Config
 from active_quoting.strategy.inventory import InventoryError, InventoryManager
 from active_quoting.strategy.momentum import MomentumDetector
+from active_quoting.strategy.only50 import Only50
 from active_quoting.strategy.quoting import MarketDecision, MarketQuoter, SideDecision
 from active_quoting.strategy.risk import RiskManager
 from active_quoting.venue.market_codec import LastTradePriceEvent, MarketResolvedEvent
@@ -112,6 +113,7 @@ class Bot:
         self.momentum = MomentumDetector(cfg.momentum)
         self.risk = RiskManager(cfg.risk)
         self.quoter = MarketQuoter(cfg, self.inventory, self.momentum, self.risk)
+        self.only50 = Only50(cfg, self.inventory, self.risk)
         self.alerts = Alerts(cfg.alerts)
         self.metrics = Metrics()
         self._dirty: dict[str, float] = {}  # market -> arrival of the first frame not yet quoted on
@@ -317,27 +319,6 @@ class Bot:
     def _quotable(self, w: WindowInfo, now: float) -> bool:
         return w.start <= now < w.end - self.opts.stop_before_end_s and w.condition_id not in self.resolved
 
-    def _only50(self, cid: str, now_ms: int) -> tuple[MarketDecision, list[tuple[int, int, int, int]]]:
-        """The baseline: passive BUYs at 0.50 on both tokens, the heavier side paused."""
-        w = self.windows[cid]
-        up, down = self.inventory.held(cid)
-        size = max(w.min_size, int(self.cfg.orders.order_size_usdc * core.SIZE_SCALE * core.PRICE_SCALE) // 5000)
-        size = size // 10_000 * 10_000
-        mult = self.risk.multiplier_pct(cid)
-        limit = self.inventory.max_position * mult // 100
-        legs, sides = [], {}
-        for name, token_index, held, other in (("bid", core.UP, up, down), ("ask", core.DOWN, down, up)):
-            resting = self.orders.resting(cid, name)
-            want = mult > 0 and held - other + size <= limit
-            if resting.price == core.NO_PRICE and want:
-                sides[name] = SideDecision(5000, size, core.PLACE)
-                legs.append((token_index, core.BUY, 5000, size))
-            elif resting.price != core.NO_PRICE and not want:
-                sides[name] = SideDecision(core.NO_PRICE, 0, core.CANCEL)
-            else:
-                sides[name] = SideDecision(resting.price, resting.size, core.KEEP if resting.size else core.NONE)
-        return MarketDecision(cid, sides["bid"], sides["ask"], False, mult), legs
-
     async def _quote_once(self, now: float) -> None:
         async with self._quote_lock:
             if not self._stopping:
@@ -349,7 +330,9 @@ class Bot:
         for cid, w in self.windows.items():
             if self._quotable(w, now):
                 if self.opts.strategy == "only50":
-                    decision, legs = self._only50(cid, now_ms)
+                    decision, legs = self.only50.decide(
+                        cid, self.orders.resting(cid, "bid"), self.orders.resting(cid, "ask"), w.min_size
+                    )
                 else:
                     book = self.market.md.books.get(w.up) if self.market.is_readable(w.up) else None
                     decision = self.quoter.decide(
