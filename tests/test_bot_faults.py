@@ -11,7 +11,7 @@ import asyncio
 import pytest
 
 from active_quoting.bot import Bot, RunOptions
-from active_quoting.exchange.server import FAULTS
+from active_quoting.exchange.faults import FAULTS
 from active_quoting.strategy.config import load_config
 from conftest import CALM
 

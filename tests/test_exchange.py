@@ -22,7 +22,8 @@ from py_clob_client_v2.clob_types import (
 
 from active_quoting.exchange import server as server_mod
 from active_quoting.exchange.engine import FeeSchedule, Market
-from active_quoting.exchange.server import Exchange, ExchangeConfig, load_scenario
+from active_quoting.exchange.faults import load_scenario
+from active_quoting.exchange.server import Exchange, ExchangeConfig
 from active_quoting.venue.market_data import MarketData
 from active_quoting.venue.orders import build_order
 from active_quoting.venue.rest import RestClient

@@ -102,8 +102,9 @@ def _cmd_exchange(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
+    from active_quoting.exchange.faults import load_scenario, run_scenario
     from active_quoting.exchange.flow import FlowConfig, MarketFlow
-    from active_quoting.exchange.server import Exchange, ExchangeConfig, load_scenario, run_scenario
+    from active_quoting.exchange.server import Exchange, ExchangeConfig
 
     assets = tuple(a.strip().lower() for a in args.assets.split(",") if a.strip())
     if not assets or args.window_seconds < 10:

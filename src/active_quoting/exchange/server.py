@@ -19,18 +19,18 @@ import logging
 import random
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
 
 from active_quoting import core
+from active_quoting.exchange import messages
 from active_quoting.exchange.engine import ASK, BID, BUY, SCALE, SELL, Engine, EngineError, Market, Order, Result, Trade
+from active_quoting.exchange.faults import Faults
 from active_quoting.venue.signing import SigningError, clob_auth_digest, recover_signer, wire_order_hash
 
 _log = logging.getLogger(__name__)
@@ -56,29 +56,6 @@ class ExchangeConfig:
     page_size: int = 100
     seed: int = 1
     record: str | None = None  # file receiving every frame the exchange sends
-
-
-@dataclass
-class Faults:
-    """Scripted misbehaviour, switched on from tests or a scenario file."""
-
-    freeze_market: bool = False  # sockets stay open and answer PONG, but no data is sent
-    drop_pong: bool = False
-    http_status_queue: deque[tuple[int, dict[str, Any], dict[str, str]]] = field(default_factory=deque)
-    restart_until: float = 0.0  # 425 on order endpoints until then (monotonic)
-    post_only_until: float = 0.0  # then 503 post_only_mode for non-post-only orders
-    rate_limit_next: int = 0  # the next N private requests get 429
-    server_error_share: float = 0.0  # share of order submits answered 500 (not placed)
-    timeout_after_place: int = 0  # the next N submits are placed, then the answer is held back
-    hold_seconds: float = 10.0
-    duplicate_user_trades: bool = False
-    delay_user_ms: int = 0
-    reorder_user: bool = False
-
-    def start_restart(self, restart_s: float = 90.0, post_only_s: float = 120.0) -> None:
-        now = time.monotonic()
-        self.restart_until = now + restart_s
-        self.post_only_until = now + restart_s + post_only_s
 
 
 class _Bucket:
@@ -120,12 +97,6 @@ def _json(payload: object, status: int = 200, headers: dict[str, str] | None = N
 
 def _err(message: str, status: int = 400, **extra: object) -> web.Response:
     return _json({"error": message, **extra}, status)
-
-
-def _spread_text(top: tuple[str, str]) -> str:
-    """The venue's ``spread`` of a (best_bid, best_ask) pair given as the "0"/"1" sentinels allow."""
-    bid, ask = core.parse_price(top[0]), core.parse_price(top[1])
-    return core.format_price(ask - bid) if ask > bid else "0"
 
 
 def _cursor(offset: int) -> str:
@@ -254,7 +225,7 @@ class Exchange:
             self.gamma_markets.append(gamma)
         if self._record:
             self._record.write(
-                orjson.dumps([self._book_msg(market, market.up), self._book_msg(market, market.down)]) + b"\n"
+                orjson.dumps([messages.book_msg(market, market.up), messages.book_msg(market, market.down)]) + b"\n"
             )
 
     def resolve_market(self, condition_id: str, winner: str) -> None:
@@ -310,33 +281,6 @@ class Exchange:
             if tokens is None or subs & tokens:
                 self._send(ws, frame)
 
-    def _book_msg(self, m: Market, token: str) -> dict[str, Any]:
-        bids, asks = m.token_view(token)
-        last = m.last_trade if token == m.up else (SCALE - m.last_trade if m.last_trade else 0)
-        return {
-            "market": m.condition_id,
-            "asset_id": token,
-            "timestamp": str(int(time.time() * 1000)),
-            "hash": m.next_hash(),
-            "bids": [{"price": core.format_price(p), "size": core.format_size(q)} for p, q in bids],
-            "asks": [{"price": core.format_price(p), "size": core.format_size(q)} for p, q in asks],
-            "tick_size": core.format_price(m.tick),
-            "event_type": "book",
-            "last_trade_price": core.format_price(last) if last else "",
-        }
-
-    def _top(self, m: Market, token: str) -> tuple[str, str]:
-        bid, ask = m.best(BID), m.best(ASK)
-        if token != m.up:
-            bid, ask = (
-                (SCALE - ask if ask != core.NO_PRICE else core.NO_PRICE),
-                (SCALE - bid if bid != core.NO_PRICE else core.NO_PRICE),
-            )
-        return (
-            core.format_price(bid) if bid != core.NO_PRICE else "0",
-            core.format_price(ask) if ask != core.NO_PRICE else "1",
-        )
-
     def _publish(self, result: Result) -> None:
         now = str(int(time.time() * 1000))
         by_market: dict[str, list[Any]] = {}
@@ -346,7 +290,7 @@ class Exchange:
             m = self.engine.markets[cid]
             self._check_tick(m)
             entries = []
-            up_top, down_top = self._top(m, m.up), self._top(m, m.down)
+            up_top, down_top = messages.top(m, m.up), messages.top(m, m.down)
             for ch in changes:
                 entries.append(
                     {
@@ -383,7 +327,7 @@ class Exchange:
                         "asset_id": token,
                         "best_bid": top[0],
                         "best_ask": top[1],
-                        "spread": _spread_text(top),
+                        "spread": messages.spread_text(top),
                         "timestamp": now,
                     },
                 )
@@ -453,53 +397,11 @@ class Exchange:
         trade.status = status
         self._user_trade_event(trade)
 
-    def _trade_msg(self, trade: Trade, recipient: ApiKey) -> dict[str, Any]:
-        taker = trade.taker
-        makers = [
-            {
-                "order_id": mf.order.id,
-                "owner": mf.order.owner,
-                "maker_address": mf.order.account,
-                "matched_amount": core.format_size(mf.size),
-                "price": core.format_price(mf.price),
-                "fee_rate_bps": "0",
-                "asset_id": mf.order.token,
-                "outcome": "Up" if mf.order.token == self.engine.markets[trade.market].up else "Down",
-                "side": mf.order.side,
-            }
-            for mf in trade.makers
-        ]
-        m = self.engine.markets[trade.market]
-        return {
-            "asset_id": taker.token,
-            "bucket_index": 0,
-            "event_type": "trade",
-            "fee_rate_bps": "0",
-            "id": trade.id,
-            "last_update": str(int(time.time())),
-            "maker_address": taker.account,
-            "maker_orders": makers,
-            "market": trade.market,
-            "match_time": str(trade.t_ms // 1000),
-            "outcome": "Up" if taker.token == m.up else "Down",
-            "owner": taker.owner,
-            "price": core.format_price(trade.price),
-            "side": taker.side,
-            "size": core.format_size(trade.size),
-            "status": trade.status,
-            "taker_order_id": taker.id,
-            "timestamp": str(int(time.time() * 1000)),
-            "trade_owner": taker.owner,
-            "trader_side": "TAKER" if recipient.key == taker.owner else "MAKER",
-            "transaction_hash": "0x" + hashlib.sha256(trade.id.encode()).hexdigest(),
-            "type": "TRADE",
-        }
-
     def _user_trade_event(self, trade: Trade) -> None:
         owners = {trade.taker.owner} | {mf.order.owner for mf in trade.makers}
         for ws, (key, markets) in list(self.user_sockets.items()):
             if key.key in owners and (not markets or trade.market in markets):
-                frame = orjson.dumps(self._trade_msg(trade, key))
+                frame = orjson.dumps(messages.trade_msg(self.engine.markets[trade.market], trade, key.key))
                 self._user_send(ws, frame)
                 if self.faults.duplicate_user_trades:
                     self._user_send(ws, frame)
@@ -656,7 +558,7 @@ class Exchange:
 
     def _rest_book(self, token: str) -> dict[str, Any]:
         m = self._market_of(token)
-        msg = self._book_msg(m, token)
+        msg = messages.book_msg(m, token)
         msg.pop("event_type")
         msg.update(min_order_size=core.format_size(m.min_size), neg_risk=False)
         return msg
@@ -682,41 +584,12 @@ class Exchange:
         m = self._market_of(request.query.get("token_id"))
         return _json({"base_fee": 1000 if m.fees.rate else 0})
 
-    def _clob_market(self, m: Market) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "t": [{"t": m.up, "o": "Up"}, {"t": m.down, "o": "Down"}],
-            "c": m.condition_id,
-            "mos": m.min_size // 1_000_000,
-            "mts": float(Fraction(m.tick, SCALE)),
-            "ao": m.accepting,
-            "mbf": 1000,
-            "tbf": 1000,
-            "v": "v1",
-        }
-        if m.fees.rate:
-            out["fd"] = {"r": float(m.fees.rate), "e": m.fees.exponent, "to": m.fees.taker_only}
-        return out
-
     async def h_clob_market(self, request: web.Request) -> web.Response:
         m = self.engine.markets.get(request.match_info["cid"])
-        return _json(self._clob_market(m)) if m else _err("market not found", 404)
-
-    def _market_record(self, m: Market) -> dict[str, Any]:
-        return {
-            "condition_id": m.condition_id,
-            "tokens": [
-                {"token_id": m.up, "outcome": "Up", "winner": m.resolved == m.up},
-                {"token_id": m.down, "outcome": "Down", "winner": m.resolved == m.down},
-            ],
-            "minimum_tick_size": float(Fraction(m.tick, SCALE)),
-            "minimum_order_size": m.min_size // 1_000_000,
-            "accepting_orders": m.accepting,
-            "closed": bool(m.resolved),
-            "neg_risk": False,
-        }
+        return _json(messages.clob_market(m)) if m else _err("market not found", 404)
 
     async def h_markets(self, request: web.Request) -> web.Response:
-        records = [self._market_record(m) for m in self.engine.markets.values()]
+        records = [messages.market_record(m) for m in self.engine.markets.values()]
         start = _offset(request.query.get("next_cursor", "MA=="))
         page = records[start : start + self.cfg.page_size]
         nxt = _cursor(start + len(page)) if start + len(page) < len(records) else END_CURSOR
@@ -724,17 +597,17 @@ class Exchange:
 
     async def h_market(self, request: web.Request) -> web.Response:
         m = self.engine.markets.get(request.match_info["cid"])
-        return _json(self._market_record(m)) if m else _err("market not found", 404)
+        return _json(messages.market_record(m)) if m else _err("market not found", 404)
 
     async def h_midpoint(self, request: web.Request) -> web.Response:
         m = self._market_of(request.query.get("token_id"))
-        bid, ask = self._top(m, request.query["token_id"])
+        bid, ask = messages.top(m, request.query["token_id"])
         mid = Fraction(core.parse_price(bid) + core.parse_price(ask), 2 * SCALE)
         return _json({"mid": str(float(mid))})
 
     async def h_price(self, request: web.Request) -> web.Response:
         m = self._market_of(request.query.get("token_id"))
-        bid, ask = self._top(m, request.query["token_id"])
+        bid, ask = messages.top(m, request.query["token_id"])
         return _json({"price": bid if request.query.get("side") == "BUY" else ask})
 
     async def h_last_trade(self, request: web.Request) -> web.Response:
@@ -918,26 +791,6 @@ class Exchange:
         fault = self._fault(True)
         return fault or self._limit(key, 1, 1 + len(ids)) or _json(self._cancel_ids(key, ids))
 
-    def _open_order(self, o: Order) -> dict[str, Any]:
-        m = self.engine.by_token[o.token]
-        return {
-            "id": o.id,
-            "status": "LIVE" if o.status == "LIVE" else o.status,
-            "owner": o.owner,
-            "maker_address": o.account,
-            "market": o.market,
-            "asset_id": o.token,
-            "side": o.side,
-            "original_size": core.format_size(o.size),
-            "size_matched": core.format_size(o.matched),
-            "price": core.format_price(o.price),
-            "outcome": "Up" if o.token == m.up else "Down",
-            "expiration": str(o.expiration),
-            "order_type": o.order_type,
-            "associate_trades": [],
-            "created_at": o.created_at,
-        }
-
     async def h_orders_list(self, request: web.Request) -> web.Response:
         key = await self._l2(request, b"")
         q = request.query
@@ -946,7 +799,9 @@ class Exchange:
             for o in self.engine.live_orders(key.address, q.get("market", ""), q.get("asset_id", ""))
             if not q.get("id") or o.id == q["id"]
         ]
-        return self._page([self._open_order(o) for o in orders], q.get("next_cursor", "MA=="))
+        return self._page(
+            [messages.open_order(self.engine.by_token[o.token], o) for o in orders], q.get("next_cursor", "MA==")
+        )
 
     def _page(self, rows: list[dict[str, Any]], cursor: str) -> web.Response:
         if cursor == END_CURSOR:
@@ -961,13 +816,13 @@ class Exchange:
         o = self.engine.orders.get(request.match_info["oid"])
         if o is None or o.account != key.address:
             return _err("order not found", 404)
-        return _json(self._open_order(o))
+        return _json(messages.open_order(self.engine.by_token[o.token], o))
 
     async def h_trades(self, request: web.Request) -> web.Response:
         key = await self._l2(request, b"")
         q = request.query
         rows = [
-            self._trade_msg(t, key)
+            messages.trade_msg(self.engine.markets[t.market], t, key.key)
             for t in self.engine.trades
             if (t.taker.owner == key.key or any(mf.order.owner == key.key for mf in t.makers))
             and (not q.get("market") or t.market == q["market"])
@@ -1020,7 +875,7 @@ class Exchange:
         subs.update(assets)
         if msg.get("custom_feature_enabled"):
             self.custom_feature.add(ws)
-        books = [self._book_msg(self.engine.by_token[a], a) for a in assets if a in self.engine.by_token]
+        books = [messages.book_msg(self.engine.by_token[a], a) for a in assets if a in self.engine.by_token]
         if not self.faults.freeze_market:
             self._send(ws, orjson.dumps(books))
 
@@ -1093,51 +948,3 @@ class Exchange:
             rows = [g for g in rows if int(g["id"]) > int(after)]
         page = rows[:limit]
         return _json({"markets": page, "next_cursor": page[-1]["id"] if len(rows) > limit else None})
-
-
-def load_scenario(ex: Exchange, path: str | Path) -> list[tuple[float, str, dict[str, Any]]]:
-    """A scenario file: JSON list of {"at": seconds, "fault": name, ...args}. Returns the plan;
-    :func:`run_scenario` plays it."""
-    plan = orjson.loads(Path(path).read_bytes())
-    if not isinstance(plan, list):
-        raise ValueError(f"{path}: a scenario is a JSON list of steps")
-    steps = []
-    for i, step in enumerate(plan):
-        if not isinstance(step, dict) or "fault" not in step:
-            raise ValueError(f"{path}: step {i} needs a 'fault'")
-        args = {k: v for k, v in step.items() if k not in ("at", "fault")}
-        steps.append((float(step.get("at", 0)), str(step["fault"]), args))
-    unknown = [name for _, name, _ in steps if name not in FAULTS]
-    if unknown:
-        raise ValueError(f"{path}: unknown faults {unknown}; known: {sorted(FAULTS)}")
-    return sorted(steps, key=lambda s: s[0])
-
-
-async def run_scenario(ex: Exchange, steps: list[tuple[float, str, dict[str, Any]]]) -> None:
-    start = time.monotonic()
-    for at, name, args in steps:
-        await asyncio.sleep(max(0.0, start + at - time.monotonic()))
-        _log.warning("scenario: %s %s", name, args)
-        result = FAULTS[name](ex, **args)
-        if asyncio.iscoroutine(result):
-            await result
-
-
-FAULTS: dict[str, Callable[..., Any]] = {
-    "drop_ws": lambda ex, channel="market": ex.drop_sockets(channel),
-    "freeze_market": lambda ex, on=True: setattr(ex.faults, "freeze_market", on),
-    "drop_pong": lambda ex, on=True: setattr(ex.faults, "drop_pong", on),
-    "delay_user": lambda ex, ms=500: setattr(ex.faults, "delay_user_ms", ms),
-    "reorder_user": lambda ex, on=True: setattr(ex.faults, "reorder_user", on),
-    "duplicate_user_trades": lambda ex, on=True: setattr(ex.faults, "duplicate_user_trades", on),
-    "engine_restart": lambda ex, restart_s=90.0, post_only_s=120.0: ex.faults.start_restart(restart_s, post_only_s),
-    "rate_limit_burst": lambda ex, count=10: setattr(ex.faults, "rate_limit_next", count),
-    "server_errors": lambda ex, share=0.2: setattr(ex.faults, "server_error_share", share),
-    "timeout_after_place": lambda ex, count=1, hold_seconds=10.0: (
-        setattr(ex.faults, "timeout_after_place", count),
-        setattr(ex.faults, "hold_seconds", hold_seconds),
-    ),
-    "malformed_frame": lambda ex, payload="{not json": ex.send_raw_market(payload.encode()),
-    "tick_size_change": lambda ex, market, tick="0.001": ex.force_tick_size(market, core.parse_price(tick)),
-    "invalidate_orders": lambda ex, address: ex.invalidate_orders(address),
-}

@@ -1,0 +1,90 @@
+"""Scripted misbehaviour of the embedded exchange, from Python or a scenario file: every
+failure the real venue has shown (POLYMARKET.md §4.5, §10), on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from active_quoting import core
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class Faults:
+    """Scripted misbehaviour, switched on from tests or a scenario file."""
+
+    freeze_market: bool = False  # sockets stay open and answer PONG, but no data is sent
+    drop_pong: bool = False
+    http_status_queue: deque[tuple[int, dict[str, Any], dict[str, str]]] = field(default_factory=deque)
+    restart_until: float = 0.0  # 425 on order endpoints until then (monotonic)
+    post_only_until: float = 0.0  # then 503 post_only_mode for non-post-only orders
+    rate_limit_next: int = 0  # the next N private requests get 429
+    server_error_share: float = 0.0  # share of order submits answered 500 (not placed)
+    timeout_after_place: int = 0  # the next N submits are placed, then the answer is held back
+    hold_seconds: float = 10.0
+    duplicate_user_trades: bool = False
+    delay_user_ms: int = 0
+    reorder_user: bool = False
+
+    def start_restart(self, restart_s: float = 90.0, post_only_s: float = 120.0) -> None:
+        now = time.monotonic()
+        self.restart_until = now + restart_s
+        self.post_only_until = now + restart_s + post_only_s
+
+
+def load_scenario(ex: Any, path: str | Path) -> list[tuple[float, str, dict[str, Any]]]:
+    """A scenario file: JSON list of {"at": seconds, "fault": name, ...args}. Returns the plan;
+    :func:`run_scenario` plays it."""
+    plan = orjson.loads(Path(path).read_bytes())
+    if not isinstance(plan, list):
+        raise ValueError(f"{path}: a scenario is a JSON list of steps")
+    steps = []
+    for i, step in enumerate(plan):
+        if not isinstance(step, dict) or "fault" not in step:
+            raise ValueError(f"{path}: step {i} needs a 'fault'")
+        args = {k: v for k, v in step.items() if k not in ("at", "fault")}
+        steps.append((float(step.get("at", 0)), str(step["fault"]), args))
+    unknown = [name for _, name, _ in steps if name not in FAULTS]
+    if unknown:
+        raise ValueError(f"{path}: unknown faults {unknown}; known: {sorted(FAULTS)}")
+    return sorted(steps, key=lambda s: s[0])
+
+
+async def run_scenario(ex: Any, steps: list[tuple[float, str, dict[str, Any]]]) -> None:
+    start = time.monotonic()
+    for at, name, args in steps:
+        await asyncio.sleep(max(0.0, start + at - time.monotonic()))
+        _log.warning("scenario: %s %s", name, args)
+        result = FAULTS[name](ex, **args)
+        if asyncio.iscoroutine(result):
+            await result
+
+
+FAULTS: dict[str, Callable[..., Any]] = {
+    "drop_ws": lambda ex, channel="market": ex.drop_sockets(channel),
+    "freeze_market": lambda ex, on=True: setattr(ex.faults, "freeze_market", on),
+    "drop_pong": lambda ex, on=True: setattr(ex.faults, "drop_pong", on),
+    "delay_user": lambda ex, ms=500: setattr(ex.faults, "delay_user_ms", ms),
+    "reorder_user": lambda ex, on=True: setattr(ex.faults, "reorder_user", on),
+    "duplicate_user_trades": lambda ex, on=True: setattr(ex.faults, "duplicate_user_trades", on),
+    "engine_restart": lambda ex, restart_s=90.0, post_only_s=120.0: ex.faults.start_restart(restart_s, post_only_s),
+    "rate_limit_burst": lambda ex, count=10: setattr(ex.faults, "rate_limit_next", count),
+    "server_errors": lambda ex, share=0.2: setattr(ex.faults, "server_error_share", share),
+    "timeout_after_place": lambda ex, count=1, hold_seconds=10.0: (
+        setattr(ex.faults, "timeout_after_place", count),
+        setattr(ex.faults, "hold_seconds", hold_seconds),
+    ),
+    "malformed_frame": lambda ex, payload="{not json": ex.send_raw_market(payload.encode()),
+    "tick_size_change": lambda ex, market, tick="0.001": ex.force_tick_size(market, core.parse_price(tick)),
+    "invalidate_orders": lambda ex, address: ex.invalidate_orders(address),
+}
