@@ -37,6 +37,7 @@ def test_bot_survives_every_fault(tmp_path):
     bot = Bot(cfg, opts)
     me_cancels: list[int] = []
     invalidated: list[int] = []
+    off_grid: list[int] = []
 
     async def script():
         while not hasattr(bot, "exchange") or bot.exchange is None or not getattr(bot, "orders", None):
@@ -68,7 +69,11 @@ def test_bot_survives_every_fault(tmp_path):
         ex.faults.delay_user_ms = 0
         market = next(iter(bot.windows))
         FAULTS["tick_size_change"](ex, market=market, tick="0.001")
+        await asyncio.sleep(1.0)
+        FAULTS["tick_size_change"](ex, market=market, tick="0.1")  # coarser: resting prices fall off the grid
         await asyncio.sleep(1.5)
+        coarse = [o for o in ex.engine.live_orders(account=me) if o.market == market and o.price % 1000]
+        off_grid.append(len(coarse))
         await bot.orders.reconcile()
         _check_known(bot)
         # A halt (user channel lost) cancels everything and places nothing until recovery.
@@ -87,6 +92,7 @@ def test_bot_survives_every_fault(tmp_path):
     _check_known(bot)
     _check_positions(bot)
     assert me_cancels == [0]  # halted: nothing of ours resting
+    assert off_grid == [0]  # after the change to 0.1 nothing of ours rested off the new grid
     assert bot.exchange.engine.live_orders(account=bot.signer.address) == []
     counts = bot.orders.counts
     assert counts["placed"] > 0 and invalidated and invalidated[0] >= 1  # the venue-side cancels were noticed
@@ -145,3 +151,36 @@ def test_fills_missed_by_the_user_stream_are_recovered_from_data_trades(tmp_path
     asyncio.run(main())
     assert found and found[0] >= 1
     _check_positions(bot)
+
+
+def test_orders_off_a_new_coarser_grid_are_replaced(tmp_path):
+    cfg = load_config(env=CALM)
+    opts = RunOptions(
+        assets=("btc",), duration_s=8, seed=41, window_s=30, stop_before_end_s=3, db=str(tmp_path / "t.db")
+    )
+    bot = Bot(cfg, opts)
+    seen: list[tuple[int, int]] = []
+
+    async def script():
+        while not getattr(bot, "orders", None) or bot.exchange is None:
+            await asyncio.sleep(0.05)
+        ex, me = bot.exchange, bot.signer.address
+        for _ in range(200):
+            live = [o for o in ex.engine.live_orders(account=me) if o.price % 1000]
+            if live:
+                break
+            await asyncio.sleep(0.05)
+        market = live[0].market
+        FAULTS["tick_size_change"](ex, market=market, tick="0.1")
+        await asyncio.sleep(1.5)
+        left = [o for o in ex.engine.live_orders(account=me) if o.market == market and o.price % 1000]
+        seen.append((bot.orders.counts.get("off_grid_cancels", 0), len(left)))
+
+    async def main():
+        task = asyncio.get_running_loop().create_task(script())
+        await bot.run()
+        await task
+
+    asyncio.run(main())
+    ((staged, left),) = seen
+    assert staged >= 1 and left == 0

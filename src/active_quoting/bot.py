@@ -197,9 +197,11 @@ class Bot:
 
     def on_tick_size_change(self, asset_id: str, tick: int) -> None:
         cid = self.token_market.get(asset_id)
-        if cid and cid in self.orders.markets and asset_id == self.orders.markets[cid].up:
-            ref = self.orders.markets[cid]
-            self.orders.markets[cid] = MarketRef(ref.condition_id, ref.up, ref.down, tick)
+        w = self.windows.get(cid or "")
+        if w is not None and asset_id == w.up:
+            # Orders off the new grid are cancelled now and replaced by the next quote pass.
+            if self.orders.cancel_off_grid(w.condition_id, tick):
+                self._dirty.setdefault(w.condition_id, self.market.last_frame_t)
 
     def on_feed_state(self, shard: int, connected: bool) -> None:
         self.risk.on_market_channel(int(time.time() * 1000), connected)

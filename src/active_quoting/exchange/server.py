@@ -341,10 +341,14 @@ class Exchange:
         extreme = (bid != core.NO_PRICE and bid > 9600) or (ask != core.NO_PRICE and ask < 400)
         want = min(m.base_tick, 10) if extreme else m.base_tick
         if want != m.tick:
-            self.force_tick_size(m.condition_id, want)
+            self.force_tick_size(m.condition_id, want, sticky=False)
 
-    def force_tick_size(self, condition_id: str, tick: int) -> None:
+    def force_tick_size(self, condition_id: str, tick: int, sticky: bool = True) -> None:
+        """Change a market's tick and announce it. A forced change (the fault) sticks: the market's
+        base tick follows it; the automatic flips at the 0.96/0.04 extremes do not."""
         m = self.engine.markets[condition_id]
+        if sticky:
+            m.base_tick = tick
         old, m.tick = m.tick, tick
         for token in (m.up, m.down):
             self._broadcast_market(

@@ -283,6 +283,22 @@ class OrderManager:
                 # "already canceled or matched" is terminal: never retried in a loop.
                 self._set(t, "DONE", reason=reason)
 
+    def cancel_off_grid(self, market: str, tick: int) -> int:
+        """After a tick size change: stage the cancel of our live orders whose price is not on
+        the new grid (the venue would refuse them if sent now; the next quote replaces them)."""
+        ref = self.markets.get(market)
+        if ref is not None:
+            self.markets[market] = MarketRef(ref.condition_id, ref.up, ref.down, tick)
+        staged = 0
+        for o in self.live(market):
+            if o.price % tick and not o.cancel_requested:
+                o.cancel_requested = True
+                o.status = "CANCELING"
+                self._cancels.append(o.order_id)
+                staged += 1
+        self.counts["off_grid_cancels"] = self.counts.get("off_grid_cancels", 0) + staged
+        return staged
+
     async def cancel_all(self) -> None:
         if self.dry_run:
             return
