@@ -25,6 +25,7 @@ __all__ = ["BUY", "SELL", "MATCHED", "MINED", "CONFIRMED", "RETRYING", "FAILED",
 
 SHARE = 1_000_000  # micro-shares per share
 USDC_PER_UNIT_SHARE = Fraction(1, core.PRICE_SCALE * SHARE)  # price unit x micro-share -> USDC
+UNITS_PER_USDC = core.PRICE_SCALE * SHARE  # 1e10: price unit x micro-share units in one USDC
 
 
 class InventoryError(ValueError):
@@ -61,6 +62,7 @@ class InventoryManager:
         self.max_position = int(cfg.max_position_per_market * SHARE)
         self.max_liability_market = Fraction(cfg.max_liability_per_market_usdc)
         self.max_liability_total = Fraction(cfg.max_total_liability_usdc)
+        self._cost_cache: dict[int, int] = {}
         self._markets: dict[str, _Market] = {}
         self._token_market: dict[str, str] = {}
         self._fills: dict[tuple[str, str], Fill] = {}
@@ -117,6 +119,7 @@ class InventoryManager:
         return "confirmed" if fill.status == CONFIRMED else "status"
 
     def _apply(self, m: _Market, fill: Fill) -> None:
+        self._cost_cache.pop(id(m), None)
         pos = m.positions[fill.token]
         if fill.side == BUY:
             pos.shares += fill.size
@@ -130,6 +133,7 @@ class InventoryManager:
         pos.shares -= fill.size
 
     def _replay(self, m: _Market) -> None:
+        self._cost_cache.pop(id(m), None)
         m.positions = {m.up: Position(), m.down: Position()}
         for f in m.fills:
             self._apply(m, f)
@@ -147,6 +151,7 @@ class InventoryManager:
         return self.realized(market) - before
 
     def _settle(self, m: _Market, winner: str) -> None:
+        self._cost_cache.pop(id(m), None)
         for token, pos in m.positions.items():
             payout = Fraction(pos.shares, SHARE) if token == winner else Fraction(0)
             pos.realized += payout - pos.cost
@@ -174,11 +179,21 @@ class InventoryManager:
         m = self._market(market)
         return m.positions[m.up].shares, m.positions[m.down].shares
 
-    def liability(self, market: str, pending: list[tuple[str, str, int, int]] = ()) -> Fraction:  # type: ignore[assignment]
-        """Worst-case loss (USDC), as if every pending BUY (token, side, price, size) filled."""
+    def _cost_units(self, m: _Market) -> int:
+        """The cost of what a market's positions hold, in units of 1e-10 USDC (price unit x
+        micro-share), rounded up: the limits never see less risk than there is. Cached until the
+        market's positions change."""
+        key = id(m)
+        cached = self._cost_cache.get(key)
+        if cached is None:
+            cost = sum((p.cost for p in m.positions.values()), Fraction(0))
+            cached = self._cost_cache[key] = -(-cost.numerator * UNITS_PER_USDC // cost.denominator)
+        return cached
+
+    def _liability_units(self, market: str, pending: list[tuple[str, str, int, int]] | tuple[()] = ()) -> int:
         m = self._market(market)
         up, down = m.positions[m.up].shares, m.positions[m.down].shares
-        cost = m.positions[m.up].cost + m.positions[m.down].cost
+        cost = self._cost_units(m)
         for token, side, price, size in pending:
             if side != BUY:
                 continue
@@ -188,12 +203,18 @@ class InventoryManager:
                 down += size
             else:
                 raise InventoryError(f"pending order on token {token!r} is not in market {market!r}")
-            cost += _usdc(price, size)
-        return max(Fraction(0), cost - Fraction(min(up, down), SHARE))
+            cost += price * size  # price unit x micro-share = 1e-10 USDC
+        return max(0, cost - min(up, down) * core.PRICE_SCALE)
+
+    def liability(self, market: str, pending: list[tuple[str, str, int, int]] | tuple[()] = ()) -> Fraction:
+        """Worst-case loss (USDC), as if every pending BUY (token, side, price, size) filled."""
+        return Fraction(self._liability_units(market, pending), UNITS_PER_USDC)
 
     def total_liability(self, pending: dict[str, list[tuple[str, str, int, int]]] | None = None) -> Fraction:
-        pending = pending or {}
-        return sum((self.liability(mk, pending.get(mk, [])) for mk in self._markets), Fraction(0))
+        return Fraction(self._total_units(pending or {}), UNITS_PER_USDC)
+
+    def _total_units(self, pending: dict[str, list[tuple[str, str, int, int]]]) -> int:
+        return sum(self._liability_units(mk, pending.get(mk, ())) for mk in self._markets)
 
     def realized(self, market: str) -> Fraction:
         m = self._market(market)
@@ -242,10 +263,11 @@ class InventoryManager:
         max_pos = self.max_position * multiplier_pct // 100
         bid_room = max(0, max_pos - net - bid_pending)
         ask_room = max(0, max_pos + net - ask_pending)
-        limit_m = self.max_liability_market * multiplier_pct / 100
-        limit_t = self.max_liability_total * multiplier_pct / 100
-        room = min(limit_m - self.liability(market, mine), limit_t - self.total_liability(pending))
-        room_micro = max(0, int(room * SHARE))  # floor: never more room than there is
+        # Integer arithmetic in 1e-10 USDC units; floors, so never more room than there is.
+        limit_m = int(self.max_liability_market * UNITS_PER_USDC) * multiplier_pct // 100
+        limit_t = int(self.max_liability_total * UNITS_PER_USDC) * multiplier_pct // 100
+        room = min(limit_m - self._liability_units(market, mine), limit_t - self._total_units(pending))
+        room_micro = max(0, room // (UNITS_PER_USDC // SHARE))
         bid_usdc = room_micro + max(0, -net - bid_pending)
         ask_usdc = room_micro + max(0, net - ask_pending)
         return (
