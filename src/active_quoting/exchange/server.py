@@ -129,7 +129,6 @@ class Exchange:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.clob_url = ""
         self.gamma_url = ""
-        self.on_tick: list[Callable[[], None]] = []
         for address, usdc in self.cfg.seed_balances.items():
             self.engine.credit(address, collateral=usdc * 1_000_000)
 

@@ -129,7 +129,6 @@ class Connection:
         self.last_data = time.monotonic()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self.connected_event = asyncio.Event()
 
     def start(self) -> None:
         if self._task is None:
@@ -194,10 +193,8 @@ class Connection:
                 await asyncio.sleep(delay)
                 continue
             self.backoff.reset()
-            self.connected_event.set()
             await transport.wait_disconnected()
             self.transport = None
-            self.connected_event.clear()
             if self._stopping:
                 return
             self.on_state(self, False)
