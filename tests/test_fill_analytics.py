@@ -77,3 +77,13 @@ def test_aggregate_report():
     a.on_fill(Fill("y", "o", "B", "UB", "BUY", 5000, 2 * SH, "MATCHED", 0), 0)
     total = a.report()["total"]
     assert total["fills"] == 2 and total["volume_shares"] == 3
+
+
+def test_resolved_markouts_per_fill():
+    a = FillAnalytics()
+    a.on_mid("UP", 0, 10_000)
+    a.on_fill(f("t1", "BUY", 4900, SH, 0), 0)
+    a.on_mid("UP", 500, 10_400)
+    a.on_mid("UP", 1_500, 10_000)  # resolves the 1 s horizon at 0.52
+    rows = sorted(a.resolved_markouts())
+    assert rows == [("t1", "o-t1", 0, 200), ("t1", "o-t1", 1, 600)]  # later horizons still pending

@@ -613,16 +613,5 @@ class Bot:
             raise AlreadyRunning(f"another bot is running with the store {self.opts.db}") from None
 
     def _save_markouts(self) -> None:
-        for token, tracker in self.analytics._trackers.items():  # type: ignore[attr-defined]
-            keys = self.analytics.fill_keys.get(token, [])
-            for i in range(tracker.fill_count):
-                if i >= len(keys):
-                    break
-                trade_id, order_id = keys[i]
-                edge = tracker.at_fill(i)
-                if edge not in (core.PENDING, core.UNAVAILABLE):
-                    self.store.markout(trade_id, order_id, 0, edge)
-                for h, secs in enumerate(self.analytics.horizons_s):
-                    v = tracker.markout(i, h)
-                    if v not in (core.PENDING, core.UNAVAILABLE):
-                        self.store.markout(trade_id, order_id, secs, v)
+        for trade_id, order_id, horizon_s, value in self.analytics.resolved_markouts():
+            self.store.markout(trade_id, order_id, horizon_s, value)

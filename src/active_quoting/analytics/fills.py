@@ -188,6 +188,17 @@ class FillAnalytics:
     def markets(self) -> list[str]:
         return list(self._markets)
 
+    def resolved_markouts(self):  # type: ignore[no-untyped-def]
+        """(trade id, order id, horizon seconds, markout in half price units) for every resolved
+        markout; horizon 0 is the edge against the mid at the fill."""
+        for token, tracker in self._trackers.items():
+            for i, (trade_id, order_id) in enumerate(self.fill_keys.get(token, [])[: tracker.fill_count]):
+                values = [(0, tracker.at_fill(i))]
+                values += [(secs, tracker.markout(i, h)) for h, secs in enumerate(self.horizons_s)]
+                for secs, v in values:
+                    if v not in (core.PENDING, core.UNAVAILABLE):
+                        yield trade_id, order_id, secs, v
+
     def report(self) -> dict[str, object]:
         """Per market and aggregate (summed) figures."""
         per = {m: self.market_report(m) for m in self._markets}
