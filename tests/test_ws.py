@@ -5,6 +5,7 @@ resync, silent-freeze detection, user events and fills, reconcile after reconnec
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 
 import orjson
@@ -17,7 +18,7 @@ from active_quoting.venue.ws import Backoff, MarketStream, UserStream
 from conftest import capture
 from loopback_venue import LoopbackVenue
 from loopback_ws import LoopbackWS, wait_for
-from synth_feed import DOWN, UP, initial_books, price_change_frame
+from synth_feed import DOWN, UP, book_frame, initial_books, price_change_frame
 
 LOOPS = ["asyncio", "uvloop"]
 
@@ -60,6 +61,21 @@ class Recorder:
 
     def on_reconcile_needed(self):
         self.reconciles += 1
+
+
+@contextlib.asynccontextmanager
+async def peers_with_rest(books):
+    """A market WebSocket peer with ``books`` and a REST venue beside it, both stopped after."""
+    server, venue = LoopbackWS(books), LoopbackVenue()
+    await server.start()
+    await venue.start()
+    rest = RestClient(venue.url)
+    try:
+        yield server, venue, rest
+    finally:
+        await rest.close()
+        await server.stop()
+        await venue.stop()
 
 
 def market_stream(url, rec, **kw):
@@ -180,33 +196,26 @@ def test_sharding_and_dynamic_subscriptions(loop):
 def test_tick_change_notifies_and_desync_resyncs_from_rest(loop):
     async def go():
         books = initial_books(random.Random(5), levels=3)
-        server = LoopbackWS(books)
-        venue = LoopbackVenue()
-        url = await server.start()
-        await venue.start()
-        rest = RestClient(venue.url)
         rec = Recorder()
-        stream = market_stream(url, rec, rest=rest)
-        stream.subscribe([UP])
-        await stream.start()
-        try:
-            await wait_for(lambda: stream.is_readable(UP))
-            await server.send_market(orjson.dumps({"event_type": "tick_size_change", "asset_id": UP, "market": "0x1",
-                                                   "old_tick_size": "0.01", "new_tick_size": "0.001"}))  # fmt: skip
-            await wait_for(lambda: rec.ticks == [(UP, 10)])
-            venue.book_replies[UP] = {"market": "0x1", "asset_id": UP, "bids": [{"price": "0.3", "size": "1"}],
-                                      "asks": [{"price": "0.7", "size": "1"}], "hash": "r", "timestamp": "9"}  # fmt: skip
-            lie = orjson.loads(price_change_frame(books, [(UP, "BUY", 4000, 1_000_000)], 3))
-            lie["price_changes"][0]["best_bid"] = "0.2"
-            for _ in range(3):  # three disagreements in a row: desynced
-                await server.send_market(orjson.dumps(lie))
-            await wait_for(lambda: stream.resyncs == 1 and stream.is_readable(UP))
-            assert stream.md.books.get(UP).best_bid() == 3000 and stream.md.desync_marks == 1
-        finally:
-            await stream.stop()
-            await rest.close()
-            await server.stop()
-            await venue.stop()
+        async with peers_with_rest(books) as (server, venue, rest):
+            stream = market_stream(server.url, rec, rest=rest)
+            stream.subscribe([UP])
+            await stream.start()
+            try:
+                await wait_for(lambda: stream.is_readable(UP))
+                await server.send_market(orjson.dumps({"event_type": "tick_size_change", "asset_id": UP, "market": "0x1",
+                                                       "old_tick_size": "0.01", "new_tick_size": "0.001"}))  # fmt: skip
+                await wait_for(lambda: rec.ticks == [(UP, 10)])
+                venue.book_replies[UP] = {"market": "0x1", "asset_id": UP, "bids": [{"price": "0.3", "size": "1"}],
+                                          "asks": [{"price": "0.7", "size": "1"}], "hash": "r", "timestamp": "9"}  # fmt: skip
+                lie = orjson.loads(price_change_frame(books, [(UP, "BUY", 4000, 1_000_000)], 3))
+                lie["price_changes"][0]["best_bid"] = "0.2"
+                for _ in range(3):  # three disagreements in a row: desynced
+                    await server.send_market(orjson.dumps(lie))
+                await wait_for(lambda: stream.resyncs == 1 and stream.is_readable(UP))
+                assert stream.md.books.get(UP).best_bid() == 3000 and stream.md.desync_marks == 1
+            finally:
+                await stream.stop()
 
     run(loop, go)
 
@@ -215,30 +224,23 @@ def test_tick_change_notifies_and_desync_resyncs_from_rest(loop):
 def test_silent_freeze_is_detected_only_when_the_book_moved(loop):
     async def go():
         books = initial_books(random.Random(6), levels=2)
-        server = LoopbackWS(books)
-        venue = LoopbackVenue()
-        url = await server.start()
-        await venue.start()
-        rest = RestClient(venue.url)
         rec = Recorder()
-        stream = market_stream(url, rec, rest=rest, freeze_after=0.2, freeze_check_every=3600)
-        stream.subscribe([UP])
-        await stream.start()
-        try:
-            await wait_for(lambda: stream.is_readable(UP))
-            book = orjson.loads(__import__("synth_feed").book_frame({UP: books[UP]}, 1))[0]
-            venue.book_replies[UP] = book  # REST agrees with us: a quiet market
-            await asyncio.sleep(0.3)
-            assert await stream.check_freeze() == [] and rec.stale == []
-            venue.book_replies[UP] = dict(book, bids=book["bids"][:-1])  # REST moved, the socket stayed silent
-            assert await stream.check_freeze() == [0]
-            assert "silent" in rec.stale[0][1]
-            await wait_for(lambda: stream.shards[0].connects == 2 and stream.is_readable(UP))
-        finally:
-            await stream.stop()
-            await rest.close()
-            await server.stop()
-            await venue.stop()
+        async with peers_with_rest(books) as (server, venue, rest):
+            stream = market_stream(server.url, rec, rest=rest, freeze_after=0.2, freeze_check_every=3600)
+            stream.subscribe([UP])
+            await stream.start()
+            try:
+                await wait_for(lambda: stream.is_readable(UP))
+                book = orjson.loads(book_frame({UP: books[UP]}, 1))[0]
+                venue.book_replies[UP] = book  # REST agrees with us: a quiet market
+                await asyncio.sleep(0.3)
+                assert await stream.check_freeze() == [] and rec.stale == []
+                venue.book_replies[UP] = dict(book, bids=book["bids"][:-1])  # REST moved, the socket stayed silent
+                assert await stream.check_freeze() == [0]
+                assert "silent" in rec.stale[0][1]
+                await wait_for(lambda: stream.shards[0].connects == 2 and stream.is_readable(UP))
+            finally:
+                await stream.stop()
 
     run(loop, go)
 
