@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -48,8 +49,21 @@ def capture(name: str) -> bytes:
 
 # For tests of the bot's plumbing (orders, fills, restarts, faults) rather than of momentum: the
 # embedded exchange's short demo windows move fast enough to keep a default bot in cooldown.
+# Detection still runs (and counts), but a cooldown of 0 s never holds quotes off: a one-sided
+# book near the touch still counts as imbalance at threshold 0, and the default 2 s cooldowns
+# could otherwise leave a short session with no resting order for a fault to act on.
 CALM = {
     "AQ_MOMENTUM_THRESHOLD_TICKS": "1000",
     "AQ_MOMENTUM_SWEEP_DEPTH_THRESHOLD": "1",
     "AQ_MOMENTUM_IMBALANCE_THRESHOLD": "0",
+    "AQ_MOMENTUM_COOLDOWN_SECONDS": "0",
 }
+
+
+def start_in_fresh_window(window_s: int, need_s: float) -> None:
+    """Sleep until the current wall-clock window (the embedded exchange's windows are aligned
+    to multiples of ``window_s``) has at least ``need_s`` seconds left, so a short bot session
+    does not begin in a window that is about to stop being quoted."""
+    left = window_s - time.time() % window_s
+    if left < need_s:
+        time.sleep(left + 0.05)

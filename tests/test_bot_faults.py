@@ -7,13 +7,14 @@ equal the venue's, no order beyond the limits; a halt cancels everything."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
 from active_quoting.bot import Bot, RunOptions
 from active_quoting.exchange.faults import FAULTS
 from active_quoting.strategy.config import load_config
-from conftest import CALM
+from conftest import CALM, start_in_fresh_window
 
 
 def _check_known(bot: Bot) -> None:
@@ -21,6 +22,14 @@ def _check_known(bot: Bot) -> None:
     venue = {o.id for o in bot.exchange.engine.live_orders(account=me)}
     known = set(bot.orders.orders)
     assert venue <= known, f"venue holds orders the bot does not know: {venue - known}"
+
+
+def _why_idle(bot: Bot) -> str:
+    """What a session that rested nothing was doing, for a failure message."""
+    return (
+        f"risk {bot.risk.state}, momentum triggers {dict(bot.momentum.triggers)}, orders {dict(bot.orders.counts)}, "
+        f"status {bot.status_lines(time.time())}"
+    )
 
 
 def _check_positions(bot: Bot) -> None:
@@ -116,11 +125,11 @@ def test_fills_missed_by_the_user_stream_are_recovered_from_data_trades(tmp_path
         while not getattr(bot, "orders", None) or bot.exchange is None:
             await asyncio.sleep(0.05)
         ex, me = bot.exchange, bot.signer.address
-        for _ in range(200):
+        mine: list = []
+        while not bot._stopping and not mine:
             mine = ex.engine.live_orders(account=me)
-            if mine:
-                break
             await asyncio.sleep(0.05)
+        assert mine, f"no resting order of ours for the missed fill to hit: {_why_idle(bot)}"
         target = mine[0]
         real_decode = bot.user.codec.decode
         bot.user.codec.decode = lambda frame: []  # the stream goes blind: its frames are lost
@@ -148,6 +157,7 @@ def test_fills_missed_by_the_user_stream_are_recovered_from_data_trades(tmp_path
         await bot.run()
         await task
 
+    start_in_fresh_window(opts.window_s, 9)
     asyncio.run(main())
     assert found and found[0] >= 1
     _check_positions(bot)
@@ -156,7 +166,7 @@ def test_fills_missed_by_the_user_stream_are_recovered_from_data_trades(tmp_path
 def test_orders_off_a_new_coarser_grid_are_replaced(tmp_path):
     cfg = load_config(env=CALM)
     opts = RunOptions(
-        assets=("btc",), duration_s=8, seed=41, window_s=30, stop_before_end_s=3, db=str(tmp_path / "t.db")
+        assets=("btc",), duration_s=10, seed=41, window_s=30, stop_before_end_s=3, db=str(tmp_path / "t.db")
     )
     bot = Bot(cfg, opts)
     seen: list[tuple[int, int]] = []
@@ -165,11 +175,11 @@ def test_orders_off_a_new_coarser_grid_are_replaced(tmp_path):
         while not getattr(bot, "orders", None) or bot.exchange is None:
             await asyncio.sleep(0.05)
         ex, me = bot.exchange, bot.signer.address
-        for _ in range(200):
+        live: list = []
+        while not bot._stopping and not live:  # an order of ours that the 0.1 grid will not hold
             live = [o for o in ex.engine.live_orders(account=me) if o.price % 1000]
-            if live:
-                break
             await asyncio.sleep(0.05)
+        assert live, f"no order of ours off the 0.1 grid to act on: {_why_idle(bot)}"
         market = live[0].market
         FAULTS["tick_size_change"](ex, market=market, tick="0.1")
         await asyncio.sleep(1.5)
@@ -181,6 +191,7 @@ def test_orders_off_a_new_coarser_grid_are_replaced(tmp_path):
         await bot.run()
         await task
 
+    start_in_fresh_window(opts.window_s, 9)
     asyncio.run(main())
     ((staged, left),) = seen
     assert staged >= 1 and left == 0
