@@ -32,6 +32,9 @@ def test_bot_session_invariants_and_restart(tmp_path):
     me = bot.signer.address
     # (a)/(c): nothing of ours is left resting after shutdown
     assert engine.live_orders(account=me) == []
+    # no fault was injected: every cancellation the user channel reported was one we asked for,
+    # including shutdown's cancel-all, whose events can arrive before its HTTP answer
+    assert bot.orders.counts["unsolicited_cancels"] == 0
     # (b): positions equal the exchange's, token by token
     for cid, w in bot.windows.items():
         up, down = bot.inventory.held(cid)

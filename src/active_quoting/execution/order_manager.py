@@ -302,17 +302,22 @@ class OrderManager:
     async def cancel_all(self) -> None:
         if self.dry_run:
             return
+        # Marked before the request: the venue's CANCELLATION events can arrive on the user
+        # channel before the HTTP answer, and they are ours, not unsolicited.
+        marked = [t for t in self.live() if not t.cancel_requested]
+        for t in marked:
+            t.cancel_requested = True
         try:
             result = await self.rest.cancel_all()
         except VenueError as err:
+            for t in marked:  # still ours to manage: the next pass cancels them again
+                t.cancel_requested = False
             self.on_error(err.kind)
             return
         for oid in result.canceled:
             t = self.orders.get(oid)
             if t is not None:
                 self._set(t, "CANCELED", reason="cancel-all")
-        for t in self.live():
-            t.cancel_requested = True
 
     def _set(self, t: Tracked, status: str, matched: int | None = None, reason: str = "") -> None:
         t.status = status
