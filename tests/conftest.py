@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from active_quoting import core
 
@@ -25,6 +26,16 @@ def _captures_dir() -> Path:
 
 
 CAPTURES = _captures_dir()
+
+
+@pytest_asyncio.fixture
+async def ex():
+    """The embedded exchange with one market (``exchange_peer``), stopped after the test."""
+    from exchange_peer import start_exchange
+
+    e = await start_exchange()
+    yield e
+    await e.stop()
 
 
 @pytest.fixture(params=core.IMPLEMENTATIONS)

@@ -205,15 +205,18 @@ def test_tick_change_notifies_and_desync_resyncs_from_rest(loop):
                 await wait_for(lambda: stream.is_readable(UP))
                 await server.send_market(orjson.dumps({"event_type": "tick_size_change", "asset_id": UP, "market": "0x1",
                                                        "old_tick_size": "0.01", "new_tick_size": "0.001"}))  # fmt: skip
-                await wait_for(lambda: rec.ticks == [(UP, 10)])
+                # the subscribe snapshot's tick, then the change (each reported once)
+                await wait_for(lambda: rec.ticks == [(UP, 100), (UP, 10)])
                 venue.book_replies[UP] = {"market": "0x1", "asset_id": UP, "bids": [{"price": "0.3", "size": "1"}],
-                                          "asks": [{"price": "0.7", "size": "1"}], "hash": "r", "timestamp": "9"}  # fmt: skip
+                                          "asks": [{"price": "0.7", "size": "1"}], "hash": "r", "timestamp": "9",
+                                          "tick_size": "0.01"}  # fmt: skip
                 lie = orjson.loads(price_change_frame(books, [(UP, "BUY", 4000, 1_000_000)], 3))
                 lie["price_changes"][0]["best_bid"] = "0.2"
                 for _ in range(3):  # three disagreements in a row: desynced
                     await server.send_market(orjson.dumps(lie))
                 await wait_for(lambda: stream.resyncs == 1 and stream.is_readable(UP))
                 assert stream.md.books.get(UP).best_bid() == 3000 and stream.md.desync_marks == 1
+                assert rec.ticks[-1] == (UP, 100)  # the REST snapshot's tick differs from the last known: reported
             finally:
                 await stream.stop()
 

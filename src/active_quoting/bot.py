@@ -164,7 +164,9 @@ class Bot:
                 w = self.windows.get(cid or "")
                 if w is not None:
                     price = core.parse_price(ev.price)
-                    self.momentum.on_trade(cid, now, price if ev.asset_id == w.up else core.MAX_PRICE - price, w.tick)
+                    book = books.get(ev.asset_id)
+                    tick = book.tick if book is not None else w.tick  # the venue's latest word on the grid
+                    self.momentum.on_trade(cid, now, price if ev.asset_id == w.up else core.MAX_PRICE - price, tick)
             elif cls is MarketResolvedEvent:
                 if ev.market in self.windows and ev.winning_asset_id:
                     self._resolve(ev.market, ev.winning_asset_id)
@@ -199,7 +201,8 @@ class Bot:
         cid = self.token_market.get(asset_id)
         w = self.windows.get(cid or "")
         if w is not None and asset_id == w.up:
-            # Orders off the new grid are cancelled now and replaced by the next quote pass.
+            # A tick_size_change, or a snapshot whose tick differs from what discovery said:
+            # orders off the new grid are cancelled now and replaced by the next quote pass.
             if self.orders.cancel_off_grid(w.condition_id, tick):
                 self._dirty.setdefault(w.condition_id, self.market.last_frame_t)
 

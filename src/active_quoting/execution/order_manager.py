@@ -200,11 +200,19 @@ class OrderManager:
             await self._place(places, staged_at)
 
     async def _place(self, trackers: list[Tracked], staged_at: float) -> None:
+        # The market's tick follows every snapshot and tick_size_change. One can arrive between
+        # the decision and this send (the cancels go first): an order off the grid the venue
+        # now enforces is not sent; the next quote pass prices it on the new grid.
+        off = [t for t in trackers if t.price % self.markets[t.market].tick]
+        if off:
+            trackers = [t for t in trackers if not t.price % self.markets[t.market].tick]
+            self.counts["off_grid_dropped"] = self.counts.get("off_grid_dropped", 0) + len(off)
+            if not trackers:
+                return
 
         def build(version: int):  # type: ignore[no-untyped-def]
             out = []
             for t in trackers:
-                tick = self.markets[t.market].tick
                 out.append(
                     build_order(
                         self.signer,
@@ -212,7 +220,7 @@ class OrderManager:
                         0 if t.side == BUY else 1,
                         t.price,
                         t.size,
-                        _tick_for(t.price, tick),
+                        self.markets[t.market].tick,
                         version=version,
                         fee_rate_bps=0,
                     )
@@ -398,10 +406,3 @@ class OrderManager:
                 )
                 self.counts["adopted"] += 1
 
-
-def _tick_for(price: int, tick: int) -> int:
-    """The grid a price is on: the market tick, or a finer venue tick after a tick change."""
-    for t in (tick, 100, 10, 1):
-        if price % t == 0:
-            return t
-    return 1

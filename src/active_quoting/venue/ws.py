@@ -257,6 +257,7 @@ class MarketStream:
         self._assets: list[list[str]] = []
         self._readable: set[str] = set()
         self._resyncing: set[str] = set()
+        self._ticks: dict[str, int] = {}  # the tick last reported to the listener, per token
         self.resyncs = 0
         self.stale_events = 0
         self.last_frame_t = 0.0
@@ -354,12 +355,20 @@ class MarketStream:
             if cls is BookEvent:
                 self._readable.add(ev.asset_id)
                 self._resyncing.discard(ev.asset_id)
+                self._note_tick(ev.asset_id)
             elif cls is TickSizeChangeEvent:
-                book = self.md.books.get(ev.asset_id)  # type: ignore[attr-defined]
-                if book is not None:
-                    self.listener.on_tick_size_change(ev.asset_id, book.tick)
+                self._note_tick(ev.asset_id)
         self._check_desync(events)
         self.listener.on_market_events(events)
+
+    def _note_tick(self, asset_id: str) -> None:
+        """Tell the listener the token's tick whenever the venue's word on it changes: a
+        ``tick_size_change``, or a snapshot (subscribe, reconnect, REST resync) whose
+        ``tick_size`` differs from what was known (discovery's tick can be stale)."""
+        book = self.md.books.get(asset_id)  # type: ignore[attr-defined]
+        if book is not None and self._ticks.get(asset_id) != book.tick:
+            self._ticks[asset_id] = book.tick
+            self.listener.on_tick_size_change(asset_id, book.tick)
 
     def _check_desync(self, events: list[Any]) -> None:
         for ev in events:
@@ -386,6 +395,7 @@ class MarketStream:
             try:
                 raw = await self.rest.book(asset_id)
                 self.md.books.apply_book(msgspec.convert(dict(raw, event_type="book"), BookEvent))  # type: ignore[attr-defined]
+                self._note_tick(asset_id)
                 self._readable.add(asset_id)
                 self._resyncing.discard(asset_id)
                 return

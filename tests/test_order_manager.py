@@ -1,0 +1,65 @@
+"""The order manager against the embedded exchange: the grid an order is signed on is the one
+the venue last stated (snapshot or tick_size_change), checked strictly; an order whose grid
+changed between decision and send is not sent."""
+
+from __future__ import annotations
+
+import pytest
+
+from active_quoting import core
+from active_quoting.execution.order_manager import MarketRef, OrderManager
+from active_quoting.strategy.quoting import MarketDecision, SideDecision
+from active_quoting.venue.rest import RestClient
+from active_quoting.venue.signing import OrderSigner
+from exchange_peer import CID, DOWN, MAKER_KEY, SH, UP, derive
+
+NONE = SideDecision(core.NO_PRICE, 0, core.KEEP)
+
+
+async def _manager(ex) -> tuple[OrderManager, RestClient, str]:
+    signer = OrderSigner(MAKER_KEY)
+    rest = RestClient(ex.clob_url, signer, await derive(ex, MAKER_KEY))
+    om = OrderManager(rest, signer, min_refresh_ms=0, global_cap_per_sec=1000)
+    om.add_market(MarketRef(CID, UP, DOWN, 100))  # discovery said 0.01
+    return om, rest, signer.address
+
+
+def _bid(price: int) -> tuple[MarketDecision, list[tuple[int, int, int, int]]]:
+    size = 10 * SH
+    return MarketDecision(CID, SideDecision(price, size, core.PLACE), NONE, False, 100), [
+        (core.UP, core.BUY, price, size)
+    ]
+
+
+@pytest.mark.asyncio
+async def test_an_order_on_the_finer_grid_a_snapshot_stated_is_signed_on_that_grid(ex):
+    om, rest, me = await _manager(ex)
+    try:
+        ex.force_tick_size(CID, 10)  # the venue's book says 0.001
+        assert om.cancel_off_grid(CID, 10) == 0  # what the bot does on that snapshot: nothing rests yet
+        assert om.stage(*_bid(4870), 0.0)
+        await om.flush()
+        (live,) = ex.engine.live_orders(account=me)
+        assert (live.token, live.price, live.size) == (UP, 4870, 10 * SH)
+        assert om.counts["placed"] == 1 and om.counts["rejected"] == 0
+    finally:
+        await rest.close()
+
+
+@pytest.mark.asyncio
+async def test_an_order_off_a_grid_that_coarsened_before_the_send_is_not_sent(ex):
+    om, rest, me = await _manager(ex)
+    try:
+        assert om.stage(*_bid(4900), 0.0)  # decided on the 0.01 grid
+        ex.force_tick_size(CID, 1000)  # then the venue moves the market to 0.1
+        om.cancel_off_grid(CID, 1000)
+        await om.flush()
+        assert ex.engine.live_orders(account=me) == []
+        assert om.counts.get("off_grid_dropped") == 1
+        assert om.counts["placed"] == 0 and om.counts["rejected"] == 0  # never reached the venue
+        assert om.stage(*_bid(5000), 1.0)  # the next decision, on the new grid, goes out
+        await om.flush()
+        (live,) = ex.engine.live_orders(account=me)
+        assert live.price == 5000 and om.counts["placed"] == 1
+    finally:
+        await rest.close()
