@@ -28,12 +28,21 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from active_quoting import core
+from active_quoting.aio import TaskSet
 from active_quoting.exchange import messages
 from active_quoting.exchange.engine import ASK, BID, BUY, SCALE, SELL, Engine, EngineError, Market, Order, Result, Trade
 from active_quoting.exchange.faults import Faults
 from active_quoting.venue.signing import SigningError, clob_auth_digest, recover_signer, wire_order_hash
 
 _log = logging.getLogger(__name__)
+
+
+async def _send_text(ws: web.WebSocketResponse, text: str) -> None:
+    try:
+        await ws.send_str(text)
+    except ConnectionError:
+        pass  # the subscriber went away between publication and send; its handler cleans up
+
 
 HEARTBEAT_TIMEOUT_S = 15.0  # 10 s plus the 5 s buffer
 CUSTOM_FEATURE_EVENTS = frozenset({"best_bid_ask", "new_market", "market_resolved"})
@@ -126,7 +135,7 @@ class Exchange:
         self.sent_frames = 0
         self._record = open(self.cfg.record, "ab") if self.cfg.record else None  # noqa: SIM115 - closed in stop()
         self._runners: list[web.AppRunner] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet(_log)
         self.clob_url = ""
         self.gamma_url = ""
         for address, usdc in self.cfg.seed_balances.items():
@@ -176,7 +185,7 @@ class Exchange:
         gamma.router.add_get("/markets/keyset", self.g_keyset)
         self.clob_url = await self._serve(clob, self.cfg.clob_port)
         self.gamma_url = await self._serve(gamma, self.cfg.gamma_port)
-        self._spawn(self._housekeeping())
+        self._tasks.spawn(self._housekeeping())
         return self
 
     async def _serve(self, app: web.Application, port: int) -> str:
@@ -189,8 +198,7 @@ class Exchange:
         return self.clob_url.replace("http://", "ws://")
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel()
         for ws in list(self.market_sockets) + list(self.user_sockets):
             await ws.close()
         for runner in self._runners:
@@ -198,11 +206,6 @@ class Exchange:
         if self._record:
             self._record.close()
             self._record = None
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _housekeeping(self) -> None:
         while True:
@@ -262,7 +265,7 @@ class Exchange:
 
     def _send(self, ws: web.WebSocketResponse, frame: bytes) -> None:
         self.sent_frames += 1
-        self._spawn(ws.send_str(frame.decode()))
+        self._tasks.spawn(_send_text(ws, frame.decode()))
 
     def _broadcast_market(self, tokens: set[str] | None, msg: dict[str, Any]) -> None:
         """Send to subscribers of ``tokens`` (None = everyone); the custom-feature events only to

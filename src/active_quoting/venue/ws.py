@@ -31,7 +31,7 @@ import orjson
 from picows import WSAutoPingStrategy, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from active_quoting import core
-from active_quoting.aio import cancel_and_wait
+from active_quoting.aio import TaskSet, cancel_and_wait
 from active_quoting.errors import FrameError, UnitsError
 from active_quoting.venue.market_codec import BookEvent, TickSizeChangeEvent
 from active_quoting.venue.market_data import MarketData
@@ -262,7 +262,7 @@ class MarketStream:
         self.stale_events = 0
         self.last_frame_t = 0.0
         self.record: Callable[[bytes], None] | None = None  # e.g. a journal: every frame as received
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet(_log)
         self._freeze_task: asyncio.Task[None] | None = None
 
     # -- subscriptions ------------------------------------------------------------------
@@ -329,8 +329,7 @@ class MarketStream:
     async def stop(self) -> None:
         if self._freeze_task is not None:
             self._freeze_task.cancel()
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel()
         for conn in self.shards:
             await conn.stop()
 
@@ -380,12 +379,7 @@ class MarketStream:
                 book = self.md.books.get(aid)  # type: ignore[attr-defined]
                 if book is not None and book.desynced and aid not in self._resyncing:
                     self._resyncing.add(aid)
-                    self._spawn(self._resync(aid))
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+                    self._tasks.spawn(self._resync(aid))
 
     async def _resync(self, asset_id: str) -> None:
         """Rebuild a desynced book: REST ``/book`` when a client is given, else resubscribe."""
