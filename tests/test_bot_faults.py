@@ -24,6 +24,11 @@ def _check_known(bot: Bot) -> None:
     assert venue <= known, f"venue holds orders the bot does not know: {venue - known}"
 
 
+def _bot_status(bot: Bot, order_id: str) -> str:
+    t = bot.orders.orders.get(order_id)
+    return "unknown to the bot" if t is None else f"{t.status}{' cancel requested' if t.cancel_requested else ''}"
+
+
 def _why_idle(bot: Bot) -> str:
     """What a session that rested nothing was doing, for a failure message."""
     return (
@@ -46,7 +51,7 @@ def test_bot_survives_every_fault(tmp_path):
     bot = Bot(cfg, opts)
     me_cancels: list[int] = []
     invalidated: list[int] = []
-    off_grid: list[int] = []
+    off_grid: list[list[tuple[str, int, str]]] = []
 
     async def script():
         while not hasattr(bot, "exchange") or bot.exchange is None or not getattr(bot, "orders", None):
@@ -82,7 +87,7 @@ def test_bot_survives_every_fault(tmp_path):
         FAULTS["tick_size_change"](ex, market=market, tick="0.1")  # coarser: resting prices fall off the grid
         await asyncio.sleep(1.5)
         coarse = [o for o in ex.engine.live_orders(account=me) if o.market == market and o.price % 1000]
-        off_grid.append(len(coarse))
+        off_grid.append([(o.id[:10], o.price, _bot_status(bot, o.id)) for o in coarse])
         await bot.orders.reconcile()
         _check_known(bot)
         # A halt (user channel lost) cancels everything and places nothing until recovery.
@@ -101,7 +106,7 @@ def test_bot_survives_every_fault(tmp_path):
     _check_known(bot)
     _check_positions(bot)
     assert me_cancels == [0]  # halted: nothing of ours resting
-    assert off_grid == [0]  # after the change to 0.1 nothing of ours rested off the new grid
+    assert off_grid == [[]]  # after the change to 0.1 nothing of ours rested off the new grid
     assert bot.exchange.engine.live_orders(account=bot.signer.address) == []
     counts = bot.orders.counts
     assert counts["placed"] > 0 and invalidated and invalidated[0] >= 1  # the venue-side cancels were noticed
@@ -195,3 +200,59 @@ def test_orders_off_a_new_coarser_grid_are_replaced(tmp_path):
     asyncio.run(main())
     ((staged, left),) = seen
     assert staged >= 1 and left == 0
+
+
+@pytest.mark.parametrize("event", ["halt", "coarser_tick"])
+def test_cancels_go_out_at_once_even_while_a_submit_hangs(tmp_path, event):
+    """The venue holds the answer to a submit (the order is placed; the answer comes late) and
+    the quote pass that sent it waits for it. Meanwhile a halt cancels everything at once and
+    nothing new goes out until recovery; a tick change to a coarser grid cancels our orders off
+    it at once."""
+    cfg = load_config(env=CALM)
+    opts = RunOptions(
+        assets=("btc",), duration_s=10, seed=43, window_s=30, stop_before_end_s=3, db=str(tmp_path / "h.db")
+    )
+    bot = Bot(cfg, opts)
+    seen: list[tuple[list[tuple[str, int, str]], bool, int]] = []
+
+    def ours(ex, me):
+        live = ex.engine.live_orders(account=me)
+        if event == "coarser_tick":
+            live = [o for o in live if o.price % 1000]
+        return [(o.id[:10], o.price, _bot_status(bot, o.id)) for o in live]
+
+    async def script():
+        while not getattr(bot, "orders", None) or bot.exchange is None:
+            await asyncio.sleep(0.05)
+        ex, me = bot.exchange, bot.signer.address
+        while not bot._stopping and not ours(ex, me):
+            await asyncio.sleep(0.05)
+        FAULTS["timeout_after_place"](ex, count=1, hold_seconds=4.0)
+        while not bot._stopping and ex.faults.timeout_after_place:  # the next submit is placed, its answer held
+            await asyncio.sleep(0.02)
+        assert not bot._stopping, f"no submit reached the venue to hold: {_why_idle(bot)}"
+        if event == "halt":
+            bot.risk.on_user_channel(int(time.time() * 1000), False)
+        else:
+            market = ex.engine.live_orders(account=me)[0].market
+            FAULTS["tick_size_change"](ex, market=market, tick="0.1")
+        await asyncio.sleep(1.0)
+        held = bot._quote_lock.locked()  # the quote pass is still waiting for its answer
+        sent = len(bot.orders.orders)  # every order signed for sending is tracked from then on
+        seen.append((ours(ex, me), held, sent))
+        await asyncio.sleep(3.5)  # the late answer arrives
+        seen.append((ours(ex, me), False, len(bot.orders.orders)))
+
+    async def main():
+        task = asyncio.get_running_loop().create_task(script())
+        await bot.run()
+        await task
+
+    start_in_fresh_window(opts.window_s, 9)
+    asyncio.run(main())
+    (resting, held, sent), (resting_later, _, sent_later) = seen
+    assert held, "the submit was not hanging when the event came; the test proves nothing"
+    assert resting == [] and resting_later == []
+    if event == "halt":
+        assert sent_later == sent  # the halted bot sent nothing new
+    _check_known(bot)

@@ -63,3 +63,20 @@ async def test_an_order_off_a_grid_that_coarsened_before_the_send_is_not_sent(ex
         assert live.price == 5000 and om.counts["placed"] == 1
     finally:
         await rest.close()
+
+
+@pytest.mark.asyncio
+async def test_nothing_is_sent_for_a_market_risk_no_longer_lets_us_quote(ex):
+    om, rest, me = await _manager(ex)
+    halted = {CID}
+    om.may_place = lambda market: market not in halted
+    try:
+        assert om.stage(*_bid(4900), 0.0)  # decided before the halt
+        await om.flush()  # sent after it
+        assert ex.engine.live_orders(account=me) == [] and om.counts["held_by_risk"] == 1
+        halted.clear()  # recovered
+        assert om.stage(*_bid(4900), 1.0)
+        await om.flush()
+        assert len(ex.engine.live_orders(account=me)) == 1 and om.counts["placed"] == 1
+    finally:
+        await rest.close()

@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 
 from active_quoting import core
+from active_quoting.aio import TaskSet
 from active_quoting.alerts.notifier import Alerts
 from active_quoting.analytics.fills import FeeSchedule as AnalyticsFees
 from active_quoting.analytics.fills import FillAnalytics
@@ -118,6 +119,9 @@ class Bot:
         self.metrics = Metrics()
         self._dirty: dict[str, float] = {}  # market -> arrival of the first frame not yet quoted on
         self._quote_lock = asyncio.Lock()
+        # Quote passes and reconciliations run as tasks, so the main loop (risk checks, the
+        # cancel-all a halt asks for) never waits behind a slow venue answer.
+        self._tasks = TaskSet(_log, on_error=self._background_failed)
         self._stopping = False
         self._kick_pending = False
         self.windows: dict[str, WindowInfo] = {}
@@ -193,9 +197,12 @@ class Bot:
             self._kick_pending = True
             asyncio.get_running_loop().call_soon(self._kick)
 
+    def _background_failed(self, exc: BaseException) -> None:
+        self.alerts.notify("error", f"a quote pass or reconciliation failed: {exc!r}", critical=True)
+
     def _kick(self) -> None:
         self._kick_pending = False
-        asyncio.get_running_loop().create_task(self._quote_once(time.time()))
+        self._tasks.spawn(self._quote_once(time.time()))
 
     def on_tick_size_change(self, asset_id: str, tick: int) -> None:
         cid = self.token_market.get(asset_id)
@@ -204,6 +211,7 @@ class Bot:
             # A tick_size_change, or a snapshot whose tick differs from what discovery said:
             # orders off the new grid are cancelled now and replaced by the next quote pass.
             if self.orders.cancel_off_grid(w.condition_id, tick):
+                self._tasks.spawn(self.orders.send_cancels())
                 self._dirty.setdefault(w.condition_id, self.market.last_frame_t)
 
     def on_feed_state(self, shard: int, connected: bool) -> None:
@@ -242,7 +250,7 @@ class Bot:
             self.alerts.notify("disconnect", "user channel lost: order state unknown", critical=True)
 
     def on_reconcile_needed(self) -> None:
-        asyncio.get_running_loop().create_task(self._reconcile_all())
+        self._tasks.spawn(self._reconcile_all())
 
     async def _reconcile_all(self) -> None:
         """Orders against ``/data/orders``, and fills the user stream may have missed (it does
@@ -492,6 +500,7 @@ class Bot:
             metrics=self.metrics,
             min_refresh_ms=self.cfg.refresh.min_interval_ms,
             global_cap_per_sec=self.cfg.refresh.global_cap_per_sec,
+            may_place=self.risk.can_quote,
             on_error=lambda kind: self.risk.on_error(int(time.time() * 1000), kind),
             on_success=lambda: self.risk.on_success(int(time.time() * 1000)),
         )
@@ -543,7 +552,8 @@ class Bot:
                         self.alerts.notify("rollover", f"market discovery failed: {exc}")
                     last_discovery = now
                 self.alerts.flush_fills()
-                await self._quote_once(now)
+                if not self._quote_lock.locked():  # else a pass is in flight; the next tick retries
+                    self._tasks.spawn(self._quote_once(now))
                 now_ms = int(now * 1000)
                 if now - last_pnl >= 1.0:
                     self.journal.flush()
@@ -569,6 +579,7 @@ class Bot:
         self._stopping = True
         async with self._quote_lock:  # a quote pass in flight finishes first; none starts after
             pass
+        self._tasks.cancel()  # what is left are reconciliations; shutdown runs its own
         await self.orders.cancel_all()
         for _ in range(20):
             await self.orders.reconcile()

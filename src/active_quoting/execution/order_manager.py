@@ -94,6 +94,7 @@ class OrderManager:
         metrics: Metrics | None = None,
         dry_run: bool = False,
         concurrent_replace: bool = False,
+        may_place: Callable[[str], bool] = lambda market: True,
     ) -> None:
         self.dry_run = dry_run
         self.concurrent_replace = concurrent_replace
@@ -108,6 +109,7 @@ class OrderManager:
         self.limiter = RefreshLimiter(global_cap_per_sec)
         self.on_error = on_error
         self.on_success = on_success
+        self.may_place = may_place
         self.markets: dict[str, MarketRef] = {}
         self.orders: dict[str, Tracked] = {}
         self.last_refresh: dict[str, float] = {}
@@ -123,6 +125,9 @@ class OrderManager:
             "unknown": 0,
             "adopted": 0,
         }
+
+    def _count(self, what: str) -> None:
+        self.counts[what] = self.counts.get(what, 0) + 1
 
     def add_market(self, ref: MarketRef) -> None:
         self.markets[ref.condition_id] = ref
@@ -200,15 +205,22 @@ class OrderManager:
             await self._place(places, staged_at)
 
     async def _place(self, trackers: list[Tracked], staged_at: float) -> None:
-        # The market's tick follows every snapshot and tick_size_change. One can arrive between
-        # the decision and this send (the cancels go first): an order off the grid the venue
-        # now enforces is not sent; the next quote pass prices it on the new grid.
-        off = [t for t in trackers if t.price % self.markets[t.market].tick]
-        if off:
-            trackers = [t for t in trackers if not t.price % self.markets[t.market].tick]
-            self.counts["off_grid_dropped"] = self.counts.get("off_grid_dropped", 0) + len(off)
-            if not trackers:
-                return
+        # Between the decision and this send (the cancels go first) the world can change:
+        # a halt (risk says the market may not be quoted: nothing new goes out, whatever was
+        # decided) or a tick change (the market's tick follows every snapshot and
+        # tick_size_change; an order off the grid the venue now enforces would be refused).
+        # Such orders are not sent; the next quote pass decides again.
+        sendable = []
+        for t in trackers:
+            if not self.may_place(t.market):
+                self._count("held_by_risk")
+            elif t.price % self.markets[t.market].tick:
+                self._count("off_grid_dropped")
+            else:
+                sendable.append(t)
+        trackers = sendable
+        if not trackers:
+            return
 
         def build(version: int):  # type: ignore[no-untyped-def]
             out = []
@@ -306,6 +318,13 @@ class OrderManager:
                 staged += 1
         self.counts["off_grid_cancels"] = self.counts.get("off_grid_cancels", 0) + staged
         return staged
+
+    async def send_cancels(self) -> None:
+        """Send the staged cancels now, without waiting for a quote pass: a pass can be held up
+        by a slow answer to its submit, and a cancel is always safe to send."""
+        cancels, self._cancels = self._cancels, []
+        if cancels:
+            await self._cancel(cancels)
 
     async def cancel_all(self) -> None:
         if self.dry_run:
@@ -405,4 +424,3 @@ class OrderManager:
                     core.parse_size(o.get("size_matched") or "0"),
                 )
                 self.counts["adopted"] += 1
-
