@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from active_quoting import core
-from active_quoting.execution.order_manager import MarketRef, OrderManager
+from active_quoting.execution.order_manager import MarketRef, OrderManager, Tracked
 from active_quoting.strategy.quoting import MarketDecision, SideDecision
 from active_quoting.venue.rest import RestClient
 from active_quoting.venue.signing import OrderSigner
@@ -78,5 +78,24 @@ async def test_nothing_is_sent_for_a_market_risk_no_longer_lets_us_quote(ex):
         assert om.stage(*_bid(4900), 1.0)
         await om.flush()
         assert len(ex.engine.live_orders(account=me)) == 1 and om.counts["placed"] == 1
+    finally:
+        await rest.close()
+
+
+@pytest.mark.asyncio
+async def test_an_order_the_cancel_all_missed_stays_ours_to_cancel(ex):
+    """A submit still in flight when the cancel-all ran lands after it: the cancel-all did not
+    cancel it, so no cancel is outstanding and the next pass sees it resting and cancels it."""
+    om, rest, me = await _manager(ex)
+    try:
+        assert om.stage(*_bid(4800), 0.0)
+        await om.flush()
+        (held,) = om.live()
+        in_flight = Tracked("0x" + "ee" * 32, CID, UP, "BUY", 4700, 10 * SH, "bid", 4700)  # sent, not yet at the venue
+        om.orders[in_flight.order_id] = in_flight
+        await om.cancel_all()
+        assert held.status == "CANCELED" and ex.engine.live_orders(account=me) == []
+        assert in_flight.status == "SENT" and not in_flight.cancel_requested
+        assert om.resting(CID, "bid").price == 4700  # what the next (halted) pass will cancel
     finally:
         await rest.close()

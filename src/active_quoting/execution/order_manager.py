@@ -345,6 +345,12 @@ class OrderManager:
             t = self.orders.get(oid)
             if t is not None:
                 self._set(t, "CANCELED", reason="cancel-all")
+        canceled = set(result.canceled)
+        for t in marked:
+            if t.status in LIVE_STATES and t.order_id not in canceled:
+                # The venue did not hold it when the cancel-all ran (a submit still in flight
+                # lands after it): no cancel is outstanding, so the next pass cancels it.
+                t.cancel_requested = False
 
     def _set(self, t: Tracked, status: str, matched: int | None = None, reason: str = "") -> None:
         t.status = status
