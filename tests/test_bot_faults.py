@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -22,6 +23,20 @@ def _check_known(bot: Bot) -> None:
     venue = {o.id for o in bot.exchange.engine.live_orders(account=me)}
     known = set(bot.orders.orders)
     assert venue <= known, f"venue holds orders the bot does not know: {venue - known}"
+
+
+def _run_scripted(bot: Bot, script: Callable[[], Awaitable[None]], fresh_window_s: float = 0) -> None:
+    """Run the bot with a fault script beside it on the same loop; a failing script fails the
+    test. With ``fresh_window_s``, start only when the wall-clock window has that much left."""
+
+    async def main():
+        task = asyncio.get_running_loop().create_task(script())
+        await bot.run()
+        await task
+
+    if fresh_window_s:
+        start_in_fresh_window(bot.opts.window_s, fresh_window_s)
+    asyncio.run(main())
 
 
 def _bot_status(bot: Bot, order_id: str) -> str:
@@ -97,12 +112,7 @@ def test_bot_survives_every_fault(tmp_path):
         me_cancels.append(len(ex.engine.live_orders(account=bot.signer.address)))
         FAULTS["freeze_market"](ex, on=False)
 
-    async def main():
-        task = asyncio.get_running_loop().create_task(script())
-        await bot.run()
-        await task
-
-    asyncio.run(main())
+    _run_scripted(bot, script)
     _check_known(bot)
     _check_positions(bot)
     assert me_cancels == [0]  # halted: nothing of ours resting
@@ -157,13 +167,7 @@ def test_fills_missed_by_the_user_stream_are_recovered_from_data_trades(tmp_path
         await bot._reconcile_all()
         found.append(bot.recovered_fills)
 
-    async def main():
-        task = asyncio.get_running_loop().create_task(script())
-        await bot.run()
-        await task
-
-    start_in_fresh_window(opts.window_s, 9)
-    asyncio.run(main())
+    _run_scripted(bot, script, fresh_window_s=9)
     assert found and found[0] >= 1
     _check_positions(bot)
 
@@ -191,13 +195,7 @@ def test_orders_off_a_new_coarser_grid_are_replaced(tmp_path):
         left = [o for o in ex.engine.live_orders(account=me) if o.market == market and o.price % 1000]
         seen.append((bot.orders.counts.get("off_grid_cancels", 0), len(left)))
 
-    async def main():
-        task = asyncio.get_running_loop().create_task(script())
-        await bot.run()
-        await task
-
-    start_in_fresh_window(opts.window_s, 9)
-    asyncio.run(main())
+    _run_scripted(bot, script, fresh_window_s=9)
     ((staged, left),) = seen
     assert staged >= 1 and left == 0
 
@@ -243,13 +241,7 @@ def test_cancels_go_out_at_once_even_while_a_submit_hangs(tmp_path, event):
         await asyncio.sleep(3.5)  # the late answer arrives
         seen.append((ours(ex, me), False, len(bot.orders.orders)))
 
-    async def main():
-        task = asyncio.get_running_loop().create_task(script())
-        await bot.run()
-        await task
-
-    start_in_fresh_window(opts.window_s, 9)
-    asyncio.run(main())
+    _run_scripted(bot, script, fresh_window_s=9)
     (resting, held, sent), (resting_later, _, sent_later) = seen
     assert held, "the submit was not hanging when the event came; the test proves nothing"
     assert resting == [] and resting_later == []
