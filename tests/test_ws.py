@@ -64,36 +64,38 @@ class Recorder:
 
 
 @contextlib.asynccontextmanager
-async def peers_with_rest(books):
-    """A market WebSocket peer with ``books`` and a REST venue beside it, both stopped after."""
-    server, venue = LoopbackWS(books), LoopbackVenue()
+async def market_stream(books, assets, rec, with_rest=False, **kw):
+    """A market WebSocket peer serving ``books``, a started ``MarketStream`` subscribed to
+    ``assets`` (fast pings and backoff), and with ``with_rest`` a REST venue beside the peer
+    that the stream resyncs from; everything is stopped after. Yields (peer, venue, stream)."""
+    server = LoopbackWS(books)
+    venue = LoopbackVenue() if with_rest else None
     await server.start()
-    await venue.start()
-    rest = RestClient(venue.url)
-    try:
-        yield server, venue, rest
-    finally:
-        await rest.close()
-        await server.stop()
-        await venue.stop()
-
-
-def market_stream(url, rec, **kw):
+    rest = None
+    if venue is not None:
+        await venue.start()
+        rest = RestClient(venue.url)
     kw.setdefault("ping_interval", 0.1)
     kw.setdefault("pong_timeout", 0.1)
-    return MarketStream(url + "/ws/market", listener=rec, backoff=fast_backoff, **kw)
+    stream = MarketStream(server.url + "/ws/market", listener=rec, backoff=fast_backoff, rest=rest, **kw)
+    stream.subscribe(assets)
+    await stream.start()
+    try:
+        yield server, venue, stream
+    finally:
+        await stream.stop()
+        if rest is not None:
+            await rest.close()
+        await server.stop()
+        if venue is not None:
+            await venue.stop()
 
 
 @pytest.mark.parametrize("loop", LOOPS)
 def test_subscribe_snapshot_and_ping_cadence(loop):
     async def go():
-        server = LoopbackWS(initial_books(random.Random(1), levels=3))
-        url = await server.start()
-        rec = Recorder()
-        stream = market_stream(url, rec)
-        stream.subscribe([UP, DOWN])
-        await stream.start()
-        try:
+        books = initial_books(random.Random(1), levels=3)
+        async with market_stream(books, [UP, DOWN], Recorder()) as (server, _, stream):
             await wait_for(lambda: stream.is_readable(UP) and stream.is_readable(DOWN))
             assert server.received[0] == (
                 "market",
@@ -103,9 +105,6 @@ def test_subscribe_snapshot_and_ping_cadence(loop):
             assert server.pings >= 3 and stream.shards[0].pongs >= 3  # text PING answered by text PONG
             assert stream.shards[0].connects == 1
             assert stream.md.books.get(UP).best_bid() == 4900
-        finally:
-            await stream.stop()
-            await server.stop()
 
     run(loop, go)
 
@@ -114,13 +113,8 @@ def test_subscribe_snapshot_and_ping_cadence(loop):
 def test_reconnect_resubscribes_and_rebuilds(loop):
     async def go():
         books = initial_books(random.Random(2), levels=3)
-        server = LoopbackWS(books)
-        url = await server.start()
         rec = Recorder()
-        stream = market_stream(url, rec)
-        stream.subscribe([UP, DOWN])
-        await stream.start()
-        try:
+        async with market_stream(books, [UP, DOWN], rec) as (server, _, stream):
             await wait_for(lambda: stream.is_readable(UP))
             await server.send_market(price_change_frame(books, [(UP, "BUY", 4950, 7_000_000)], 2))
             await wait_for(lambda: stream.md.books.get(UP).best_bid() == 4950)
@@ -131,9 +125,6 @@ def test_reconnect_resubscribes_and_rebuilds(loop):
             assert len(subs) == 2 and subs[1]["assets_ids"] == [UP, DOWN]
             assert stream.md.books.get(UP).best_bid() == 4900  # rebuilt from the fresh snapshot
             assert (0, False) in rec.states and rec.states.count((0, True)) == 2
-        finally:
-            await stream.stop()
-            await server.stop()
 
     run(loop, go)
 
@@ -141,20 +132,13 @@ def test_reconnect_resubscribes_and_rebuilds(loop):
 @pytest.mark.parametrize("loop", LOOPS)
 def test_missing_pong_forces_reconnect(loop):
     async def go():
-        server = LoopbackWS(initial_books(random.Random(3), levels=2))
-        url = await server.start()
-        stream = market_stream(url, Recorder(), pong_timeout=0.05)
-        stream.subscribe([UP])
-        await stream.start()
-        try:
+        books = initial_books(random.Random(3), levels=2)
+        async with market_stream(books, [UP], Recorder(), pong_timeout=0.05) as (server, _, stream):
             await wait_for(lambda: stream.is_readable(UP))
             server.answer_pong = False
             await wait_for(lambda: server.connections >= 2, timeout=5)
             server.answer_pong = True
             await wait_for(lambda: stream.is_readable(UP))
-        finally:
-            await stream.stop()
-            await server.stop()
 
     run(loop, go)
 
@@ -164,12 +148,7 @@ def test_sharding_and_dynamic_subscriptions(loop):
     async def go():
         rng = random.Random(4)
         books = {str(1000 + i): initial_books(rng, levels=2)[UP] for i in range(5)}
-        server = LoopbackWS(books)
-        url = await server.start()
-        stream = market_stream(url, Recorder(), shard_size=2)
-        stream.subscribe(list(books)[:5])
-        await stream.start()
-        try:
+        async with market_stream(books, list(books)[:5], Recorder(), shard_size=2) as (server, _, stream):
             await wait_for(lambda: all(stream.is_readable(a) for a in books))
             assert len(stream.shards) == 3
             firsts = [p["assets_ids"] for ch, p in server.received if p.get("type") == "market"]
@@ -185,9 +164,6 @@ def test_sharding_and_dynamic_subscriptions(loop):
             stream.unsubscribe(["1000"])
             await wait_for(lambda: ("market", {"assets_ids": ["1000"], "operation": "unsubscribe"}) in server.received)
             assert not stream.is_readable("1000") and stream.md.books.get("1000") is None
-        finally:
-            await stream.stop()
-            await server.stop()
 
     run(loop, go)
 
@@ -197,28 +173,22 @@ def test_tick_change_notifies_and_desync_resyncs_from_rest(loop):
     async def go():
         books = initial_books(random.Random(5), levels=3)
         rec = Recorder()
-        async with peers_with_rest(books) as (server, venue, rest):
-            stream = market_stream(server.url, rec, rest=rest)
-            stream.subscribe([UP])
-            await stream.start()
-            try:
-                await wait_for(lambda: stream.is_readable(UP))
-                await server.send_market(orjson.dumps({"event_type": "tick_size_change", "asset_id": UP, "market": "0x1",
-                                                       "old_tick_size": "0.01", "new_tick_size": "0.001"}))  # fmt: skip
-                # the subscribe snapshot's tick, then the change (each reported once)
-                await wait_for(lambda: rec.ticks == [(UP, 100), (UP, 10)])
-                venue.book_replies[UP] = {"market": "0x1", "asset_id": UP, "bids": [{"price": "0.3", "size": "1"}],
-                                          "asks": [{"price": "0.7", "size": "1"}], "hash": "r", "timestamp": "9",
-                                          "tick_size": "0.01"}  # fmt: skip
-                lie = orjson.loads(price_change_frame(books, [(UP, "BUY", 4000, 1_000_000)], 3))
-                lie["price_changes"][0]["best_bid"] = "0.2"
-                for _ in range(3):  # three disagreements in a row: desynced
-                    await server.send_market(orjson.dumps(lie))
-                await wait_for(lambda: stream.resyncs == 1 and stream.is_readable(UP))
-                assert stream.md.books.get(UP).best_bid() == 3000 and stream.md.desync_marks == 1
-                assert rec.ticks[-1] == (UP, 100)  # the REST snapshot's tick differs from the last known: reported
-            finally:
-                await stream.stop()
+        async with market_stream(books, [UP], rec, with_rest=True) as (server, venue, stream):
+            await wait_for(lambda: stream.is_readable(UP))
+            await server.send_market(orjson.dumps({"event_type": "tick_size_change", "asset_id": UP, "market": "0x1",
+                                                   "old_tick_size": "0.01", "new_tick_size": "0.001"}))  # fmt: skip
+            # the subscribe snapshot's tick, then the change (each reported once)
+            await wait_for(lambda: rec.ticks == [(UP, 100), (UP, 10)])
+            venue.book_replies[UP] = {"market": "0x1", "asset_id": UP, "bids": [{"price": "0.3", "size": "1"}],
+                                      "asks": [{"price": "0.7", "size": "1"}], "hash": "r", "timestamp": "9",
+                                      "tick_size": "0.01"}  # fmt: skip
+            lie = orjson.loads(price_change_frame(books, [(UP, "BUY", 4000, 1_000_000)], 3))
+            lie["price_changes"][0]["best_bid"] = "0.2"
+            for _ in range(3):  # three disagreements in a row: desynced
+                await server.send_market(orjson.dumps(lie))
+            await wait_for(lambda: stream.resyncs == 1 and stream.is_readable(UP))
+            assert stream.md.books.get(UP).best_bid() == 3000 and stream.md.desync_marks == 1
+            assert rec.ticks[-1] == (UP, 100)  # the REST snapshot's tick differs from the last known: reported
 
     run(loop, go)
 
@@ -228,22 +198,17 @@ def test_silent_freeze_is_detected_only_when_the_book_moved(loop):
     async def go():
         books = initial_books(random.Random(6), levels=2)
         rec = Recorder()
-        async with peers_with_rest(books) as (server, venue, rest):
-            stream = market_stream(server.url, rec, rest=rest, freeze_after=0.2, freeze_check_every=3600)
-            stream.subscribe([UP])
-            await stream.start()
-            try:
-                await wait_for(lambda: stream.is_readable(UP))
-                book = orjson.loads(book_frame({UP: books[UP]}, 1))[0]
-                venue.book_replies[UP] = book  # REST agrees with us: a quiet market
-                await asyncio.sleep(0.3)
-                assert await stream.check_freeze() == [] and rec.stale == []
-                venue.book_replies[UP] = dict(book, bids=book["bids"][:-1])  # REST moved, the socket stayed silent
-                assert await stream.check_freeze() == [0]
-                assert "silent" in rec.stale[0][1]
-                await wait_for(lambda: stream.shards[0].connects == 2 and stream.is_readable(UP))
-            finally:
-                await stream.stop()
+        stream_kw = {"freeze_after": 0.2, "freeze_check_every": 3600}
+        async with market_stream(books, [UP], rec, with_rest=True, **stream_kw) as (server, venue, stream):
+            await wait_for(lambda: stream.is_readable(UP))
+            book = orjson.loads(book_frame({UP: books[UP]}, 1))[0]
+            venue.book_replies[UP] = book  # REST agrees with us: a quiet market
+            await asyncio.sleep(0.3)
+            assert await stream.check_freeze() == [] and rec.stale == []
+            venue.book_replies[UP] = dict(book, bids=book["bids"][:-1])  # REST moved, the socket stayed silent
+            assert await stream.check_freeze() == [0]
+            assert "silent" in rec.stale[0][1]
+            await wait_for(lambda: stream.shards[0].connects == 2 and stream.is_readable(UP))
 
     run(loop, go)
 
