@@ -4,6 +4,7 @@ auth, the heartbeat dead-man switch, settlement (incl. ghost fills), Gamma disco
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from fractions import Fraction
 
@@ -75,19 +76,33 @@ async def test_official_client_conformance(ex):
     assert canceled == {"canceled": [posted["orderID"]], "not_canceled": {}}
 
 
-@pytest.mark.asyncio
-async def test_venue_layer_round_trip_with_fills_and_settlement(ex):
+@contextlib.asynccontextmanager
+async def maker_and_taker(ex, tokens, user_markets):
+    """Maker and taker signers with REST clients, and the maker's user stream (on
+    ``user_markets``) and market stream (on ``tokens``, resyncing from REST) started; all
+    stopped after. Yields (maker, taker, rest, trest, rec, md, market, user)."""
     maker, taker = OrderSigner(MAKER_KEY), OrderSigner(TAKER_KEY)
     mcreds, tcreds = await derive(ex, MAKER_KEY), await derive(ex, TAKER_KEY)
     rest, trest = RestClient(ex.clob_url, maker, mcreds), RestClient(ex.clob_url, taker, tcreds)
     rec = Rec()
-    user = UserStream(ex.ws_url + "/ws/user", mcreds, rec, [CID], backoff=Backoff(0.02, 0.1))
+    user = UserStream(ex.ws_url + "/ws/user", mcreds, rec, user_markets, backoff=Backoff(0.02, 0.1))
     md = MarketData()
     market = MarketStream(ex.ws_url + "/ws/market", md, rest=rest, backoff=lambda: Backoff(0.02, 0.1))
-    market.subscribe([UP, DOWN])
+    market.subscribe(tokens)
     await user.start()
     await market.start()
     try:
+        yield maker, taker, rest, trest, rec, md, market, user
+    finally:
+        await market.stop()
+        await user.stop()
+        await rest.close()
+        await trest.close()
+
+
+@pytest.mark.asyncio
+async def test_venue_layer_round_trip_with_fills_and_settlement(ex):
+    async with maker_and_taker(ex, [UP, DOWN], [CID]) as (maker, taker, rest, trest, rec, md, market, _):
         await wait_for(lambda: market.is_readable(UP) and market.is_readable(DOWN) and ex.user_sockets)
         (ours,) = await rest.post_orders([build_order(maker, UP, 1 - 1, 4800, 20 * SH, 100)])  # BUY Up 20 @ 0.48
         assert ours.accepted and ours.status == "live"
@@ -116,11 +131,6 @@ async def test_venue_layer_round_trip_with_fills_and_settlement(ex):
         assert [o["id"] for o in open_orders] == [ours.order_hash] and open_orders[0]["size_matched"] == "8"
         trades = await rest.trades()
         assert len(trades) == 1 and trades[0]["maker_orders"][0]["order_id"] == ours.order_hash
-    finally:
-        await market.stop()
-        await user.stop()
-        await rest.close()
-        await trest.close()
 
 
 @pytest.mark.asyncio
@@ -194,17 +204,7 @@ async def test_faults_restart_post_only_rate_limit_errors_and_held_answers(ex):
 async def test_ghost_fill_duplicates_invalidation_and_malformed_frames(ex):
     ex.cfg.ghost_share = 1.0
     ex.faults.duplicate_user_trades = True
-    maker, taker = OrderSigner(MAKER_KEY), OrderSigner(TAKER_KEY)
-    mcreds, tcreds = await derive(ex, MAKER_KEY), await derive(ex, TAKER_KEY)
-    rest, trest = RestClient(ex.clob_url, maker, mcreds), RestClient(ex.clob_url, taker, tcreds)
-    rec = Rec()
-    user = UserStream(ex.ws_url + "/ws/user", mcreds, rec, [], backoff=Backoff(0.02, 0.1))
-    md = MarketData()
-    market = MarketStream(ex.ws_url + "/ws/market", md, backoff=lambda: Backoff(0.02, 0.1))
-    market.subscribe([UP])
-    await user.start()
-    await market.start()
-    try:
+    async with maker_and_taker(ex, [UP], []) as (maker, taker, rest, trest, rec, md, market, user):
         await wait_for(lambda: ex.user_sockets and market.is_readable(UP))
         before = ex.engine.accounts[maker.address].collateral
         await rest.post_orders([build_order(maker, UP, 0, 4800, 10 * SH, 100)])
@@ -220,11 +220,6 @@ async def test_ghost_fill_duplicates_invalidation_and_malformed_frames(ex):
         ex.send_raw_market(b"{not json")
         await wait_for(lambda: md.errors == 1)
         assert market.is_readable(UP)  # the feed survives a malformed frame
-    finally:
-        await market.stop()
-        await user.stop()
-        await rest.close()
-        await trest.close()
 
 
 @pytest.mark.asyncio
