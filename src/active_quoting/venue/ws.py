@@ -314,6 +314,7 @@ class MarketStream:
                 self.shards[index].send(orjson.dumps({"assets_ids": drop, "operation": "unsubscribe"}))
         for a in gone:
             self._readable.discard(a)
+            self._ticks.pop(a, None)
             self.md.books.remove(a)  # type: ignore[attr-defined]
 
     def assets(self) -> list[str]:
