@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -115,19 +116,12 @@ class OrderManager:
         self.last_refresh: dict[str, float] = {}
         self._cancels: list[str] = []
         self._places: list[Tracked] = []
-        self.counts = {
-            "placed": 0,
-            "rejected": 0,
-            "post_only_rejects": 0,
-            "canceled": 0,
-            "unsolicited_cancels": 0,
-            "cancel_refused": 0,
-            "unknown": 0,
-            "adopted": 0,
-        }
-
-    def _count(self, what: str) -> None:
-        self.counts[what] = self.counts.get(what, 0) + 1
+        # Every key the status shows from the start; others (dry_run, off_grid_cancels, ...)
+        # appear when first counted.
+        self.counts: Counter[str] = Counter(
+            placed=0, rejected=0, post_only_rejects=0, canceled=0, unsolicited_cancels=0, cancel_refused=0, unknown=0,
+            adopted=0,
+        )  # fmt: skip
 
     def add_market(self, ref: MarketRef) -> None:
         self.markets[ref.condition_id] = ref
@@ -213,9 +207,9 @@ class OrderManager:
         sendable = []
         for t in trackers:
             if not self.may_place(t.market):
-                self._count("held_by_risk")
+                self.counts["held_by_risk"] += 1
             elif t.price % self.markets[t.market].tick:
-                self._count("off_grid_dropped")
+                self.counts["off_grid_dropped"] += 1
             else:
                 sendable.append(t)
         trackers = sendable
@@ -254,7 +248,7 @@ class OrderManager:
             build(self.rest.order_version)
             for t in trackers:
                 self._set(t, "DRY_RUN")
-            self.counts["dry_run"] = self.counts.get("dry_run", 0) + len(trackers)
+            self.counts["dry_run"] += len(trackers)
             return
         started = time.perf_counter()
         try:
@@ -316,7 +310,7 @@ class OrderManager:
                 o.status = "CANCELING"
                 self._cancels.append(o.order_id)
                 staged += 1
-        self.counts["off_grid_cancels"] = self.counts.get("off_grid_cancels", 0) + staged
+        self.counts["off_grid_cancels"] += staged
         return staged
 
     async def send_cancels(self) -> None:
@@ -407,7 +401,7 @@ class OrderManager:
                     self._set(t, "LIVE")
             elif t.status != "SENT" or time.time() * 1000 - t.sent_ms > 5000:
                 self._set(t, "DONE", reason="not on the venue")
-                self.counts["gone"] = self.counts.get("gone", 0) + 1
+                self.counts["gone"] += 1
         for oid, o in venue.items():
             if oid not in self.orders:
                 m = self.markets.get(o.get("market", ""))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -99,7 +100,7 @@ class RestClient:
         self.clock_offset = 0
         self.post_only_until = 0.0
         self.heartbeat_id = ""
-        self.counts: dict[str, int] = {}
+        self.counts: Counter[str] = Counter()
         self._fees: dict[str, tuple[int, float]] = {}
         self._session: aiohttp.ClientSession | None = None
 
@@ -125,9 +126,6 @@ class RestClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-    def _count(self, kind: str) -> None:
-        self.counts[kind] = self.counts.get(kind, 0) + 1
 
     # -- transport ----------------------------------------------------------------------
 
@@ -157,10 +155,10 @@ class RestClient:
                     status = resp.status
                     retry_header = resp.headers.get("Retry-After")
             except asyncio.TimeoutError:
-                self._count("timeout")
+                self.counts["timeout"] += 1
                 raise VenueError("timeout", f"{method} {path}: no answer in {self.timeout}s") from None
             except aiohttp.ClientConnectionError as exc:
-                self._count("network")
+                self.counts["network"] += 1
                 raise VenueError("network", f"{method} {path}: {exc}") from None
             try:
                 decoded = orjson.loads(raw) if raw else None
@@ -169,7 +167,7 @@ class RestClient:
             if 200 <= status < 300:
                 return decoded
             err = classify(status, decoded, retry_header)
-            self._count(err.kind)
+            self.counts[err.kind] += 1
             if err.kind == "engine_restart" and attempt < self.max_restart_retries:
                 # The engine restarts in ~90 s windows; nothing was accepted, state is kept.
                 await self.sleep(min(self.backoff_base * 2**attempt, 8 * self.backoff_base))
