@@ -9,6 +9,7 @@ import pytest
 from active_quoting import core
 from active_quoting.execution.order_manager import MarketRef, OrderManager, Tracked
 from active_quoting.strategy.quoting import MarketDecision, SideDecision
+from active_quoting.venue.orders import build_order
 from active_quoting.venue.rest import RestClient
 from active_quoting.venue.signing import OrderSigner
 from exchange_peer import CID, DOWN, MAKER_KEY, SH, UP, derive
@@ -97,5 +98,19 @@ async def test_an_order_the_cancel_all_missed_stays_ours_to_cancel(ex):
         assert held.status == "CANCELED" and ex.engine.live_orders(account=me) == []
         assert in_flight.status == "SENT" and not in_flight.cancel_requested
         assert om.resting(CID, "bid").price == 4700  # what the next (halted) pass will cancel
+    finally:
+        await rest.close()
+
+
+@pytest.mark.asyncio
+async def test_orders_found_on_the_venue_are_adopted_in_up_terms(ex):
+    om, rest, me = await _manager(ex)
+    try:
+        (r,) = await rest.post_orders([build_order(om.signer, DOWN, 0, 4700, 10 * SH, 100)])  # BUY Down @ 0.47
+        await om.reconcile()
+        t = om.orders[r.order_hash]
+        assert (t.token, t.side, t.price, t.status) == (DOWN, "BUY", 4700, "LIVE")
+        assert (t.up_side, t.up_price) == ("ask", 5300)  # an ask on Up at 0.53
+        assert om.resting(CID, "ask").price == 5300 and om.counts["adopted"] == 1
     finally:
         await rest.close()

@@ -379,12 +379,9 @@ class OrderManager:
             m = self.markets.get(str(r["market"]))
             if m is None or r["order_id"] in self.orders:
                 continue
-            token, side, price = str(r["token"]), str(r["side"]), int(r["price"])  # type: ignore[call-overload]
-            up_bid = (token == m.up) == (side == BUY)
-            self.orders[str(r["order_id"])] = Tracked(
-                str(r["order_id"]), m.condition_id, token, side, price, int(r["size"]),  # type: ignore[call-overload]
-                "bid" if up_bid else "ask", price if token == m.up else core.MAX_PRICE - price, "UNKNOWN",
-                int(r["matched"]), sent_ms=0,  # type: ignore[call-overload]
+            self.orders[str(r["order_id"])] = _venue_order(
+                m, str(r["order_id"]), str(r["token"]), str(r["side"]), int(r["price"]),  # type: ignore[call-overload]
+                int(r["size"]), "UNKNOWN", int(r["matched"]),  # type: ignore[call-overload]
             )  # fmt: skip
 
     async def reconcile(self) -> None:
@@ -407,20 +404,18 @@ class OrderManager:
                 m = self.markets.get(o.get("market", ""))
                 if m is None:
                     continue
-                side = o["side"]
-                price = core.parse_price(o["price"])
-                token = o["asset_id"]
-                up_bid = (token == m.up) == (side == BUY)
-                self.orders[oid] = Tracked(
-                    oid,
-                    m.condition_id,
-                    token,
-                    side,
-                    price,
-                    core.parse_size(o["original_size"]),
-                    "bid" if up_bid else "ask",
-                    price if token == m.up else core.MAX_PRICE - price,
-                    "LIVE",
-                    core.parse_size(o.get("size_matched") or "0"),
-                )
+                self.orders[oid] = _venue_order(
+                    m, oid, o["asset_id"], o["side"], core.parse_price(o["price"]),
+                    core.parse_size(o["original_size"]), "LIVE", core.parse_size(o.get("size_matched") or "0"),
+                )  # fmt: skip
                 self.counts["adopted"] += 1
+
+
+def _venue_order(
+    m: MarketRef, order_id: str, token: str, side: str, price: int, size: int, status: str, matched: int
+) -> Tracked:
+    """An order known from the venue or the store (token terms) tracked with the quote it
+    expresses in Up terms: a BUY of Up or a SELL of Down is a bid, at 1 - p on Down."""
+    up_side = "bid" if (token == m.up) == (side == BUY) else "ask"
+    up_price = price if token == m.up else core.MAX_PRICE - price
+    return Tracked(order_id, m.condition_id, token, side, price, size, up_side, up_price, status, matched)
