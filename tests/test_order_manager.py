@@ -4,6 +4,8 @@ changed between decision and send is not sent."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from active_quoting import core
@@ -17,12 +19,17 @@ from exchange_peer import CID, DOWN, MAKER_KEY, SH, UP, derive
 NONE = SideDecision(core.NO_PRICE, 0, core.KEEP)
 
 
-async def _manager(ex) -> tuple[OrderManager, RestClient, str]:
+@contextlib.asynccontextmanager
+async def _manager(ex):
+    """An order manager for the exchange's market and our address; its REST client is closed after."""
     signer = OrderSigner(MAKER_KEY)
     rest = RestClient(ex.clob_url, signer, await derive(ex, MAKER_KEY))
     om = OrderManager(rest, signer, min_refresh_ms=0, global_cap_per_sec=1000)
     om.add_market(MarketRef(CID, UP, DOWN, 100))  # discovery said 0.01
-    return om, rest, signer.address
+    try:
+        yield om, signer.address
+    finally:
+        await rest.close()
 
 
 def _bid(price: int) -> tuple[MarketDecision, list[tuple[int, int, int, int]]]:
@@ -34,8 +41,7 @@ def _bid(price: int) -> tuple[MarketDecision, list[tuple[int, int, int, int]]]:
 
 @pytest.mark.asyncio
 async def test_an_order_on_the_finer_grid_a_snapshot_stated_is_signed_on_that_grid(ex):
-    om, rest, me = await _manager(ex)
-    try:
+    async with _manager(ex) as (om, me):
         ex.force_tick_size(CID, 10)  # the venue's book says 0.001
         assert om.cancel_off_grid(CID, 10) == 0  # what the bot does on that snapshot: nothing rests yet
         assert om.stage(*_bid(4870), 0.0)
@@ -43,14 +49,11 @@ async def test_an_order_on_the_finer_grid_a_snapshot_stated_is_signed_on_that_gr
         (live,) = ex.engine.live_orders(account=me)
         assert (live.token, live.price, live.size) == (UP, 4870, 10 * SH)
         assert om.counts["placed"] == 1 and om.counts["rejected"] == 0
-    finally:
-        await rest.close()
 
 
 @pytest.mark.asyncio
 async def test_an_order_off_a_grid_that_coarsened_before_the_send_is_not_sent(ex):
-    om, rest, me = await _manager(ex)
-    try:
+    async with _manager(ex) as (om, me):
         assert om.stage(*_bid(4900), 0.0)  # decided on the 0.01 grid
         ex.force_tick_size(CID, 1000)  # then the venue moves the market to 0.1
         om.cancel_off_grid(CID, 1000)
@@ -62,16 +65,13 @@ async def test_an_order_off_a_grid_that_coarsened_before_the_send_is_not_sent(ex
         await om.flush()
         (live,) = ex.engine.live_orders(account=me)
         assert live.price == 5000 and om.counts["placed"] == 1
-    finally:
-        await rest.close()
 
 
 @pytest.mark.asyncio
 async def test_nothing_is_sent_for_a_market_risk_no_longer_lets_us_quote(ex):
-    om, rest, me = await _manager(ex)
     halted = {CID}
-    om.may_place = lambda market: market not in halted
-    try:
+    async with _manager(ex) as (om, me):
+        om.may_place = lambda market: market not in halted
         assert om.stage(*_bid(4900), 0.0)  # decided before the halt
         await om.flush()  # sent after it
         assert ex.engine.live_orders(account=me) == [] and om.counts["held_by_risk"] == 1
@@ -79,16 +79,13 @@ async def test_nothing_is_sent_for_a_market_risk_no_longer_lets_us_quote(ex):
         assert om.stage(*_bid(4900), 1.0)
         await om.flush()
         assert len(ex.engine.live_orders(account=me)) == 1 and om.counts["placed"] == 1
-    finally:
-        await rest.close()
 
 
 @pytest.mark.asyncio
 async def test_an_order_the_cancel_all_missed_stays_ours_to_cancel(ex):
     """A submit still in flight when the cancel-all ran lands after it: the cancel-all did not
     cancel it, so no cancel is outstanding and the next pass sees it resting and cancels it."""
-    om, rest, me = await _manager(ex)
-    try:
+    async with _manager(ex) as (om, me):
         assert om.stage(*_bid(4800), 0.0)
         await om.flush()
         (held,) = om.live()
@@ -98,19 +95,14 @@ async def test_an_order_the_cancel_all_missed_stays_ours_to_cancel(ex):
         assert held.status == "CANCELED" and ex.engine.live_orders(account=me) == []
         assert in_flight.status == "SENT" and not in_flight.cancel_requested
         assert om.resting(CID, "bid").price == 4700  # what the next (halted) pass will cancel
-    finally:
-        await rest.close()
 
 
 @pytest.mark.asyncio
 async def test_orders_found_on_the_venue_are_adopted_in_up_terms(ex):
-    om, rest, me = await _manager(ex)
-    try:
-        (r,) = await rest.post_orders([build_order(om.signer, DOWN, 0, 4700, 10 * SH, 100)])  # BUY Down @ 0.47
+    async with _manager(ex) as (om, me):
+        (r,) = await om.rest.post_orders([build_order(om.signer, DOWN, 0, 4700, 10 * SH, 100)])  # BUY Down @ 0.47
         await om.reconcile()
         t = om.orders[r.order_hash]
         assert (t.token, t.side, t.price, t.status) == (DOWN, "BUY", 4700, "LIVE")
         assert (t.up_side, t.up_price) == ("ask", 5300)  # an ask on Up at 0.53
         assert om.resting(CID, "ask").price == 5300 and om.counts["adopted"] == 1
-    finally:
-        await rest.close()
