@@ -39,3 +39,30 @@ class Fill:
 # Venue error kinds that are part of normal venue life, not errors for the risk manager's count:
 # a matching-engine restart (425) and a post-only order refused for crossing.
 NOT_ERRORS = frozenset({"engine_restart", "post_only_reject"})
+
+
+# The Up-terms quote an order expresses. A binary market is quoted in Up terms; an order on the
+# venue is a BUY or SELL of one of the two tokens. A BUY of Up or a SELL of Down is a bid; a SELL
+# of Up or a BUY of Down is an ask; a price on Down is 1 - p in Up terms.
+BID, ASK = "bid", "ask"
+PRICE_ONE = 10_000  # 1.0 in price units (1e-4); equals core.MAX_PRICE
+
+
+def up_terms(token_is_up: bool, side: str, price: int) -> tuple[str, int]:
+    """The Up-terms quote (BID/ASK, price) of an order on a token: the one complement mapping."""
+    quote = BID if token_is_up == (side == BUY) else ASK
+    return quote, price if token_is_up else PRICE_ONE - price
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntent:
+    """One order strategy asks execution to place: what goes to the venue (token, side, price,
+    size, in token terms) and the Up-terms quote it expresses (``quote``, ``quote_price``)."""
+
+    market: str
+    token: str
+    side: str  # BUY / SELL of ``token``
+    price: int  # token terms, price units
+    size: int  # micro-shares
+    quote: str  # BID / ASK
+    quote_price: int  # Up terms
