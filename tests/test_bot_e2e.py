@@ -12,7 +12,8 @@ from pathlib import Path
 
 import uvloop
 
-from active_quoting.bot import Bot, RunOptions
+from active_quoting.bot import Bot
+from active_quoting.options import RunOptions
 from active_quoting.report import build_report
 from active_quoting.store.sqlite import Store
 from active_quoting.strategy.config import load_config

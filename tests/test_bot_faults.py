@@ -12,8 +12,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from active_quoting.bot import Bot, RunOptions
+from active_quoting.bot import Bot
 from active_quoting.exchange.faults import FAULTS
+from active_quoting.options import RunOptions
 from active_quoting.strategy.config import load_config
 from conftest import CALM, start_in_fresh_window
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import orjson
 
-from active_quoting.bot import Bot, RunOptions
+from active_quoting.bot import Bot
 from active_quoting.exchange.flow import FlowConfig, MarketFlow
 from active_quoting.exchange.server import Exchange
+from active_quoting.options import RunOptions
 from active_quoting.strategy.config import load_config
 from active_quoting.venue.signing import OrderSigner
 from conftest import CALM

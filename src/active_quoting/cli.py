@@ -165,7 +165,8 @@ def _cmd_exchange(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
 
-    from active_quoting.bot import Bot, RunOptions
+    from active_quoting.bot import Bot
+    from active_quoting.options import RunOptions
     from active_quoting.report import build_report, render_text
     from active_quoting.strategy.config import ConfigError, load_config
 

@@ -1,0 +1,30 @@
+"""What one run of the bot is asked to do (the ``run`` command's options, typed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class RunOptions:
+    assets: tuple[str, ...] = ("btc", "eth", "sol")
+    duration_s: float = 120.0
+    seed: int = 7
+    window_s: int = 900
+    stop_before_end_s: int = 20
+    db: str = "active-quoting.db"
+    strategy: str = "active"  # or "only50"
+    loop_ms: int = 100
+    metrics_port: int | None = None
+    show_status: bool = False
+    status_every_s: float = 5.0
+    exchange_config: dict[str, Any] = field(default_factory=dict)
+    clob_url: str = ""  # a separately served exchange (embedded or the real venue) instead of an in-process one
+    gamma_url: str = ""
+    ws_url: str = ""  # default: the CLOB URL with a ws(s) scheme
+    private_key: str = ""  # the real venue only; the embedded one gets a throwaway key
+    funder: str | None = None
+    signature_type: int = 0
+    api_creds: tuple[str, str, str] | None = None  # else derived with the L1 flow
+    dry_run: bool = False  # the full pipeline, orders built and signed but never sent
