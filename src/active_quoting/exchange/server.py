@@ -832,6 +832,8 @@ class Exchange:
             for t in self.engine.trades
             if (t.taker.owner == key.key or any(mf.order.owner == key.key for mf in t.makers))
             and (not q.get("market") or t.market == q["market"])
+            and (not q.get("after") or t.t_ms // 1000 >= int(q["after"]))
+            and (not q.get("before") or t.t_ms // 1000 < int(q["before"]))
         ]
         for r in rows:
             r.pop("event_type", None)
