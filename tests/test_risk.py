@@ -60,17 +60,20 @@ def test_trouble_during_recovery_restarts_the_clock():
     assert r.state == NORMAL
 
 
-def test_stale_needs_silence_and_unconfirmed_orders():
+def test_stale_is_per_market_silence_without_confirmation():
     r = rm(stale_feed_seconds=Decimal(30))
-    assert not r.check_stale(100_000, 50_000, order_state_confirmed=True)  # quiet market, orders known
-    assert not r.check_stale(60_000, 50_000, order_state_confirmed=False)  # recent events
-    assert r.state == NORMAL
-    assert r.check_stale(100_000, 50_000, order_state_confirmed=False)
-    assert r.state == HALTED
+    assert r.check_stale(60_000, {"A": 50_000, "B": 40_000}) == []  # recent events or confirmations
+    assert r.check_stale(100_000, {"A": 50_000, "B": 90_000}) == ["A"]
+    assert r.state == NORMAL and not r.can_quote("A") and r.can_quote("B")
+    assert "stale feed" in r.market_halt_reason("A")
+    assert r.check_stale(101_000, {"A": 100_500, "B": 90_000}) == []  # fresh again
+    assert r.can_quote("A")
+    assert [(e.scope, e.new, e.cancel_all) for e in r.drain_events()] == [("A", HALTED, True), ("A", NORMAL, False)]
 
 
 def test_consecutive_errors_exclude_venue_restarts_and_post_only():
-    r = rm(max_consecutive_errors=3)
+    r = RiskManager(RiskConfig(circuit_breaker_recovery_seconds=Decimal(10), max_consecutive_errors=3),
+                    error_window_s=1)  # fmt: skip
     for _ in range(10):
         r.on_error(0, "engine_restart")
         r.on_error(0, "post_only_reject")
@@ -78,10 +81,10 @@ def test_consecutive_errors_exclude_venue_restarts_and_post_only():
     r.on_error(0, "http_500")
     r.on_error(0, "timeout")
     r.on_success(1)
-    r.on_error(2, "http_500")
-    r.on_error(2, "http_500")
+    r.on_error(2_000, "http_500")
+    r.on_error(2_000, "http_500")
     assert r.state == NORMAL
-    r.on_error(3, "http_500")
+    r.on_error(3_000, "http_500")
     assert r.state == HALTED and r.errors_by_kind["http_500"] == 4
     r.tick(20_000)
     assert r.state == HALTED  # no success yet
