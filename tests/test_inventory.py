@@ -108,5 +108,16 @@ def test_bad_fills_are_refused(inv):
         inv.apply_fill(fill("t", "BUY", 5000, SH, "PENDING"))
     with pytest.raises(InventoryError, match="side"):
         inv.apply_fill(fill("t", "HOLD", 5000, SH))
-    with pytest.raises(InventoryError, match="holds"):
-        inv.apply_fill(fill("t", "SELL", 5000, SH))
+    with pytest.raises(InventoryError, match="token"):
+        inv.apply_fill(fill("t", "BUY", 5000, SH, token="OTHER"))
+    assert inv.markets() == ["M"] and inv.held("M") == (0, 0)  # nothing half-applied
+
+
+def test_a_sell_beyond_holdings_goes_short_and_is_reported(inv):
+    assert inv.apply_fill(fill("t", "SELL", 6000, 10 * SH)) == "new"  # no exception: a state to report
+    assert inv.held("M") == (-10 * SH, 0) and inv.oversold("M") == 10 * SH
+    assert inv.position("UP").cost == -6  # the proceeds, carried as negative cost
+    assert inv.liability("M") == 4  # Up wins: pay 10, received 6
+    inv.apply_fill(fill("u", "BUY", 5000, 4 * SH))  # covers 4 at 0.50 against a 0.60 average: +0.40
+    assert inv.held("M") == (-6 * SH, 0) and inv.realized("M") == Fraction(2, 5)
+    assert inv.resolve("M", "DOWN") == Fraction(18, 5)  # the short's 3.60 is kept

@@ -4,7 +4,8 @@ Per market and overall: fills, volume, fill rate, spread capture, estimated reba
 markouts at each horizon, toxicity, realized/unrealized P&L and its attribution, order
 counts and the circuit-breaker history. Positions and realized P&L are rebuilt from the
 stored fills (FAILED fills excluded) and resolutions, exactly as the bot rebuilds them on a
-restart.
+restart. A market whose remaining fills sell more than they buy (a failed buy under a later
+sale) is reported with its short position and a warning, never a crash.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections import defaultdict
 from fractions import Fraction
 from typing import Any
 
-from active_quoting.model import FAILED
+from active_quoting.model import FAILED, Fill
 from active_quoting.store.sqlite import Store
 from active_quoting.strategy.inventory import SHARE, InventoryManager
 
@@ -31,9 +32,11 @@ def build_report(store: Store, toxicity_horizon_s: int = 5, toxicity_threshold_u
     for m in markets.values():
         inv.register_market(m["condition_id"], m["up"], m["down"])
     fills = store.fills()
+    by_market: dict[str, list[Fill]] = defaultdict(list)
     for f in fills:
         if f.market in markets:
-            inv.apply_fill(f)
+            inv.apply_fill(f)  # never raises on a replay: a sale left without shares goes short
+            by_market[f.market].append(f)
     for m in markets.values():
         if m["winner"]:
             inv.resolve(m["condition_id"], m["winner"])
@@ -51,7 +54,7 @@ def build_report(store: Store, toxicity_horizon_s: int = 5, toxicity_threshold_u
     )
     horizons = sorted({h for v in marks.values() for h in v if h != HORIZON_AT_FILL})
     for cid, m in markets.items():
-        mine = [f for f in fills if f.market == cid and f.status != FAILED]
+        mine = [f for f in by_market[cid] if f.status != FAILED]
         rate, share, exp = Fraction(m["fee_rate"]), Fraction(m["rebate_share"]), int(m["fee_exponent"])
         volume = sum(f.size for f in mine)
         rebate = sum(
@@ -88,7 +91,8 @@ def build_report(store: Store, toxicity_horizon_s: int = 5, toxicity_threshold_u
         toxic = sum(1 for v, _ in tox_rows if v < -2 * toxicity_threshold_units)
         per[m["slug"]] = {
             "fills": len(mine),
-            "failed_fills": sum(1 for f in fills if f.market == cid and f.status == FAILED),
+            "failed_fills": sum(1 for f in by_market[cid] if f.status == FAILED),
+            "oversold_shares": Fraction(inv.oversold(cid), SHARE),
             "volume_shares": Fraction(volume, SHARE),
             "spread_capture": capture,
             "estimated_rebate": rebate,
@@ -155,6 +159,12 @@ def render_text(report: dict[str, Any]) -> str:
         f"refresh rate: {_f(t['refresh_rate_per_min'], 1)} cancels/min over {_f(t['run_s'], 0)} s  "
         f"momentum cooldown: {_f(t['cooldown_s'], 1)} market-seconds"
     )
+    for slug, r in report["markets"].items():
+        if r.get("oversold_shares"):
+            lines.append(
+                f"warning: {slug} sold {_f(r['oversold_shares'], 2)} shares its remaining fills never bought "
+                "(a failed buy under a later sale): the position went short"
+            )
     for e in report["risk_events"]:
         lines.append(f"risk: {e['scope']} {e['from']} -> {e['to']}: {e['reason']}")
     return "\n".join(lines)
@@ -178,12 +188,16 @@ def time_series(store: Store) -> dict[str, list[tuple[int, float]]]:
         inv.register_market(m["condition_id"], m["up"], m["down"])
     pnl: list[tuple[int, float]] = []
     position: list[tuple[int, float]] = []
+    realized, net = Fraction(0), 0  # running totals: each fill changes only its own market
     for f in store.fills():
         if f.market not in markets or f.status == FAILED:
             continue
+        before_pnl, before_net = inv.realized(f.market), inv.net_up(f.market)
         inv.apply_fill(f)
-        pnl.append((f.t_ms, float(sum((inv.realized(c) for c in markets), Fraction(0)))))
-        position.append((f.t_ms, sum(inv.net_up(c) for c in markets) / SHARE))
+        realized += inv.realized(f.market) - before_pnl
+        net += inv.net_up(f.market) - before_net
+        pnl.append((f.t_ms, float(realized)))
+        position.append((f.t_ms, net / SHARE))
     return {"pnl": pnl, "inventory": position}
 
 

@@ -1,18 +1,32 @@
 """Inventory: positions from fills, average entry, worst-case liability and hard limits.
 
 Positions are per token in micro-shares and per market (Up and Down token of one binary
-market). Money is exact (``Fraction`` of USDC). A fill is keyed by (trade id, order id): the
-first sight applies it (MATCHED is provisional), CONFIRMED makes it final, FAILED reverses
-it (the market is replayed without it), RETRYING keeps it provisional; repeats of a status
-are ignored, so nothing is counted twice.
+market). Money is exact (``Fraction`` of USDC) in the fill path; the limits the quote engine
+asks for are integers in 1e-10 USDC units (price unit x micro-share). A fill is keyed by
+(trade id, order id): the first sight applies it (MATCHED is provisional), CONFIRMED makes it
+final, FAILED reverses it (the market is replayed without it), RETRYING keeps it provisional;
+repeats of a status are ignored, so nothing is counted twice.
+
+Replaying never raises. A FAILED fill is taken out whatever followed it, so a SELL that the
+replay finds without enough shares (it sold shares whose purchase then failed) leaves a
+negative, short position: the shares held go below zero, the proceeds are carried as negative
+cost, a later BUY covers it at its average. Such a market is counted in ``oversold`` and logged;
+it is a state to report (the venue's own books disagree with ours), not an exception that
+would lose every later fill of the market.
 
 Worst-case liability of a binary market: what is lost if the worse outcome wins, i.e. the
-cost of everything held minus the shares that pay out in every case (an Up/Down pair is
-worth 1 at resolution): ``max(0, cost_up + cost_down - min(up, down))``.
+cost of everything held minus what every outcome pays (an Up/Down pair is worth 1 at
+resolution): ``max(0, cost_up + cost_down - min(up, down))``; it holds for short positions too.
+
+Settled shares: holdings count MATCHED shares, but the venue delivers a token only when its
+trade is mined. ``sellable(market)`` is what may be SOLD now: shares of MINED/CONFIRMED buys
+minus every SELL already matched (the venue has already taken those from the balance).
 """
 
 from __future__ import annotations
 
+import logging
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -23,9 +37,15 @@ from active_quoting.strategy.config import InventoryConfig
 
 __all__ = ["BUY", "SELL", "MATCHED", "MINED", "CONFIRMED", "RETRYING", "FAILED", "STATUSES", "Fill", "InventoryManager"]
 
+_log = logging.getLogger(__name__)
+
 SHARE = 1_000_000  # micro-shares per share
 USDC_PER_UNIT_SHARE = Fraction(1, core.PRICE_SCALE * SHARE)  # price unit x micro-share -> USDC
 UNITS_PER_USDC = core.PRICE_SCALE * SHARE  # 1e10: price unit x micro-share units in one USDC
+SETTLED = (MINED, CONFIRMED)  # the venue has delivered what the trade bought
+FORGOTTEN_KEPT = 4096  # pruned market ids remembered, so a late message for one is not an error
+
+Pending = list[tuple[str, str, int, int]] | tuple[()]
 
 
 class InventoryError(ValueError):
@@ -34,8 +54,8 @@ class InventoryError(ValueError):
 
 @dataclass
 class Position:
-    shares: int = 0
-    cost: Fraction = Fraction(0)  # USDC paid for the shares held
+    shares: int = 0  # negative: short (sold more than the fills we still count bought)
+    cost: Fraction = Fraction(0)  # USDC paid for the shares held (negative: received for a short)
     realized: Fraction = Fraction(0)
 
     def avg_price(self) -> Fraction | None:
@@ -50,6 +70,15 @@ class _Market:
     fills: list[Fill] = field(default_factory=list)
     positions: dict[str, Position] = field(default_factory=dict)
     resolved: str | None = None
+    keys: list[tuple[str, str]] = field(default_factory=list)  # every fill key seen, FAILED ones too
+    oversold: int = 0  # micro-shares the last replay sold without holding them
+    # Settlement bookkeeping per token, kept incrementally: shares of settled buys and of
+    # every matched (not failed) sell.
+    settled_bought: dict[str, int] = field(default_factory=dict)
+    sold: dict[str, int] = field(default_factory=dict)
+    # Cached integer figures for the limits (1e-10 USDC), None until asked after a change.
+    cost_units: int | None = None
+    liability_units: int | None = None
 
 
 def _usdc(price_units: int, micro: int) -> Fraction:
@@ -62,12 +91,16 @@ class InventoryManager:
         self.max_position = int(cfg.max_position_per_market * SHARE)
         self.max_liability_market = Fraction(cfg.max_liability_per_market_usdc)
         self.max_liability_total = Fraction(cfg.max_total_liability_usdc)
-        self._cost_cache: dict[int, int] = {}
         self._markets: dict[str, _Market] = {}
         self._token_market: dict[str, str] = {}
         self._fills: dict[tuple[str, str], Fill] = {}
+        self._forgotten: OrderedDict[str, None] = OrderedDict()
+        self._pruned_realized = Fraction(0)
+        self._total_base: int = 0  # sum of live markets' liability_units (no pending), kept current
+        self._dirty: set[str] = set()  # markets whose liability_units must be recomputed
         self.reversals = 0
         self.duplicates = 0
+        self.late = 0  # messages for a market already forgotten
 
     # -- markets and fills ------------------------------------------------------------
 
@@ -78,6 +111,7 @@ class InventoryManager:
             )
             self._token_market[up_token] = market
             self._token_market[down_token] = market
+            self._forgotten.pop(market, None)
 
     def markets(self) -> list[str]:
         return list(self._markets)
@@ -88,53 +122,105 @@ class InventoryManager:
             raise InventoryError(f"unknown market {market!r}: register it before its fills")
         return m
 
+    def forget(self, market: str, force: bool = False) -> bool:
+        """Drop a market's state (the window lifecycle prunes it once resolved): it is no longer
+        summed into totals; its realized P&L stays in ``realized_total()``. A market that is not
+        resolved and still holds shares is kept unless ``force`` (its open position would vanish
+        from the limits). Later messages for a forgotten market are counted in ``late``.
+        Returns whether the market was dropped."""
+        m = self._markets.get(market)
+        if m is None:
+            return False
+        if not force and m.resolved is None and any(p.shares for p in m.positions.values()):
+            return False
+        self._pruned_realized += self.realized(market)
+        self._refresh_total()
+        self._total_base -= m.liability_units or 0
+        del self._markets[market]
+        for token in (m.up, m.down):
+            self._token_market.pop(token, None)
+        for key in m.keys:
+            self._fills.pop(key, None)
+        self._forgotten[market] = None
+        while len(self._forgotten) > FORGOTTEN_KEPT:
+            self._forgotten.popitem(last=False)
+        return True
+
     def apply_fill(self, fill: Fill) -> str:
         """Account for one fill message. Returns what happened: 'new', 'confirmed',
-        'reversed', 'status' (a non-final status change) or 'duplicate'."""
+        'reversed', 'status' (a non-final status change), 'duplicate', or 'late' (its market
+        was forgotten). Raises InventoryError only for a message it cannot place (unknown
+        market, status, side or token), before changing anything."""
         if fill.status not in STATUSES:
             raise InventoryError(f"fill {fill.key}: unknown status {fill.status!r}")
         if fill.side not in (BUY, SELL):
             raise InventoryError(f"fill {fill.key}: side must be BUY or SELL, got {fill.side!r}")
+        if fill.market in self._forgotten:
+            self.late += 1
+            return "late"
         m = self._market(fill.market)
         if fill.token not in (m.up, m.down):
             raise InventoryError(f"fill {fill.key}: token is not one of market {fill.market!r}")
         known = self._fills.get(fill.key)
         if known is None:
             self._fills[fill.key] = fill
+            m.keys.append(fill.key)
             if fill.status == FAILED:  # first seen already failed: never applied
                 return "reversed"
             m.fills.append(fill)
+            self._settlement(m, fill, +1)
             self._apply(m, fill)
+            self._changed(fill.market)
             return "new"
         if known.status == fill.status or known.status in (CONFIRMED, FAILED):
             self.duplicates += 1
             return "duplicate"
         self._fills[fill.key] = fill
+        self._settlement(m, known, -1)
         if fill.status == FAILED:
             m.fills = [f for f in m.fills if f.key != fill.key]
             self._replay(m)
+            self._changed(fill.market)
             self.reversals += 1
             return "reversed"
+        self._settlement(m, fill, +1)
         m.fills = [fill if f.key == fill.key else f for f in m.fills]
         return "confirmed" if fill.status == CONFIRMED else "status"
 
+    def _settlement(self, m: _Market, fill: Fill, sign: int) -> None:
+        """Add (+1) or take out (-1) a fill's part in the settled figures, for its status."""
+        if fill.side == SELL:
+            if fill.status != FAILED:
+                m.sold[fill.token] = m.sold.get(fill.token, 0) + sign * fill.size
+        elif fill.status in SETTLED:
+            m.settled_bought[fill.token] = m.settled_bought.get(fill.token, 0) + sign * fill.size
+
     def _apply(self, m: _Market, fill: Fill) -> None:
-        self._cost_cache.pop(id(m), None)
+        """Average-cost accounting that also holds for a short position: the part of a fill
+        that reduces the position realizes against the average, the rest opens at the price."""
         pos = m.positions[fill.token]
-        if fill.side == BUY:
-            pos.shares += fill.size
-            pos.cost += _usdc(fill.price, fill.size)
-            return
-        if fill.size > pos.shares:
-            raise InventoryError(f"fill {fill.key}: sells {fill.size} micro-shares but holds {pos.shares}")
-        avg_cost = pos.cost * fill.size / pos.shares
-        pos.realized += _usdc(fill.price, fill.size) - avg_cost
-        pos.cost -= avg_cost
-        pos.shares -= fill.size
+        signed = fill.size if fill.side == BUY else -fill.size
+        closing = 0 if (pos.shares >= 0) == (signed > 0) else min(abs(signed), abs(pos.shares))
+        if closing:
+            closed_cost = pos.cost * closing / abs(pos.shares)  # signed like the position
+            # closing a long (SELL): proceeds - cost; closing a short (BUY): -paid - (negative) cost
+            proceeds = _usdc(fill.price, closing) if signed < 0 else -_usdc(fill.price, closing)
+            pos.realized += proceeds - closed_cost
+            pos.cost -= closed_cost
+            pos.shares += closing if signed > 0 else -closing
+        rest = abs(signed) - closing
+        if rest:
+            if signed < 0:
+                m.oversold += rest
+                _log.warning(
+                    "fill %s sells %d micro-shares of %s not held: position goes short", fill.key, rest, fill.token
+                )
+            pos.shares += rest if signed > 0 else -rest
+            pos.cost += _usdc(fill.price, rest if signed > 0 else -rest)
 
     def _replay(self, m: _Market) -> None:
-        self._cost_cache.pop(id(m), None)
         m.positions = {m.up: Position(), m.down: Position()}
+        m.oversold = 0
         for f in m.fills:
             self._apply(m, f)
         if m.resolved is not None:
@@ -148,10 +234,10 @@ class InventoryManager:
         before = self.realized(market)
         m.resolved = winning_token
         self._settle(m, winning_token)
+        self._changed(market)
         return self.realized(market) - before
 
     def _settle(self, m: _Market, winner: str) -> None:
-        self._cost_cache.pop(id(m), None)
         for token, pos in m.positions.items():
             payout = Fraction(pos.shares, SHARE) if token == winner else Fraction(0)
             pos.realized += payout - pos.cost
@@ -176,22 +262,54 @@ class InventoryManager:
         return m.positions[m.up].shares - m.positions[m.down].shares
 
     def held(self, market: str) -> tuple[int, int]:
+        """(Up, Down) micro-shares held, MATCHED fills included (negative when short)."""
         m = self._market(market)
         return m.positions[m.up].shares, m.positions[m.down].shares
+
+    def sellable(self, market: str) -> tuple[int, int]:
+        """(Up, Down) micro-shares the venue has delivered and we have not sold yet: settled
+        (MINED/CONFIRMED) buys minus every matched sell, floored at 0; (0, 0) once resolved.
+        Shares committed to our own resting SELL orders are not subtracted (the caller knows them)."""
+        m = self._market(market)
+        if m.resolved is not None:
+            return 0, 0
+        return tuple(  # type: ignore[return-value]
+            max(0, m.settled_bought.get(t, 0) - m.sold.get(t, 0)) for t in (m.up, m.down)
+        )
+
+    def oversold(self, market: str) -> int:
+        """Micro-shares this market's fills sell beyond what they buy (a reversed buy under a
+        later sale): 0 when the books are consistent."""
+        return self._market(market).oversold
+
+    def _changed(self, market: str) -> None:
+        m = self._markets[market]
+        m.cost_units = None
+        self._dirty.add(market)
+
+    def _refresh_total(self) -> None:
+        """Bring the summed liability of live markets up to date: only changed markets are
+        recomputed, so the cost follows the changes, not the number of markets."""
+        for market in self._dirty:
+            m = self._markets.get(market)
+            if m is None:
+                continue
+            if m.liability_units is not None:
+                self._total_base -= m.liability_units
+            m.liability_units = self._liability_of(m, ())
+            self._total_base += m.liability_units
+        self._dirty.clear()
 
     def _cost_units(self, m: _Market) -> int:
         """The cost of what a market's positions hold, in units of 1e-10 USDC (price unit x
         micro-share), rounded up: the limits never see less risk than there is. Cached until the
         market's positions change."""
-        key = id(m)
-        cached = self._cost_cache.get(key)
-        if cached is None:
+        if m.cost_units is None:
             cost = sum((p.cost for p in m.positions.values()), Fraction(0))
-            cached = self._cost_cache[key] = -(-cost.numerator * UNITS_PER_USDC // cost.denominator)
-        return cached
+            m.cost_units = -(-cost.numerator * UNITS_PER_USDC // cost.denominator)
+        return m.cost_units
 
-    def _liability_units(self, market: str, pending: list[tuple[str, str, int, int]] | tuple[()] = ()) -> int:
-        m = self._market(market)
+    def _liability_of(self, m: _Market, pending: Pending) -> int:
         up, down = m.positions[m.up].shares, m.positions[m.down].shares
         cost = self._cost_units(m)
         for token, side, price, size in pending:
@@ -202,11 +320,18 @@ class InventoryManager:
             elif token == m.down:
                 down += size
             else:
-                raise InventoryError(f"pending order on token {token!r} is not in market {market!r}")
+                raise InventoryError(f"pending order on token {token!r} is not in this market")
             cost += price * size  # price unit x micro-share = 1e-10 USDC
         return max(0, cost - min(up, down) * core.PRICE_SCALE)
 
-    def liability(self, market: str, pending: list[tuple[str, str, int, int]] | tuple[()] = ()) -> Fraction:
+    def _liability_units(self, market: str, pending: Pending = ()) -> int:
+        m = self._market(market)
+        if not pending:
+            self._refresh_total()
+            return m.liability_units if m.liability_units is not None else self._liability_of(m, ())
+        return self._liability_of(m, pending)
+
+    def liability(self, market: str, pending: Pending = ()) -> Fraction:
         """Worst-case loss (USDC), as if every pending BUY (token, side, price, size) filled."""
         return Fraction(self._liability_units(market, pending), UNITS_PER_USDC)
 
@@ -214,11 +339,24 @@ class InventoryManager:
         return Fraction(self._total_units(pending or {}), UNITS_PER_USDC)
 
     def _total_units(self, pending: dict[str, list[tuple[str, str, int, int]]]) -> int:
-        return sum(self._liability_units(mk, pending.get(mk, ())) for mk in self._markets)
+        """Summed liability of the live markets, pending orders included: the settled part is
+        kept current incrementally, only markets with pending orders are recomputed."""
+        self._refresh_total()
+        total = self._total_base
+        for market, orders in pending.items():
+            m = self._markets.get(market)
+            if m is None or not orders:
+                continue
+            total += self._liability_of(m, orders) - (m.liability_units or 0)
+        return total
 
     def realized(self, market: str) -> Fraction:
         m = self._market(market)
         return sum((p.realized for p in m.positions.values()), Fraction(0))
+
+    def realized_total(self) -> Fraction:
+        """Realized P&L of every market ever held, the forgotten ones included."""
+        return self._pruned_realized + sum((self.realized(mk) for mk in self._markets), Fraction(0))
 
     def unrealized(self, market: str, marks_x2: dict[str, int]) -> Fraction:
         """Held shares marked at ``marks_x2[token]`` (twice the mid in price units, as the book
@@ -231,7 +369,6 @@ class InventoryManager:
             if pos.shares and mark is not None and mark != core.NO_PRICE:
                 total += _usdc(mark, pos.shares) / 2 - pos.cost
         return total
-
     # -- limits -----------------------------------------------------------------------
 
     def rooms(
