@@ -9,11 +9,19 @@ rational arithmetic over fills. Definitions (per share, signed so that positive 
 * estimated rebate = rebate share x fee-equivalent, fee-equivalent = rate x p x (1 - p) x shares
   (the market's ``feeSchedule``: ``C x rate x p(1-p)``);
 * net = spread capture + rebates - adverse selection - fees.
+
+A fill is counted once per (trade id, order id): ``on_fill`` returns True only when it counted
+it now. A fill that settles FAILED is taken back out of everything it added (counts, volume,
+rebate, spread capture, its markouts at every horizon and the toxicity). Fills a previous run
+already counted (the store, trades recovered from the venue) are declared with ``add_known`` so
+they are never counted again. ``forget(market)`` drops a pruned market's state; later messages
+for it are ignored.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -22,6 +30,8 @@ from active_quoting.strategy.config import AnalyticsConfig
 from active_quoting.strategy.inventory import BUY, FAILED, SHARE, Fill
 
 _HALF_UNIT_SHARE = Fraction(1, 2 * core.PRICE_SCALE * SHARE)  # half price unit x micro-share -> USDC
+FORGOTTEN_KEPT = 4096  # pruned markets (and their tokens) remembered, to ignore late messages
+_NOT_RESOLVED = (core.PENDING, core.UNAVAILABLE)
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,7 @@ class _MarketStats:
     tokens: set[str] = field(default_factory=set)
     capture: Fraction = Fraction(0)  # spread capture, USDC
     capture_fills: int = 0
+    keys: list[tuple[str, str]] = field(default_factory=list)  # every fill key seen in the market
 
 
 class FillAnalytics:
@@ -59,6 +70,10 @@ class FillAnalytics:
         self._markets: dict[str, _MarketStats] = defaultdict(_MarketStats)
         self._fees: dict[str, FeeSchedule] = {}
         self._seen: dict[tuple[str, str], Fill] = {}
+        # Fills counted by this process: key -> tracker index (per token) of the fill.
+        self._index: dict[tuple[str, str], int] = {}
+        self._failed: dict[str, set[int]] = {}  # token -> tracker indices of fills taken back out
+        self._forgotten: OrderedDict[str, None] = OrderedDict()  # markets and tokens
         # Per token, the (trade id, order id) of each tracker fill index, to store markouts by fill.
         self.fill_keys: dict[str, list[tuple[str, str]]] = {}
         self._start_ms: int | None = None
@@ -82,40 +97,101 @@ class FillAnalytics:
 
     def on_mid(self, token: str, now_ms: int, mid_x2: int) -> None:
         """The token's book changed: twice its mid (NO_PRICE when a side is empty)."""
+        if token in self._forgotten:
+            return
         self._clock(now_ms)
         self.tracker(token).on_mid(now_ms, mid_x2)
 
     def on_order_placed(self, market: str, now_ms: int, count: int = 1) -> None:
+        if market in self._forgotten:
+            return
         self._clock(now_ms)
         self._markets[market].orders_placed += count
 
     def on_cancel(self, market: str, now_ms: int, count: int = 1) -> None:
+        if market in self._forgotten:
+            return
         self._clock(now_ms)
         self._markets[market].cancels += count
 
-    def on_fill(self, fill: Fill, now_ms: int) -> None:
-        """A fill message; each (trade, order) counts once, a FAILED one is taken back out."""
+    def add_known(self, fills: Iterable[Fill]) -> None:
+        """Fills a previous run already counted (from the store): a later message for one (a
+        recovery from the venue's trades, a repeated status) is not counted again."""
+        for fill in fills:
+            if fill.market in self._forgotten or fill.key in self._seen:
+                continue
+            self._seen[fill.key] = fill
+            self._markets[fill.market].keys.append(fill.key)
+
+    def is_known(self, key: tuple[str, str]) -> bool:
+        return key in self._seen
+
+    def on_fill(self, fill: Fill, now_ms: int) -> bool:
+        """A fill message; each (trade, order) counts once, a FAILED one is taken back out of
+        everything it added. Returns True when the fill was counted now (first sight, not
+        failed): the caller's cue for what runs once per fill (alerts); False for a known fill,
+        a status change, a reversal or a forgotten market."""
+        if fill.market in self._forgotten:
+            return False
         self._clock(now_ms)
         st = self._markets[fill.market]
         known = self._seen.get(fill.key)
         if known is not None:
             if fill.status == FAILED and known.status != FAILED:
                 self._seen[fill.key] = fill
-                self._count(st, known, -1)
-                st.reversed += 1
-            return
+                self._take_out(st, known)
+            elif known.status != FAILED:
+                self._seen[fill.key] = fill
+            return False
         self._seen[fill.key] = fill
+        st.keys.append(fill.key)
         if fill.status == FAILED:
-            return
+            return False
         tracker = self.tracker(fill.token)
         self.fill_keys.setdefault(fill.token, []).append(fill.key)
         index = tracker.add_fill(fill.t_ms or now_ms, 0 if fill.side == BUY else 1, fill.price, fill.size)
+        self._index[fill.key] = index
         edge = tracker.at_fill(index)
         if edge != core.UNAVAILABLE:
             st.capture += edge * fill.size * _HALF_UNIT_SHARE
             st.capture_fills += 1
         st.tokens.add(fill.token)
         self._count(st, fill, +1)
+        return True
+
+    def _take_out(self, st: _MarketStats, fill: Fill) -> None:
+        """Reverse a FAILED fill counted by this process; one counted by an earlier run (known
+        from the store) has nothing here to take out."""
+        index = self._index.pop(fill.key, None)
+        if index is None:
+            return
+        self._count(st, fill, -1)
+        st.reversed += 1
+        edge = self.tracker(fill.token).at_fill(index)
+        if edge != core.UNAVAILABLE:
+            st.capture -= edge * fill.size * _HALF_UNIT_SHARE
+            st.capture_fills -= 1
+        self._failed.setdefault(fill.token, set()).add(index)
+
+    def forget(self, market: str) -> None:
+        """Drop a pruned market: its counts, trackers and fill keys. Later fills, mids and order
+        counts for it are ignored (a bounded memory of forgotten markets)."""
+        st = self._markets.pop(market, None)
+        self._fees.pop(market, None)
+        gone = [market]
+        if st is not None:
+            for key in st.keys:
+                self._seen.pop(key, None)
+                self._index.pop(key, None)
+            for token in st.tokens:
+                self._trackers.pop(token, None)
+                self.fill_keys.pop(token, None)
+                self._failed.pop(token, None)
+                gone.append(token)
+        for name in gone:
+            self._forgotten[name] = None
+        while len(self._forgotten) > FORGOTTEN_KEPT:
+            self._forgotten.popitem(last=False)
 
     def _count(self, st: _MarketStats, fill: Fill, sign: int) -> None:
         p = Fraction(fill.price, core.PRICE_SCALE)
@@ -135,15 +211,38 @@ class FillAnalytics:
 
     # -- report -----------------------------------------------------------------------
 
+    def _excluded(self, token: str, h: int) -> tuple[int, int, int]:
+        """(size, weighted sum, count) of the resolved markouts at horizon h of the token's
+        fills taken back out: the tracker's totals include them, the report must not."""
+        tracker = self._trackers[token]
+        size = wsum = count = 0
+        for i in self._failed.get(token, ()):
+            v = tracker.markout(i, h)  # type: ignore[attr-defined]
+            if v not in _NOT_RESOLVED:
+                q = tracker.size_of(i)  # type: ignore[attr-defined]
+                size, wsum, count = size + q, wsum + v * q, count + 1
+        return size, wsum, count
+
+    def _toxic_excluded(self, token: str) -> int:
+        tracker = self._trackers[token]
+        limit = -2 * self.toxicity_threshold
+        return sum(
+            1
+            for i in self._failed.get(token, ())
+            if (v := tracker.markout(i, self.toxicity_horizon)) not in _NOT_RESOLVED and v < limit  # type: ignore[attr-defined]
+        )
+
     def market_report(self, market: str) -> dict[str, object]:
         st = self._markets[market]
-        trackers = [self._trackers[t] for t in sorted(st.tokens)]
+        tokens = sorted(st.tokens)
+        trackers = [self._trackers[t] for t in tokens]
         markouts = {}
         markout_pnl = {}
         for h, secs in enumerate(self.horizons_s):
-            size = sum(t.resolved_size(h) for t in trackers)  # type: ignore[attr-defined]
-            wsum = sum(t.weighted_sum(h) for t in trackers)  # type: ignore[attr-defined]
-            resolved = sum(t.resolved(h) for t in trackers)  # type: ignore[attr-defined]
+            out = [self._excluded(t, h) for t in tokens]
+            size = sum(t.resolved_size(h) for t in trackers) - sum(o[0] for o in out)  # type: ignore[attr-defined]
+            wsum = sum(t.weighted_sum(h) for t in trackers) - sum(o[1] for o in out)  # type: ignore[attr-defined]
+            resolved = sum(t.resolved(h) for t in trackers) - sum(o[2] for o in out)  # type: ignore[attr-defined]
             pnl = wsum * _HALF_UNIT_SHARE
             markout_pnl[secs] = pnl
             markouts[secs] = {
@@ -152,8 +251,10 @@ class FillAnalytics:
                 "pnl": pnl,
             }
         resolved_tox = sum(t.resolved(self.toxicity_horizon) for t in trackers)  # type: ignore[attr-defined]
+        resolved_tox -= sum(self._excluded(t, self.toxicity_horizon)[2] for t in tokens)
         toxic = sum(t.toxic_count(self.toxicity_horizon, self.toxicity_threshold) for t in trackers)  # type: ignore[attr-defined]
-        adverse = sum((self._adverse(t) for t in trackers), Fraction(0))
+        toxic -= sum(self._toxic_excluded(t) for t in tokens)
+        adverse = sum((self._adverse(t) for t in tokens), Fraction(0))
         minutes = Fraction(max(1, self._last_ms - (self._start_ms or 0)), 60_000)
         return {
             "fills": st.fills,
@@ -173,11 +274,15 @@ class FillAnalytics:
             "net": st.capture + st.rebate - adverse - st.fees,
         }
 
-    def _adverse(self, tracker) -> Fraction:  # type: ignore[no-untyped-def]
+    def _adverse(self, token: str) -> Fraction:
         """What the mid took back by the longest horizon, over fills that have reached it."""
+        tracker = self._trackers[token]
+        failed = self._failed.get(token, ())
         last = len(self.horizons_ms) - 1
         total = 0
-        for i in range(tracker.fill_count):
+        for i in range(tracker.fill_count):  # type: ignore[attr-defined]
+            if i in failed:
+                continue
             edge = tracker.at_fill(i)
             later = tracker.markout(i, last)
             if edge in (core.UNAVAILABLE, core.PENDING) or later in (core.UNAVAILABLE, core.PENDING):
@@ -192,7 +297,10 @@ class FillAnalytics:
         """(trade id, order id, horizon seconds, markout in half price units) for every resolved
         markout; horizon 0 is the edge against the mid at the fill."""
         for token, tracker in self._trackers.items():
+            failed = self._failed.get(token, ())
             for i, (trade_id, order_id) in enumerate(self.fill_keys.get(token, [])[: tracker.fill_count]):
+                if i in failed:
+                    continue
                 values = [(0, tracker.at_fill(i))]
                 values += [(secs, tracker.markout(i, h)) for h, secs in enumerate(self.horizons_s)]
                 for secs, v in values:
