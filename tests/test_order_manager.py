@@ -10,6 +10,7 @@ import pytest
 
 from active_quoting import core
 from active_quoting.execution.order_manager import MarketRef, OrderManager, Tracked
+from active_quoting.model import ASK, BID, BUY, OrderIntent
 from active_quoting.strategy.quoting import MarketDecision, SideDecision
 from active_quoting.venue.orders import build_order
 from active_quoting.venue.rest import RestClient
@@ -32,10 +33,10 @@ async def _manager(ex):
         await rest.close()
 
 
-def _bid(price: int) -> tuple[MarketDecision, list[tuple[int, int, int, int]]]:
+def _bid(price: int) -> tuple[MarketDecision, list[OrderIntent]]:
     size = 10 * SH
     return MarketDecision(CID, SideDecision(price, size, core.PLACE), NONE, False, 100), [
-        (core.UP, core.BUY, price, size)
+        OrderIntent(CID, UP, BUY, price, size, BID, price)
     ]
 
 
@@ -89,12 +90,12 @@ async def test_an_order_the_cancel_all_missed_stays_ours_to_cancel(ex):
         assert om.stage(*_bid(4800), 0.0)
         await om.flush()
         (held,) = om.live()
-        in_flight = Tracked("0x" + "ee" * 32, CID, UP, "BUY", 4700, 10 * SH, "bid", 4700)  # sent, not yet at the venue
-        om.orders[in_flight.order_id] = in_flight
+        in_flight = Tracked("", CID, UP, BUY, 4700, 10 * SH, BID, 4700)
+        om._register(in_flight, "0x" + "ee" * 32)  # signed and sent, not yet at the venue
         await om.cancel_all()
         assert held.status == "CANCELED" and ex.engine.live_orders(account=me) == []
         assert in_flight.status == "SENT" and not in_flight.cancel_requested
-        assert om.resting(CID, "bid").price == 4700  # what the next (halted) pass will cancel
+        assert om.resting(CID, BID).price == 4700  # what the next (halted) pass will cancel
 
 
 @pytest.mark.asyncio
@@ -104,5 +105,5 @@ async def test_orders_found_on_the_venue_are_adopted_in_up_terms(ex):
         await om.reconcile()
         t = om.orders[r.order_hash]
         assert (t.token, t.side, t.price, t.status) == (DOWN, "BUY", 4700, "LIVE")
-        assert (t.up_side, t.up_price) == ("ask", 5300)  # an ask on Up at 0.53
-        assert om.resting(CID, "ask").price == 5300 and om.counts["adopted"] == 1
+        assert (t.quote, t.quote_price) == (ASK, 5300)  # an ask on Up at 0.53
+        assert om.resting(CID, ASK).price == 5300 and om.counts["adopted"] == 1 and om.adopted == [r.order_hash]

@@ -6,19 +6,31 @@ markets. A per-market minimum refresh interval and a global refresh cap (token b
 the churn. The user channel is authoritative for order state; every order is tracked from
 before it is sent (its hash is known) until the venue confirms it gone, and reconciliation
 against ``/data/orders`` resolves unknown outcomes after timeouts, 5xx and reconnects.
+
+Bookkeeping rules that keep an order from being lost:
+
+* Reconciliation concludes "gone" only for orders whose submit answer (or adoption, or restore)
+  came back before its ``GET /data/orders`` started: an answer older than an order's acceptance
+  says nothing about it. What it concludes gone is ``DONE``: cancelled or filled, unknown which.
+* A cancel is retried (with backoff) until the venue confirms the order cancelled, matched or
+  gone; until then the order is CANCELING and counts as pending.
+* Shutdown and halts cancel our orders by id, never the whole account.
+* A post-only refusal ("crosses book") holds that market and quote side back until the book
+  moved away or a bounded backoff expired; a price that crosses our view of the book is not sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from active_quoting import core
-from active_quoting.model import BUY, SELL
+from active_quoting.clock import SYSTEM, Clock
+from active_quoting.model import ASK, BID, BUY, OrderIntent, up_terms
 from active_quoting.observability.metrics import Metrics
 from active_quoting.store.journal import Journal
 from active_quoting.store.sqlite import Store
@@ -26,12 +38,16 @@ from active_quoting.strategy.quoting import MarketDecision, Resting
 from active_quoting.venue.errors import VenueError
 from active_quoting.venue.orders import build_order, encode, order_body
 from active_quoting.venue.rest import RestClient
-from active_quoting.venue.signing import OrderSigner
+from active_quoting.venue.signing import OrderSigner, SignedOrder, SigningError
 from active_quoting.venue.user_codec import CANCELED, INVALID, MATCHED_ORDER, OrderUpdate
 
 _log = logging.getLogger(__name__)
 
-LIVE_STATES = ("SENT", "LIVE", "UNKNOWN", "CANCELING")
+LIVE_STATES = frozenset({"SENT", "LIVE", "UNKNOWN", "CANCELING"})
+# What reconciliation records for an order the venue no longer holds: it may have been
+# cancelled or filled (a fill the user channel missed is recovered from /data/trades).
+GONE_REASON = "not on the venue: cancelled or filled, unknown which"
+INF = float("inf")
 
 
 @dataclass
@@ -42,16 +58,24 @@ class Tracked:
     side: str  # BUY / SELL (token terms)
     price: int  # token terms
     size: int
-    up_side: str  # "bid" / "ask": which quote it expresses
-    up_price: int
+    quote: str  # model.BID / model.ASK: which Up-terms quote it expresses
+    quote_price: int  # Up terms
     status: str = "SENT"
     matched: int = 0
     cancel_requested: bool = False
     sent_ms: int = 0
+    # Order of events on this manager (see OrderManager._seq): when the venue's word on this
+    # order (submit answer, adoption, restore) reached us; 0 while its submit is in flight.
+    known_seq: int = 0
+    cancel_attempts: int = 0
+    cancel_due: float = INF  # monotonic time a failed cancel is re-sent; INF: none due
 
     @property
     def remaining(self) -> int:
         return self.size - self.matched
+
+    def intent(self) -> OrderIntent:
+        return OrderIntent(self.market, self.token, self.side, self.price, self.size, self.quote, self.quote_price)
 
 
 @dataclass(frozen=True)
@@ -62,17 +86,27 @@ class MarketRef:
     tick: int
 
 
+@dataclass
+class _Backoff:
+    """A market side held back after a post-only refusal at ``quote_price``."""
+
+    quote_price: int
+    until: float
+    streak: int
+    seen_cross: bool = False  # our book view has since shown the refused price crossing
+
+
 class RefreshLimiter:
     """Global token bucket for cancel/replace cycles per second."""
 
-    def __init__(self, per_sec: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, per_sec: float, clock: Clock = SYSTEM) -> None:
         self.rate = per_sec
         self.tokens = per_sec
         self.clock = clock
-        self.stamp = clock()
+        self.stamp = clock.monotonic()
 
     def take(self) -> bool:
-        now = self.clock()
+        now = self.clock.monotonic()
         self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens >= 1:
@@ -81,7 +115,19 @@ class RefreshLimiter:
         return False
 
 
+def _never_crosses(intent: OrderIntent) -> bool:
+    return False
+
+
 class OrderManager:
+    # Cancel retries: after the n-th failed attempt the next goes out cancel_retry_s * 2**(n-1)
+    # later, at most cancel_retry_max_s. Post-only refusals: the side is held back for
+    # cross_backoff_s * 2**(streak-1), at most cross_backoff_max_s.
+    cancel_retry_s = 0.25
+    cancel_retry_max_s = 8.0
+    cross_backoff_s = 1.0
+    cross_backoff_max_s = 30.0
+
     def __init__(
         self,
         rest: RestClient,
@@ -96,60 +142,100 @@ class OrderManager:
         dry_run: bool = False,
         concurrent_replace: bool = False,
         may_place: Callable[[str], bool] = lambda market: True,
+        crosses: Callable[[OrderIntent], bool] = _never_crosses,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.dry_run = dry_run
         self.concurrent_replace = concurrent_replace
         self.adopted: list[str] = []  # live orders found on the venue that neither memory nor store knew
         self.metrics = metrics or Metrics()
+        self.clock = clock
         self._staged_at = 0.0
         self.journal: Journal | None = None
         self.rest = rest
         self.signer = signer
         self.store = store
         self.min_refresh_ms = min_refresh_ms
-        self.limiter = RefreshLimiter(global_cap_per_sec)
+        self.limiter = RefreshLimiter(global_cap_per_sec, clock)
         self.on_error = on_error
         self.on_success = on_success
         self.may_place = may_place
+        self.crosses = crosses
         self.markets: dict[str, MarketRef] = {}
-        self.orders: dict[str, Tracked] = {}
+        self.orders: dict[str, Tracked] = {}  # every order of a market until forget_market
+        self._live: dict[str, dict[str, Tracked]] = {}  # market -> order id -> live order
         self.last_refresh: dict[str, float] = {}
+        self._backoff: dict[tuple[str, str], _Backoff] = {}
         self._cancels: list[str] = []
         self._places: list[Tracked] = []
+        self._seq = itertools.count(1)
         # Every key the status shows from the start; others (dry_run, off_grid_cancels, ...)
         # appear when first counted.
         self.counts: Counter[str] = Counter(
             placed=0, rejected=0, post_only_rejects=0, canceled=0, unsolicited_cancels=0, cancel_refused=0, unknown=0,
-            adopted=0,
+            adopted=0, gone=0, cancel_retries=0, would_cross=0, post_only_backoff=0, signing_refused=0,
         )  # fmt: skip
 
     def add_market(self, ref: MarketRef) -> None:
         self.markets[ref.condition_id] = ref
 
+    def forget_market(self, market: str) -> bool:
+        """Drop a market and its finished orders (the window lifecycle calls this once the
+        window is cancelled and settled). Refused (False) while any of its orders is live or
+        staged: those still need the venue's word."""
+        if self._live.get(market) or any(t.market == market for t in self._places):
+            return False
+        self._live.pop(market, None)
+        self.markets.pop(market, None)
+        self.last_refresh.pop(market, None)
+        for side in (BID, ASK):
+            self._backoff.pop((market, side), None)
+        for oid in [oid for oid, t in self.orders.items() if t.market == market]:
+            del self.orders[oid]
+        return True
+
     # -- views for the strategy ---------------------------------------------------------
 
-    def live(self, market: str | None = None) -> list[Tracked]:
-        return [o for o in self.orders.values() if o.status in LIVE_STATES and (market is None or o.market == market)]
+    def _iter_live(self, market: str | None) -> Iterator[Tracked]:
+        if market is not None:
+            yield from self._live.get(market, {}).values()
+        else:
+            for by_id in self._live.values():
+                yield from by_id.values()
 
-    def resting(self, market: str, up_side: str) -> Resting:
-        mine = [o for o in self.live(market) if o.up_side == up_side and not o.cancel_requested]
+    def live(self, market: str | None = None) -> list[Tracked]:
+        return list(self._iter_live(market))
+
+    def resting(self, market: str, quote: str) -> Resting:
+        mine = [o for o in self._iter_live(market) if o.quote == quote and not o.cancel_requested]
         if not mine:
             return Resting()
-        o = mine[0]
-        return Resting(o.up_price, sum(x.remaining for x in mine))
+        return Resting(mine[0].quote_price, sum(x.remaining for x in mine))
 
     def pending(self) -> dict[str, list[tuple[str, str, int, int]]]:
         out: dict[str, list[tuple[str, str, int, int]]] = {}
-        for o in self.live():
+        for o in self._iter_live(None):
             out.setdefault(o.market, []).append((o.token, o.side, o.price, o.remaining))
         return out
 
+    def own_levels(self, market: str) -> tuple[dict[int, int], dict[int, int]]:
+        """Our resting remaining size per Up-terms price, (bids, asks), for every order not yet
+        confirmed gone (sent, live, unknown, being cancelled): what a signal reading the Up book
+        must subtract to see the market without us (a BUY of Down at q rests as an Up ask at 1-q)."""
+        bids: dict[int, int] = {}
+        asks: dict[int, int] = {}
+        for o in self._iter_live(market):
+            levels = bids if o.quote == BID else asks
+            levels[o.quote_price] = levels.get(o.quote_price, 0) + o.remaining
+        return bids, asks
+
     # -- decisions -> orders ------------------------------------------------------------
 
-    def stage(self, decision: MarketDecision, venue_orders: list[tuple[int, int, int, int]], now_s: float) -> bool:
-        """Queue the cancels and places one market decision asks for. Returns False when the
-        refresh limits hold it back (a cancel-only change is never held back)."""
-        sides = {"bid": decision.bid, "ask": decision.ask}
+    def stage(self, decision: MarketDecision, intents: Sequence[OrderIntent], now_s: float) -> bool:
+        """Queue the cancels and places one market decision asks for; ``intents`` are the orders
+        expressing its sides to place or replace. Returns False when the refresh limits hold it
+        back (a cancel-only change is never held back)."""
+        sides = {BID: decision.bid, ASK: decision.ask}
         touching = {s for s, d in sides.items() if d.action in (core.REPLACE, core.CANCEL, core.PLACE)}
         if not touching:
             return True
@@ -160,25 +246,22 @@ class OrderManager:
                 return False
         self.last_refresh[decision.market] = now_s
         if not self._staged_at:
-            self._staged_at = time.perf_counter()
+            self._staged_at = self.clock.perf()
         for s in touching:
             if sides[s].action in (core.REPLACE, core.CANCEL):
                 for o in self.live(decision.market):
-                    if o.up_side == s and not o.cancel_requested:
-                        o.cancel_requested = True
-                        o.status = "CANCELING"
-                        self._cancels.append(o.order_id)
-        ref = self.markets[decision.market]
-        legs = iter(venue_orders)
-        for s in ("bid", "ask"):
-            if sides[s].action in (core.PLACE, core.REPLACE):
-                self._places.append(self._tracked(ref, s, sides[s].price, next(legs)))
+                    if o.quote == s and not o.cancel_requested:
+                        self._stage_cancel(o)
+        for i in intents:
+            if sides[i.quote].action in (core.PLACE, core.REPLACE):
+                self._places.append(Tracked("", i.market, i.token, i.side, i.price, i.size, i.quote, i.quote_price))
         return True
 
-    def _tracked(self, ref: MarketRef, up_side: str, up_price: int, leg: tuple[int, int, int, int]) -> Tracked:
-        token_index, side, price, size = leg
-        token = ref.up if token_index == core.UP else ref.down
-        return Tracked("", ref.condition_id, token, BUY if side == core.BUY else SELL, price, size, up_side, up_price)
+    def _stage_cancel(self, o: Tracked) -> None:
+        o.cancel_requested = True
+        o.status = "CANCELING"
+        o.cancel_due = INF
+        self._cancels.append(o.order_id)
 
     async def flush(self) -> None:
         """Send what was staged: cancels first (one ``DELETE /orders``), then the new orders in
@@ -198,104 +281,207 @@ class OrderManager:
         elif places:
             await self._place(places, staged_at)
 
+    def _held_back(self, t: Tracked, now: float) -> bool:
+        """A post-only refusal on this market side holds back prices at least as aggressive as
+        the refused one until the backoff expires or the book moved away (our view showed the
+        refused price crossing, and no longer does)."""
+        b = self._backoff.get((t.market, t.quote))
+        if b is None:
+            return False
+        if now >= b.until:
+            return False
+        refused = OrderIntent(t.market, t.token, t.side, t.price, t.size, t.quote, b.quote_price)
+        if self.crosses(_at_quote_price(refused, self.markets[t.market])):
+            b.seen_cross = True
+        elif b.seen_cross:
+            b.until = now  # the book moved away from the refused price
+            return False
+        return t.quote_price >= b.quote_price if t.quote == BID else t.quote_price <= b.quote_price
+
     async def _place(self, trackers: list[Tracked], staged_at: float) -> None:
         # Between the decision and this send (the cancels go first) the world can change:
         # a halt (risk says the market may not be quoted: nothing new goes out, whatever was
         # decided) or a tick change (the market's tick follows every snapshot and
         # tick_size_change; an order off the grid the venue now enforces would be refused).
-        # Such orders are not sent; the next quote pass decides again.
+        # Such orders are not sent; the next quote pass decides again. Nor is a price that
+        # crosses our view of the book or that a post-only refusal holds back: post-only, the
+        # venue would only refuse it.
+        now = self.clock.monotonic()
         sendable = []
         for t in trackers:
             if not self.may_place(t.market):
                 self.counts["held_by_risk"] += 1
             elif t.price % self.markets[t.market].tick:
                 self.counts["off_grid_dropped"] += 1
+            elif self._held_back(t, now):
+                self.counts["post_only_backoff"] += 1
+            elif self.crosses(t.intent()):
+                self.counts["would_cross"] += 1
             else:
                 sendable.append(t)
         trackers = sendable
         if not trackers:
             return
+        api_key = self.rest.creds.api_key if self.rest.creds else ""
 
-        def build(version: int):  # type: ignore[no-untyped-def]
-            out = []
-            for t in trackers:
-                out.append(
-                    build_order(
-                        self.signer,
-                        t.token,
-                        0 if t.side == BUY else 1,
-                        t.price,
-                        t.size,
-                        self.markets[t.market].tick,
-                        version=version,
-                        fee_rate_bps=0,
-                    )
-                )
-            for t, o in zip(trackers, out, strict=True):
+        def sign(version: int, which: Sequence[Tracked]) -> list[SignedOrder]:
+            # Everything is signed before anything is registered: a version the signer cannot
+            # build leaves no half-registered batch.
+            signed = [
+                build_order(self.signer, t.token, 0 if t.side == BUY else 1, t.price, t.size,
+                            self.markets[t.market].tick, version=version, fee_rate_bps=0)
+                for t in which
+            ]  # fmt: skip
+            for t, o in zip(which, signed, strict=True):
                 if self.journal is not None:
-                    self.journal.order(encode(order_body(o, self.rest.creds.api_key if self.rest.creds else "")))
-                t.order_id = o.order_hash
-                t.sent_ms = int(time.time() * 1000)
-                self.orders[o.order_hash] = t
-                if self.store:
-                    self.store.order_sent(o.order_hash, t.market, t.token, t.side, t.price, t.size, "SENT")
+                    self.journal.order(encode(order_body(o, api_key)))
+                self._register(t, o.order_hash)
+            return signed
+
+        def build(version: int) -> list[SignedOrder]:
+            out = sign(version, trackers)
             if staged_at:
-                self.metrics.observe("decision_to_wire", time.perf_counter() - staged_at)
+                self.metrics.observe("decision_to_wire", self.clock.perf() - staged_at)
             return out
 
-        if self.dry_run:
-            # Signed, journaled, counted; never sent. Nothing rests, so nothing is cancelled.
-            build(self.rest.order_version)
-            for t in trackers:
-                self._set(t, "DRY_RUN")
-            self.counts["dry_run"] += len(trackers)
-            return
-        started = time.perf_counter()
+        def rebuild(version: int, indices: Sequence[int]) -> list[SignedOrder]:
+            # Only the orders the venue refused for their version are signed again (a new
+            # hash); the others were answered under their first hash and keep it.
+            return sign(version, [trackers[i] for i in indices])
+
         try:
-            results = await self.rest.submit(build)
+            if self.dry_run:
+                # Signed, journaled, counted; never sent. Nothing rests, so nothing is cancelled.
+                build(self.rest.order_version)
+                for t in trackers:
+                    self._set(t, "DRY_RUN")
+                self.counts["dry_run"] += len(trackers)
+                return
+            started = self.clock.perf()
+            results = await self.rest.submit(build, rebuild=rebuild)
+        except SigningError as err:
+            self._signing_refused(trackers, str(err))
+            return
         except VenueError as err:
             self.on_error(err.kind)
+            seq = next(self._seq)
             for t in trackers:
+                t.known_seq = seq
                 self._set(t, "CANCELED" if not err.unknown_outcome else "UNKNOWN", reason=err.kind)
             return
-        self.metrics.observe("submit_round_trip", time.perf_counter() - started)
+        self.metrics.observe("submit_round_trip", self.clock.perf() - started)
+        seq = next(self._seq)
+        now = self.clock.monotonic()
         for t, r in zip(trackers, results, strict=True):
+            t.known_seq = seq
             if r.accepted:
                 self.counts["placed"] += 1
+                self._backoff.pop((t.market, t.quote), None)
                 if t.status == "SENT":
                     self._set(t, "LIVE" if r.status in ("live", "delayed") else t.status)
+                elif t.cancel_requested and t.status == "CANCELING" and t.cancel_due < INF:
+                    t.cancel_due = now  # a cancel that found it not yet placed: re-send it now
                 self.on_success()
+            elif r.error_kind == "signing_refused":
+                self._signing_refused([t], r.error)
             elif r.unknown:
                 self.counts["unknown"] += 1
                 self._set(t, "UNKNOWN", reason=r.error_kind)
                 self.on_error(r.error_kind)
             else:
-                self.counts["post_only_rejects" if r.error_kind == "post_only_reject" else "rejected"] += 1
+                if r.error_kind == "post_only_reject":
+                    self.counts["post_only_rejects"] += 1
+                    self._back_off(t, now)
+                else:
+                    self.counts["rejected"] += 1
                 self._set(t, "REJECTED", reason=r.error or r.error_kind)
                 self.on_error(r.error_kind)
 
+    def _register(self, t: Tracked, order_hash: str) -> None:
+        """Track ``t`` under the hash it is about to be sent with. A tracker re-signed after its
+        first hash was refused leaves that hash behind: the stored row says so, and nothing
+        keeps it (a cancel never targets a hash the venue refused)."""
+        if t.order_id:
+            self.orders.pop(t.order_id, None)
+            self._live.get(t.market, {}).pop(t.order_id, None)
+            if self.store:
+                self.store.order_state(
+                    t.order_id, "REJECTED", None, f"order_version_mismatch: re-signed as {order_hash}"
+                )
+        t.order_id = order_hash
+        t.sent_ms = self.clock.ms()
+        t.status = "SENT"
+        self.orders[order_hash] = t
+        self._live.setdefault(t.market, {})[order_hash] = t
+        if self.store:
+            self.store.order_sent(order_hash, t.market, t.token, t.side, t.price, t.size, "SENT")
+
+    def _signing_refused(self, trackers: list[Tracked], why: str) -> None:
+        _log.error("not sending %d orders: the signer cannot build them (%s)", len(trackers), why)
+        self.counts["signing_refused"] += len(trackers)
+        for t in trackers:
+            self._set(t, "REJECTED", reason=f"signing_refused: {why}")
+        self.on_error("signing_refused")
+
+    def _back_off(self, t: Tracked, now: float) -> None:
+        b = self._backoff.get((t.market, t.quote))
+        streak = b.streak + 1 if b is not None else 1
+        delay = min(self.cross_backoff_s * 2 ** (streak - 1), self.cross_backoff_max_s)
+        self._backoff[(t.market, t.quote)] = _Backoff(t.quote_price, now + delay, streak)
+
     async def _cancel(self, ids: list[str]) -> None:
-        if self.dry_run:
+        if self.dry_run or not ids:
             return
-        started = time.perf_counter()
+        started = self.clock.perf()
         try:
             result = await self.rest.cancel_orders(ids)
         except VenueError as err:
             self.on_error(err.kind)
-            return  # they stay CANCELING; reconciliation settles them
-        self.metrics.observe("cancel_round_trip", time.perf_counter() - started)
+            self._cancel_failed(ids)  # they stay CANCELING, pending, and are sent again
+            return
+        self.metrics.observe("cancel_round_trip", self.clock.perf() - started)
         self.on_success()
         for oid in result.canceled:
             t = self.orders.get(oid)
             if t is not None:
                 self.counts["canceled"] += 1
                 self._set(t, "CANCELED")
+        unanswered = []
         for oid, reason in result.not_canceled.items():
             t = self.orders.get(oid)
             self.counts["cancel_refused"] += 1
-            if t is not None:
+            if t is None:
+                continue
+            if not t.known_seq:
+                unanswered.append(oid)  # its submit has not answered: the venue may not have it yet
+            else:
                 # "already canceled or matched" is terminal: never retried in a loop.
                 self._set(t, "DONE", reason=reason)
+        answered = set(result.canceled) | set(result.not_canceled)
+        self._cancel_failed(unanswered + [oid for oid in ids if oid not in answered])
+
+    def _cancel_failed(self, ids: list[str]) -> None:
+        now = self.clock.monotonic()
+        for oid in ids:
+            t = self.orders.get(oid)
+            if t is not None and t.status in LIVE_STATES:
+                t.cancel_attempts += 1
+                delay = min(self.cancel_retry_s * 2 ** (t.cancel_attempts - 1), self.cancel_retry_max_s)
+                t.cancel_due = now + delay
+
+    async def retry_cancels(self) -> int:
+        """Send again the cancels that failed (timeout, 5xx, no answer for the order) and whose
+        backoff has passed; returns how many. The bot calls this every loop tick; reconciliation
+        calls it too. Cheap when nothing is due (a walk over live orders)."""
+        now = self.clock.monotonic()
+        due = [t for t in self._iter_live(None) if t.cancel_requested and t.cancel_due <= now]
+        for t in due:
+            t.cancel_due = INF  # in flight
+            t.status = "CANCELING"
+        if due:
+            self.counts["cancel_retries"] += len(due)
+            await self._cancel([t.order_id for t in due])
+        return len(due)
 
     def cancel_off_grid(self, market: str, tick: int) -> int:
         """After a tick size change: stage the cancel of our live orders whose price is not on
@@ -306,9 +492,7 @@ class OrderManager:
         staged = 0
         for o in self.live(market):
             if o.price % tick and not o.cancel_requested:
-                o.cancel_requested = True
-                o.status = "CANCELING"
-                self._cancels.append(o.order_id)
+                self._stage_cancel(o)
                 staged += 1
         self.counts["off_grid_cancels"] += staged
         return staged
@@ -321,28 +505,38 @@ class OrderManager:
             await self._cancel(cancels)
 
     async def cancel_all(self) -> None:
+        """Cancel every order this bot manages (placed or adopted), by id, in batches within
+        the venue's limit: never ``DELETE /cancel-all``, which would also cancel other tools'
+        orders on the account. An order the cancel missed (its submit still in flight) is left
+        unmarked, so the next pass sees it resting and cancels it."""
         if self.dry_run:
             return
         # Marked before the request: the venue's CANCELLATION events can arrive on the user
         # channel before the HTTP answer, and they are ours, not unsolicited.
-        marked = [t for t in self.live() if not t.cancel_requested]
+        mine = [t for t in self._iter_live(None) if t.order_id]
+        marked = [t for t in mine if not t.cancel_requested]
         for t in marked:
             t.cancel_requested = True
         try:
-            result = await self.rest.cancel_all()
+            result = await self.rest.cancel_orders([t.order_id for t in mine])
         except VenueError as err:
             for t in marked:  # still ours to manage: the next pass cancels them again
                 t.cancel_requested = False
+            self._cancel_failed([t.order_id for t in mine if t.cancel_requested])
             self.on_error(err.kind)
             return
         for oid in result.canceled:
-            t = self.orders.get(oid)
-            if t is not None:
-                self._set(t, "CANCELED", reason="cancel-all")
-        canceled = set(result.canceled)
+            o = self.orders.get(oid)
+            if o is not None:
+                self.counts["canceled"] += 1
+                self._set(o, "CANCELED", reason="cancel-all")
+        for oid, reason in result.not_canceled.items():
+            o = self.orders.get(oid)
+            if o is not None and o.known_seq and o.status in LIVE_STATES:
+                self._set(o, "DONE", reason=reason)
         for t in marked:
-            if t.status in LIVE_STATES and t.order_id not in canceled:
-                # The venue did not hold it when the cancel-all ran (a submit still in flight
+            if t.status in LIVE_STATES:
+                # The venue did not hold it when the cancel ran (a submit still in flight
                 # lands after it): no cancel is outstanding, so the next pass cancels it.
                 t.cancel_requested = False
 
@@ -350,6 +544,13 @@ class OrderManager:
         t.status = status
         if matched is not None:
             t.matched = matched
+        if t.order_id:
+            if status in LIVE_STATES:
+                self._live.setdefault(t.market, {})[t.order_id] = t
+            else:
+                by_id = self._live.get(t.market)
+                if by_id is not None:
+                    by_id.pop(t.order_id, None)
         if self.store and t.order_id:
             self.store.order_state(t.order_id, status, matched, reason)
 
@@ -362,6 +563,7 @@ class OrderManager:
         t = self.orders.get(u.order_id)
         if t is None:
             return
+        t.known_seq = t.known_seq or next(self._seq)  # the venue holds (or held) it
         if u.status in (CANCELED, INVALID):
             if not t.cancel_requested:
                 self.counts["unsolicited_cancels"] += 1
@@ -375,18 +577,24 @@ class OrderManager:
     def restore(self, rows: list[dict[str, object]]) -> None:
         """Orders a previous run left open in the store, tracked as UNKNOWN until the next
         reconciliation says whether the venue still holds them."""
+        seq = next(self._seq)
         for r in rows:
             m = self.markets.get(str(r["market"]))
             if m is None or r["order_id"] in self.orders:
                 continue
-            self.orders[str(r["order_id"])] = _venue_order(
+            t = _venue_order(
                 m, str(r["order_id"]), str(r["token"]), str(r["side"]), int(r["price"]),  # type: ignore[call-overload]
                 int(r["size"]), "UNKNOWN", int(r["matched"]),  # type: ignore[call-overload]
             )  # fmt: skip
+            t.known_seq = seq
+            self.orders[t.order_id] = t
+            self._live.setdefault(t.market, {})[t.order_id] = t
 
     async def reconcile(self) -> None:
-        """Compare with ``/data/orders``: our orders the venue does not hold are finished; live
-        orders we do not know are adopted (they are ours: same API key)."""
+        """Compare with ``/data/orders``: our orders the venue does not hold are finished (if
+        what we know of them predates the request); live orders we do not know are adopted
+        (they are ours: same API key). Then re-send the cancels that are due."""
+        started = next(self._seq)
         try:
             venue = {o["id"]: o for o in await self.rest.open_orders()}
         except VenueError as err:
@@ -396,26 +604,37 @@ class OrderManager:
             if t.order_id in venue:
                 if t.status in ("UNKNOWN", "SENT"):
                     self._set(t, "LIVE")
-            elif t.status != "SENT" or time.time() * 1000 - t.sent_ms > 5000:
-                self._set(t, "DONE", reason="not on the venue")
+            elif t.known_seq and t.known_seq < started:
+                self._set(t, "DONE", reason=GONE_REASON)
                 self.counts["gone"] += 1
         for oid, o in venue.items():
             if oid not in self.orders:
                 m = self.markets.get(o.get("market", ""))
                 if m is None:
                     continue
-                self.orders[oid] = _venue_order(
+                t = _venue_order(
                     m, oid, o["asset_id"], o["side"], core.parse_price(o["price"]),
                     core.parse_size(o["original_size"]), "LIVE", core.parse_size(o.get("size_matched") or "0"),
                 )  # fmt: skip
+                t.known_seq = next(self._seq)
+                self.orders[oid] = t
+                self._live.setdefault(t.market, {})[oid] = t
+                self.adopted.append(oid)
                 self.counts["adopted"] += 1
+        await self.retry_cancels()
 
 
 def _venue_order(
     m: MarketRef, order_id: str, token: str, side: str, price: int, size: int, status: str, matched: int
 ) -> Tracked:
     """An order known from the venue or the store (token terms) tracked with the quote it
-    expresses in Up terms: a BUY of Up or a SELL of Down is a bid, at 1 - p on Down."""
-    up_side = "bid" if (token == m.up) == (side == BUY) else "ask"
-    up_price = price if token == m.up else core.MAX_PRICE - price
-    return Tracked(order_id, m.condition_id, token, side, price, size, up_side, up_price, status, matched)
+    expresses in Up terms."""
+    quote, quote_price = up_terms(token == m.up, side, price)
+    return Tracked(order_id, m.condition_id, token, side, price, size, quote, quote_price, status, matched)
+
+
+def _at_quote_price(i: OrderIntent, m: MarketRef) -> OrderIntent:
+    """The same order at Up-terms price ``i.quote_price``, in token terms (the inverse of
+    ``up_terms`` on this order's token)."""
+    _, price = up_terms(i.token == m.up, i.side, i.quote_price)  # the mapping is its own inverse
+    return OrderIntent(i.market, i.token, i.side, price, i.size, i.quote, i.quote_price)

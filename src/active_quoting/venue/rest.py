@@ -26,7 +26,7 @@ import orjson
 from active_quoting import core
 from active_quoting.venue.errors import VenueError, classify, kind_of_message
 from active_quoting.venue.orders import MAX_BATCH, encode, order_body
-from active_quoting.venue.signing import ApiCredentials, OrderSigner, SignedOrder, l2_headers
+from active_quoting.venue.signing import ApiCredentials, OrderSigner, SignedOrder, SigningError, l2_headers
 
 _log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ INITIAL_CURSOR = "MA=="
 END_CURSOR = "LTE="
 # Beyond this many seconds of difference the server clock is used for L2 timestamps.
 CLOCK_SKEW_TOLERANCE = 2
+# Ids per ``DELETE /orders`` (POLYMARKET.md: at most 1000 since 2026-06-15).
+MAX_CANCEL_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -317,10 +319,19 @@ class RestClient:
         return results
 
     async def submit(
-        self, build: Callable[[int], Sequence[SignedOrder]], order_type: str = "GTC", post_only: bool = True
+        self,
+        build: Callable[[int], Sequence[SignedOrder]],
+        order_type: str = "GTC",
+        post_only: bool = True,
+        *,
+        rebuild: Callable[[int, Sequence[int]], Sequence[SignedOrder]] | None = None,
     ) -> list[OrderResult]:
         """Sign (``build(order_version)``) and post orders. On ``order_version_mismatch`` the
-        venue's version is re-read, the refused orders are re-signed for it and posted once more."""
+        venue's version is re-read, the refused orders are re-signed for it and posted once more:
+        ``rebuild(version, indices)`` signs just those (in that order) when given, otherwise
+        ``build(version)`` is called again and those indices taken. A ``SigningError`` from the
+        first signing propagates (nothing was sent); from the re-signing, the refused orders come
+        back rejected with ``error_kind`` "signing_refused" and the others keep their answers."""
         orders = build(self.order_version)
         results = await self.post_orders(orders, order_type, post_only)
         redo = [i for i, r in enumerate(results) if r.error_kind == "version_mismatch"]
@@ -330,8 +341,17 @@ class RestClient:
             _log.warning(
                 "order version mismatch: venue is on version %s (was %s); re-signing", self.order_version, before
             )
-            rebuilt = build(self.order_version)
-            retried = await self.post_orders([rebuilt[i] for i in redo], order_type, post_only)
+            try:
+                again = (
+                    list(rebuild(self.order_version, redo)) if rebuild else [build(self.order_version)[i] for i in redo]
+                )
+            except SigningError as err:
+                self.counts["signing_refused"] += len(redo)
+                _log.error("cannot sign for order version %s: %s", self.order_version, err)
+                for i in redo:
+                    results[i] = OrderResult(results[i].order_hash, False, "rejected", "signing_refused", str(err))
+                return results
+            retried = await self.post_orders(again, order_type, post_only)
             for i, r in zip(redo, retried, strict=True):
                 results[i] = r
         return results
@@ -340,11 +360,14 @@ class RestClient:
         return _cancel_result(await self._request("DELETE", "/order", body={"orderID": order_id}, auth=True))
 
     async def cancel_orders(self, order_ids: Sequence[str]) -> CancelResult:
+        """Cancel by id, in requests of at most ``MAX_CANCEL_BATCH`` ids (the venue's limit)."""
         canceled: list[str] = []
         not_canceled: dict[str, str] = {}
-        for start in range(0, len(order_ids), 1000):
+        for start in range(0, len(order_ids), MAX_CANCEL_BATCH):
             r = _cancel_result(
-                await self._request("DELETE", "/orders", body=list(order_ids[start : start + 1000]), auth=True)
+                await self._request(
+                    "DELETE", "/orders", body=list(order_ids[start : start + MAX_CANCEL_BATCH]), auth=True
+                )
             )
             canceled += r.canceled
             not_canceled.update(r.not_canceled)
