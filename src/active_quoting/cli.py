@@ -8,10 +8,14 @@ import os
 import sys
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
 from active_quoting.errors import CredentialsError
+
+if TYPE_CHECKING:
+    from active_quoting.options import RunOptions
 
 SAMPLE_FEED = "sample_feed.jsonl"
 POLYMARKET_CLOB = "https://clob.polymarket.com"
@@ -163,60 +167,42 @@ def _cmd_exchange(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+DEMO_DURATION_S = 120.0  # the embedded demo's default run time; the real venue runs until stopped
 
-    from active_quoting.bot import Bot
+
+class UsageError(Exception):
+    """A flag (or the environment it stands for) that cannot be used; the message names it."""
+
+
+def _url(flag: str, value: str | None, schemes: tuple[str, ...]) -> str:
+    if value and not value.startswith(schemes):
+        raise UsageError(f"{flag} must start with {' or '.join(schemes)}: {value}")
+    return (value or "").rstrip("/")
+
+
+def run_options(args: argparse.Namespace) -> tuple[RunOptions, str]:
+    """The typed options of ``run`` from its flags (and AQ_* credentials), and the one line that
+    says where it trades. Raises :class:`UsageError` naming the flag; never shows the key."""
+    from dataclasses import replace
+
     from active_quoting.options import RunOptions
-    from active_quoting.report import build_report, render_text
-    from active_quoting.strategy.config import ConfigError, load_config
 
-    venue_opts: dict[str, object] = {}
-    if args.venue == "polymarket":
-        from active_quoting.venue.signing import OrderSigner, SigningError
-
-        try:
-            key = _read_key(args)
-            OrderSigner(key, funder=args.funder, signature_type=args.signature_type)  # fail fast on a bad key
-        except (CredentialsError, SigningError) as exc:
-            print(f"active-quoting run: {exc}", file=sys.stderr)
-            return 2
-        env_creds = [os.environ.get(k, "") for k in ("AQ_API_KEY", "AQ_API_SECRET", "AQ_API_PASSPHRASE")]
-        if any(env_creds) and not all(env_creds):
-            print(
-                "active-quoting run: set all of AQ_API_KEY, AQ_API_SECRET, AQ_API_PASSPHRASE or none", file=sys.stderr
-            )
-            return 2
-        venue_opts = {
-            "clob_url": args.exchange_url or POLYMARKET_CLOB,
-            "gamma_url": args.gamma_url or POLYMARKET_GAMMA,
-            "ws_url": args.ws_url or ("" if args.exchange_url else POLYMARKET_WS),
-            "private_key": key,
-            "funder": args.funder,
-            "signature_type": args.signature_type,
-            "api_creds": tuple(env_creds) if all(env_creds) else None,
-            "dry_run": not args.live,
-        }
-        print(
-            "active-quoting: LIVE trading on " + str(venue_opts["clob_url"])
-            if args.live
-            else "active-quoting: DRY RUN (no --live): orders are built, signed and journaled, never sent",
-            file=sys.stderr,
-        )
-    elif args.live:
-        print("active-quoting run: --live only applies to --venue polymarket", file=sys.stderr)
-        return 2
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(f"active-quoting run: bad config: {exc}", file=sys.stderr)
-        return 2
     assets = tuple(a.strip().lower() for a in args.assets.split(",") if a.strip())
-    if not assets or args.duration <= 0 or args.window_seconds < 30:
-        print("active-quoting run: need assets, a positive --duration and --window-seconds >= 30", file=sys.stderr)
-        return 2
-    opts = RunOptions(
+    if not assets:
+        raise UsageError("--assets: give at least one asset, e.g. btc,eth")
+    if args.duration is not None and args.duration < 0:
+        raise UsageError(f"--duration must be 0 (until stopped) or a positive number of seconds, not {args.duration}")
+    if args.window_seconds < 30:
+        raise UsageError(f"--window-seconds must be at least 30, not {args.window_seconds}")
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        raise UsageError(f"--metrics-port must be 0..65535, not {args.metrics_port}")
+    if args.db and not Path(args.db).resolve().parent.is_dir():
+        raise UsageError(f"--db: no such directory: {Path(args.db).parent}")
+    clob = _url("--exchange-url", args.exchange_url, ("http://", "https://"))
+    gamma = _url("--gamma-url", args.gamma_url, ("http://", "https://"))
+    ws = _url("--ws-url", args.ws_url, ("ws://", "wss://"))
+    base = RunOptions(
         assets=assets,
-        duration_s=args.duration,
         seed=args.seed,
         window_s=args.window_seconds,
         stop_before_end_s=max(3, args.window_seconds // 20),
@@ -224,22 +210,79 @@ def _cmd_run(args: argparse.Namespace) -> int:
         strategy=args.strategy,
         metrics_port=args.metrics_port,
         show_status=args.status,
-        clob_url=args.exchange_url or "",
-        gamma_url=args.gamma_url or "",
-        **venue_opts,
     )
-    if args.venue == "embedded" and bool(args.exchange_url) != bool(args.gamma_url):
-        print("active-quoting run: --exchange-url and --gamma-url go together", file=sys.stderr)
-        return 2
+    if args.venue != "polymarket":
+        for flag, given in (("--live", args.live), ("--key-file", args.key_file), ("--funder", args.funder),
+                            ("--ws-url", args.ws_url), ("--signature-type", args.signature_type)):  # fmt: skip
+            if given:
+                raise UsageError(f"{flag} only applies to --venue polymarket")
+        if bool(clob) != bool(gamma):
+            raise UsageError("--exchange-url and --gamma-url go together (a separately served embedded exchange)")
+        duration = DEMO_DURATION_S if args.duration is None else (args.duration or None)
+        where = (
+            f"embedded exchange at {clob} (gamma {gamma})" if clob else "embedded exchange in this process on 127.0.0.1"
+        )
+        return replace(base, duration_s=duration, clob_url=clob, gamma_url=gamma), f"venue: {where}"
+
+    from active_quoting.venue.signing import OrderSigner, SigningError
+
+    key = _read_key(args)
+    try:
+        signer = OrderSigner(key, funder=args.funder, signature_type=args.signature_type)  # fail fast on a bad key
+    except SigningError as exc:
+        source = f"--key-file {args.key_file}" if args.key_file else "AQ_PRIVATE_KEY"
+        raise UsageError(
+            f"{source}: {exc}" if "private key" in str(exc) else f"--funder/--signature-type: {exc}"
+        ) from None
+    env_creds = [os.environ.get(k, "") for k in ("AQ_API_KEY", "AQ_API_SECRET", "AQ_API_PASSPHRASE")]
+    if any(env_creds) and not all(env_creds):
+        raise UsageError("set all of AQ_API_KEY, AQ_API_SECRET, AQ_API_PASSPHRASE or none")
+    clob = clob or POLYMARKET_CLOB
+    opts = replace(
+        base,
+        duration_s=args.duration or None,  # absent or 0: until stopped
+        clob_url=clob,
+        gamma_url=gamma or POLYMARKET_GAMMA,
+        ws_url=ws or ("" if args.exchange_url else POLYMARKET_WS),
+        private_key=key,
+        funder=args.funder,
+        signature_type=args.signature_type,
+        api_creds=(env_creds[0], env_creds[1], env_creds[2]) if all(env_creds) else None,
+        dry_run=not args.live,
+    )
+    mode = (
+        "LIVE (orders are sent)"
+        if args.live
+        else "DRY RUN (orders built, signed and journaled, never sent; --live sends)"
+    )
+    who = f"address {signer.address}" + (f" (funder {args.funder})" if args.funder else "")
+    return opts, f"venue: polymarket {mode}; clob {clob}; {who}"
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
     from active_quoting import core
+    from active_quoting.bot import AlreadyRunning, Bot
+    from active_quoting.report import build_report, render_text
+    from active_quoting.strategy.config import ConfigError, load_config
 
+    try:
+        opts, venue_line = run_options(args)
+    except (UsageError, CredentialsError) as exc:
+        print(f"active-quoting run: {exc}", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"active-quoting run: bad config: {exc}", file=sys.stderr)
+        return 2
+    length = "until stopped (SIGINT/SIGTERM)" if opts.duration_s is None else f"for {opts.duration_s:g}s"
+    print(f"active-quoting: {venue_line}", file=sys.stderr)
     print(
-        f"active-quoting: {args.strategy} strategy on {', '.join(assets)} against the embedded exchange "
-        f"for {args.duration:.0f}s (core: {core.IMPL}; store: {args.db})",
+        f"active-quoting: {args.strategy} strategy on {', '.join(opts.assets)} {length} "
+        f"(core: {core.IMPL}; store: {args.db})",
         file=sys.stderr,
+        flush=True,
     )
-    from active_quoting.bot import AlreadyRunning
-
     try:
         import uvloop
 
@@ -366,8 +409,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--venue", default="embedded", choices=("embedded", "polymarket"))
     p.add_argument("--live", action="store_true", help="required to send orders to a real venue")
     p.add_argument("--assets", default="btc,eth,sol")
-    p.add_argument("--duration", type=float, default=120.0, help="seconds to run")
-    p.add_argument("--window-seconds", type=int, default=900, help="embedded exchange window length")
+    p.add_argument(
+        "--duration",
+        type=float,
+        help=f"seconds to run; 0 = until SIGINT/SIGTERM (default: until stopped on polymarket, "
+        f"{DEMO_DURATION_S:g}s on the embedded exchange)",
+    )
+    p.add_argument(
+        "--window-seconds", type=int, default=900, help="window length to quote (900: the 15-minute markets); >= 30"
+    )
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--config", help="TOML config (defaults: the design's parameter defaults)")
     p.add_argument("--db", default="active-quoting.db", help="SQLite store (kept across restarts)")

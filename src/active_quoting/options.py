@@ -9,7 +9,9 @@ from typing import Any
 @dataclass
 class RunOptions:
     assets: tuple[str, ...] = ("btc", "eth", "sol")
-    duration_s: float = 120.0
+    # None: run until stopped (SIGINT/SIGTERM), the real venue's default; the embedded demo runs
+    # for a finite time so that ``make run`` ends with a report.
+    duration_s: float | None = 120.0
     seed: int = 7
     window_s: int = 900
     stop_before_end_s: int = 20
