@@ -8,9 +8,17 @@ apply without awaiting; anything slow (a REST resync) runs as a task.
 Market channel: assets are sharded over connections (``shard_size``, default 200; the venue
 stops sending snapshots past about 500). A book is readable for quoting only after a snapshot
 on the current connection and while it is not desynced; a desynced book is resynced from REST
-``/book`` (or by resubscribing). A connection that carries tokens and has been silent past
-``freeze_after`` while REST shows the book moved is declared stale and reconnected: the venue
-has been seen to keep a socket open, answering PONG, while sending nothing.
+``/book`` (or by resubscribing).
+
+Freshness is per token: only book, price_change, tick_size_change, best_bid_ask and
+last_trade_price events of a subscribed token refresh it (global frames such as ``new_market``,
+``NO NEW ASSETS`` or PONG say nothing about a book). A token silent past ``freeze_after`` is
+probed on REST ``/book``: an unchanged book confirms it (a quiet market, fresh again); a moved
+book means the connection is frozen (the venue has been seen to keep a socket open, answering
+PONG, while sending nothing), so it is declared stale and reconnected; a 404 means the token's
+window is gone, and it is not probed again. :meth:`MarketStream.fresh_ms` is what the risk
+manager's stale-feed rule reads; keep ``freeze_after + freeze_check_every`` below
+``risk.stale_feed_seconds`` so a quiet market is confirmed before it counts as stale.
 
 User channel: raw-credential auth message, ``order`` and ``trade`` events, our fills
 de-duplicated through settlement (:class:`~active_quoting.venue.user_codec.FillTracker`); after a
@@ -22,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -32,8 +39,16 @@ from picows import WSAutoPingStrategy, WSFrame, WSListener, WSMsgType, WSTranspo
 
 from active_quoting import core
 from active_quoting.aio import TaskSet, cancel_and_wait
+from active_quoting.clock import SYSTEM, Clock
 from active_quoting.errors import FrameError, UnitsError
-from active_quoting.venue.market_codec import BookEvent, TickSizeChangeEvent
+from active_quoting.venue.errors import VenueError
+from active_quoting.venue.market_codec import (
+    BestBidAskEvent,
+    BookEvent,
+    LastTradePriceEvent,
+    PriceChangeEvent,
+    TickSizeChangeEvent,
+)
 from active_quoting.venue.market_data import MarketData
 from active_quoting.venue.signing import ApiCredentials
 from active_quoting.venue.user_codec import (
@@ -110,6 +125,7 @@ class Connection:
         ping_interval: float = 10.0,
         pong_timeout: float = 10.0,
         backoff: Backoff | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
         if not 0 < pong_timeout <= ping_interval:
             raise ValueError(f"{name}: pong_timeout must be positive and at most ping_interval ({ping_interval}s)")
@@ -126,7 +142,8 @@ class Connection:
         self.pings_sent = 0
         self.pongs = 0
         self.frames = 0
-        self.last_data = time.monotonic()
+        self.clock = clock
+        self.last_data = clock.monotonic()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -161,14 +178,14 @@ class Connection:
         # Runs before any frame of the new connection: state reset first, then the greeting.
         self.transport = transport
         self.connects += 1
-        self.last_data = time.monotonic()
+        self.last_data = self.clock.monotonic()
         self.on_state(self, True)
         transport.send(WSMsgType.TEXT, self.greeting())
 
     def _frame(self, payload: bytes) -> None:
         self.frames += 1
         if payload != PONG:
-            self.last_data = time.monotonic()
+            self.last_data = self.clock.monotonic()
         self.on_frame(self, payload)
 
     async def _run(self) -> None:
@@ -201,6 +218,11 @@ class Connection:
             delay = self.backoff.next_delay()
             _log.warning("%s: disconnected; reconnecting in %.2fs", self.name, delay)
             await asyncio.sleep(delay)
+
+
+# Events that speak about one token's book; anything else (new_market, market_resolved, PONG,
+# NO NEW ASSETS) says nothing about whether that book is current.
+_BOOK_EVENTS = (BookEvent, TickSizeChangeEvent, BestBidAskEvent, LastTradePriceEvent)
 
 
 class MarketListener(Protocol):
@@ -237,9 +259,11 @@ class MarketStream:
         shard_size: int = 200,
         ping_interval: float = 10.0,
         pong_timeout: float = 10.0,
-        freeze_after: float = 30.0,
+        freeze_after: float = 15.0,
         freeze_check_every: float = 5.0,
+        probes_per_check: int = 8,
         backoff: Callable[[], Backoff] = Backoff,
+        clock: Clock = SYSTEM,
     ) -> None:
         if not 1 <= shard_size <= 500:
             raise ValueError(f"shard_size must be between 1 and 500 (the venue's cap), got {shard_size}")
@@ -252,14 +276,24 @@ class MarketStream:
         self.pong_timeout = pong_timeout
         self.freeze_after = freeze_after
         self.freeze_check_every = freeze_check_every
+        self.probes_per_check = probes_per_check
+        self.clock = clock
         self._backoff = backoff
         self.shards: list[Connection] = []
         self._assets: list[list[str]] = []
         self._readable: set[str] = set()
         self._resyncing: set[str] = set()
         self._ticks: dict[str, int] = {}  # the tick last reported to the listener, per token
+        # Per subscribed token, wall ms: subscribed, last book event, last REST confirmation.
+        self._subscribed_ms: dict[str, int] = {}
+        self._book_ms: dict[str, int] = {}
+        self._confirmed_ms: dict[str, int] = {}
+        self._gone: set[str] = set()  # REST says no book any more (window ended): not probed
         self.resyncs = 0
         self.stale_events = 0
+        self.probes = 0
+        self.confirmations = 0
+        self.gone_tokens = 0
         self.last_frame_t = 0.0
         self.record: Callable[[bytes], None] | None = None  # e.g. a journal: every frame as received
         self._tasks = TaskSet(_log)
@@ -278,7 +312,7 @@ class MarketStream:
         conn = Connection(
             self.url, self._greeting(index), self._on_frame, self._on_state,
             name=f"market-{index}", ping_interval=self.ping_interval, pong_timeout=self.pong_timeout,
-            backoff=self._backoff(),
+            backoff=self._backoff(), clock=self.clock,
         )  # fmt: skip
         conn.shard = index  # type: ignore[attr-defined]
         self.shards.append(conn)
@@ -288,6 +322,9 @@ class MarketStream:
         """Add tokens: to shards with room (dynamic subscribe) or to new connections."""
         known = {a for assets in self._assets for a in assets}
         new = [a for a in dict.fromkeys(asset_ids) if a not in known]
+        now_ms = self.clock.ms()
+        for a in new:
+            self._subscribed_ms[a] = now_ms
         running = self._freeze_task is not None
         for index, assets in enumerate(self._assets):
             room = self.shard_size - len(assets)
@@ -313,12 +350,35 @@ class MarketStream:
                 self._assets[index] = [a for a in assets if a not in gone]
                 self.shards[index].send(orjson.dumps({"assets_ids": drop, "operation": "unsubscribe"}))
         for a in gone:
+            # Everything kept per token goes with it (a day of windows must not accumulate).
             self._readable.discard(a)
+            self._resyncing.discard(a)
+            self._gone.discard(a)
             self._ticks.pop(a, None)
+            self._subscribed_ms.pop(a, None)
+            self._book_ms.pop(a, None)
+            self._confirmed_ms.pop(a, None)
             self.md.books.remove(a)  # type: ignore[attr-defined]
 
     def assets(self) -> list[str]:
         return [a for assets in self._assets for a in assets]
+
+    def fresh_ms(self, asset_id: str) -> int:
+        """When the token's book was last known good (wall ms): its newest book event, REST
+        confirmation or resync, or its subscription (a grace period for the first snapshot).
+        0 for a token not subscribed: it cannot be fresh."""
+        since = self._subscribed_ms.get(asset_id)
+        if since is None:
+            return 0
+        return max(since, self._book_ms.get(asset_id, 0), self._confirmed_ms.get(asset_id, 0))
+
+    def last_book_event_ms(self, asset_id: str) -> int | None:
+        """Wall ms of the token's newest book event on the feed, None before the first."""
+        return self._book_ms.get(asset_id)
+
+    def is_gone(self, asset_id: str) -> bool:
+        """REST answered 404 for the token: its window is over."""
+        return asset_id in self._gone
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -344,13 +404,22 @@ class MarketStream:
         return book is not None and not book.desynced
 
     def _on_frame(self, conn: Connection, payload: bytes) -> None:
-        self.last_frame_t = time.perf_counter()  # arrival, before decode: for frame-to-decision latency
+        self.last_frame_t = self.clock.perf()  # arrival, before decode: for frame-to-decision latency
         if self.record is not None:
             self.record(payload)
         events = self.md.on_frame(payload)
         if not events:
             return
+        now_ms = self.clock.ms()
+        book_ms, subscribed = self._book_ms, self._subscribed_ms
         for ev in events:
+            if isinstance(ev, PriceChangeEvent):
+                for entry in ev.price_changes:
+                    if entry.asset_id in subscribed:
+                        book_ms[entry.asset_id] = now_ms
+                continue
+            if isinstance(ev, _BOOK_EVENTS) and ev.asset_id in subscribed:
+                book_ms[ev.asset_id] = now_ms
             cls = type(ev)
             if cls is BookEvent:
                 self._readable.add(ev.asset_id)
@@ -389,10 +458,13 @@ class MarketStream:
         if self.rest is not None:
             try:
                 raw = await self.rest.book(asset_id)
+                if asset_id not in self._subscribed_ms:
+                    return  # unsubscribed while the request was out: do not bring the book back
                 self.md.books.apply_book(msgspec.convert(dict(raw, event_type="book"), BookEvent))  # type: ignore[attr-defined]
                 self._note_tick(asset_id)
                 self._readable.add(asset_id)
                 self._resyncing.discard(asset_id)
+                self._confirmed_ms[asset_id] = self.clock.ms()
                 return
             except Exception as exc:  # noqa: BLE001 - fall back to a resubscribe
                 _log.warning("REST resync of %s… failed (%s); resubscribing", asset_id[:12], exc)
@@ -416,42 +488,75 @@ class MarketStream:
 
     async def _freeze_watch(self) -> None:
         while True:
-            await asyncio.sleep(self.freeze_check_every)
+            await self.clock.sleep(self.freeze_check_every)
             await self.check_freeze()
 
     async def check_freeze(self) -> list[int]:
-        """Reconnect every shard that carries tokens, has been silent past ``freeze_after`` and
-        whose book REST shows has moved. Returns the shards declared stale."""
-        stale = []
-        now = time.monotonic()
+        """Probe on REST the tokens silent past ``freeze_after`` (at most ``probes_per_check``
+        per shard, the longest silent first, never one REST has said is gone): a book that
+        moved while the socket said nothing declares the shard stale and reconnects it; an
+        unchanged one confirms the token. Returns the shards declared stale."""
+        stale: list[int] = []
+        if self.rest is None:
+            return stale
+        silent_ms = int(self.freeze_after * 1000)
         for index, conn in enumerate(self.shards):
-            assets = [a for a in self._assets[index] if self.md.books.get(a) is not None]  # type: ignore[attr-defined]
-            if not conn.connected or not assets or now - conn.last_data < self.freeze_after or self.rest is None:
+            if not conn.connected:
                 continue
-            moved = await self._book_moved(assets[0])
-            if moved:
-                self.stale_events += 1
-                stale.append(index)
-                reason = f"silent for {now - conn.last_data:.0f}s while REST shows the book moved"
-                self.listener.on_feed_stale(index, reason)
-                conn.reconnect(reason)
+            now_ms = self.clock.ms()
+            silent = [
+                a for a in self._assets[index]
+                if a not in self._gone and self.md.books.get(a) is not None  # type: ignore[attr-defined]
+                and now_ms - self.fresh_ms(a) >= silent_ms
+            ]  # fmt: skip
+            silent.sort(key=self.fresh_ms)
+            for asset_id in silent[: self.probes_per_check]:
+                verdict = await self._probe(asset_id)
+                if asset_id not in self._subscribed_ms:
+                    continue  # unsubscribed while the request was out
+                if verdict == "gone":
+                    self._gone.add(asset_id)
+                    self.gone_tokens += 1
+                elif verdict == "same":
+                    self._confirmed_ms[asset_id] = self.clock.ms()
+                    self.confirmations += 1
+                elif verdict == "moved":
+                    self.stale_events += 1
+                    stale.append(index)
+                    age_s = (self.clock.ms() - self.fresh_ms(asset_id)) // 1000
+                    reason = f"token {asset_id[:12]}… silent for {age_s}s while REST shows its book moved"
+                    self.listener.on_feed_stale(index, reason)
+                    conn.reconnect(reason)
+                    break
         return stale
 
-    async def _book_moved(self, asset_id: str) -> bool:
+    async def _probe(self, asset_id: str) -> str:
+        """``same``, ``moved``, ``gone`` (404: no book any more) or ``unknown`` (cannot tell:
+        never declare stale on a guess)."""
+        self.probes += 1
         try:
             raw = await self.rest.book(asset_id)
+        except VenueError as exc:
+            if exc.status == 404:
+                _log.info("freeze check: %s… has no book any more (window over): not probed again", asset_id[:12])
+                return "gone"
+            _log.warning("freeze check: REST /book failed (%s)", exc)
+            return "unknown"
         except Exception as exc:  # noqa: BLE001 - cannot tell: do not declare stale on a guess
             _log.warning("freeze check: REST /book failed (%s)", exc)
-            return False
+            return "unknown"
         probe = core.BookSet()
         try:
             venue = probe.apply_book(msgspec.convert(dict(raw, event_type="book"), BookEvent))
         except (msgspec.ValidationError, UnitsError, FrameError):
-            return False
+            return "unknown"
         ours = self.md.books.get(asset_id)  # type: ignore[attr-defined]
-        return (venue.best_bid(), venue.best_ask(), venue.best_bid_size(), venue.best_ask_size()) != (
+        if ours is None:
+            return "unknown"
+        moved = (venue.best_bid(), venue.best_ask(), venue.best_bid_size(), venue.best_ask_size()) != (
             ours.best_bid(), ours.best_ask(), ours.best_bid_size(), ours.best_ask_size(),
         )  # fmt: skip
+        return "moved" if moved else "same"
 
 
 class UserListener(Protocol):
@@ -475,6 +580,7 @@ class UserStream:
         ping_interval: float = 10.0,
         pong_timeout: float = 10.0,
         backoff: Backoff | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.creds = creds
         self.listener = listener
@@ -485,7 +591,7 @@ class UserStream:
         self.errors = 0
         self.conn = Connection(
             url, self._greeting, self._on_frame, self._on_state, name="user",
-            ping_interval=ping_interval, pong_timeout=pong_timeout, backoff=backoff,
+            ping_interval=ping_interval, pong_timeout=pong_timeout, backoff=backoff, clock=clock,
         )  # fmt: skip
 
     def _greeting(self) -> bytes:
