@@ -40,6 +40,7 @@ def test_price_time_priority_and_maker_price():
     e.place(better, 0)
     r = e.place(order(C, "UP", BUY, 5300, 12), 1)
     (trade,) = r.trades
+    e.deliver(trade)  # mined
     assert [(mf.order.id, mf.size, mf.price) for mf in trade.makers] == [
         (better.id, 5 * SH, 5100),
         (first.id, 7 * SH, 5200),
@@ -56,6 +57,7 @@ def test_both_tokens_are_one_book_and_mint():
     assert m.best(ASK) == 5200 and m.token_view("DOWN")[0] == [(4800, 10 * SH)]
     r = e.place(order(B, "UP", BUY, 5500, 10), 1)  # crosses: BUY/BUY mint
     assert r.trades[0].price == 5200
+    e.deliver(r.trades[0])
     assert e.accounts[A].tokens["DOWN"] == 10 * SH and e.accounts[B].tokens["UP"] == 10 * SH
     assert e.accounts[A].collateral == 1000 * SH - 4_800_000 and e.accounts[B].collateral == 1000 * SH - 5_200_000
 
@@ -65,7 +67,7 @@ def test_merge_releases_collateral():
     e.credit(A, token="DOWN", shares=10 * SH)
     e.credit(B, token="UP", shares=10 * SH)
     e.place(order(A, "DOWN", SELL, 5200, 10), 0)  # = an Up bid at 0.48
-    e.place(order(B, "UP", SELL, 4500, 10), 1)  # SELL/SELL: merge at 0.48 / 0.52
+    e.deliver(e.place(order(B, "UP", SELL, 4500, 10), 1).trades[0])  # SELL/SELL: merge at 0.48 / 0.52
     assert e.accounts[A].collateral == 1000 * SH + 5_200_000 and e.accounts[B].collateral == 1000 * SH + 4_800_000
     assert e.accounts[A].tokens["DOWN"] == 0 and e.accounts[B].tokens["UP"] == 0
 
@@ -120,7 +122,7 @@ def test_fees_rebates_and_ghost_rollback():
 def test_resolution_pays_winners():
     e = engine()
     e.place(order(A, "DOWN", BUY, 4000, 10), 0)
-    e.place(order(B, "UP", BUY, 6000, 10), 0)
+    e.deliver(e.place(order(B, "UP", BUY, 6000, 10), 0).trades[0])
     e.resolve("M", "UP")
     assert e.accounts[B].collateral == 1000 * SH - 6_000_000 + 10 * SH and "UP" not in e.accounts[B].tokens
     with pytest.raises(EngineError, match="not accepting"):

@@ -8,6 +8,13 @@ Both tokens of a market are views of one Up-terms book: a BUY of Up at p and a S
 1 - p are bids at p; a SELL of Up at p and a BUY of Down at 1 - p are asks at p. A match between
 orders on the same token transfers shares for collateral; two BUYs (Up and Down) mint a pair,
 two SELLs merge one, as on the venue. Matching is price-time priority at the maker's price.
+
+Settlement follows the chain: a match takes what each side pays at once (a buyer's collateral,
+a seller's tokens, the taker's fee: they were reserved by the orders and are no longer
+available) but delivers what each side receives (bought tokens, sale collateral) only when the
+trade is mined (``deliver``). Until then a just-bought token cannot be sold: a SELL beyond the
+settled, unreserved balance is refused with the venue's "not enough balance / allowance"
+message. A trade that fails instead (``fail_trade``) gives back what it took.
 """
 
 from __future__ import annotations
@@ -87,8 +94,10 @@ class Trade:
     fee: int  # micro-USDC charged to the taker
     t_ms: int
     status: str = "MATCHED"
-    # The balance changes it made, to roll back a failed ("ghost") settlement.
+    # The balance changes it made (address, asset or "" for collateral, delta), to roll back a
+    # failed ("ghost") settlement, and the credits it owes until it is mined.
     journal: list[tuple[str, str, int]] = field(default_factory=list)
+    undelivered: list[tuple[str, str, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -330,16 +339,29 @@ class Engine:
             result.touched.append(taker)
             result.trades.append(self._settle(m, taker, makers, now_ms))
 
+    def _move(self, address: str, asset: str, delta: int) -> None:
+        """One balance change; a token of a resolved market is redeemed (the winner pays 1 per
+        share in collateral, the loser nothing) instead of credited."""
+        acct = self.account(address)
+        m = self.by_token.get(asset) if asset else None
+        if asset == "":
+            acct.collateral += delta
+        elif m is not None and m.resolved:
+            if asset == m.resolved:
+                acct.collateral += delta  # micro-shares -> micro-USDC at 1 per share
+        else:
+            acct.tokens[asset] = acct.tokens.get(asset, 0) + delta
+
     def _settle(self, m: Market, taker: Order, makers: list[MakerFill], now_ms: int) -> Trade:
         self._trade_seq += 1
         journal: list[tuple[str, str, int]] = []
+        undelivered: list[tuple[str, str, int]] = []
 
         def move(address: str, asset: str, delta: int) -> None:
-            acct = self.account(address)
-            if asset == "":
-                acct.collateral += delta
-            else:
-                acct.tokens[asset] = acct.tokens.get(asset, 0) + delta
+            if delta > 0:  # received: delivered when the trade is mined
+                undelivered.append((address, asset, delta))
+                return
+            self._move(address, asset, delta)
             journal.append((address, asset, delta))
 
         tk_acct = self.account(taker.account)
@@ -388,18 +410,27 @@ class Engine:
         first = makers[0].order
         price = first.price if first.token == taker.token else SCALE - first.price
         trade = Trade(f"trade-{self._trade_seq:08d}", m.condition_id, taker, makers, price, total, fee, now_ms,
-                      journal=journal)  # fmt: skip
+                      journal=journal, undelivered=undelivered)  # fmt: skip
         self.trades.append(trade)
         return trade
 
+    def deliver(self, trade: Trade) -> None:
+        """The trade is mined: what each side receives (tokens, sale collateral) is credited.
+        Idempotent; nothing for a failed trade."""
+        if trade.status == "FAILED":
+            return
+        for address, asset, delta in trade.undelivered:
+            self._move(address, asset, delta)
+            trade.journal.append((address, asset, delta))
+        trade.undelivered = []
+
     def fail_trade(self, trade: Trade) -> None:
-        """A settlement that failed on chain: every balance change of the trade is undone."""
+        """A settlement that failed on chain: every balance change of the trade is undone and
+        nothing it owed is delivered."""
         for address, asset, delta in reversed(trade.journal):
-            acct = self.account(address)
-            if asset == "":
-                acct.collateral -= delta
-            else:
-                acct.tokens[asset] = acct.tokens.get(asset, 0) - delta
+            self._move(address, asset, -delta)
+        trade.journal = []
+        trade.undelivered = []
         trade.status = "FAILED"
 
     def cancel(self, order_id: str, account: str | None = None, reason: str = "") -> tuple[Order | None, str, Result]:

@@ -400,6 +400,8 @@ class Exchange:
     def _settle_step(self, trade: Trade, status: str) -> None:
         if status == "FAILED":
             self.engine.fail_trade(trade)
+        elif status in ("MINED", "CONFIRMED"):
+            self.engine.deliver(trade)  # the chain delivers tokens and sale collateral when mined
         trade.status = status
         self._user_trade_event(trade)
 
@@ -645,9 +647,12 @@ class Exchange:
         key = await self._l2(request, b"")
         acct = self.engine.account(key.address)
         token = request.query.get("token_id", "")
+        # The on-chain balance: settled holdings, including what resting orders reserve (orders
+        # do not move funds on chain); undelivered trades are not in it yet.
         if request.query.get("asset_type", "COLLATERAL").upper() == "CONDITIONAL":
-            return _json({"balance": str(acct.tokens.get(token, 0)), "allowances": {}})
-        return _json({"balance": str(acct.collateral), "allowances": {}})
+            held = acct.tokens.get(token, 0) + acct.reserved_tokens.get(token, 0)
+            return _json({"balance": str(held), "allowances": {}})
+        return _json({"balance": str(acct.collateral + acct.reserved), "allowances": {}})
 
     def _parse_order(self, entry: dict[str, Any], key: ApiKey) -> Order:
         try:
