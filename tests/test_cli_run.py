@@ -5,6 +5,7 @@ separate ``active-quoting exchange`` process, or served here for ``--venue polym
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 import re
 import shutil
@@ -24,7 +25,8 @@ import orjson
 
 from active_quoting.exchange.flow import FlowConfig, MarketFlow
 from active_quoting.exchange.server import Exchange
-from active_quoting.venue.signing import OrderSigner
+from active_quoting.venue.rest import RestClient
+from active_quoting.venue.signing import ApiCredentials, OrderSigner
 from conftest import CALM
 
 EXE = shutil.which("active-quoting") or str(Path(sys.executable).parent / "active-quoting")
@@ -236,24 +238,46 @@ def test_separate_exchange_with_scenario_and_record_then_inspect(tmp_path):
 # -- the real venue's mode, against a served embedded exchange (same protocol) ---------------
 
 
+def _api_creds(clob_url: str) -> dict[str, str]:
+    """This account's API credentials, obtained as a user would (the L1 flow), for AQ_API_*."""
+
+    async def derive() -> ApiCredentials:
+        rest = RestClient(clob_url, OrderSigner(KEY))
+        try:
+            return await rest.create_or_derive_api_key()
+        finally:
+            await rest.close()
+
+    creds = asyncio.run(derive())
+    return {"AQ_API_KEY": creds.api_key, "AQ_API_SECRET": creds.secret, "AQ_API_PASSPHRASE": creds.passphrase}
+
+
 def test_polymarket_dry_run_until_stopped_by_sigint(tmp_path):
+    """--key-file, API credentials from AQ_API_*, --ws-url, --funder with --signature-type 2:
+    orders are signed for the funder and journaled, none reaches the exchange."""
     key_file = tmp_path / "key"
     key_file.write_text(KEY + "\n")
+    funder = "0x" + "ab" * 20
     db = tmp_path / "dry.db"
     with ServedExchange() as served:
+        creds = _api_creds(served.ex.clob_url)
         proc = start("run", "--venue", "polymarket", "--key-file", str(key_file), "--assets", "btc",
-                     "--window-seconds", "30", "--duration", "0", "--db", str(db),
-                     "--exchange-url", served.ex.clob_url, "--gamma-url", served.ex.gamma_url)  # fmt: skip
+                     "--window-seconds", "30", "--duration", "0", "--db", str(db), "--exchange-url",
+                     served.ex.clob_url, "--gamma-url", served.ex.gamma_url, "--ws-url", served.ex.ws_url,
+                     "--funder", funder, "--signature-type", "2", env=_env(**creds))  # fmt: skip
         with stopped_on_exit(proc):
             wait_for("a dry-run order is journaled", lambda: stored_orders(db).get("DRY_RUN"), proc)
             proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=30)
-        assert served.orders_of(ME) == []  # a dry run sends nothing
+        assert served.orders_of(ME) == [] and served.orders_of(funder) == []  # a dry run sends nothing
     assert proc.returncode == 0, err
-    assert "venue: polymarket DRY RUN" in err and f"clob {served.ex.clob_url}; address {ME}" in err
-    assert "until stopped" in err and KEY[2:] not in out + err
+    assert "venue: polymarket DRY RUN" in err and f"clob {served.ex.clob_url}; address {ME} (funder {funder})" in err
+    assert "until stopped" in err and KEY[2:] not in out + err and creds["AQ_API_SECRET"] not in out + err
     assert "TOTAL" in out
-    assert sorted((tmp_path / "dry.db.journal").glob("orders-*.jsonl.gz"))
+    bodies = [orjson.loads(line) for f in sorted((tmp_path / "dry.db.journal").glob("orders-*.jsonl.gz"))
+              for line in gzip.open(f).read().splitlines()]  # fmt: skip
+    assert bodies and all(b["order"]["maker"].lower() == funder and b["order"]["signatureType"] == 2 for b in bodies)
+    assert all(b["owner"] == creds["AQ_API_KEY"] for b in bodies)
 
 
 def test_polymarket_live_until_stopped_by_sigterm_cancels_and_reports(tmp_path):
