@@ -86,11 +86,11 @@ async def test_selling_matched_shares_is_refused_until_mined(ex):
         (t,) = await trest.post_orders([build_order(taker, DOWN, 0, 5300, 8 * SH, 100)], post_only=False)
         assert t.status == "matched"
         await wait_for(lambda: [f.fill.status for f in rec.fills] == ["MATCHED"])
-        inv.apply_fill(rec.fills[0].fill)
-        assert inv.held(CID) == (8 * SH, 0) and inv.sellable(CID) == (0, 0)
         (early,) = await rest.post_orders([build_order(maker, UP, 1, 5500, 8 * SH, 100)])  # SELL the 8 Up now
         assert not early.accepted and early.error_kind == "balance" and BALANCE in early.error
         assert [f.fill.status for f in rec.fills] == ["MATCHED"]  # refused before MINED, not after
+        inv.apply_fill(rec.fills[0].fill)
+        assert inv.held(CID) == (8 * SH, 0) and inv.sellable(CID) == (0, 0)
         await wait_for(lambda: [f.fill.status for f in rec.fills][:2] == ["MATCHED", "MINED"])
         inv.apply_fill(rec.fills[1].fill)
         assert inv.sellable(CID) == (8 * SH, 0)
