@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from active_quoting.clock import SYSTEM, Clock
 from active_quoting.errors import CredentialsError
 
 if TYPE_CHECKING:
@@ -310,9 +311,8 @@ def _open_store(command: str, db: str):  # type: ignore[no-untyped-def]
     return Store(db)
 
 
-def _cmd_status(args: argparse.Namespace) -> int:
+def _cmd_status(args: argparse.Namespace, clock: Clock = SYSTEM) -> int:
     import json
-    import time
 
     from active_quoting.bot import render_status
 
@@ -327,7 +327,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print("active-quoting status: this store has no status yet (the bot has not run with it)", file=sys.stderr)
         return 2
     snapshot = json.loads(raw)
-    age = time.time() - snapshot["t"]
+    age = clock.time() - snapshot["t"]
     print(f"status as of {age:.0f}s ago" + (" (the bot looks stopped)" if age > 30 else ""))
     print(render_status(snapshot))
     return 0
