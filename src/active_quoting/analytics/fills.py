@@ -24,6 +24,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 from active_quoting import core
 from active_quoting.strategy.config import AnalyticsConfig
@@ -214,23 +215,20 @@ class FillAnalytics:
     def _excluded(self, token: str, h: int) -> tuple[int, int, int]:
         """(size, weighted sum, count) of the resolved markouts at horizon h of the token's
         fills taken back out: the tracker's totals include them, the report must not."""
-        tracker = self._trackers[token]
+        tracker: Any = self._trackers[token]
         size = wsum = count = 0
         for i in self._failed.get(token, ()):
-            v = tracker.markout(i, h)  # type: ignore[attr-defined]
+            v = tracker.markout(i, h)
             if v not in _NOT_RESOLVED:
-                q = tracker.size_of(i)  # type: ignore[attr-defined]
+                q = tracker.size_of(i)
                 size, wsum, count = size + q, wsum + v * q, count + 1
         return size, wsum, count
 
     def _toxic_excluded(self, token: str) -> int:
-        tracker = self._trackers[token]
+        tracker: Any = self._trackers[token]
         limit = -2 * self.toxicity_threshold
-        return sum(
-            1
-            for i in self._failed.get(token, ())
-            if (v := tracker.markout(i, self.toxicity_horizon)) not in _NOT_RESOLVED and v < limit  # type: ignore[attr-defined]
-        )
+        marks = [tracker.markout(i, self.toxicity_horizon) for i in self._failed.get(token, ())]
+        return sum(1 for v in marks if v not in _NOT_RESOLVED and v < limit)
 
     def market_report(self, market: str) -> dict[str, object]:
         st = self._markets[market]
@@ -276,11 +274,11 @@ class FillAnalytics:
 
     def _adverse(self, token: str) -> Fraction:
         """What the mid took back by the longest horizon, over fills that have reached it."""
-        tracker = self._trackers[token]
+        tracker: Any = self._trackers[token]
         failed = self._failed.get(token, ())
         last = len(self.horizons_ms) - 1
         total = 0
-        for i in range(tracker.fill_count):  # type: ignore[attr-defined]
+        for i in range(tracker.fill_count):
             if i in failed:
                 continue
             edge = tracker.at_fill(i)
