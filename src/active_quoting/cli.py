@@ -441,6 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--html", help="also write an HTML report with charts to this file")
     p.set_defaults(func=_cmd_report)
+
+    from active_quoting.halts import add_subcommand as add_halts_subcommand  # list and clear halts
+
+    add_halts_subcommand(sub)
     return parser
 
 
