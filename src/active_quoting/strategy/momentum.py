@@ -8,37 +8,141 @@ wide, per ``momentum.action``):
   its maximum within the window;
 * ``imbalance``: one side holding at most ``imbalance_threshold`` of the near-touch depth.
 
-Pure decision code: the caller passes the clock (milliseconds). Counts are per cause and
-counted once per onset (a condition that persists extends the cooldown without recounting).
+Book signals read the market without us: the caller passes our own resting sizes per Up-terms
+level (``own_bids``/``own_asks``), which are subtracted (never below zero) before the touch and
+the near-touch depth are taken. Our own levels and the book do not change in the same instant:
+the caller's levels lead the book (an order counts from before it is sent, and stops counting
+when its cancel is asked for), and the market channel shows the change a few ms later. So for
+``OWN_SETTLE_MS`` after our size at a level changes, both its old and new values are possible:
+the current reading takes the larger market depth, the window's history the smaller, and only a
+move that holds under either reading is a signal. A book that shows our order before the
+caller counts it cannot be told from the market's own liquidity. Trades (``last_trade_price``)
+are the market's own and are not adjusted.
+
+Pure decision code: the caller passes the time (milliseconds), nothing here reads a clock.
+Counts are per cause and counted once per onset (a condition that persists extends the
+cooldown without recounting).
 """
 
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from types import MappingProxyType
+from typing import Protocol
 
 from active_quoting import core
 from active_quoting.strategy.config import MomentumConfig
 
+# The core's names are bound at import time by its selector, which mypy cannot follow.
+BID: int = core.BID  # type: ignore[attr-defined]
+ASK: int = core.ASK  # type: ignore[attr-defined]
+_NO_PRICE: int = core.NO_PRICE  # type: ignore[attr-defined]
+_MAX_PRICE: int = core.MAX_PRICE  # type: ignore[attr-defined]
+
 CAUSES = ("trade_move", "sweep", "imbalance")
 _PPM = 1_000_000
+# How long a change of our own size at a level stays ambiguous (the book may show it late or
+# early). At least the signal window, so a reading taken before the book caught up has left
+# the sweep history by the time the ambiguity ends.
+OWN_SETTLE_MS = 1000
+_NO_OWN: Mapping[int, int] = MappingProxyType({})
 
 
 def _ppm(value: Decimal) -> int:
     return int(value * _PPM)
 
 
+class BookView(Protocol):
+    """What the detector reads from a book (``core.Book`` provides it)."""
+
+    @property
+    def tick(self) -> int: ...
+    def best_bid(self) -> int: ...
+    def best_ask(self) -> int: ...
+    def size_at(self, side: int, price: int) -> int: ...
+    def depth_within(self, side: int, units: int) -> int: ...
+    def top_levels(self, side: int, k: int) -> list[tuple[int, int]]: ...
+
+
+@dataclass
+class _Own:
+    """Our size per level of one side, with the values each recently changed level had before."""
+
+    now: dict[int, int] = field(default_factory=dict)
+    # price -> (time of the change, size before it), oldest first; pruned after the settle time
+    changes: dict[int, deque[tuple[int, int]]] = field(default_factory=dict)
+
+    def update(self, own: Mapping[int, int], now_ms: int, settle_ms: int) -> None:
+        current = {p: q for p, q in own.items() if q > 0}
+        for price in self.now.keys() | current.keys():
+            before = self.now.get(price, 0)
+            if current.get(price, 0) != before:
+                self.changes.setdefault(price, deque()).append((now_ms, before))
+        self.now = current
+        horizon = now_ms - settle_ms
+        for price in list(self.changes):
+            hist = self.changes[price]
+            while hist and hist[0][0] < horizon:
+                hist.popleft()
+            if not hist:
+                del self.changes[price]
+
+    def bounds(self) -> tuple[dict[int, int], dict[int, int]]:
+        """(least, most) of our size per level over the settle time."""
+        if not self.changes:
+            return self.now, self.now
+        least = dict(self.now)
+        most = dict(self.now)
+        for price, hist in self.changes.items():
+            cur = self.now.get(price, 0)
+            least[price] = min(cur, min(q for _, q in hist))
+            most[price] = max(cur, max(q for _, q in hist))
+        return least, most
+
+
 @dataclass
 class _State:
     trades: deque[tuple[int, int]] = field(default_factory=deque)
     depths: deque[tuple[int, int, int]] = field(default_factory=deque)
+    own: tuple[_Own, _Own] = field(default_factory=lambda: (_Own(), _Own()))
     until_ms: int = 0
+    cooldown_start_ms: int = 0
+    accounted_ms: int = 0  # cooldown time before this instant is in banked_ms (or was taken)
+    banked_ms: int = 0
+    last_ms: int = 0
     active_causes: set[str] = field(default_factory=set)
 
 
+def market_depth(book: BookView, side: int, units: int, own: Mapping[int, int]) -> int:
+    """Depth within ``units`` of the touch of a side with ``own`` (price -> size) taken out.
+
+    The touch is the best level whose size exceeds ours there, so our order alone at a better
+    price does not move it.
+    """
+    if not own:
+        return book.depth_within(side, units)
+    # At most len(own) levels can be ours entirely, so the market's touch is among these.
+    best = _NO_PRICE
+    for price, size in book.top_levels(side, len(own) + 1):
+        if size > own.get(price, 0):
+            best = price
+            break
+    if best == _NO_PRICE:
+        return 0
+    raw_best = book.best_bid() if side == BID else book.best_ask()
+    span = min((raw_best - best if side == BID else best - raw_best) + units, _MAX_PRICE)
+    depth = book.depth_within(side, span)
+    for price, size in own.items():
+        if (price >= best - units) if side == BID else (price <= best + units):
+            depth -= min(size, book.size_at(side, price))
+    return depth
+
+
 class MomentumDetector:
-    """Per-key (market or token) momentum state with cooldowns."""
+    """Per-market momentum state with cooldowns."""
 
     def __init__(self, cfg: MomentumConfig | None = None) -> None:
         cfg = cfg or MomentumConfig()
@@ -48,15 +152,29 @@ class MomentumDetector:
         self.sweep_ppm = _ppm(cfg.sweep_depth_threshold)
         self.imbalance_ppm = _ppm(cfg.imbalance_threshold)
         self.depth_ticks = cfg.depth_ticks
+        self.settle_ms = max(self.window_ms, OWN_SETTLE_MS)
         self._states: dict[str, _State] = {}
         self.triggers: Counter[str] = Counter()
+        # Cooldown scheduled per market (counted when it starts or is extended); see
+        # take_cooldown_ms for the time actually spent in cooldown.
         self.cooldown_ms_total: Counter[str] = Counter()
 
-    def _state(self, key: str) -> _State:
+    def _state(self, key: str, now_ms: int) -> _State:
         st = self._states.get(key)
         if st is None:
-            st = self._states[key] = _State()
+            st = self._states[key] = _State(accounted_ms=now_ms)
+        if now_ms > st.last_ms:
+            st.last_ms = now_ms
         return st
+
+    @staticmethod
+    def _accrue(st: _State, now_ms: int) -> None:
+        start = max(st.cooldown_start_ms, st.accounted_ms)
+        end = min(st.until_ms, now_ms)
+        if end > start:
+            st.banked_ms += end - start
+        if now_ms > st.accounted_ms:
+            st.accounted_ms = now_ms
 
     def _trigger(self, key: str, st: _State, cause: str, now_ms: int, holds: bool) -> None:
         if not holds:
@@ -67,12 +185,15 @@ class MomentumDetector:
             self.triggers[cause] += 1
         until = now_ms + self.cooldown_ms
         if until > st.until_ms:
+            self._accrue(st, now_ms)
+            if now_ms >= st.until_ms:
+                st.cooldown_start_ms = now_ms
             self.cooldown_ms_total[key] += until - max(st.until_ms, now_ms)
             st.until_ms = until
 
     def on_trade(self, key: str, now_ms: int, price: int, tick: int) -> bool:
         """A last-trade price (units). Returns True when it starts or extends a cooldown."""
-        st = self._state(key)
+        st = self._state(key, now_ms)
         trades = st.trades
         trades.append((now_ms, price))
         while trades and trades[0][0] < now_ms - self.window_ms:
@@ -82,22 +203,49 @@ class MomentumDetector:
         self._trigger(key, st, "trade_move", now_ms, holds)
         return holds
 
-    def on_book(self, key: str, now_ms: int, book: object) -> bool:
-        """The book after an update: checks sweeps and one-sided thinning near the touch."""
-        st = self._state(key)
-        units = min(self.depth_ticks * book.tick, core.MAX_PRICE)  # type: ignore[attr-defined]
-        bid = book.depth_within(core.BID, units)  # type: ignore[attr-defined]
-        ask = book.depth_within(core.ASK, units)  # type: ignore[attr-defined]
+    def on_book(
+        self,
+        key: str,
+        now_ms: int,
+        book: BookView,
+        own_bids: Mapping[int, int] = _NO_OWN,
+        own_asks: Mapping[int, int] = _NO_OWN,
+    ) -> bool:
+        """The Up book after an update, with our resting sizes per Up-terms level taken out.
+
+        ``own_bids``/``own_asks``: price (units) -> our remaining size (micro-shares) resting
+        there, as the order manager knows it (a BUY of Down at q is an Up ask at 1 - q).
+        Checks sweeps and one-sided thinning near the touch; returns True when either holds.
+        """
+        st = self._state(key, now_ms)
+        units = min(self.depth_ticks * book.tick, _MAX_PRICE)
+        # Per side: the largest market depth any timing of our own changes allows (the
+        # current reading) and the smallest (what the window remembers).
+        high = [0, 0]
+        low = [0, 0]
         depths = st.depths
-        depths.append((now_ms, bid, ask))
+        for side, own_map in ((BID, own_bids), (ASK, own_asks)):
+            own = st.own[side]
+            own.update(own_map, now_ms, self.settle_ms)
+            least, most = own.bounds()
+            a = market_depth(book, side, units, least)
+            b = a if most is least else market_depth(book, side, units, most)
+            high[side], low[side] = max(a, b), min(a, b)
+        depths.append((now_ms, low[BID], low[ASK]))
         while depths and depths[0][0] < now_ms - self.window_ms:
             depths.popleft()
         max_bid = max(d[1] for d in depths)
         max_ask = max(d[2] for d in depths)
         keep = _PPM - self.sweep_ppm
-        swept = (max_bid > 0 and bid * _PPM <= keep * max_bid) or (max_ask > 0 and ask * _PPM <= keep * max_ask)
-        total = bid + ask
-        thin = total > 0 and min(bid, ask) * _PPM <= self.imbalance_ppm * total
+        swept = (max_bid > 0 and high[BID] * _PPM <= keep * max_bid) or (
+            max_ask > 0 and high[ASK] * _PPM <= keep * max_ask
+        )
+        # A side is thin only if it is thin with it at its largest and the other at its smallest.
+        bid_total = high[BID] + low[ASK]
+        ask_total = low[BID] + high[ASK]
+        thin = (bid_total > 0 and high[BID] * _PPM <= self.imbalance_ppm * bid_total) or (
+            ask_total > 0 and high[ASK] * _PPM <= self.imbalance_ppm * ask_total
+        )
         self._trigger(key, st, "sweep", now_ms, swept)
         self._trigger(key, st, "imbalance", now_ms, thin)
         return swept or thin
@@ -111,5 +259,29 @@ class MomentumDetector:
         st = self._states.get(key)
         return st.until_ms if st else 0
 
-    def forget(self, key: str) -> None:
-        self._states.pop(key, None)
+    def take_cooldown_ms(self, now_ms: int) -> dict[str, int]:
+        """Per market, the cooldown time spent up to ``now_ms`` since the last take (non-zero only).
+
+        Meant to be persisted as it accrues (added to a stored total), so a killed process
+        loses at most one interval.
+        """
+        out: dict[str, int] = {}
+        for key, st in self._states.items():
+            self._accrue(st, now_ms)
+            if st.banked_ms:
+                out[key] = st.banked_ms
+                st.banked_ms = 0
+        return out
+
+    def forget(self, key: str, now_ms: int | None = None) -> int:
+        """Drop all of a market's state (its window was pruned).
+
+        Returns the cooldown time spent and not yet taken, up to ``now_ms`` (default: the
+        last time the market was seen), so the caller can persist it.
+        """
+        self.cooldown_ms_total.pop(key, None)
+        st = self._states.pop(key, None)
+        if st is None:
+            return 0
+        self._accrue(st, st.last_ms if now_ms is None else now_ms)
+        return st.banked_ms
