@@ -342,9 +342,11 @@ class RestClient:
                 "order version mismatch: venue is on version %s (was %s); re-signing", self.order_version, before
             )
             try:
-                again = (
-                    list(rebuild(self.order_version, redo)) if rebuild else [build(self.order_version)[i] for i in redo]
-                )
+                if rebuild is not None:
+                    again = list(rebuild(self.order_version, redo))
+                else:
+                    everything = build(self.order_version)
+                    again = [everything[i] for i in redo]
             except SigningError as err:
                 self.counts["signing_refused"] += len(redo)
                 _log.error("cannot sign for order version %s: %s", self.order_version, err)
