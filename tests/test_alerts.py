@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from active_quoting.alerts.notifier import Alerts
+from active_quoting.clock import ManualClock
 from active_quoting.exchange.server import serve_app
 from active_quoting.strategy.config import AlertsConfig, ConfigError, load_config
 
@@ -28,10 +29,10 @@ async def test_telegram_and_webhook_dedupe_rate_limit_critical_and_batched_fills
     app.router.add_post("/bot{token}/sendMessage", record)
     app.router.add_post("/hook", record)
     runner, url = await serve_app(app)
-    now = [1000.0]
+    clock = ManualClock(1000.0)
     cfg = AlertsConfig(telegram_token=TOKEN, telegram_chat_id="42", webhook_url=url + "/hook", telegram_api=url,
                        min_interval_seconds=Decimal(60), max_per_minute=3, fill_batch_seconds=Decimal(5))  # fmt: skip
-    alerts = Alerts(cfg, clock=lambda: now[0])
+    alerts = Alerts(cfg, clock=clock)
     alerts.start()
     try:
         assert alerts.notify("disconnect", "market channel lost")
@@ -39,13 +40,14 @@ async def test_telegram_and_webhook_dedupe_rate_limit_critical_and_batched_fills
         assert alerts.notify("desync", "book desynced")
         assert alerts.notify("error", "http 500")
         assert not alerts.notify("error", "another")  # over 3 per minute
-        assert alerts.notify("circuit", "HALTED: user channel lost", critical=True)  # never suppressed
-        assert alerts.notify("circuit", "HALTED: user channel lost", critical=True)
+        assert alerts.notify("circuit", "HALTED: user channel lost", critical=True)  # past the per-minute cap
+        assert alerts.notify("circuit", "HALTED: kill switch", critical=True)
+        assert not alerts.notify("circuit", "HALTED: user channel lost", critical=True)  # a repeat: held
         alerts.fill("BUY 10 Up @ 0.48")
         alerts.fill("SELL 5 Up @ 0.52")
         alerts.flush_fills()
-        assert (alerts.suppressed, alerts.dropped) == (1, 1)
-        now[0] += 6
+        assert (alerts.suppressed, alerts.dropped) == (2, 1)
+        clock.advance(6)
         alerts.flush_fills()
         await asyncio.wait_for(alerts.queue.join(), 5)
     finally:
@@ -53,9 +55,10 @@ async def test_telegram_and_webhook_dedupe_rate_limit_critical_and_batched_fills
         await runner.cleanup()
     tg = [body for path, body in received if path.startswith("/bot")]
     hooks = [body for path, body in received if path == "/hook"]
-    assert len(tg) == len(hooks) == 6
-    assert all(b["chat_id"] == "42" for b in tg) and sum("🚨" in b["text"] for b in tg) == 2
-    assert hooks[-1]["kind"] == "fills" and "2 fill(s)" in hooks[-1]["message"] and "SELL 5 Up" in hooks[-1]["message"]
+    assert len(tg) == len(hooks) == 7  # the held repeat is summarised at shutdown, not lost
+    assert all(b["chat_id"] == "42" for b in tg) and sum("🚨" in b["text"] for b in tg) == 3
+    assert hooks[-2]["kind"] == "fills" and "2 fill(s)" in hooks[-2]["message"] and "SELL 5 Up" in hooks[-2]["message"]
+    assert hooks[-1]["message"] == "HALTED: user channel lost (repeated 1 more time(s))" and hooks[-1]["critical"]
     assert TOKEN not in caplog.text and TOKEN not in repr(cfg)
 
 
