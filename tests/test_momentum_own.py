@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Mapping
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from active_quoting import core
@@ -185,6 +185,8 @@ _op = st.one_of(_add_op, _cancel_op, _add_op, _cancel_op, st.tuples(st.just("wai
 
 
 @settings(max_examples=300, deadline=None)
+# two of our orders at one level: one cancelled but still shown, the other new
+@example(ops=[("add", BID, 0, 200 * SH, False, 1), ("cancel", 0, 3), ("add", BID, 0, 200 * SH, False, 1), ("cancel", 0, 0)], dts=[0])
 @given(ops=st.lists(_op, max_size=30), dts=st.lists(st.integers(0, 40), min_size=1, max_size=30))
 def test_only_our_own_liquidity_moving_never_signals(ops: list[tuple], dts: list[int]) -> None:
     """Our orders come and go at any level near the touch, with sizes up to 50x the calm depth;

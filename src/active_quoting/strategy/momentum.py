@@ -13,11 +13,12 @@ level (``own_bids``/``own_asks``), which are subtracted (never below zero) befor
 the near-touch depth are taken. Our own levels and the book do not change in the same instant:
 the caller's levels lead the book (an order counts from before it is sent, and stops counting
 when its cancel is asked for), and the market channel shows the change a few ms later. So for
-``OWN_SETTLE_MS`` after our size at a level changes, both its old and new values are possible:
-the current reading takes the larger market depth, the window's history the smaller, and only a
-move that holds under either reading is a signal. A book that shows our order before the
-caller counts it cannot be told from the market's own liquidity. Trades (``last_trade_price``)
-are the market's own and are not adjusted.
+``OWN_SETTLE_MS`` after our size at a level changes, the book may show it before or after the
+change (summed over every change there in that time): the current reading takes the larger
+market depth, the window's history the smaller, and only a move that holds under either
+reading is a signal. A book that shows our order before the caller counts it cannot be told
+from the market's own liquidity. Trades (``last_trade_price``) are the market's own and are
+not adjusted.
 
 Pure decision code: the caller passes the time (milliseconds), nothing here reads a clock.
 Counts are per cause and counted once per onset (a condition that persists extends the
@@ -69,18 +70,18 @@ class BookView(Protocol):
 
 @dataclass
 class _Own:
-    """Our size per level of one side, with the values each recently changed level had before."""
+    """Our size per level of one side, with the recent changes of each level."""
 
     now: dict[int, int] = field(default_factory=dict)
-    # price -> (time of the change, size before it), oldest first; pruned after the settle time
+    # price -> (time, change of our size there), oldest first; pruned after the settle time
     changes: dict[int, deque[tuple[int, int]]] = field(default_factory=dict)
 
     def update(self, own: Mapping[int, int], now_ms: int, settle_ms: int) -> None:
         current = {p: q for p, q in own.items() if q > 0}
         for price in self.now.keys() | current.keys():
-            before = self.now.get(price, 0)
-            if current.get(price, 0) != before:
-                self.changes.setdefault(price, deque()).append((now_ms, before))
+            delta = current.get(price, 0) - self.now.get(price, 0)
+            if delta:
+                self.changes.setdefault(price, deque()).append((now_ms, delta))
         self.now = current
         horizon = now_ms - settle_ms
         for price in list(self.changes):
@@ -91,15 +92,19 @@ class _Own:
                 del self.changes[price]
 
     def bounds(self) -> tuple[dict[int, int], dict[int, int]]:
-        """(least, most) of our size per level over the settle time."""
+        """(least, most) of our size the book may show per level.
+
+        An order added within the settle time may not be shown yet, one taken out may still
+        be shown (several orders can come and go at one level, so the changes add up).
+        """
         if not self.changes:
             return self.now, self.now
         least = dict(self.now)
         most = dict(self.now)
         for price, hist in self.changes.items():
             cur = self.now.get(price, 0)
-            least[price] = min(cur, min(q for _, q in hist))
-            most[price] = max(cur, max(q for _, q in hist))
+            least[price] = max(cur - sum(d for _, d in hist if d > 0), 0)
+            most[price] = cur - sum(d for _, d in hist if d < 0)
         return least, most
 
 
