@@ -12,7 +12,6 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from active_quoting.clock import ManualClock
 from active_quoting.strategy.config import RiskConfig
 from active_quoting.strategy.risk import HALTED, RiskManager
 from conftest import capture
@@ -28,6 +27,8 @@ NOT_FOUND = (404, {"error": "No orderbook exists for the requested token id"}, {
 def test_only_book_events_of_subscribed_tokens_refresh_and_a_silent_market_halts(loop):
     async def go():
         books = initial_books(random.Random(11), levels=2)
+        from active_quoting.clock import ManualClock  # here: the other tests run on clockless trees too
+
         clock = ManualClock(1_000.0)
         async with market_stream(books, [UP, DOWN], Recorder(), clock=clock) as (server, _, stream):
             await wait_for(lambda: stream.is_readable(UP) and stream.is_readable(DOWN))
