@@ -208,3 +208,18 @@ def test_a_process_killed_mid_write_leaves_every_flushed_write_and_whole_batches
     # The run's analytics, written as they happened, survived the kill.
     assert store.cooldown_ms() == {"0xcid": 1_500} and store.run_ms() == 60_000
     store.close()
+
+
+def test_get_committed_reads_what_another_process_wrote_without_waiting_for_the_queue(tmp_path):
+    store = Store(tmp_path / "s.db")
+    operator = sqlite3.connect(tmp_path / "s.db", isolation_level=None)  # e.g. the halts command
+    operator.execute("INSERT INTO kv VALUES ('halt_requests', '[1]')")
+    operator.close()
+    with write_lock_held(tmp_path / "s.db", release_after_s=0.5):
+        store.put("status", "{}")  # queued behind the held lock
+        t0 = time.perf_counter()
+        assert store.get_committed("halt_requests") == "[1]"
+        assert store.get_committed("status", "none") == "none"  # not committed yet: not seen
+        assert time.perf_counter() - t0 < 0.05 and store.batches == 0
+    assert store.get("status") == "{}"  # get() waits for the queue
+    store.close()

@@ -422,6 +422,14 @@ class Store:
         rows = self._query("SELECT value FROM kv WHERE key=?", (key,))
         return rows[0][0] if rows else default
 
+    def get_committed(self, key: str, default: str = "") -> str:
+        """``key`` as committed now, without waiting for this store's queued writes: for values
+        another process writes (operator requests), read on the event loop. A WAL read never
+        waits for a writer's lock."""
+        with self._read_lock:
+            row = self._reader.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
     def fills(self) -> list[Fill]:
         rows = self._query(
             "SELECT trade_id, order_id, market, token, side, price, size, status, t_ms, maker "
