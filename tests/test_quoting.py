@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from active_quoting import core
+from active_quoting.model import ASK, BID, BUY, SELL, OrderIntent
 from active_quoting.strategy.config import Config, MomentumConfig, OrdersConfig, load_config
 from active_quoting.strategy.inventory import Fill, InventoryManager
 from active_quoting.strategy.momentum import MomentumDetector
@@ -34,14 +35,21 @@ def test_two_sided_quote_and_venue_orders():
     d = q.decide("M", book, 0)
     assert (d.bid.price, d.bid.action_name, d.ask.price, d.ask.action_name) == (4900, "place", 5100, "place")
     # no inventory: the ask is a BUY of Down at 1 - 0.51
-    assert q.venue_orders("M", d) == [(core.UP, core.BUY, 4900, 20_400_000), (core.DOWN, core.BUY, 4900, 20_400_000)]
+    assert q.intents("M", "UP", "DOWN", d) == [
+        OrderIntent("M", "UP", BUY, 4900, 20_400_000, BID, 4900),
+        OrderIntent("M", "DOWN", BUY, 4900, 20_400_000, ASK, 5100),
+    ]
     inv.apply_fill(Fill("t", "o", "M", "UP", "BUY", 4900, 30 * SH, "MATCHED"))
     d = q.decide("M", book, 0)
     # long 30: skew 3 ticks down (0.46 / 0.48), the ask clamped a tick above the best bid
     assert (d.bid.price, d.ask.price) == (4600, 5000)
-    (bid_leg, ask_leg) = q.venue_orders("M", d)
-    assert bid_leg == (core.UP, core.BUY, 4600, 21_730_000)
-    assert ask_leg == (core.UP, core.SELL, 5000, 20_000_000)  # holds the Up shares: sells them
+    (bid_leg, ask_leg) = q.intents("M", "UP", "DOWN", d)
+    assert bid_leg == OrderIntent("M", "UP", BUY, 4600, 21_730_000, BID, 4600)
+    # the 30 Up are matched, not settled: the venue would refuse their SELL, so the ask buys Down
+    assert ask_leg == OrderIntent("M", "DOWN", BUY, 5000, 20_000_000, ASK, 5000)
+    inv.apply_fill(Fill("t", "o", "M", "UP", "BUY", 4900, 30 * SH, "MINED"))  # delivered on chain
+    (_, ask_leg) = q.intents("M", "UP", "DOWN", q.decide("M", book, 0))
+    assert ask_leg == OrderIntent("M", "UP", SELL, 5000, 20_000_000, ASK, 5000)  # settled Up shares: sells them
 
 
 def test_halt_cancels_everything():
@@ -81,12 +89,15 @@ def test_only50_places_both_buys_and_pauses_the_heavier_side():
     inv = InventoryManager(cfg.inventory)
     inv.register_market("M", "UP", "DOWN")
     o = Only50(cfg, inv, RiskManager(cfg.risk))
-    d, legs = o.decide("M", Resting(), Resting(), 5 * SH)
-    assert legs == [(core.UP, core.BUY, 5000, 20 * SH), (core.DOWN, core.BUY, 5000, 20 * SH)]  # 10 USDC at 0.50
+    d, legs = o.decide("M", "UP", "DOWN", Resting(), Resting(), 5 * SH)
+    assert legs == [
+        OrderIntent("M", "UP", BUY, 5000, 20 * SH, BID, 5000),
+        OrderIntent("M", "DOWN", BUY, 5000, 20 * SH, ASK, 5000),
+    ]  # 10 USDC at 0.50
     assert (d.bid.action_name, d.ask.action_name) == ("place", "place")
     inv.apply_fill(Fill("t", "o", "M", "UP", "BUY", 5000, 90 * SH, "MATCHED"))  # 90 Up ahead: 90 + 20 > 100
-    d, legs = o.decide("M", Resting(5000, 20 * SH), Resting(5000, 20 * SH), 5 * SH)
+    d, legs = o.decide("M", "UP", "DOWN", Resting(5000, 20 * SH), Resting(5000, 20 * SH), 5 * SH)
     assert (d.bid.action_name, d.ask.action_name) == ("cancel", "keep") and legs == []
     o.risk.kill(0, "test")
-    d, _ = o.decide("M", Resting(), Resting(5000, 20 * SH), 5 * SH)
+    d, _ = o.decide("M", "UP", "DOWN", Resting(), Resting(5000, 20 * SH), 5 * SH)
     assert d.ask.action_name == "cancel" and d.multiplier_pct == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from active_quoting import core
+from active_quoting.model import ASK, BID, BUY, SELL, OrderIntent
 from active_quoting.strategy.config import Config
 from active_quoting.strategy.inventory import SHARE, InventoryManager
 from active_quoting.strategy.momentum import MomentumDetector
@@ -123,12 +124,28 @@ class MarketQuoter:
             ask = SideDecision(ask.price, ask.size, core.KEEP if ask.action == core.CANCEL else ask.action)
         return MarketDecision(market, bid, ask, hot, mult)
 
-    def venue_orders(self, market: str, decision: MarketDecision) -> list[tuple[int, int, int, int]]:
-        """The venue orders (token, side, price, size) for the sides to place or replace."""
-        up, down = self.inventory.held(market)
-        orders = []
+    def intents(
+        self, market: str, up: str, down: str, decision: MarketDecision, reserved: tuple[int, int] = (0, 0)
+    ) -> list[OrderIntent]:
+        """The venue orders the sides to place or replace become. Only settled shares not
+        reserved by our resting SELLs can be sold (the venue refuses a SELL of tokens not yet
+        delivered or already offered), so an ask without such Up is a BUY of Down at 1 - p, a
+        bid without such Down a BUY of Up. ``reserved``: (Up, Down) shares our live SELLs hold."""
+        up_held, down_held = self.inventory.sellable(market)
+        up_free, down_free = max(0, up_held - reserved[0]), max(0, down_held - reserved[1])
+        out = []
         if decision.bid.action in (core.PLACE, core.REPLACE):
-            orders.append(core.venue_leg(False, decision.bid.price, decision.bid.size, down))
+            out.append(intent(market, up, down, BID, decision.bid.price, decision.bid.size, down_free))
         if decision.ask.action in (core.PLACE, core.REPLACE):
-            orders.append(core.venue_leg(True, decision.ask.price, decision.ask.size, up))
-        return orders
+            out.append(intent(market, up, down, ASK, decision.ask.price, decision.ask.size, up_free))
+        return out
+
+
+def intent(market: str, up: str, down: str, quote: str, price: int, size: int, held: int) -> OrderIntent:
+    """One Up-terms quote side as the venue order that expresses it (the core's venue_leg
+    chooses between selling held shares and buying the complement)."""
+    token_index, side, token_price, token_size = core.venue_leg(quote == ASK, price, size, held)
+    return OrderIntent(
+        market, up if token_index == core.UP else down, BUY if side == core.BUY else SELL, token_price, token_size,
+        quote, price,
+    )  # fmt: skip

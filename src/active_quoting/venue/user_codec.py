@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import ClassVar, Union
 
@@ -319,3 +319,8 @@ class FillTracker:
 
     def status_of(self, key: tuple[str, str]) -> str | None:
         return self._status.get(key)
+
+    def forget(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Fills of a pruned window leave memory: a late repeat is recognised by the store."""
+        for key in keys:
+            self._status.pop(key, None)

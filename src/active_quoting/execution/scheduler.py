@@ -1,0 +1,83 @@
+"""When quote passes run: one at a time, over the markets that changed, with the current time.
+
+Frames mark their markets dirty and ask for a pass; a timer marks every quoted market (time
+alone changes decisions: cooldowns end, refresh intervals pass). While a pass waits for the
+venue's answers, new marks accumulate and the next pass takes them all at once with a fresh
+``now``: passes never pile up and never decide with a stale clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from active_quoting.aio import TaskSet
+from active_quoting.clock import Clock
+from active_quoting.execution.order_manager import OrderManager
+from active_quoting.observability.metrics import Metrics
+from active_quoting.strategy.quote_pass import QuotePass
+
+_log = logging.getLogger(__name__)
+
+
+class PassScheduler:
+    def __init__(
+        self, quote_pass: QuotePass, orders: OrderManager, clock: Clock, metrics: Metrics, tasks: TaskSet
+    ) -> None:
+        self.quote_pass = quote_pass
+        self.orders = orders
+        self.clock = clock
+        self.metrics = metrics
+        self.tasks = tasks
+        self.dirty: dict[str, float] = {}  # market -> perf time of the first frame not yet decided on
+        self.stopped = False
+        self._running: asyncio.Task[None] | None = None
+        self._kick_pending = False
+        self.coalesced = 0  # requests folded into a pass already due
+
+    def mark(self, market: str, frame_t: float = 0.0) -> None:
+        if market not in self.dirty:
+            self.dirty[market] = frame_t
+        else:
+            self.coalesced += 1
+
+    def mark_all(self, markets: Iterable[str]) -> None:
+        for m in markets:
+            self.dirty.setdefault(m, 0.0)
+
+    def request(self) -> None:
+        """Ask for a pass as soon as the current callback returns (frames of one loop turn are
+        decided together)."""
+        if self._kick_pending or self.stopped:
+            return
+        self._kick_pending = True
+        asyncio.get_running_loop().call_soon(self._kick)
+
+    def _kick(self) -> None:
+        self._kick_pending = False
+        if self._running is None and self.dirty and not self.stopped:
+            self._running = self.tasks.spawn(self._run())
+
+    async def _run(self) -> None:
+        try:
+            while self.dirty and not self.stopped:
+                dirty, self.dirty = self.dirty, {}
+                self.quote_pass.run(dirty, self.clock.time())
+                decided_at = self.clock.perf()
+                for t in dirty.values():
+                    if t:
+                        self.metrics.observe("frame_to_decision", decided_at - t)
+                await self.orders.flush()
+        finally:
+            self._running = None
+
+    async def stop(self) -> None:
+        """No pass starts after this; the one in flight finishes (its orders are tracked)."""
+        self.stopped = True
+        running = self._running
+        if running is not None:
+            try:
+                await asyncio.shield(running)
+            except Exception:  # noqa: BLE001 - already logged by the task set
+                pass

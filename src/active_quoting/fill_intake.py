@@ -1,0 +1,130 @@
+"""Our fills into the store, inventory, analytics and alerts, each exactly once.
+
+Fills arrive from the user channel and from reconciliation against ``/data/trades`` (the
+channel does not replay what it missed, and a restarted bot missed everything while it was
+down). The store holds every fill ever seen; this intake keeps the state of the fills of the
+windows still alive (loaded from the store at start), so a fill seen again - a duplicate on the
+channel, a recovered trade, the same fill after a restart - changes nothing, and a settlement
+status that progressed updates positions without re-running analytics or re-announcing it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from active_quoting import core
+from active_quoting.clock import Clock
+from active_quoting.discovery import WindowInfo
+from active_quoting.errors import UnitsError
+from active_quoting.model import FAILED, Fill
+from active_quoting.strategy.inventory import InventoryError
+from active_quoting.venue.user_codec import FillTracker, FillUpdate, TradeEvent
+from active_quoting.windows import WindowLifecycle
+
+_log = logging.getLogger(__name__)
+
+
+class FillIntake:
+    def __init__(self, windows: WindowLifecycle, alerts: Any, clock: Clock) -> None:
+        self.windows = windows
+        self.parts = windows.parts
+        self.alerts = alerts
+        self.clock = clock
+        self.known: dict[str, dict[tuple[str, str], str]] = {}  # market -> fill key -> status
+        self.seen = 0  # fills first seen by this run
+        self.recovered = 0  # of which found by reconciliation, not on the channel
+        self.unaccounted = 0  # fills the inventory refused (logged)
+        self.latest_ms = 0  # newest fill time known: recovery asks from here
+
+    def restore(self, fills: Iterable[Fill]) -> None:
+        """Stored fills of the windows being tracked rebuild their positions."""
+        for f in fills:
+            self.latest_ms = max(self.latest_ms, f.t_ms)
+            if self.windows.get(f.market) is None:
+                continue
+            self.known.setdefault(f.market, {})[f.key] = f.status
+            self._apply(f)
+
+    def _apply(self, f: Fill) -> None:
+        try:
+            self.parts.inventory.apply_fill(f)
+        except InventoryError as exc:
+            self.unaccounted += 1
+            _log.error("fill not accounted: %s", exc)
+
+    def on_fill(self, update: FillUpdate, recovered: bool = False) -> bool:
+        """One fill or one settlement step of it. Returns True when it changed anything."""
+        f = update.fill
+        self.latest_ms = max(self.latest_ms, f.t_ms)
+        w = self.windows.get(f.market)
+        if w is None:
+            # A window already pruned (or never ours to track): kept in the store, nothing live moves.
+            return self.parts.store.fill(f)
+        known = self.known.setdefault(f.market, {})
+        previous = known.get(f.key)
+        if previous == f.status:
+            return False
+        known[f.key] = f.status
+        self.parts.store.fill(f)
+        self._apply(f)
+        now_ms = self.clock.ms()
+        if previous is None:
+            self.seen += 1
+            self.recovered += recovered
+            if self.parts.analytics.on_fill(f, now_ms):  # counted now (not a ghost seen first as FAILED)
+                self.alerts.fill(f"{w.info.slug}: {f.side} {core.format_size(f.size)} @ {core.format_price(f.price)}")
+        elif f.status == FAILED:
+            self.parts.analytics.on_fill(f, now_ms)  # a ghost fill: analytics drops what it counted
+        return True
+
+    def forget(self, market: str, tracker: FillTracker | None = None) -> None:
+        """A pruned window's fills leave memory (the store keeps them)."""
+        keys = self.known.pop(market, {})
+        if tracker is not None:
+            tracker.forget(keys)
+
+    # -- recovery -----------------------------------------------------------------------
+
+    def updates_from_trades(self, tracker: FillTracker, trades: list[dict[str, Any]]) -> list[FillUpdate]:
+        """Our fills in ``/data/trades`` records (the user channel's codec, record by record:
+        one unusable record is counted and skipped, never the end of the recovery)."""
+        out: list[FillUpdate] = []
+        for raw in trades:
+            try:
+                event = msgspec.convert(dict(raw, event_type="trade"), TradeEvent)
+                out += [FillUpdate("fill", f) for f in tracker.fills_in(event)]
+            except (msgspec.ValidationError, UnitsError) as exc:
+                _log.warning("unusable trade record %s: %s", raw.get("id"), exc)
+        return out
+
+    def unknown_markets(self, updates: Iterable[FillUpdate]) -> set[str]:
+        return {u.fill.market for u in updates if self.windows.get(u.fill.market) is None}
+
+    def take(self, updates: Iterable[FillUpdate]) -> int:
+        """Apply recovered fills; returns how many changed something."""
+        return sum(self.on_fill(u, recovered=True) for u in updates)
+
+
+def window_from_market_record(record: dict[str, Any], now: float) -> WindowInfo | None:
+    """A window we no longer knew, from the venue's ``GET /markets/{condition_id}``: enough to
+    account its fills and learn its winner (it is never quoted)."""
+    from fractions import Fraction
+
+    tokens = record.get("tokens") or []
+    by_outcome = {str(t.get("outcome", "")).lower(): str(t.get("token_id", "")) for t in tokens}
+    if not by_outcome.get("up") or not by_outcome.get("down"):
+        tokens_ids = [str(t.get("token_id", "")) for t in tokens]
+        if len(tokens_ids) != 2 or not all(tokens_ids):
+            return None
+        by_outcome = {"up": tokens_ids[0], "down": tokens_ids[1]}
+    cid = str(record.get("condition_id", ""))
+    slug = str(record.get("market_slug") or cid[:18])
+    return WindowInfo(
+        asset=slug.split("-", 1)[0], slug=slug, condition_id=cid, up=by_outcome["up"], down=by_outcome["down"],
+        start=int(now), end=int(now), tick=core.DEFAULT_TICK, min_size=5_000_000, fee_rate=Fraction(0),
+        fee_exponent=1, rebate_share=Fraction(0), closed=True,
+    )  # fmt: skip

@@ -1,0 +1,141 @@
+"""The quote pass: for the markets that changed, what each strategy wants, as typed order
+intents handed to execution.
+
+A strategy sees one market at a time through a :class:`MarketView` (its window, its readable
+Up book, our resting quotes, what all our live orders commit) and answers a decision (per
+Up-terms side: keep / place / replace / cancel) with the :class:`OrderIntent` s that express it.
+Strategies are interchangeable behind :class:`Strategy`; the pass does not know their names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from active_quoting import core
+from active_quoting.discovery import WindowInfo
+from active_quoting.execution.order_manager import OrderManager
+from active_quoting.model import ASK, BID, SELL, OrderIntent
+from active_quoting.strategy.config import Config
+from active_quoting.strategy.inventory import InventoryManager
+from active_quoting.strategy.momentum import MomentumDetector
+from active_quoting.strategy.only50 import Only50
+from active_quoting.strategy.quoting import MarketDecision, MarketQuoter, Resting, SideDecision
+from active_quoting.strategy.risk import RiskManager
+from active_quoting.windows import WindowLifecycle
+
+
+@dataclass(frozen=True, slots=True)
+class MarketView:
+    window: WindowInfo
+    book: Any  # the Up token's core.Book when readable, else None
+    resting_bid: Resting
+    resting_ask: Resting
+    pending: dict[str, list[tuple[str, str, int, int]]]  # every market's live orders (liability rooms)
+    now_ms: int
+    reserved: tuple[int, int] = (0, 0)  # Up and Down shares our live SELLs of this market still hold
+
+
+class Strategy(Protocol):
+    def decide(self, view: MarketView) -> tuple[MarketDecision, list[OrderIntent]]: ...
+
+
+class ActiveStrategy:
+    """The design's quoter: inventory-skewed quotes around the touch, momentum and risk aware."""
+
+    def __init__(self, quoter: MarketQuoter) -> None:
+        self.quoter = quoter
+
+    def decide(self, view: MarketView) -> tuple[MarketDecision, list[OrderIntent]]:
+        w = view.window
+        d = self.quoter.decide(
+            w.condition_id, view.book, view.now_ms, view.resting_bid, view.resting_ask, view.pending, w.min_size
+        )
+        return d, self.quoter.intents(w.condition_id, w.up, w.down, d, view.reserved)
+
+
+class Only50Strategy:
+    """The baseline: BUY 0.50 on both tokens, passive."""
+
+    def __init__(self, only50: Only50) -> None:
+        self.only50 = only50
+
+    def decide(self, view: MarketView) -> tuple[MarketDecision, list[OrderIntent]]:
+        w = view.window
+        return self.only50.decide(w.condition_id, w.up, w.down, view.resting_bid, view.resting_ask, w.min_size)
+
+
+def make_strategy(
+    name: str, cfg: Config, inventory: InventoryManager, momentum: MomentumDetector, risk: RiskManager
+) -> Strategy:
+    builders: dict[str, Callable[[], Strategy]] = {
+        "active": lambda: ActiveStrategy(MarketQuoter(cfg, inventory, momentum, risk)),
+        "only50": lambda: Only50Strategy(Only50(cfg, inventory, risk)),
+    }
+    if name not in builders:
+        raise ValueError(f"unknown strategy {name!r}: one of {', '.join(sorted(builders))}")
+    return builders[name]()
+
+
+STRATEGY_NAMES = ("active", "only50")
+_CANCEL_SIDE = SideDecision(core.NO_PRICE, 0, core.CANCEL)
+
+
+class QuotePass:
+    """Runs the strategy over the markets that changed and stages the result with execution."""
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        windows: WindowLifecycle,
+        orders: OrderManager,
+        readable_book: Callable[[str], Any],  # token -> core.Book or None when not readable
+    ) -> None:
+        self.strategy = strategy
+        self.windows = windows
+        self.orders = orders
+        self.readable_book = readable_book
+        self.passes = 0
+        self.decisions = 0
+
+    def run(self, markets: Iterable[str], now: float) -> list[str]:
+        """Decide and stage every given market; returns the markets decided (quoted ones).
+        A market not being quoted (stopped, ended, halted by its window) has what rests in it
+        cancelled."""
+        self.passes += 1
+        now_ms = int(now * 1000)
+        pending: dict[str, list[tuple[str, str, int, int]]] | None = None
+        decided = []
+        for cid in markets:
+            w = self.windows.get(cid)
+            if w is not None and self.windows.is_quoting(cid):
+                if pending is None:
+                    pending = self.orders.pending()
+                view = MarketView(
+                    w.info, self.readable_book(w.info.up), self.orders.resting(cid, BID),
+                    self.orders.resting(cid, ASK), pending, now_ms, self._reserved(cid, w.info.up),
+                )  # fmt: skip
+                decision, intents = self.strategy.decide(view)
+                self.orders.stage(decision, intents, now)
+                decided.append(cid)
+            elif self.orders.live(cid):
+                self.orders.stage(MarketDecision(cid, _CANCEL_SIDE, _CANCEL_SIDE, False, 0), [], now)
+        self.decisions += len(decided)
+        return decided
+
+    def _reserved(self, cid: str, up: str) -> tuple[int, int]:
+        """Shares our live SELLs hold on the venue (until it confirms them gone, a cancelled
+        SELL's shares are not free to sell again)."""
+        up_held = down_held = 0
+        for token, side, _price, remaining in self.pending_of(cid):
+            if side == SELL:
+                if token == up:
+                    up_held += remaining
+                else:
+                    down_held += remaining
+        return up_held, down_held
+
+    def pending_of(self, cid: str) -> list[tuple[str, str, int, int]]:
+        return [(o.token, o.side, o.price, o.remaining) for o in self.orders.live(cid)]
+
