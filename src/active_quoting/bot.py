@@ -41,8 +41,8 @@ from active_quoting.model import BUY, OrderIntent, up_terms
 from active_quoting.observability.metrics import Metrics
 from active_quoting.options import RunOptions
 from active_quoting.status import StatusPublisher, render_status
-from active_quoting.store.journal import Journal
-from active_quoting.store.sqlite import Store
+from active_quoting.store.journal import Journal, JournalWriteError
+from active_quoting.store.sqlite import Store, StoreWriteError
 from active_quoting.strategy.config import Config
 from active_quoting.strategy.inventory import InventoryManager
 from active_quoting.strategy.momentum import MomentumDetector
@@ -75,7 +75,7 @@ class Bot:
         self.cfg = cfg
         self.opts = opts
         self.clock = clock
-        self.store = Store(opts.db)
+        self.store = Store(opts.db, clock=clock)
         self.inventory = InventoryManager(cfg.inventory)
         self.analytics = FillAnalytics(cfg.analytics)
         self.momentum = MomentumDetector(cfg.momentum)
@@ -258,9 +258,11 @@ class Bot:
     async def _rollover(self) -> None:
         await self._discover()
         await self._lookup_resolutions()
+        slugs = {cid: w.info.slug for cid, w in self.windows.windows.items()}
         for cid in self.windows.prune(self.clock.time()):
             self.fills.forget(cid, self.user.fills)
             self.risk.forget_market(cid)
+            self.metrics.forget(market=slugs[cid])
 
     def _housekeeping(self) -> None:
         now_ms = self.clock.ms()
@@ -380,6 +382,7 @@ class Bot:
             creds = await self.rest.create_or_derive_api_key()
         await self.rest.sync_clock()
         now_ms = self.clock.ms()
+        opts = self.opts
         self.orders = OrderManager(
             self.rest, self.signer, self.store, clock=self.clock, dry_run=self.opts.dry_run,
             concurrent_replace=self.cfg.orders.concurrent_replace, metrics=self.metrics,
@@ -400,7 +403,7 @@ class Bot:
         parts = WindowParts(
             self.inventory, self.analytics, self.orders, self.momentum, self.store, self.market, self.user
         )
-        self.windows = WindowLifecycle(parts, stop_before_end_s=self.opts.stop_before_end_s)
+        self.windows = WindowLifecycle(parts, stop_before_end_s=opts.stop_before_end_s, linger_s=opts.linger_s)
         self.fills = FillIntake(self.windows, self.alerts, self.clock)
         self.quote_pass = QuotePass(self.strategy, self.windows, self.orders, self._readable_book)
         self.scheduler = PassScheduler(self.quote_pass, self.orders, self.clock, self.metrics, self._tasks)
@@ -485,7 +488,6 @@ class Bot:
         self._persist_analytics(now_ms)
         self._risk_events()
         self.store.run_heartbeat(self.run_id, self._started_ms, now_ms)
-        self.store.put("last_run_end_ms", str(now_ms))
         self._publish_status()
         await self.alerts.stop()
         await self.metrics.stop()
@@ -496,8 +498,15 @@ class Bot:
         if self.exchange is not None:
             await self.flow.stop()
             await self.exchange.stop()
-        self.journal.close()
-        self.store.close()
+        try:
+            self.journal.close()
+        except JournalWriteError as exc:
+            _log.error("journal: %s", exc)
+        try:
+            self.store.close()
+        except StoreWriteError as exc:
+            _log.error("store: %s", exc)
+            self.alerts.notify("store", f"store writes lost: {exc}", critical=True)
         if self._lock is not None:
             self._lock.close()
             self._lock = None

@@ -84,13 +84,20 @@ def restore(store: KV, risk: Risk, now_ms: int) -> None:
         store.put(APPLIED_KEY, str(pending[-1]["id"]))
 
 
+def _committed(store: KV, key: str, default: str = "") -> str:
+    """What another process committed, read without waiting for this store's queued writes
+    (the bot reads operator requests on its event loop)."""
+    get = getattr(store, "get_committed", store.get)
+    return str(get(key, default))
+
+
 def _requests(store: KV) -> list[dict[str, Any]]:
-    raw = store.get(REQUESTS_KEY)
+    raw = _committed(store, REQUESTS_KEY)
     return list(json.loads(raw)) if raw else []
 
 
 def _applied(store: KV) -> int:
-    return int(store.get(APPLIED_KEY, "0") or 0)
+    return int(_committed(store, APPLIED_KEY, "0") or 0)
 
 
 def _clear(risk: Risk, halts: dict[str, Any], target: str, now_ms: int) -> list[str]:

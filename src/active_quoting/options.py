@@ -15,6 +15,7 @@ class RunOptions:
     seed: int = 7
     window_s: int = 900
     stop_before_end_s: int = 20
+    linger_s: float = 90.0  # a window is pruned this long after its end, once resolved (markouts, late fills)
     db: str = "active-quoting.db"
     strategy: str = "active"  # or "only50"
     loop_ms: int = 100

@@ -77,7 +77,7 @@ class StatusPublisher:
         snapshot = {
             "t": now, "risk": b.risk.state, "killed": b.risk.killed, "fills": b.fills.seen,
             "orders": dict(b.orders.counts), "markets": rows, "windows": len(b.windows.windows),
-            "pruned": b.windows.pruned,
+            "pruned": b.windows.pruned, "store_errors": b.store.errors, "journal_errors": b.journal.errors,
         }  # fmt: skip
         b.store.put("status", json.dumps(snapshot))
         m = b.metrics
@@ -87,6 +87,8 @@ class StatusPublisher:
         m.set("aq_circuit_state", RISK_CODES[b.risk.state])
         m.set("aq_fills_total", b.fills.seen)
         m.set("aq_windows", len(b.windows.windows))
+        m.set("aq_store_errors", b.store.errors)
+        m.set("aq_journal_errors", b.journal.errors)
         m.set("aq_feed_connected", sum(1 for c in b.market.shards if c.connected))
         m.set("aq_user_connected", 1 if b.user.conn.connected else 0)
         if show:

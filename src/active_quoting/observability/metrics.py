@@ -81,6 +81,17 @@ class Metrics:
     def set(self, name: str, value: float, **labels: str) -> None:
         self.gauges[(name, tuple(sorted(labels.items())))] = value
 
+    def forget(self, **labels: str) -> int:
+        """Drop every series carrying these labels (a pruned market's gauges): the exported set
+        stays as large as what is live. Returns how many went."""
+        want = set(labels.items())
+        gone = 0
+        for series in (self.counters, self.gauges):
+            for key in [k for k in series if want <= set(k[1])]:
+                del series[key]
+                gone += 1
+        return gone
+
     def render(self) -> str:
         lines: list[str] = []
         for h in self.histograms.values():
