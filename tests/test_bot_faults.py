@@ -16,28 +16,32 @@ from active_quoting.bot import Bot
 from active_quoting.exchange.faults import FAULTS
 from active_quoting.options import RunOptions
 from active_quoting.strategy.config import load_config
-from conftest import CALM, start_in_fresh_window
+from bot_checks import CALM_MARKET, LiveOrdersWatch, check_positions, unmanaged
+from conftest import start_in_fresh_window
 
 
 def _check_known(bot: Bot) -> None:
-    me = bot.signer.address
-    venue = {o.id for o in bot.exchange.engine.live_orders(account=me)}
-    known = set(bot.orders.orders)
-    assert venue <= known, f"venue holds orders the bot does not know: {venue - known}"
+    assert unmanaged(bot) == [], f"venue holds orders the bot does not manage: {unmanaged(bot)}"
 
 
 def _run_scripted(bot: Bot, script: Callable[[], Awaitable[None]], fresh_window_s: float = 0) -> None:
     """Run the bot with a fault script beside it on the same loop; a failing script fails the
     test. With ``fresh_window_s``, start only when the wall-clock window has that much left."""
 
+    watch = LiveOrdersWatch(bot)
+
     async def main():
-        task = asyncio.get_running_loop().create_task(script())
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(script())
+        watching = loop.create_task(watch.run())
         await bot.run()
         await task
+        await watching
 
     if fresh_window_s:
         start_in_fresh_window(bot.opts.window_s, fresh_window_s)
     asyncio.run(main())
+    watch.assert_held()  # while it ran (faults included), the venue held nothing we did not manage
 
 
 def _bot_status(bot: Bot, order_id: str) -> str:
@@ -49,21 +53,15 @@ def _why_idle(bot: Bot) -> str:
     """What a session that rested nothing was doing, for a failure message."""
     return (
         f"risk {bot.risk.state}, momentum triggers {dict(bot.momentum.triggers)}, orders {dict(bot.orders.counts)}, "
-        f"status {bot.status_lines(time.time())}"
+        f"status {bot.status.rows(time.time())}"
     )
-
-
-def _check_positions(bot: Bot) -> None:
-    acct = bot.exchange.engine.accounts[bot.signer.address]
-    for cid, w in bot.windows.items():
-        assert bot.inventory.held(cid) == (acct.tokens.get(w.up, 0), acct.tokens.get(w.down, 0)), w.slug
 
 
 @pytest.mark.slow
 def test_bot_survives_every_fault(tmp_path):
-    cfg = load_config(env={**CALM, "AQ_RISK_CIRCUIT_BREAKER_RECOVERY_SECONDS": "2"})
+    cfg = load_config(env={"AQ_RISK_CIRCUIT_BREAKER_RECOVERY_SECONDS": "2"})
     opts = RunOptions(assets=("btc",), duration_s=34, seed=21, window_s=30, stop_before_end_s=3, db=str(tmp_path / "f.db"),
-                      exchange_config={"settle_delays_ms": (100, 300)})  # fmt: skip
+                      exchange_config={"settle_delays_ms": (100, 300)}, flow_config=CALM_MARKET)  # fmt: skip
     bot = Bot(cfg, opts)
     me_cancels: list[int] = []
     invalidated: list[int] = []
@@ -97,7 +95,7 @@ def test_bot_survives_every_fault(tmp_path):
             await asyncio.sleep(1.2)
         ex.faults.server_error_share = 0.0
         ex.faults.delay_user_ms = 0
-        market = next(iter(bot.windows))
+        market = next(iter(bot.windows.windows))
         FAULTS["tick_size_change"](ex, market=market, tick="0.001")
         await asyncio.sleep(1.0)
         FAULTS["tick_size_change"](ex, market=market, tick="0.1")  # coarser: resting prices fall off the grid
@@ -115,7 +113,7 @@ def test_bot_survives_every_fault(tmp_path):
 
     _run_scripted(bot, script)
     _check_known(bot)
-    _check_positions(bot)
+    check_positions(bot)
     assert me_cancels == [0]  # halted: nothing of ours resting
     assert off_grid == [[]]  # after the change to 0.1 nothing of ours rested off the new grid
     assert bot.exchange.engine.live_orders(account=bot.signer.address) == []
@@ -130,9 +128,10 @@ def test_bot_survives_every_fault(tmp_path):
 def test_fills_missed_by_the_user_stream_are_recovered_from_data_trades(tmp_path):
     from active_quoting.exchange.engine import BUY, SCALE, Order
 
-    cfg = load_config(env=CALM)
+    cfg = load_config(env={})
     opts = RunOptions(
-        assets=("btc",), duration_s=10, seed=31, window_s=30, stop_before_end_s=3, db=str(tmp_path / "m.db")
+        assets=("btc",), duration_s=10, seed=31, window_s=30, stop_before_end_s=3, db=str(tmp_path / "m.db"),
+        flow_config=CALM_MARKET,
     )
     bot = Bot(cfg, opts)
     found: list[int] = []
@@ -142,7 +141,7 @@ def test_fills_missed_by_the_user_stream_are_recovered_from_data_trades(tmp_path
             await asyncio.sleep(0.05)
         ex, me = bot.exchange, bot.signer.address
         mine: list = []
-        while not bot._stopping and not mine:
+        while not bot.stopping and not mine:
             mine = ex.engine.live_orders(account=me)
             await asyncio.sleep(0.05)
         assert mine, f"no resting order of ours for the missed fill to hit: {_why_idle(bot)}"
@@ -165,18 +164,19 @@ def test_fills_missed_by_the_user_stream_are_recovered_from_data_trades(tmp_path
         ex._publish(ex.engine.place(order, 0))
         await asyncio.sleep(0.5)
         bot.user.codec.decode = real_decode
-        await bot._reconcile_all()
-        found.append(bot.recovered_fills)
+        await bot._reconcile()
+        found.append(bot.fills.recovered)
 
     _run_scripted(bot, script, fresh_window_s=9)
     assert found and found[0] >= 1
-    _check_positions(bot)
+    check_positions(bot)
 
 
 def test_orders_off_a_new_coarser_grid_are_replaced(tmp_path):
-    cfg = load_config(env=CALM)
+    cfg = load_config(env={})
     opts = RunOptions(
-        assets=("btc",), duration_s=10, seed=41, window_s=30, stop_before_end_s=3, db=str(tmp_path / "t.db")
+        assets=("btc",), duration_s=10, seed=41, window_s=30, stop_before_end_s=3, db=str(tmp_path / "t.db"),
+        flow_config=CALM_MARKET,
     )
     bot = Bot(cfg, opts)
     seen: list[tuple[int, int]] = []
@@ -186,7 +186,7 @@ def test_orders_off_a_new_coarser_grid_are_replaced(tmp_path):
             await asyncio.sleep(0.05)
         ex, me = bot.exchange, bot.signer.address
         live: list = []
-        while not bot._stopping and not live:  # an order of ours that the 0.1 grid will not hold
+        while not bot.stopping and not live:  # an order of ours that the 0.1 grid will not hold
             live = [o for o in ex.engine.live_orders(account=me) if o.price % 1000]
             await asyncio.sleep(0.05)
         assert live, f"no order of ours off the 0.1 grid to act on: {_why_idle(bot)}"
@@ -207,9 +207,10 @@ def test_cancels_go_out_at_once_even_while_a_submit_hangs(tmp_path, event):
     the quote pass that sent it waits for it. Meanwhile a halt cancels everything at once and
     nothing new goes out until recovery; a tick change to a coarser grid cancels our orders off
     it at once."""
-    cfg = load_config(env=CALM)
+    cfg = load_config(env={})
     opts = RunOptions(
-        assets=("btc",), duration_s=10, seed=43, window_s=30, stop_before_end_s=3, db=str(tmp_path / "h.db")
+        assets=("btc",), duration_s=10, seed=43, window_s=30, stop_before_end_s=3, db=str(tmp_path / "h.db"),
+        flow_config=CALM_MARKET,
     )
     bot = Bot(cfg, opts)
     seen: list[tuple[list[tuple[str, int, str]], bool, int]] = []
@@ -224,19 +225,19 @@ def test_cancels_go_out_at_once_even_while_a_submit_hangs(tmp_path, event):
         while not getattr(bot, "orders", None) or bot.exchange is None:
             await asyncio.sleep(0.05)
         ex, me = bot.exchange, bot.signer.address
-        while not bot._stopping and not ours(ex, me):
+        while not bot.stopping and not ours(ex, me):
             await asyncio.sleep(0.05)
         FAULTS["timeout_after_place"](ex, count=1, hold_seconds=4.0)
-        while not bot._stopping and ex.faults.timeout_after_place:  # the next submit is placed, its answer held
+        while not bot.stopping and ex.faults.timeout_after_place:  # the next submit is placed, its answer held
             await asyncio.sleep(0.02)
-        assert not bot._stopping, f"no submit reached the venue to hold: {_why_idle(bot)}"
+        assert not bot.stopping, f"no submit reached the venue to hold: {_why_idle(bot)}"
         if event == "halt":
             bot.risk.on_user_channel(int(time.time() * 1000), False)
         else:
             market = ex.engine.live_orders(account=me)[0].market
             FAULTS["tick_size_change"](ex, market=market, tick="0.1")
         await asyncio.sleep(1.0)
-        held = bot._quote_lock.locked()  # the quote pass is still waiting for its answer
+        held = bot.passing  # the quote pass is still waiting for its answer
         sent = len(bot.orders.orders)  # every order signed for sending is tracked from then on
         seen.append((ours(ex, me), held, sent))
         await asyncio.sleep(3.5)  # the late answer arrives

@@ -21,7 +21,6 @@ from active_quoting.store.sqlite import Store
 from active_quoting.strategy.inventory import InventoryManager
 from active_quoting.venue.rest import RestClient
 from active_quoting.venue.signing import OrderSigner
-from conftest import CALM
 
 EXE = shutil.which("active-quoting") or str(Path(sys.executable).parent / "active-quoting")
 SEED = 9
@@ -56,14 +55,14 @@ async def _venue_state(clob: str, store: Store):
 
 
 def test_kill_9_then_restart(tmp_path):
-    ex = subprocess.Popen([EXE, "exchange", "--window-seconds", "30", "--assets", "btc", "--seed", "5"],
+    ex = subprocess.Popen([EXE, "exchange", "--window-seconds", "30", "--assets", "btc", "--seed", "5", "--market", "calm"],
                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         urls = orjson.loads(ex.stdout.readline())
         db = tmp_path / "bot.db"
         run = [EXE, "run", "--exchange-url", urls["clob"], "--gamma-url", urls["gamma"], "--window-seconds", "30",
                "--assets", "btc", "--seed", str(SEED), "--db", str(db)]  # fmt: skip
-        env = {**os.environ, **CALM}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AQ_") or k.endswith("EXTENSIONS")}
         bot = subprocess.Popen(
             [*run, "--duration", "60"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
         )

@@ -19,7 +19,7 @@ from active_quoting.exchange.server import Exchange
 from active_quoting.options import RunOptions
 from active_quoting.strategy.config import load_config
 from active_quoting.venue.signing import OrderSigner
-from conftest import CALM
+from bot_checks import CALM_MARKET
 
 EXE = shutil.which("active-quoting") or str(Path(sys.executable).parent / "active-quoting")
 KEY = "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba"  # throwaway test key
@@ -28,11 +28,11 @@ KEY = "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba"  # th
 def _session(tmp_path: Path, dry_run: bool, env: dict[str, str] | None = None) -> tuple[Exchange, Bot]:
     async def main() -> tuple[Exchange, Bot]:
         ex = await Exchange().start()
-        flow = MarketFlow(ex, FlowConfig(assets=("btc",), window_s=30, seed=4))
+        flow = MarketFlow(ex, FlowConfig(assets=("btc",), window_s=30, seed=4, **CALM_MARKET))
         flow.start()
         opts = RunOptions(assets=("btc",), duration_s=8, window_s=30, stop_before_end_s=3, db=str(tmp_path / "v.db"),
                           clob_url=ex.clob_url, gamma_url=ex.gamma_url, private_key=KEY, dry_run=dry_run)  # fmt: skip
-        bot = Bot(load_config(env={**CALM, **(env or {})}), opts)
+        bot = Bot(load_config(env=env or {}), opts)
         try:
             await bot.run()
         finally:

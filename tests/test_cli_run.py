@@ -23,11 +23,10 @@ from typing import Any, TypeVar
 
 import orjson
 
-from active_quoting.exchange.flow import FlowConfig, MarketFlow
+from active_quoting.exchange.flow import MARKETS, FlowConfig, MarketFlow
 from active_quoting.exchange.server import Exchange
 from active_quoting.venue.rest import RestClient
 from active_quoting.venue.signing import ApiCredentials, OrderSigner
-from conftest import CALM
 
 EXE = shutil.which("active-quoting") or str(Path(sys.executable).parent / "active-quoting")
 KEY = "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba"  # throwaway test key
@@ -39,7 +38,7 @@ CORE_CHOICE = ("AQ_NO_EXTENSIONS", "AQ_REQUIRE_EXTENSIONS")
 def _env(**extra: str) -> dict[str, str]:
     """The user's environment without the machine's AQ_* settings (but with its choice of core),
     with a calm momentum detector (the short demo windows keep a default one in cooldown)."""
-    return {**_clean_env(), **CALM, **extra}
+    return {**_clean_env(), **extra}
 
 
 def _clean_env() -> dict[str, str]:
@@ -113,7 +112,8 @@ class ServedExchange:
 
         async def up() -> None:
             self.ex = await Exchange().start()
-            self.flow = MarketFlow(self.ex, FlowConfig(assets=self.assets, window_s=self.window_s, seed=4))
+            calm = MARKETS["calm"]  # momentum at its defaults, the market calm
+            self.flow = MarketFlow(self.ex, FlowConfig(assets=self.assets, window_s=self.window_s, seed=4, **calm))
             self.flow.start()
 
         asyncio.run_coroutine_threadsafe(up(), self.loop).result(10)
@@ -171,16 +171,14 @@ def test_embedded_run_then_status_and_report(tmp_path):
 
 def test_embedded_run_with_every_option(tmp_path):
     """--strategy only50, --config, --seed, --status, --metrics-port (scraped while it runs),
-    structured logs; the calm momentum settings come from the config file, not the environment."""
+    --market calm, structured logs; the order size comes from the config file, not the environment."""
     cfg = tmp_path / "aq.toml"
-    cfg.write_text(
-        "[momentum]\nthreshold_ticks = 1000\nsweep_depth_threshold = 1\nimbalance_threshold = 0\ncooldown_seconds = 0\n"
-    )
+    cfg.write_text("[orders]\norder_size_usdc = 7\n")
     db = tmp_path / "only50.db"
     env = _clean_env()
     proc = start("--log-json", "run", "--assets", "eth", "--duration", "4", "--window-seconds", "30", "--seed", "5",
                  "--strategy", "only50", "--config", str(cfg), "--db", str(db), "--status", "--metrics-port", "0",
-                 env=env)  # fmt: skip
+                 "--market", "calm", env=env)  # fmt: skip
     with stopped_on_exit(proc):
         assert proc.stderr is not None
         lines: list[str] = []
@@ -195,6 +193,10 @@ def test_embedded_run_with_every_option(tmp_path):
     logged = [orjson.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert any("metrics at" in e["msg"] for e in logged)  # --log-json: one JSON object per line
     assert "TOTAL" in out and stored_orders(db)
+    con = sqlite3.connect(db)
+    sizes = {size for (size,) in con.execute("SELECT size FROM orders")}
+    con.close()
+    assert sizes == {14_000_000}  # 7 USDC at 0.50, from the config file
 
 
 def _metrics_url(proc: subprocess.Popen[str], lines: list[str]) -> str:
@@ -212,7 +214,7 @@ def test_separate_exchange_with_scenario_and_record_then_inspect(tmp_path):
     scenario = tmp_path / "faults.json"
     scenario.write_text('[{"at": 2.5, "fault": "malformed_frame", "payload": "{scripted garbage"}]')
     record = tmp_path / "feed.jsonl"
-    ex = start("exchange", "--assets", "sol", "--window-seconds", "30", "--duration", "12",
+    ex = start("exchange", "--assets", "sol", "--window-seconds", "30", "--duration", "12", "--market", "calm",
                "--scenario", str(scenario), "--record", str(record))  # fmt: skip
     with stopped_on_exit(ex):
         assert ex.stdout is not None

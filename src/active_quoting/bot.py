@@ -198,6 +198,9 @@ class Bot:
         info = window_from_market_record(record, self.clock.time())
         if info is not None:
             self.windows.adopt_ended(info, self.clock.time())
+            # what the store already holds of it counts first (a later run finding the same
+            # trades again must not count them twice)
+            self.fills.restore(f for f in self.store.fills() if f.market == cid)
             self._check_resolution(record)
 
     def _check_resolution(self, record: dict[str, Any]) -> None:
@@ -345,7 +348,10 @@ class Bot:
         await self.exchange.start()
         _log.warning("embedded exchange at %s (gamma %s)", self.exchange.clob_url, self.exchange.gamma_url)
         self.flow = MarketFlow(
-            self.exchange, FlowConfig(assets=self.opts.assets, window_s=self.opts.window_s, seed=self.opts.seed)
+            self.exchange,
+            FlowConfig(
+                assets=self.opts.assets, window_s=self.opts.window_s, seed=self.opts.seed, **self.opts.flow_config
+            ),
         )
         self.flow.start()
         return self.exchange.clob_url, self.exchange.gamma_url
@@ -469,6 +475,18 @@ class Bot:
 
     def stop(self) -> None:
         self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Asked to stop, or shutting down (no quote pass starts any more)."""
+        scheduler = getattr(self, "scheduler", None)
+        return self._stop.is_set() or (scheduler is not None and scheduler.stopped)
+
+    @property
+    def passing(self) -> bool:
+        """A quote pass is in flight (waiting for the venue's answers)."""
+        scheduler = getattr(self, "scheduler", None)
+        return scheduler is not None and scheduler.running
 
     async def shutdown(self) -> None:
         for t in self._timers:

@@ -108,7 +108,7 @@ def _cmd_exchange(args: argparse.Namespace) -> int:
     import signal
 
     from active_quoting.exchange.faults import load_scenario, run_scenario
-    from active_quoting.exchange.flow import FlowConfig, MarketFlow
+    from active_quoting.exchange.flow import MARKETS, FlowConfig, MarketFlow
     from active_quoting.exchange.server import Exchange, ExchangeConfig
 
     assets = tuple(a.strip().lower() for a in args.assets.split(",") if a.strip())
@@ -128,7 +128,9 @@ def _cmd_exchange(args: argparse.Namespace) -> int:
         )
         steps = load_scenario(ex, args.scenario) if args.scenario else []
         await ex.start()
-        flow = MarketFlow(ex, FlowConfig(assets=assets, window_s=args.window_seconds, seed=args.seed))
+        flow = MarketFlow(
+            ex, FlowConfig(assets=assets, window_s=args.window_seconds, seed=args.seed, **MARKETS[args.market])
+        )
         flow.start()
         print(
             orjson.dumps(
@@ -186,6 +188,7 @@ def run_options(args: argparse.Namespace) -> tuple[RunOptions, str]:
     says where it trades. Raises :class:`UsageError` naming the flag; never shows the key."""
     from dataclasses import replace
 
+    from active_quoting.exchange.flow import MARKETS
     from active_quoting.options import RunOptions
 
     assets = tuple(a.strip().lower() for a in args.assets.split(",") if a.strip())
@@ -211,7 +214,10 @@ def run_options(args: argparse.Namespace) -> tuple[RunOptions, str]:
         strategy=args.strategy,
         metrics_port=args.metrics_port,
         show_status=args.status,
+        flow_config=dict(MARKETS[args.market or "lively"]),
     )
+    if args.venue == "polymarket" and args.market:
+        raise UsageError("--market only applies to the embedded exchange")
     if args.venue != "polymarket":
         for flag, given in (("--live", args.live), ("--key-file", args.key_file), ("--funder", args.funder),
                             ("--ws-url", args.ws_url), ("--signature-type", args.signature_type)):  # fmt: skip
@@ -403,11 +409,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", help='JSON fault scenario: [{"at": s, "fault": name, ...}]')
     p.add_argument("--record", help="append every frame sent to this file (inspectable with `inspect`)")
     p.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0 = until SIGINT)")
+    p.add_argument("--market", default="lively", choices=("lively", "calm"), help="the market flow (calm: no jumps)")
     p.set_defaults(func=_cmd_exchange)
 
     p = sub.add_parser("run", help="run the market maker (default: against the embedded exchange) and print its report")
     p.add_argument("--venue", default="embedded", choices=("embedded", "polymarket"))
     p.add_argument("--live", action="store_true", help="required to send orders to a real venue")
+    p.add_argument(
+        "--market", choices=("lively", "calm"), help="the embedded exchange's market flow (default lively)"
+    )
     p.add_argument("--assets", default="btc,eth,sol")
     p.add_argument(
         "--duration",

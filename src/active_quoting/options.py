@@ -23,6 +23,7 @@ class RunOptions:
     show_status: bool = False
     status_every_s: float = 5.0
     exchange_config: dict[str, Any] = field(default_factory=dict)
+    flow_config: dict[str, Any] = field(default_factory=dict)  # the embedded market's flow (FlowConfig), e.g. calm
     clob_url: str = ""  # a separately served exchange (embedded or the real venue) instead of an in-process one
     gamma_url: str = ""
     ws_url: str = ""  # default: the CLOB URL with a ws(s) scheme

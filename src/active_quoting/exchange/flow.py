@@ -42,6 +42,9 @@ class FlowConfig:
     window_s: int = 900
     step_ms: int = 200
     annual_vol: float = 0.6
+    # The volatility the house prices the window with; 0: the realised one. Pricing with more
+    # than is realised keeps the fair value (and so the book) near the middle: a calm market.
+    pricing_vol: float = 0.0
     jump_prob_per_s: float = 0.01
     jump_sigma: float = 0.004
     noise_takers_per_s: float = 0.6
@@ -52,6 +55,16 @@ class FlowConfig:
     fee_rate: Fraction = Fraction(7, 100)
     rebate_share: Fraction = Fraction(1, 5)
     seed: int = 7
+
+
+
+# Named markets for demos and tests: "lively" is the default flow; "calm" prices windows with
+# more volatility than the path realises (the fair value stays near the middle) and has no
+# jumps and no informed takers, for sessions that test plumbing, not momentum protection.
+MARKETS: dict[str, dict[str, float]] = {
+    "lively": {},
+    "calm": {"annual_vol": 0.05, "pricing_vol": 1.0, "jump_prob_per_s": 0.0, "informed_share": 0.0},
+}
 
 
 @dataclass
@@ -162,7 +175,7 @@ class MarketFlow:
 
     def fair_up(self, w: Window, now: float) -> float:
         tau = max(w.end - now, 1e-3) / (365 * 24 * 3600)
-        sigma = self.vol[w.asset] * math.sqrt(tau)
+        sigma = (self.cfg.pricing_vol or self.vol[w.asset]) * math.sqrt(tau)
         return _phi(math.log(self.spot[w.asset] / w.strike) / sigma) if sigma > 0 else 0.5
 
     # -- traders ------------------------------------------------------------------------

@@ -36,6 +36,10 @@ class PassScheduler:
         self._kick_pending = False
         self.coalesced = 0  # requests folded into a pass already due
 
+    @property
+    def running(self) -> bool:
+        return self._running is not None
+
     def mark(self, market: str, frame_t: float = 0.0) -> None:
         if market not in self.dirty:
             self.dirty[market] = frame_t

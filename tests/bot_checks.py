@@ -1,0 +1,105 @@
+"""Invariants of a running bot against the embedded exchange, shared by the bot-level tests.
+
+Each check reads the venue's side (the exchange engine) and the bot's, and can fail:
+- every order the venue holds for us is one the bot manages as live - watched *while the bot
+  runs* (:class:`LiveOrdersWatch`), not only after a cancel-all that would hide a violation;
+- positions equal what the venue owes us (settled tokens, tokens reserved by our resting
+  SELLs, and tokens of trades matched but not yet mined);
+- nothing of ours rests after shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from active_quoting.exchange.flow import MARKETS
+from active_quoting.execution.order_manager import LIVE_STATES
+
+# Bot tests run the bot with its default configuration (momentum on); those that need resting
+# orders to act on run it against a calm market instead of blinding the detector.
+CALM_MARKET = dict(MARKETS["calm"])
+
+
+def venue_shares(engine: Any, address: str, token: str) -> int:
+    """What the venue owes ``address`` of ``token``: settled, reserved by resting SELLs, and
+    matched but not yet delivered (tokens arrive when the trade is mined)."""
+    acct = engine.accounts.get(address)
+    if acct is None:
+        return 0
+    owed = sum(delta for t in engine.trades for who, asset, delta in t.undelivered if who == address and asset == token)
+    return acct.tokens.get(token, 0) + acct.reserved_tokens.get(token, 0) + owed
+
+
+def check_positions(bot: Any) -> None:
+    me = bot.signer.address
+    engine = bot.exchange.engine
+    for cid, w in bot.windows.windows.items():
+        held = bot.inventory.held(cid)
+        venue = (venue_shares(engine, me, w.info.up), venue_shares(engine, me, w.info.down))
+        if w.winner:
+            continue  # resolved: the venue redeemed the winner for collateral
+        assert held == venue, f"{w.info.slug}: bot holds {held}, the venue owes {venue}"
+
+
+def unmanaged(bot: Any) -> list[str]:
+    """Orders the venue holds for us that the bot does not manage as live."""
+    me = bot.signer.address
+    out = []
+    for o in bot.exchange.engine.live_orders(account=me):
+        t = bot.orders.orders.get(o.id)
+        if t is None or t.status not in LIVE_STATES:
+            out.append(f"{o.id[:10]} {o.side} {o.price} ({'unknown' if t is None else t.status})")
+    return out
+
+
+@dataclass
+class LiveOrdersWatch:
+    """Checks, every ``every_s`` while the bot runs, that every order the venue holds for us
+    is managed as live by the bot; an order may be unmanaged for at most ``grace_s`` (a
+    submit's answer in flight). Records the first violation with its time and the orders."""
+
+    bot: Any
+    grace_s: float = 2.0
+    every_s: float = 0.1
+    checks: int = 0
+    violations: list[str] = field(default_factory=list)
+    _since: dict[str, float] = field(default_factory=dict)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while getattr(self.bot, "exchange", None) is None or not hasattr(self.bot, "orders"):
+            await asyncio.sleep(0.02)
+        while not self.bot.stopping:
+            now = loop.time()
+            bad = set(unmanaged(self.bot))
+            self.checks += 1
+            for key in bad:
+                first = self._since.setdefault(key.split()[0], now)
+                if now - first > self.grace_s and not self.violations:
+                    self.violations.append(f"after {now - first:.1f}s: {key}")
+            for key in list(self._since):
+                if not any(b.startswith(key) for b in bad):
+                    del self._since[key]
+            await asyncio.sleep(self.every_s)
+
+    def assert_held(self) -> None:
+        assert self.checks > 10, "the invariant was hardly checked"
+        assert not self.violations, f"the venue held orders the bot did not manage: {self.violations[0]}"
+
+
+def quickly_cancelled(db: str, within_ms: int) -> dict[str, Any]:
+    """Of the orders a bot placed, the share it cancelled within ``within_ms`` of placing them
+    (from its store: the order row's creation and its CANCELED event)."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = con.execute(
+            "SELECT o.order_id, o.created_ms, MIN(e.t_ms) FROM orders o LEFT JOIN order_events e "
+            "ON e.order_id = o.order_id AND e.status = 'CANCELED' GROUP BY o.order_id"
+        ).fetchall()
+    finally:
+        con.close()
+    quick = [r for r in rows if r[2] is not None and r[2] - r[1] <= within_ms]
+    return {"orders": len(rows), "quick": len(quick), "share": len(quick) / max(1, len(rows))}
