@@ -107,3 +107,24 @@ async def test_orders_found_on_the_venue_are_adopted_in_up_terms(ex):
         assert (t.token, t.side, t.price, t.status) == (DOWN, "BUY", 4700, "LIVE")
         assert (t.quote, t.quote_price) == (ASK, 5300)  # an ask on Up at 0.53
         assert om.resting(CID, ASK).price == 5300 and om.counts["adopted"] == 1 and om.adopted == [r.order_hash]
+
+
+@pytest.mark.asyncio
+async def test_an_order_wrongly_concluded_finished_is_managed_again_when_the_venue_holds_it(ex):
+    """Whatever made the bot think an order finished (a stale listing, a submit that seemed to
+    fail), an open-orders answer newer than that conclusion that holds it makes it live again:
+    every order the venue holds for us is one we manage, and a cancel we wanted goes out."""
+    async with _manager(ex) as (om, me):
+        assert om.stage(*_bid(4800), 0.0)
+        await om.flush()
+        (t,) = om.live()
+        om._set(t, "DONE", reason="test: concluded gone")  # the wrong conclusion
+        assert om.live() == []
+        await om.reconcile()
+        assert [o.order_id for o in om.live()] == [t.order_id] and t.status == "LIVE"
+        assert om.counts["revived"] == 1
+        # and one we had asked to cancel is cancelled for real
+        t.cancel_requested = True
+        om._set(t, "DONE", reason="test: concluded gone")
+        await om.reconcile()
+        assert ex.engine.live_orders(account=me) == [] and t.status == "CANCELED"

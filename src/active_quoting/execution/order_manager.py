@@ -445,6 +445,7 @@ class OrderManager:
             t = self.orders.get(oid)
             if t is not None:
                 self.counts["canceled"] += 1
+                t.known_seq = next(self._seq)
                 self._set(t, "CANCELED")
         unanswered = []
         for oid, reason in result.not_canceled.items():
@@ -456,6 +457,7 @@ class OrderManager:
                 unanswered.append(oid)  # its submit has not answered: the venue may not have it yet
             else:
                 # "already canceled or matched" is terminal: never retried in a loop.
+                t.known_seq = next(self._seq)
                 self._set(t, "DONE", reason=reason)
         answered = set(result.canceled) | set(result.not_canceled)
         self._cancel_failed(unanswered + [oid for oid in ids if oid not in answered])
@@ -563,7 +565,7 @@ class OrderManager:
         t = self.orders.get(u.order_id)
         if t is None:
             return
-        t.known_seq = t.known_seq or next(self._seq)  # the venue holds (or held) it
+        t.known_seq = next(self._seq)  # the venue's newest word on it: older answers cannot undo it
         if u.status in (CANCELED, INVALID):
             if not t.cancel_requested:
                 self.counts["unsolicited_cancels"] += 1
@@ -608,7 +610,19 @@ class OrderManager:
                 self._set(t, "DONE", reason=GONE_REASON)
                 self.counts["gone"] += 1
         for oid, o in venue.items():
-            if oid not in self.orders:
+            known = self.orders.get(oid)
+            if known is not None and known.status not in LIVE_STATES and known.known_seq < started:
+                # Concluded finished (gone from an earlier answer, a submit that seemed to fail)
+                # but the venue holds it: it is live and ours to manage again; if we had asked
+                # for it to go, the cancel is re-sent now.
+                known.known_seq = next(self._seq)
+                self._set(known, "CANCELING" if known.cancel_requested else "LIVE",
+                          core.parse_size(o.get("size_matched") or "0"), "held by the venue")  # fmt: skip
+                if known.cancel_requested:
+                    known.cancel_due = self.clock.monotonic()
+                self.counts["revived"] += 1
+                _log.warning("order %s… is on the venue after all: managed again", oid[:10])
+            elif known is None:
                 m = self.markets.get(o.get("market", ""))
                 if m is None:
                     continue
