@@ -250,3 +250,36 @@ def test_cancels_go_out_at_once_even_while_a_submit_hangs(tmp_path, event):
     if event == "halt":
         assert sent_later == sent  # the halted bot sent nothing new
     _check_known(bot)
+
+
+def test_a_halt_cancels_at_once_while_discovery_and_reconciliation_hang(tmp_path):
+    """Gamma and /data/* answer only after seconds (discovery and reconciliation are stuck in
+    flight): the risk tick still runs, and a halt's cancels still go out at once."""
+    cfg = load_config(env={})
+    opts = RunOptions(
+        assets=("btc",), duration_s=12, seed=47, window_s=30, stop_before_end_s=3, db=str(tmp_path / "g.db"),
+        flow_config=CALM_MARKET,
+    )
+    bot = Bot(cfg, opts)
+    seen: list[tuple[int, int]] = []
+
+    async def script():
+        while not getattr(bot, "orders", None) or bot.exchange is None:
+            await asyncio.sleep(0.05)
+        ex, me = bot.exchange, bot.signer.address
+        while not bot.stopping and not ex.engine.live_orders(account=me):
+            await asyncio.sleep(0.05)
+        assert not bot.stopping, f"nothing rested to cancel: {_why_idle(bot)}"
+        FAULTS["slow_gamma"](ex, seconds=8.0)
+        FAULTS["slow_data"](ex, seconds=8.0)
+        bot.on_reconcile_needed()  # a reconciliation now in flight, stuck on /data/orders
+        await asyncio.sleep(1.5)  # and a discovery pass stuck on Gamma
+        bot.risk.on_user_channel(int(time.time() * 1000), False)
+        await asyncio.sleep(1.0)
+        seen.append((len(ex.engine.live_orders(account=me)), ex.faults.slow_gamma_s > 0))
+        FAULTS["slow_gamma"](ex, seconds=0.0)
+        FAULTS["slow_data"](ex, seconds=0.0)
+
+    _run_scripted(bot, script, fresh_window_s=11)
+    ((resting, slow),) = seen
+    assert slow and resting == 0, f"{resting} orders still resting 1 s into a halt while Gamma and /data hang"

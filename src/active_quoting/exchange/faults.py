@@ -35,6 +35,8 @@ class Faults:
     duplicate_user_trades: bool = False
     delay_user_ms: int = 0
     reorder_user: bool = False
+    slow_gamma_s: float = 0.0  # every Gamma answer waits this long (discovery stuck)
+    slow_data_s: float = 0.0  # every /data/orders and /data/trades answer waits this long (reconciliation stuck)
 
     def start_restart(self, restart_s: float = 90.0, post_only_s: float = 120.0) -> None:
         now = time.monotonic()
@@ -87,4 +89,6 @@ FAULTS: dict[str, Callable[..., Any]] = {
     "malformed_frame": lambda ex, payload="{not json": ex.send_raw_market(payload.encode()),
     "tick_size_change": lambda ex, market, tick="0.001": ex.force_tick_size(market, core.parse_price(tick)),
     "invalidate_orders": lambda ex, address: ex.invalidate_orders(address),
+    "slow_gamma": lambda ex, seconds=5.0: setattr(ex.faults, "slow_gamma_s", seconds),
+    "slow_data": lambda ex, seconds=5.0: setattr(ex.faults, "slow_data_s", seconds),
 }

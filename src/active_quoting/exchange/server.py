@@ -803,6 +803,7 @@ class Exchange:
         return fault or self._limit(key, 1, 1 + len(ids)) or _json(self._cancel_ids(key, ids))
 
     async def h_orders_list(self, request: web.Request) -> web.Response:
+        await self._slow(self.faults.slow_data_s)
         key = await self._l2(request, b"")
         q = request.query
         orders = [
@@ -830,6 +831,7 @@ class Exchange:
         return _json(messages.open_order(self.engine.by_token[o.token], o))
 
     async def h_trades(self, request: web.Request) -> web.Response:
+        await self._slow(self.faults.slow_data_s)
         key = await self._l2(request, b"")
         q = request.query
         rows = [
@@ -926,9 +928,14 @@ class Exchange:
         for o in self.engine.live_orders(account=address):
             self._publish(self.engine.cancel(o.id, reason="venue invalidation")[2])
 
+    async def _slow(self, seconds: float) -> None:
+        if seconds > 0:
+            await asyncio.sleep(seconds)
+
     # -- Gamma --------------------------------------------------------------------------
 
     async def g_event(self, request: web.Request) -> web.Response:
+        await self._slow(self.faults.slow_gamma_s)
         slug = request.match_info["slug"]
         markets = [g for g in self.gamma_markets if g["slug"] == slug]
         if not markets:
@@ -946,6 +953,7 @@ class Exchange:
         )
 
     async def g_markets(self, request: web.Request) -> web.Response:
+        await self._slow(self.faults.slow_gamma_s)
         slugs = request.query.getall("slug", [])
         rows = [g for g in self.gamma_markets if not slugs or g["slug"] in slugs]
         closed = request.query.get("closed")
@@ -954,6 +962,7 @@ class Exchange:
         return _json(rows)
 
     async def g_keyset(self, request: web.Request) -> web.Response:
+        await self._slow(self.faults.slow_gamma_s)
         after = request.query.get("after_cursor", "")
         limit = min(int(request.query.get("limit", "100")), 500)
         rows = sorted(self.gamma_markets, key=lambda g: int(g["id"]))
