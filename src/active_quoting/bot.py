@@ -377,7 +377,7 @@ class Bot:
         ws_url = self.opts.ws_url.rstrip("/") or clob_url.replace("https://", "wss://").replace("http://", "ws://")
         key = self.opts.private_key or throwaway_key(self.opts.seed)
         self.signer = OrderSigner(key, funder=self.opts.funder, signature_type=self.opts.signature_type)
-        self.rest = RestClient(clob_url, self.signer)
+        self.rest = RestClient(clob_url, self.signer, clock=self.clock.time, sleep=self.clock.sleep)
         if self.opts.api_creds:
             creds = ApiCredentials(*self.opts.api_creds)
             self.rest.creds = creds

@@ -329,7 +329,8 @@ class OrderManager:
             # build leaves no half-registered batch.
             signed = [
                 build_order(self.signer, t.token, 0 if t.side == BUY else 1, t.price, t.size,
-                            self.markets[t.market].tick, version=version, fee_rate_bps=0)
+                            self.markets[t.market].tick, version=version, fee_rate_bps=0,
+                            timestamp_ms=self.clock.ms())
                 for t in which
             ]  # fmt: skip
             for t, o in zip(which, signed, strict=True):
