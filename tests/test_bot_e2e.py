@@ -129,7 +129,8 @@ def test_run_command_refuses_bad_config(tmp_path):
 
 def test_only50_baseline_uses_the_same_pipeline(tmp_path):
     db = str(tmp_path / "only50.db")
-    opts = RunOptions(assets=("btc",), duration_s=8, seed=3, window_s=30, stop_before_end_s=3, db=db, strategy="only50")
+    opts = RunOptions(assets=("btc",), duration_s=8, seed=3, window_s=30, stop_before_end_s=3, db=db, strategy="only50",
+                      flow_config=CALM_MARKET)  # a book around 0.50 on both tokens: neither BUY at 0.50 crosses  # fmt: skip
     bot = Bot(load_config(env={}), opts)
     uvloop.run(bot.run())  # the production loop, as the CLI runs it
     store = Store(db)
@@ -145,3 +146,19 @@ def test_only50_baseline_uses_the_same_pipeline(tmp_path):
     }
     assert report["total"]["orders"] == len(rows)
     assert bot.exchange.engine.live_orders(account=bot.signer.address) == []
+
+
+def test_only50_never_loops_on_post_only_rejects(tmp_path):
+    """In a lively market the 0.50 BUYs often cross the book: such an order is not sent at all
+    (counted would_cross), and a refusal the bot could not foresee backs the side off - no
+    stream of 'crosses book' rejects (the bot before this logged ~5 a second)."""
+    db = str(tmp_path / "only50-lively.db")
+    opts = RunOptions(assets=("btc", "eth"), duration_s=12, seed=5, window_s=30, stop_before_end_s=3, db=db,
+                      strategy="only50")  # fmt: skip
+    bot = Bot(load_config(env={}), opts)
+    asyncio.run(bot.run())
+    counts = bot.orders.counts
+    assert counts["would_cross"] > 0, f"the market never crossed 0.50: the test proves nothing ({dict(counts)})"
+    # at most a few per market side (a refusal backs the side off until the book moves away)
+    sides = 2 * (len(bot.windows.windows) + bot.windows.pruned)
+    assert counts["post_only_rejects"] <= 2 * sides, dict(counts)
