@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from active_quoting import core
 from active_quoting.clock import SYSTEM, Clock
-from active_quoting.model import ASK, BID, BUY, OrderIntent, up_terms
+from active_quoting.model import ASK, BID, BUY, SELL, OrderIntent, up_terms
 from active_quoting.observability.metrics import Metrics
 from active_quoting.store.journal import Journal
 from active_quoting.store.sqlite import Store
@@ -44,6 +44,9 @@ from active_quoting.venue.user_codec import CANCELED, INVALID, MATCHED_ORDER, Or
 _log = logging.getLogger(__name__)
 
 LIVE_STATES = frozenset({"SENT", "LIVE", "UNKNOWN", "CANCELING"})
+# Finished by the venue's own word (a cancel answer or event, a full match), as opposed to
+# finished by inference (DONE from a listing, REJECTED after an unclear error).
+CONFIRMED_FINAL = frozenset({"CANCELED", "MATCHED"})
 # What reconciliation records for an order the venue no longer holds: it may have been
 # cancelled or filled (a fill the user channel missed is recovered from /data/trades).
 GONE_REASON = "not on the venue: cancelled or filled, unknown which"
@@ -127,6 +130,7 @@ class OrderManager:
     cancel_retry_max_s = 8.0
     cross_backoff_s = 1.0
     cross_backoff_max_s = 30.0
+    sell_hold_s = 10.0  # after the venue refused a SELL for balance, that token is not sold for this long
 
     def __init__(
         self,
@@ -166,6 +170,7 @@ class OrderManager:
         self._live: dict[str, dict[str, Tracked]] = {}  # market -> order id -> live order
         self.last_refresh: dict[str, float] = {}
         self._backoff: dict[tuple[str, str], _Backoff] = {}
+        self._no_sell_until: dict[str, float] = {}  # token -> monotonic time its SELLs may go again
         self._cancels: list[str] = []
         self._places: list[Tracked] = []
         self._seq = itertools.count(1)
@@ -190,9 +195,22 @@ class OrderManager:
         self.last_refresh.pop(market, None)
         for side in (BID, ASK):
             self._backoff.pop((market, side), None)
-        for oid in [oid for oid, t in self.orders.items() if t.market == market]:
-            del self.orders[oid]
+        gone = {oid for oid, t in self.orders.items() if t.market == market}
+        for oid in gone:
+            tracked = self.orders.pop(oid)
+            self._no_sell_until.pop(tracked.token, None)
+        self.adopted = [oid for oid in self.adopted if oid not in gone]
         return True
+
+    def may_sell(self, token: str) -> bool:
+        """False for a while after the venue refused a SELL of this token for balance."""
+        until = self._no_sell_until.get(token)
+        if until is None:
+            return True
+        if self.clock.monotonic() >= until:
+            del self._no_sell_until[token]
+            return True
+        return False
 
     # -- views for the strategy ---------------------------------------------------------
 
@@ -390,13 +408,20 @@ class OrderManager:
                 self._set(t, "UNKNOWN", reason=r.error_kind)
                 self.on_error(r.error_kind)
             else:
+                lagging_balance = r.error_kind == "balance" and t.side == SELL
                 if r.error_kind == "post_only_reject":
                     self.counts["post_only_rejects"] += 1
                     self._back_off(t, now)
+                elif lagging_balance:
+                    # The venue's balance lags the chain (tokens mined but not yet counted): the
+                    # shares are not sellable for now; the side buys the complement instead.
+                    self.counts["sell_balance_refusals"] += 1
+                    self._no_sell_until[t.token] = now + self.sell_hold_s
                 else:
                     self.counts["rejected"] += 1
                 self._set(t, "REJECTED", reason=r.error or r.error_kind)
-                self.on_error(r.error_kind)
+                if not lagging_balance:
+                    self.on_error(r.error_kind)
 
     def _register(self, t: Tracked, order_hash: str) -> None:
         """Track ``t`` under the hash it is about to be sent with. A tracker re-signed after its
@@ -532,10 +557,12 @@ class OrderManager:
             o = self.orders.get(oid)
             if o is not None:
                 self.counts["canceled"] += 1
+                o.known_seq = next(self._seq)  # the venue's word: older listings cannot revive it
                 self._set(o, "CANCELED", reason="cancel-all")
         for oid, reason in result.not_canceled.items():
             o = self.orders.get(oid)
             if o is not None and o.known_seq and o.status in LIVE_STATES:
+                o.known_seq = next(self._seq)
                 self._set(o, "DONE", reason=reason)
         for t in marked:
             if t.status in LIVE_STATES:
@@ -567,6 +594,12 @@ class OrderManager:
         if t is None:
             return
         t.known_seq = next(self._seq)  # the venue's newest word on it: older answers cannot undo it
+        if t.status in CONFIRMED_FINAL and u.status not in (CANCELED, INVALID, MATCHED_ORDER):
+            # A late UPDATE/PLACEMENT after the venue confirmed the order finished: it cannot
+            # make it live again, only tell how much of it traded.
+            t.matched = max(t.matched, u.size_matched)
+            self.counts["late_order_events"] += 1
+            return
         if u.status in (CANCELED, INVALID):
             if not t.cancel_requested:
                 self.counts["unsolicited_cancels"] += 1

@@ -128,6 +128,10 @@ class QuotePass:
         """Shares our live SELLs hold on the venue (until it confirms them gone, a cancelled
         SELL's shares are not free to sell again)."""
         up_held = down_held = 0
+        w = self.windows.get(cid)
+        if w is not None:  # the venue refused a SELL for balance a moment ago: buy the complement
+            up_held += 0 if self.orders.may_sell(w.info.up) else core.MAX_POSITION
+            down_held += 0 if self.orders.may_sell(w.info.down) else core.MAX_POSITION
         for token, side, _price, remaining in self.pending_of(cid):
             if side == SELL:
                 if token == up:
