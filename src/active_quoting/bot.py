@@ -176,7 +176,7 @@ class Bot:
         disconnection, and nothing is heard while the bot is down) from ``/data/trades`` since
         the newest fill known, for every market, ended windows included."""
         await self.orders.reconcile()
-        after_s = max(0, self.fills.latest_ms // 1000 - 60)
+        after_s = max(0, self.fills.recovery_from_ms() // 1000 - 60)
         try:
             trades = await self.rest.trades(after=after_s)
         except Exception as exc:  # noqa: BLE001 - the next reconciliation retries
@@ -435,6 +435,13 @@ class Bot:
         for row in self.store.markets():
             if not row["winner"]:
                 self.windows.restore(row, now)
+            else:
+                self.windows.retire(row["condition_id"])
+        floor = int(self.store.get("recovery_floor_ms") or 0)
+        if not floor:  # the store's first run: nothing before it is this bot's to recover
+            floor = now_ms - 60_000
+            self.store.put("recovery_floor_ms", str(floor))
+        self.fills.floor_ms = floor
         self.fills.restore(self.store.fills())
         self.orders.restore(self.store.open_orders())
         halts.restore(self.store, self.risk, now_ms)

@@ -20,7 +20,7 @@ from active_quoting import core
 from active_quoting.clock import Clock
 from active_quoting.discovery import WindowInfo
 from active_quoting.errors import UnitsError
-from active_quoting.model import FAILED, Fill
+from active_quoting.model import CONFIRMED, FAILED, FINAL_STATUSES, MATCHED, MINED, RETRYING, Fill
 from active_quoting.strategy.inventory import InventoryError
 from active_quoting.venue.user_codec import FillTracker, FillUpdate, TradeEvent
 from active_quoting.windows import WindowLifecycle
@@ -35,10 +35,12 @@ class FillIntake:
         self.alerts = alerts
         self.clock = clock
         self.known: dict[str, dict[tuple[str, str], str]] = {}  # market -> fill key -> status
+        self._t_ms: dict[tuple[str, str], int] = {}  # fill key -> match time, for the known fills
         self.seen = 0  # fills first seen by this run
         self.recovered = 0  # of which found by reconciliation, not on the channel
         self.unaccounted = 0  # fills the inventory refused (logged)
-        self.latest_ms = 0  # newest fill time known: recovery asks from here
+        self.latest_ms = 0  # newest fill time known
+        self.floor_ms = 0  # recovery never asks for trades before this (the store's first run)
 
     def restore(self, fills: Iterable[Fill]) -> None:
         """Stored fills of the windows being tracked rebuild their positions."""
@@ -47,6 +49,7 @@ class FillIntake:
             if self.windows.get(f.market) is None:
                 continue
             self.known.setdefault(f.market, {})[f.key] = f.status
+            self._t_ms[f.key] = f.t_ms
             self._apply(f)
 
     def _apply(self, f: Fill) -> None:
@@ -66,9 +69,10 @@ class FillIntake:
             return self.parts.store.fill(f)
         known = self.known.setdefault(f.market, {})
         previous = known.get(f.key)
-        if previous == f.status:
-            return False
+        if previous == f.status or (previous is not None and not _moves_forward(previous, f.status)):
+            return False  # a repeat, or a settlement step older than what is known
         known[f.key] = f.status
+        self._t_ms[f.key] = f.t_ms
         self.parts.store.fill(f)
         self._apply(f)
         now_ms = self.clock.ms()
@@ -84,6 +88,8 @@ class FillIntake:
     def forget(self, market: str, tracker: FillTracker | None = None) -> None:
         """A pruned window's fills leave memory (the store keeps them)."""
         keys = self.known.pop(market, {})
+        for key in keys:
+            self._t_ms.pop(key, None)
         if tracker is not None:
             tracker.forget(keys)
 
@@ -101,12 +107,37 @@ class FillIntake:
                 _log.warning("unusable trade record %s: %s", raw.get("id"), exc)
         return out
 
+    def recovery_from_ms(self) -> int:
+        """Where recovery asks ``/data/trades`` from: the oldest fill whose settlement is not
+        final yet (a MINED, CONFIRMED or FAILED the channel missed must come back), else the
+        newest fill, never before the store's first run (not the account's whole history)."""
+        unsettled = [
+            t_ms for keys in self.known.values() for key, status in keys.items()
+            if status not in FINAL_STATUSES and (t_ms := self._t_ms.get(key, 0))
+        ]  # fmt: skip
+        return max(self.floor_ms, min(unsettled) if unsettled else self.latest_ms)
+
     def unknown_markets(self, updates: Iterable[FillUpdate]) -> set[str]:
-        return {u.fill.market for u in updates if self.windows.get(u.fill.market) is None}
+        """Markets of recovered fills that no window tracks and that were never retired (a
+        window already pruned keeps its fills in the store; it is not tracked again)."""
+        return {
+            u.fill.market for u in updates
+            if self.windows.get(u.fill.market) is None and not self.windows.is_retired(u.fill.market)
+        }  # fmt: skip
 
     def take(self, updates: Iterable[FillUpdate]) -> int:
         """Apply recovered fills; returns how many changed something."""
         return sum(self.on_fill(u, recovered=True) for u in updates)
+
+
+# Settlement only moves forward: MATCHED -> (RETRYING) -> MINED -> CONFIRMED, or FAILED.
+_STEP = {MATCHED: 0, RETRYING: 1, MINED: 2, CONFIRMED: 3, FAILED: 3}
+
+
+def _moves_forward(previous: str, new: str) -> bool:
+    if previous in FINAL_STATUSES:
+        return False
+    return _STEP.get(new, 0) >= _STEP.get(previous, 0)
 
 
 def window_from_market_record(record: dict[str, Any], now: float) -> WindowInfo | None:

@@ -10,6 +10,7 @@ the cost of a quote pass stay flat over a day of rollovers.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
@@ -64,6 +65,18 @@ class WindowLifecycle:
     windows: dict[str, MarketWindow] = field(default_factory=dict)
     token_market: dict[str, str] = field(default_factory=dict)
     pruned: int = 0
+    # Markets whose windows were resolved and pruned (or found resolved in the store): never
+    # tracked again. Bounded: a day of 16 markets retires ~1,500.
+    retired: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    retired_kept: int = 50_000
+
+    def retire(self, cid: str) -> None:
+        self.retired[cid] = None
+        while len(self.retired) > self.retired_kept:
+            self.retired.popitem(last=False)
+
+    def is_retired(self, cid: str) -> bool:
+        return cid in self.retired
 
     # -- coming in ----------------------------------------------------------------------
 
@@ -222,6 +235,7 @@ class WindowLifecycle:
             p.analytics.forget(cid)
             p.inventory.forget(cid, force=True)  # resolved: its P&L stays in the realized total
             del self.windows[cid]
+            self.retire(cid)
             self.token_market.pop(w.info.up, None)
             self.token_market.pop(w.info.down, None)
             gone.append(cid)
