@@ -314,8 +314,8 @@ class Bot:
         return cancel
 
     async def _heartbeats(self) -> None:
-        if self.opts.dry_run:
-            return  # nothing is sent, so there is nothing for the dead-man switch to guard
+        if self.opts.dry_run or not self.cfg.orders.heartbeat:
+            return  # nothing is sent (or the account is shared: no dead-man switch wanted)
         try:
             await self.rest.heartbeat()
             self.risk.on_success(self.clock.ms(), "heartbeat")
@@ -394,6 +394,7 @@ class Bot:
             concurrent_replace=self.cfg.orders.concurrent_replace, metrics=self.metrics,
             min_refresh_ms=self.cfg.refresh.min_interval_ms, global_cap_per_sec=self.cfg.refresh.global_cap_per_sec,
             may_place=self.risk.can_quote, crosses=self._would_cross,
+            adopt_unknown=self.cfg.orders.unknown_orders != "ignore",
             on_error=lambda kind: self.risk.on_error(self.clock.ms(), kind, "orders"),
             on_success=lambda: self.risk.on_success(self.clock.ms(), "orders"),
         )  # fmt: skip
@@ -417,7 +418,7 @@ class Bot:
         self._restore(now_ms)
         await self._discover()
         await self.orders.reconcile()  # adopt what the venue still holds for us; the rest is finished
-        if self.cfg.orders.unknown_orders == "cancel":
+        if self.cfg.orders.unknown_orders == "cancel" and not self.opts.dry_run:
             adopted = [oid for oid in self.orders.adopted if self.orders.orders[oid].status == "LIVE"]
             if adopted:
                 _log.warning("cancelling %d orders found on the venue at startup (orders.unknown_orders)", len(adopted))
@@ -496,9 +497,13 @@ class Bot:
         return scheduler is not None and scheduler.running
 
     async def shutdown(self) -> None:
+        # Every timer stops but the heartbeat: it runs until our cancels are confirmed (else the
+        # venue's dead-man switch could cancel what we still manage, and others' orders too).
+        heartbeat = [t for t in self._timers if t.get_name() == "heartbeat"]
         for t in self._timers:
-            await cancel_and_wait(t)
-        self._timers.clear()
+            if t not in heartbeat:
+                await cancel_and_wait(t)
+        self._timers = heartbeat
         await self.scheduler.stop()  # a pass in flight finishes first; none starts after
         self._tasks.cancel()  # what is left are reconciliations and retries; shutdown runs its own
         for _ in range(20):
@@ -507,6 +512,9 @@ class Bot:
             if not self.orders.live():
                 break
             await self.clock.sleep(0.25)
+        for t in self._timers:
+            await cancel_and_wait(t)
+        self._timers.clear()
         await self.clock.sleep(0.3)  # the last settlements and order events
         await self._lookup_resolutions()
         now_ms = self.clock.ms()

@@ -147,10 +147,12 @@ class OrderManager:
         concurrent_replace: bool = False,
         may_place: Callable[[str], bool] = lambda market: True,
         crosses: Callable[[OrderIntent], bool] = _never_crosses,
+        adopt_unknown: bool = True,
         clock: Clock = SYSTEM,
     ) -> None:
         self.dry_run = dry_run
         self.concurrent_replace = concurrent_replace
+        self.adopt_unknown = adopt_unknown  # False on a shared account: others' orders are left alone
         self.adopted: list[str] = []  # live orders found on the venue that neither memory nor store knew
         self.metrics = metrics or Metrics()
         self.clock = clock
@@ -656,6 +658,8 @@ class OrderManager:
                     known.cancel_due = self.clock.monotonic()
                 self.counts["revived"] += 1
                 _log.warning("order %s… is on the venue after all: managed again", oid[:10])
+            elif known is None and not self.adopt_unknown:
+                self.counts["foreign_seen"] += 1  # another tool's order on a shared account
             elif known is None:
                 m = self.markets.get(o.get("market", ""))
                 if m is None:

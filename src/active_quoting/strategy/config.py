@@ -84,11 +84,17 @@ class OrdersConfig:
     order_size_usdc: Decimal = Decimal("10")
     batch_size: int = 15
     cancel_on_momentum: bool = True
-    # Live orders found on the venue at startup that the store does not know: "adopt" or "cancel".
+    # Live orders on the venue in our markets that neither memory nor the store knows: "adopt"
+    # (managed, cancelled at shutdown: a dedicated account, where they can only be ours, e.g. sent
+    # just before a crash), "cancel" (at startup) or "ignore" (an account shared with other tools).
     unknown_orders: str = "adopt"
     # Send a requote's cancels and new orders together (one round trip less) instead of cancels first.
     concurrent_replace: bool = False
     post_only: bool = True
+    # The venue's dead-man switch: with heartbeats sent, the venue cancels every order of the
+    # account ~10 s after they stop (a crashed bot leaves nothing resting - but after a clean
+    # stop, other tools' orders on the same account go too). false on a shared account.
+    heartbeat: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,7 +271,8 @@ def validate(cfg: Config) -> Config:
     _require(k.circuit_breaker_recovery_seconds >= 0, "risk.circuit_breaker_recovery_seconds", "must not be negative")
     _require(k.stale_feed_seconds > 0, "risk.stale_feed_seconds", "must be positive")
     _require(Decimal("0.01") <= o.order_size_usdc <= 1_000_000, "orders.order_size_usdc", "must be in [0.01, 1000000]")
-    _require(o.unknown_orders in ("adopt", "cancel"), "orders.unknown_orders", "must be 'adopt' or 'cancel'")
+    policies = ("adopt", "cancel", "ignore")
+    _require(o.unknown_orders in policies, "orders.unknown_orders", "must be 'adopt', 'cancel' or 'ignore'")
     _require(1 <= o.batch_size <= 15, "orders.batch_size", "must be between 1 and 15 (the venue's batch limit)")
     _require(o.post_only, "orders.post_only", "must be true: a maker never sends an order that can take")
     _require(f.cache_ttl_seconds >= 0, "fees.cache_ttl_seconds", "must not be negative")
