@@ -94,6 +94,8 @@ def test_a_day_of_rollovers_keeps_state_flat(tmp_path):
     sizes = []
     for i in range(300):  # 300 one-minute windows
         windows.add(info(i, t + 60 * i), t + 60 * i)
+        for token in (f"{i}1", f"{i}2"):  # mids create markout trackers before any fill
+            p.analytics.on_mid(token, (t + 60 * i + 1) * 1000, 10_000)
         now = t + 60 * i + 59
         windows.advance(now)
         for old in list(windows.windows):
@@ -101,7 +103,8 @@ def test_a_day_of_rollovers_keeps_state_flat(tmp_path):
             if w.phase == ENDED:
                 windows.resolve(old, w.info.up)
         windows.prune(now)
-        sizes.append((len(windows.windows), len(p.market.assets()), len(p.orders.markets), len(p.inventory.markets())))
+        sizes.append((len(windows.windows), len(p.market.assets()), len(p.orders.markets), len(p.inventory.markets()),
+                      len(p.analytics._trackers)))  # fmt: skip
     assert max(s[0] for s in sizes[50:]) <= 3 and sizes[-1] == sizes[100]
     assert windows.pruned >= 295
     store.close()

@@ -90,6 +90,7 @@ class FillIntake:
         keys = self.known.pop(market, {})
         for key in keys:
             self._t_ms.pop(key, None)
+        self.parts.store.forget_fills(keys)
         if tracker is not None:
             tracker.forget(keys)
 

@@ -232,7 +232,7 @@ class WindowLifecycle:
             cooldown_ms = p.momentum.forget(cid, int(now * 1000))
             if cooldown_ms:
                 p.store.add_cooldown_ms(cid, cooldown_ms)
-            p.analytics.forget(cid)
+            p.analytics.forget(cid, (w.info.up, w.info.down))
             p.inventory.forget(cid, force=True)  # resolved: its P&L stays in the realized total
             del self.windows[cid]
             self.retire(cid)

@@ -104,6 +104,11 @@ class Alerts:
             count = self._held.pop((kind, message))
             self._last[(kind, message)] = now
             self._put(Alert(kind, f"{message} (repeated {count} more time(s))", True, now))
+        # what was last sent long enough ago no longer suppresses anything: forget it (messages
+        # carry changing details, so the table would otherwise grow all day)
+        stale = [k for k, t in self._last.items() if now - t >= interval and k not in self._held]
+        for k in stale:
+            del self._last[k]
         return len(due)
 
     def fill(self, text: str) -> None:

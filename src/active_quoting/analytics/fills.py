@@ -174,12 +174,16 @@ class FillAnalytics:
             st.capture_fills -= 1
         self._failed.setdefault(fill.token, set()).add(index)
 
-    def forget(self, market: str) -> None:
-        """Drop a pruned market: its counts, trackers and fill keys. Later fills, mids and order
-        counts for it are ignored (a bounded memory of forgotten markets)."""
+    def forget(self, market: str, tokens: Iterable[str] = ()) -> None:
+        """Drop a pruned market: its counts, trackers and fill keys, and the trackers of its
+        ``tokens`` (mids create one before any fill). Later fills, mids and order counts for it
+        are ignored (a bounded memory of forgotten markets)."""
         st = self._markets.pop(market, None)
         self._fees.pop(market, None)
         gone = [market]
+        for token in tokens:
+            self._trackers.pop(token, None)
+            gone.append(token)
         if st is not None:
             for key in st.keys:
                 self._seen.pop(key, None)

@@ -34,6 +34,7 @@ import queue
 import sqlite3
 import threading
 import weakref
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -344,7 +345,7 @@ class Store:
         if known is None:
             self._write((
                 "INSERT INTO fills VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(trade_id, order_id) "
-                "DO UPDATE SET status=excluded.status",
+                "DO UPDATE SET status=excluded.status WHERE fills.status NOT IN ('CONFIRMED', 'FAILED')",
                 (f.trade_id, f.order_id, f.market, f.token, f.side, f.price, f.size, f.status, f.t_ms, int(f.maker)),
             ))  # fmt: skip
             if self._last_fill_ms is None or f.t_ms > self._last_fill_ms:
@@ -355,6 +356,12 @@ class Store:
             )
         self._fills[f.key] = f.status
         return True
+
+    def forget_fills(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Fills of a pruned window leave the in-memory index (the rows stay): a late message
+        for one is written again, and a final status on disk is never changed by it."""
+        for key in keys:
+            self._fills.pop(key, None)
 
     def markout(self, trade_id: str, order_id: str, horizon_s: int, value_x2: int) -> None:
         """Store a resolved markout. The first value stored wins: a fill seen again after a restart
