@@ -113,7 +113,7 @@ def test_bot_session_invariants_and_restart(tmp_path):
         assert again.store.fill(f) is False
         assert intake.on_fill(FillUpdate("fill", f)) is False
     assert intake.seen == 0
-    again.store.close()
+    again.close()
 
 
 def test_run_command_refuses_bad_config(tmp_path):

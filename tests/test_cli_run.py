@@ -365,3 +365,22 @@ def test_config_errors_name_the_key(tmp_path):
     assert out.returncode == 2 and "bad config" in out.stderr and "min_interval_ms" in out.stderr
     out = run("run", "--config", str(tmp_path / "absent.toml"))
     assert out.returncode == 2 and "bad config" in out.stderr and "absent.toml" in out.stderr
+
+
+def test_a_second_signal_exits_at_once(tmp_path):
+    """The first SIGTERM starts a clean stop; a second one during it exits at once (130), with
+    what the store had queued flushed - a service manager's escalation never hangs on the venue."""
+    db = tmp_path / "twice.db"
+    with ServedExchange() as served:
+        proc = start("run", "--venue", "polymarket", "--live", "--assets", "btc", "--window-seconds", "30",
+                     "--db", str(db), "--exchange-url", served.ex.clob_url, "--gamma-url", served.ex.gamma_url,
+                     env=_env(AQ_PRIVATE_KEY=KEY))  # fmt: skip
+        with stopped_on_exit(proc):
+            wait_for("our orders rest on the exchange", lambda: served.live_orders_of(ME), proc)
+            served.call(lambda: setattr(served.ex.faults, "slow_data_s", 5.0))  # shutdown's confirmation hangs
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(1.0)
+            assert proc.poll() is None  # the clean stop is waiting on the venue
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 130
+        assert stored_orders(db)  # the store is readable and holds the run's orders

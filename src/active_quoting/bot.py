@@ -24,6 +24,7 @@ import asyncio
 import fcntl
 import hashlib
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -71,10 +72,14 @@ def throwaway_key(seed: int) -> str:
 
 
 class Bot:
+    shutdown_cancel_s = 30.0  # how long shutdown keeps cancelling and confirming before it gives up
+
     def __init__(self, cfg: Config, opts: RunOptions, clock: Clock = SYSTEM) -> None:
         self.cfg = cfg
         self.opts = opts
         self.clock = clock
+        self._lock: Any = None
+        self._take_lock()  # before the store opens: a second bot must not touch a running bot's store
         self.store = Store(opts.db, clock=clock)
         self.inventory = InventoryManager(cfg.inventory)
         self.analytics = FillAnalytics(cfg.analytics)
@@ -88,7 +93,7 @@ class Bot:
         self._tasks = TaskSet(_log, on_error=self._background_failed)
         self._timers: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
-        self._lock: Any = None
+        self._signals = 0
         self.exchange: Any = None
         self._started_ms = clock.ms()
         self.run_id = f"{self._started_ms}"
@@ -262,10 +267,13 @@ class Bot:
         await self._discover()
         await self._lookup_resolutions()
         slugs = {cid: w.info.slug for cid, w in self.windows.windows.items()}
-        for cid in self.windows.prune(self.clock.time()):
+        pruned = self.windows.prune(self.clock.time())
+        for cid in pruned:
             self.fills.forget(cid, self.user.fills)
             self.risk.forget_market(cid)
             self.metrics.forget(market=slugs[cid])
+        if pruned:
+            halts.save(self.store, self.risk)  # a pruned market's halt is not re-imposed on restart
 
     def _housekeeping(self) -> None:
         now_ms = self.clock.ms()
@@ -372,7 +380,6 @@ class Bot:
         return self.market.md.books.get(token) if self.market.is_readable(token) else None
 
     async def start(self) -> None:
-        self._take_lock()
         clob_url, gamma_url = await self._venue()
         ws_url = self.opts.ws_url.rstrip("/") or clob_url.replace("https://", "wss://").replace("http://", "ws://")
         key = self.opts.private_key or throwaway_key(self.opts.seed)
@@ -453,7 +460,7 @@ class Bot:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):  # from the start: a stop during startup is clean too
             try:
-                loop.add_signal_handler(sig, self._stop.set)
+                loop.add_signal_handler(sig, self._on_signal)
             except (NotImplementedError, RuntimeError):
                 pass
         try:
@@ -484,6 +491,20 @@ class Bot:
     def stop(self) -> None:
         self._stop.set()
 
+    def _on_signal(self) -> None:
+        """The first SIGINT/SIGTERM stops cleanly (cancels confirmed, store flushed); a second
+        one exits at once, after flushing what the store has queued."""
+        self._signals += 1
+        if self._signals == 1:
+            _log.warning("stopping: cancelling our orders (a second signal exits at once)")
+            self._stop.set()
+            return
+        _log.critical("second signal: exiting without waiting for the cancels to be confirmed")
+        try:
+            self.store.flush(timeout=2.0)
+        finally:
+            os._exit(130)
+
     @property
     def stopping(self) -> bool:
         """Asked to stop, or shutting down (no quote pass starts any more)."""
@@ -506,12 +527,17 @@ class Bot:
         self._timers = heartbeat
         await self.scheduler.stop()  # a pass in flight finishes first; none starts after
         self._tasks.cancel()  # what is left are reconciliations and retries; shutdown runs its own
-        for _ in range(20):
+        deadline = self.clock.monotonic() + self.shutdown_cancel_s
+        while not self.opts.dry_run and self.clock.monotonic() < deadline:
             await self.orders.cancel_all()
             await self.orders.reconcile()
             if not self.orders.live():
                 break
             await self.clock.sleep(0.25)
+        if self.orders.live():
+            left = len(self.orders.live())
+            _log.error("shutdown: %d orders not confirmed cancelled after %.0f s", left, self.shutdown_cancel_s)
+            self.alerts.notify("shutdown", f"{left} orders not confirmed cancelled at shutdown", critical=True)
         for t in self._timers:
             await cancel_and_wait(t)
         self._timers.clear()
@@ -559,6 +585,13 @@ class Bot:
             if getattr(self, "flow", None) is not None:
                 await self.flow.stop()
             await self.exchange.stop()
+        self.store.close()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def close(self) -> None:
+        """Release a bot that was built but not run (its store and the store's lock)."""
         self.store.close()
         if self._lock is not None:
             self._lock.close()

@@ -390,6 +390,15 @@ class OrderManager:
                 t.known_seq = seq
                 self._set(t, "CANCELED" if not err.unknown_outcome else "UNKNOWN", reason=err.kind)
             return
+        except BaseException:
+            # Anything else (a bug, a cancelled task): whether the venue got them is unknown;
+            # they stay tracked so reconciliation settles them and cancels can conclude.
+            seq = next(self._seq)
+            for t in trackers:
+                if t.order_id and t.status == "SENT":
+                    t.known_seq = seq
+                    self._set(t, "UNKNOWN", reason="submit interrupted")
+            raise
         self.metrics.observe("submit_round_trip", self.clock.perf() - started)
         seq = next(self._seq)
         now = self.clock.monotonic()
