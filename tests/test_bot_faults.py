@@ -20,6 +20,28 @@ from bot_checks import CALM_MARKET, LiveOrdersWatch, check_positions, unmanaged
 from conftest import start_in_fresh_window
 
 
+def _hit_our_order(ex, me: str) -> None:
+    """A taker trades against one of our resting orders (for faults that act on trades)."""
+    from active_quoting.exchange.engine import BUY, SCALE, Order
+
+    mine = ex.engine.live_orders(account=me)
+    if not mine:
+        return
+    target = mine[0]
+    m = ex.engine.by_token[target.token]
+    taker = "0x00000000000000000000000000000000000000aa"
+    ex.engine.credit(taker, collateral=10**12)
+    size = min(target.remaining, 5_000_000)
+    if target.side == BUY:  # a BUY of the complement at 1 - p mints against ours
+        other = m.down if target.token == m.up else m.up
+        order = Order(f"0xhit{len(ex.engine.trades)}", taker, "k", m.condition_id, other, BUY, SCALE - target.price,
+                      size, "FAK")  # fmt: skip
+    else:
+        order = Order(f"0xhit{len(ex.engine.trades)}", taker, "k", m.condition_id, target.token, BUY, target.price,
+                      size, "FAK")  # fmt: skip
+    ex._publish(ex.engine.place(order, 0))
+
+
 def _check_known(bot: Bot) -> None:
     assert unmanaged(bot) == [], f"venue holds orders the bot does not manage: {unmanaged(bot)}"
 
@@ -66,6 +88,7 @@ def test_bot_survives_every_fault(tmp_path):
     me_cancels: list[int] = []
     invalidated: list[int] = []
     off_grid: list[list[tuple[str, int, str]]] = []
+    took_effect: dict[str, int] = {}
 
     async def script():
         while not hasattr(bot, "exchange") or bot.exchange is None or not getattr(bot, "orders", None):
@@ -82,17 +105,36 @@ def test_bot_survives_every_fault(tmp_path):
                 break
             await asyncio.sleep(0.05)
         invalidated.append(bot.orders.counts["unsolicited_cancels"])
-        steps = [
-            ("duplicate_user_trades", {}), ("delay_user", {"ms": 300}), ("drop_ws", {"channel": "market"}),
-            ("rate_limit_burst", {"count": 3}), ("server_errors", {"share": 0.5}),
-            ("timeout_after_place", {"count": 1, "hold_seconds": 6.0}), ("malformed_frame", {}),
-            ("engine_restart", {"restart_s": 1.0, "post_only_s": 2.0}), ("drop_ws", {"channel": "user"}),
+        user, market, rest = bot.user, bot.market, bot.rest
+        steps = [  # each fault, and the counter that proves it reached the bot
+            ("duplicate_user_trades", {}, lambda: user.fills.duplicates),
+            ("delay_user", {"ms": 300}, lambda: ex.faults.delayed),
+            ("engine_restart", {"restart_s": 5.0, "post_only_s": 2.0}, lambda: rest.counts["engine_restart"]),
+            ("drop_ws", {"channel": "market"}, lambda: market.shards[0].connects),
+            ("malformed_frame", {}, lambda: market.md.errors),
+            ("rate_limit_burst", {"count": 3}, lambda: rest.counts["rate_limited"]),
+            ("server_errors", {"share": 0.5}, lambda: rest.counts["server_error"]),
+            ("timeout_after_place", {"count": 1, "hold_seconds": 6.0}, lambda: rest.counts["timeout"]),
+            ("drop_ws", {"channel": "user"}, lambda: user.conn.connects),
         ]  # fmt: skip
-        for name, args in steps:
+        trade_faults = ("duplicate_user_trades", "delay_user")
+        for name, args, effect in steps:
+            before = effect()
             result = FAULTS[name](ex, **args)
             if asyncio.iscoroutine(result):
                 await result
-            await asyncio.sleep(1.2)
+            for _ in range(60):  # traffic for the fault to act on: venue-side cancels make the bot
+                if effect() > before:  # place again, and a taker trades with what rests
+                    break
+                FAULTS["invalidate_orders"](ex, address=me)
+                await asyncio.sleep(0.1)
+                if name in trade_faults:
+                    _hit_our_order(ex, me)
+                await asyncio.sleep(0.1)
+            took_effect[f"{name}{args.get('channel', '')}"] = effect() - before
+            ex.faults.duplicate_user_trades = False
+            ex.faults.server_error_share = 0.0
+            ex.faults.delay_user_ms = 0
         ex.faults.server_error_share = 0.0
         ex.faults.delay_user_ms = 0
         market = next(iter(bot.windows.windows))
@@ -119,7 +161,7 @@ def test_bot_survives_every_fault(tmp_path):
     assert bot.exchange.engine.live_orders(account=bot.signer.address) == []
     counts = bot.orders.counts
     assert counts["placed"] > 0 and invalidated and invalidated[0] >= 1  # the venue-side cancels were noticed
-    assert bot.user.fills.duplicates >= 0 and bot.market.shards[0].connects >= 2  # reconnected after the drop
+    assert len(took_effect) == 9 and all(took_effect.values()), f"faults without effect: {took_effect}"
     for o in bot.orders.orders.values():
         if o.side == "BUY":  # collateral put up: price x size, at most ORDER_SIZE (or the minimum size)
             assert o.size <= max(5_000_000, 10_000_000 * 10_000 // max(o.price, 1) + 10_000)

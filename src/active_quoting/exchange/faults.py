@@ -35,6 +35,8 @@ class Faults:
     duplicate_user_trades: bool = False
     delay_user_ms: int = 0
     reorder_user: bool = False
+    duplicated: int = 0  # user trade messages sent twice (what duplicate_user_trades did)
+    delayed: int = 0  # user messages held back (what delay_user / reorder_user did)
     slow_gamma_s: float = 0.0  # every Gamma answer waits this long (discovery stuck)
     slow_data_s: float = 0.0  # every /data/orders and /data/trades answer waits this long (reconciliation stuck)
 

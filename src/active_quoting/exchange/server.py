@@ -412,6 +412,7 @@ class Exchange:
                 frame = orjson.dumps(messages.trade_msg(self.engine.markets[trade.market], trade, key.key))
                 self._user_send(ws, frame)
                 if self.faults.duplicate_user_trades:
+                    self.faults.duplicated += 1
                     self._user_send(ws, frame)
 
     def _user_order_event(self, order: Order) -> None:
@@ -452,6 +453,7 @@ class Exchange:
         if self.faults.reorder_user:
             delay = self.rng.random() * max(delay, 0.2)
         if delay:
+            self.faults.delayed += 1
             asyncio.get_running_loop().call_later(delay, self._send, ws, frame)
         else:
             self._send(ws, frame)
