@@ -62,3 +62,18 @@ def test_a_retired_window_is_never_tracked_again(tmp_path):
     assert intake.on_fill(late[0]) is True  # its fill still reaches the store
     assert "0xc1" not in windows.windows and intake.seen == 0
     store.close()
+
+
+def test_a_fill_recovered_late_is_counted_but_not_measured_from_now(tmp_path):
+    windows, store = lifecycle(tmp_path)
+    windows.add(info(1, T0), T0)
+    alerts = Alerts()
+    intake = FillIntake(windows, alerts, ManualClock(T0 + 30))
+    analytics = windows.parts.analytics
+    assert intake.on_fill(fill("old", "MATCHED", T0 + 1), recovered=True)  # 29 s late
+    assert intake.on_fill(fill("new", "MATCHED", T0 + 30), recovered=True)  # just now
+    assert analytics.is_known(("old", "o-old")) and analytics.is_known(("new", "o-new"))
+    assert analytics.market_report("0xc1")["fills"] == 1  # only the fresh one is analysed
+    assert windows.parts.inventory.held("0xc1") == (20 * SH, 0) and intake.recovered == 2
+    assert alerts.fills[0].endswith("(recovered)")
+    store.close()

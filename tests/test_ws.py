@@ -208,7 +208,8 @@ def test_silent_freeze_is_detected_only_when_the_book_moved(loop):
             assert stream.confirmations == 1  # the quiet book was confirmed: fresh again
             venue.book_replies[UP] = dict(book, bids=book["bids"][:-1])  # REST moved, the socket stayed silent
             await asyncio.sleep(0.3)
-            assert await stream.check_freeze() == [0]
+            assert await stream.check_freeze() == []  # one disagreement is a suspicion (REST may lag) ...
+            assert await stream.check_freeze() == [0]  # ... two in a row with the socket silent: frozen
             assert "silent" in rec.stale[0][1]
             await wait_for(lambda: stream.shards[0].connects == 2 and stream.is_readable(UP))
 

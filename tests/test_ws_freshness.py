@@ -76,7 +76,8 @@ def test_freeze_is_detected_while_global_frames_keep_the_socket_busy(loop):
                 await server.send_market(NEW_MARKET)
                 await asyncio.sleep(0.05)
             assert stream.md.event_counts["new_market"] >= 8
-            assert await stream.check_freeze() == [0]
+            assert await stream.check_freeze() == []  # one disagreement is a suspicion (REST may lag) ...
+            assert await stream.check_freeze() == [0]  # ... two in a row with the socket silent: frozen
             assert stream.stale_events == 1 and "silent" in rec.stale[0][1]
             await wait_for(lambda: stream.shards[0].connects == 2)
 
@@ -96,7 +97,8 @@ def test_freeze_probe_survives_a_rollover_404(loop):
             venue.book_replies[UP] = dict(book, bids=book["bids"][:-1])  # the live token's book moved
             venue.faults.append(NOT_FOUND)  # the first /book (the oldest token) answers 404
             await asyncio.sleep(0.3)
-            assert await stream.check_freeze() == [0]
+            assert await stream.check_freeze() == []  # one disagreement is a suspicion (REST may lag) ...
+            assert await stream.check_freeze() == [0]  # ... two in a row with the socket silent: frozen
             assert stream.is_gone(DOWN) and stream.gone_tokens == 1 and not venue.faults
             await wait_for(lambda: stream.shards[0].connects == 2 and stream.is_readable(UP))
             venue.book_replies[UP] = orjson.loads(book_frame({UP: books[UP]}, 1))[0]  # agrees now

@@ -27,6 +27,8 @@ from active_quoting.windows import WindowLifecycle
 
 _log = logging.getLogger(__name__)
 
+STALE_FOR_MARKOUTS_MS = 1_000  # a fill recovered later than this has no markouts (no mids since)
+
 
 class FillIntake:
     def __init__(self, windows: WindowLifecycle, alerts: Any, clock: Clock) -> None:
@@ -79,8 +81,14 @@ class FillIntake:
         if previous is None:
             self.seen += 1
             self.recovered += recovered
-            if self.parts.analytics.on_fill(f, now_ms):  # counted now (not a ghost seen first as FAILED)
-                self.alerts.fill(f"{w.info.slug}: {f.side} {core.format_size(f.size)} @ {core.format_price(f.price)}")
+            text = f"{w.info.slug}: {f.side} {core.format_size(f.size)} @ {core.format_price(f.price)}"
+            if recovered and now_ms - f.t_ms > STALE_FOR_MARKOUTS_MS:
+                # Found late (the channel missed it, or the bot was down): the mids since the fill
+                # are gone, so its markouts would be measured from now. It is counted, not analysed.
+                self.parts.analytics.add_known([f])
+                self.alerts.fill(text + " (recovered)")
+            elif self.parts.analytics.on_fill(f, now_ms):  # counted now (not a ghost seen first as FAILED)
+                self.alerts.fill(text)
         elif f.status == FAILED:
             self.parts.analytics.on_fill(f, now_ms)  # a ghost fill: analytics drops what it counted
         return True

@@ -289,6 +289,7 @@ class MarketStream:
         self._book_ms: dict[str, int] = {}
         self._confirmed_ms: dict[str, int] = {}
         self._gone: set[str] = set()  # REST says no book any more (window ended): not probed
+        self._moved_once: set[str] = set()  # tokens whose last probe disagreed with our book
         self.resyncs = 0
         self.stale_events = 0
         self.probes = 0
@@ -354,6 +355,7 @@ class MarketStream:
             self._readable.discard(a)
             self._resyncing.discard(a)
             self._gone.discard(a)
+            self._moved_once.discard(a)
             self._ticks.pop(a, None)
             self._subscribed_ms.pop(a, None)
             self._book_ms.pop(a, None)
@@ -534,6 +536,7 @@ class MarketStream:
         """``same``, ``moved``, ``gone`` (404: no book any more) or ``unknown`` (cannot tell:
         never declare stale on a guess)."""
         self.probes += 1
+        heard = self._book_ms.get(asset_id, 0)
         try:
             raw = await self.rest.book(asset_id)
         except VenueError as exc:
@@ -553,10 +556,21 @@ class MarketStream:
         ours = self.md.books.get(asset_id)  # type: ignore[attr-defined]
         if ours is None:
             return "unknown"
+        if self._book_ms.get(asset_id, 0) != heard:
+            return "unknown"  # the socket spoke for it while we asked: not frozen, and the answers race
         moved = (venue.best_bid(), venue.best_ask(), venue.best_bid_size(), venue.best_ask_size()) != (
             ours.best_bid(), ours.best_ask(), ours.best_bid_size(), ours.best_ask_size(),
         )  # fmt: skip
-        return "moved" if moved else "same"
+        if not moved:
+            self._moved_once.discard(asset_id)
+            return "same"
+        if asset_id not in self._moved_once:
+            # REST can lag the socket: one disagreement is a suspicion, two in a row (with
+            # the socket silent between them) a frozen feed.
+            self._moved_once.add(asset_id)
+            return "unknown"
+        self._moved_once.discard(asset_id)
+        return "moved"
 
 
 class UserListener(Protocol):
