@@ -73,10 +73,16 @@ def test_kill_9_then_restart(tmp_path):
         second = subprocess.run([*run, "--duration", "5"], capture_output=True, timeout=30, check=False, env=env)
         assert second.returncode == 2 and b"another bot is running" in second.stderr
         time.sleep(1.0)
+        killed_ms = int(time.time() * 1000)
         os.kill(bot.pid, signal.SIGKILL)
         bot.wait(10)
         store = Store(db)
         fills_before = {f.key for f in store.fills()}
+        # what the killed run measured was persisted as it happened, not at a shutdown it never had
+        assert store.run_ms() > 0
+        marked = {(t, o) for t, o, h, _ in store.markouts() if h == 0}
+        settled = [f for f in store.fills() if f.t_ms < killed_ms - 2_500]
+        assert all(f.key in marked for f in settled), "fills of the killed run have no stored markout"
         store.close()
         # Restart: the venue still holds orders of the dead bot; the new one must adopt them.
         again = subprocess.run([*run, "--duration", "8"], capture_output=True, timeout=90, check=False, env=env)

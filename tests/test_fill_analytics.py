@@ -87,3 +87,28 @@ def test_resolved_markouts_per_fill():
     a.on_mid("UP", 1_500, 10_000)  # resolves the 1 s horizon at 0.52
     rows = sorted(a.resolved_markouts())
     assert rows == [("t1", "o-t1", 0, 200), ("t1", "o-t1", 1, 600)]  # later horizons still pending
+
+
+def test_markouts_are_taken_once_each_as_they_resolve():
+    """What the bot persists every second: each resolved markout exactly once, in any cadence,
+    and together exactly what resolved_markouts() lists at the end (a kill -9 loses at most one
+    second of them, not the run's)."""
+    a = FillAnalytics()
+    taken: list[tuple[str, str, int, int]] = []
+    a.on_mid("UP", 0, 10_000)
+    t = 0
+    for i in range(12):
+        t += 700
+        a.on_fill(f(f"t{i}", "BUY" if i % 2 else "SELL", 4900 + i, 10 * SH, t), t)
+        a.on_mid("UP", t + 50, 10_000 + (i % 3) * 100)
+        if i % 3 == 0:
+            a.flush(t + 100)
+            taken += a.take_resolved()
+    early = len(taken)
+    assert 0 < early < 12 * 6  # some resolved while fills were still coming in, not all
+    for step in range(1, 80):
+        a.flush(t + step * 1000)
+        taken += a.take_resolved()
+    assert a.take_resolved() == []  # nothing twice
+    assert len(taken) == len(set(taken)) and sorted(taken) == sorted(a.resolved_markouts())
+    assert len(taken) == 12 * 6  # every fill: at the fill and at 1, 5, 15, 30, 60 s

@@ -287,7 +287,8 @@ class Bot:
     def _persist_analytics(self, now_ms: int) -> None:
         """Markouts as they resolve and cooldown time as it accrues: a kill -9 loses at most
         the last second of it."""
-        for trade_id, order_id, horizon_s, value in self.analytics.flush(now_ms) or ():
+        self.analytics.flush(now_ms)
+        for trade_id, order_id, horizon_s, value in self.analytics.take_resolved():
             self.store.markout(trade_id, order_id, horizon_s, value)
         for cid, ms in self.momentum.take_cooldown_ms(now_ms).items():
             self.store.add_cooldown_ms(cid, ms)

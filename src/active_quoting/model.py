@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 BUY, SELL = "BUY", "SELL"
 
@@ -66,3 +67,15 @@ class OrderIntent:
     size: int  # micro-shares
     quote: str  # BID / ASK
     quote_price: int  # Up terms
+
+
+class PendingOrder(NamedTuple):
+    """One of our live orders as the limits see it (token terms): what it still commits."""
+
+    token: str
+    side: str  # BUY / SELL
+    price: int
+    remaining: int  # micro-shares
+
+
+Pending = dict[str, list[PendingOrder]]  # market -> our live orders there

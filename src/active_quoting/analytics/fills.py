@@ -74,6 +74,7 @@ class FillAnalytics:
         # Fills counted by this process: key -> tracker index (per token) of the fill.
         self._index: dict[tuple[str, str], int] = {}
         self._failed: dict[str, set[int]] = {}  # token -> tracker indices of fills taken back out
+        self._taken: dict[str, tuple[int, int]] = {}  # token -> (first fill not fully taken, values taken of it)
         self._forgotten: OrderedDict[str, None] = OrderedDict()  # markets and tokens
         # Per token, the (trade id, order id) of each tracker fill index, to store markouts by fill.
         self.fill_keys: dict[str, list[tuple[str, str]]] = {}
@@ -183,6 +184,7 @@ class FillAnalytics:
         gone = [market]
         for token in tokens:
             self._trackers.pop(token, None)
+            self._taken.pop(token, None)
             gone.append(token)
         if st is not None:
             for key in st.keys:
@@ -190,6 +192,7 @@ class FillAnalytics:
                 self._index.pop(key, None)
             for token in st.tokens:
                 self._trackers.pop(token, None)
+                self._taken.pop(token, None)
                 self.fill_keys.pop(token, None)
                 self._failed.pop(token, None)
                 gone.append(token)
@@ -294,6 +297,35 @@ class FillAnalytics:
 
     def markets(self) -> list[str]:
         return list(self._markets)
+
+    def take_resolved(self) -> list[tuple[str, str, int, int]]:
+        """The markouts resolved since the last call: (trade id, order id, horizon seconds,
+        markout in half price units; horizon 0 is the edge at the fill), each once - persisted
+        as they resolve, so a kill -9 loses at most one call's worth. Horizons resolve in time
+        order, and so do the fills of a token: a cursor per token skips the finished ones."""
+        out: list[tuple[str, str, int, int]] = []
+        for token, tracker in self._trackers.items():
+            keys = self.fill_keys.get(token, [])
+            count = min(tracker.fill_count, len(keys))  # type: ignore[attr-defined]
+            failed = self._failed.get(token, ())
+            first, done = self._taken.get(token, (0, 0))  # first unfinished fill, its values taken
+            i = first
+            while i < count:
+                values = [tracker.at_fill(i)] + [tracker.markout(i, h) for h in range(len(self.horizons_s))]  # type: ignore[attr-defined]
+                horizons = (0, *self.horizons_s)
+                start = done if i == first else 0
+                j = start
+                while j < len(values) and values[j] != core.PENDING:
+                    if values[j] != core.UNAVAILABLE and i not in failed:
+                        out.append((keys[i][0], keys[i][1], horizons[j], values[j]))
+                    j += 1
+                if j < len(values):  # this fill waits for later horizons, and so do the ones after it
+                    self._taken[token] = (i, j)
+                    break
+                i += 1
+            else:
+                self._taken[token] = (count, 0)
+        return out
 
     def resolved_markouts(self):  # type: ignore[no-untyped-def]
         """(trade id, order id, horizon seconds, markout in half price units) for every resolved

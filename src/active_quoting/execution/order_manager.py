@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from active_quoting import core
 from active_quoting.clock import SYSTEM, Clock
-from active_quoting.model import ASK, BID, BUY, SELL, OrderIntent, up_terms
+from active_quoting.model import ASK, BID, BUY, SELL, OrderIntent, Pending, up_terms
 from active_quoting.observability.metrics import Metrics
 from active_quoting.store.journal import Journal
 from active_quoting.store.sqlite import Store
@@ -232,8 +232,8 @@ class OrderManager:
             return Resting()
         return Resting(mine[0].quote_price, sum(x.remaining for x in mine))
 
-    def pending(self) -> dict[str, list[tuple[str, str, int, int]]]:
-        out: dict[str, list[tuple[str, str, int, int]]] = {}
+    def pending(self) -> Pending:
+        out: Pending = {}
         for o in self._iter_live(None):
             out.setdefault(o.market, []).append((o.token, o.side, o.price, o.remaining))
         return out

@@ -32,7 +32,19 @@ from decimal import Decimal
 from fractions import Fraction
 
 from active_quoting import core
-from active_quoting.model import BUY, CONFIRMED, FAILED, MATCHED, MINED, RETRYING, SELL, STATUSES, Fill
+from active_quoting.model import (
+    BUY,
+    CONFIRMED,
+    FAILED,
+    MATCHED,
+    MINED,
+    RETRYING,
+    SELL,
+    STATUSES,
+    Fill,
+    Pending,
+    PendingOrder,
+)  # fmt: skip
 from active_quoting.strategy.config import InventoryConfig
 
 __all__ = ["BUY", "SELL", "MATCHED", "MINED", "CONFIRMED", "RETRYING", "FAILED", "STATUSES", "Fill", "InventoryManager"]
@@ -45,7 +57,7 @@ UNITS_PER_USDC = core.PRICE_SCALE * SHARE  # 1e10: price unit x micro-share unit
 SETTLED = (MINED, CONFIRMED)  # the venue has delivered what the trade bought
 FORGOTTEN_KEPT = 4096  # pruned market ids remembered, so a late message for one is not an error
 
-Pending = list[tuple[str, str, int, int]] | tuple[()]
+MarketPending = list[PendingOrder] | tuple[()]  # one market's live orders
 
 
 class InventoryError(ValueError):
@@ -309,7 +321,7 @@ class InventoryManager:
             m.cost_units = -(-cost.numerator * UNITS_PER_USDC // cost.denominator)
         return m.cost_units
 
-    def _liability_of(self, m: _Market, pending: Pending) -> int:
+    def _liability_of(self, m: _Market, pending: MarketPending) -> int:
         up, down = m.positions[m.up].shares, m.positions[m.down].shares
         cost = self._cost_units(m)
         for token, side, price, size in pending:
@@ -324,21 +336,21 @@ class InventoryManager:
             cost += price * size  # price unit x micro-share = 1e-10 USDC
         return max(0, cost - min(up, down) * core.PRICE_SCALE)
 
-    def _liability_units(self, market: str, pending: Pending = ()) -> int:
+    def _liability_units(self, market: str, pending: MarketPending = ()) -> int:
         m = self._market(market)
         if not pending:
             self._refresh_total()
             return m.liability_units if m.liability_units is not None else self._liability_of(m, ())
         return self._liability_of(m, pending)
 
-    def liability(self, market: str, pending: Pending = ()) -> Fraction:
+    def liability(self, market: str, pending: MarketPending = ()) -> Fraction:
         """Worst-case loss (USDC), as if every pending BUY (token, side, price, size) filled."""
         return Fraction(self._liability_units(market, pending), UNITS_PER_USDC)
 
-    def total_liability(self, pending: dict[str, list[tuple[str, str, int, int]]] | None = None) -> Fraction:
+    def total_liability(self, pending: Pending | None = None) -> Fraction:
         return Fraction(self._total_units(pending or {}), UNITS_PER_USDC)
 
-    def _total_units(self, pending: dict[str, list[tuple[str, str, int, int]]]) -> int:
+    def _total_units(self, pending: Pending) -> int:
         """Summed liability of the live markets, pending orders included: the settled part is
         kept current incrementally, only markets with pending orders are recomputed."""
         self._refresh_total()
@@ -374,7 +386,7 @@ class InventoryManager:
     def rooms(
         self,
         market: str,
-        pending: dict[str, list[tuple[str, str, int, int]]] | None = None,
+        pending: Pending | None = None,
         multiplier_pct: int = 100,
     ) -> tuple[int, int, int, int]:
         """(bid_room, ask_room, bid_room_usdc, ask_room_usdc) for the quote engine, Up-terms.

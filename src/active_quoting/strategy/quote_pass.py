@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from active_quoting import core
 from active_quoting.discovery import WindowInfo
 from active_quoting.execution.order_manager import OrderManager
-from active_quoting.model import ASK, BID, SELL, OrderIntent
+from active_quoting.model import ASK, BID, SELL, OrderIntent, Pending, PendingOrder
 from active_quoting.strategy.config import Config
 from active_quoting.strategy.inventory import InventoryManager
 from active_quoting.strategy.momentum import MomentumDetector
@@ -32,7 +32,7 @@ class MarketView:
     book: Any  # the Up token's core.Book when readable, else None
     resting_bid: Resting
     resting_ask: Resting
-    pending: dict[str, list[tuple[str, str, int, int]]]  # every market's live orders (liability rooms)
+    pending: Pending  # every market's live orders (liability rooms)
     now_ms: int
     reserved: tuple[int, int] = (0, 0)  # Up and Down shares our live SELLs of this market still hold
 
@@ -105,7 +105,7 @@ class QuotePass:
         cancelled."""
         self.passes += 1
         now_ms = int(now * 1000)
-        pending: dict[str, list[tuple[str, str, int, int]]] | None = None
+        pending: Pending | None = None
         decided = []
         for cid in markets:
             w = self.windows.get(cid)
@@ -140,6 +140,6 @@ class QuotePass:
                     down_held += remaining
         return up_held, down_held
 
-    def pending_of(self, cid: str) -> list[tuple[str, str, int, int]]:
-        return [(o.token, o.side, o.price, o.remaining) for o in self.orders.live(cid)]
+    def pending_of(self, cid: str) -> list[PendingOrder]:
+        return [PendingOrder(o.token, o.side, o.price, o.remaining) for o in self.orders.live(cid)]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from active_quoting import core
-from active_quoting.model import ASK, BID, BUY, SELL, OrderIntent
+from active_quoting.model import ASK, BID, BUY, SELL, OrderIntent, Pending
 from active_quoting.strategy.config import Config
 from active_quoting.strategy.inventory import SHARE, InventoryManager
 from active_quoting.strategy.momentum import MomentumDetector
@@ -89,7 +89,7 @@ class MarketQuoter:
         now_ms: int,
         resting_bid: Resting = Resting(),
         resting_ask: Resting = Resting(),
-        pending: dict[str, list[tuple[str, str, int, int]]] | None = None,
+        pending: Pending | None = None,
         min_size: int | None = None,
     ) -> MarketDecision:
         mult = self.risk.multiplier_pct(market)
