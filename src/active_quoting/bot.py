@@ -37,7 +37,7 @@ from active_quoting.clock import SYSTEM, Clock
 from active_quoting.discovery import Discovery
 from active_quoting.execution.order_manager import OrderManager
 from active_quoting.execution.scheduler import PassScheduler
-from active_quoting.fill_intake import FillIntake, window_from_market_record
+from active_quoting.fill_intake import FillIntake
 from active_quoting.model import BUY, OrderIntent, up_terms
 from active_quoting.observability.metrics import Metrics
 from active_quoting.options import RunOptions
@@ -51,6 +51,7 @@ from active_quoting.strategy.quote_pass import QuotePass, make_strategy
 from active_quoting.strategy.risk import RiskManager
 from active_quoting.venue.market_codec import LastTradePriceEvent, MarketResolvedEvent
 from active_quoting.venue.market_data import MarketData
+from active_quoting.venue.records import market_winner, window_from_market_record
 from active_quoting.venue.rest import RestClient
 from active_quoting.venue.signing import ApiCredentials, OrderSigner
 from active_quoting.venue.user_codec import FillUpdate, OrderUpdate
@@ -206,19 +207,19 @@ class Bot:
             # what the store already holds of it counts first (a later run finding the same
             # trades again must not count them twice)
             self.fills.restore(f for f in self.store.fills() if f.market == cid)
-            self._check_resolution(record)
+            self._check_resolution(cid, record)
 
-    def _check_resolution(self, record: dict[str, Any]) -> None:
-        winners = [str(t["token_id"]) for t in record.get("tokens", []) if t.get("winner")]
-        if winners:
-            self.windows.resolve(str(record.get("condition_id", "")), winners[0])
+    def _check_resolution(self, cid: str, record: dict[str, Any]) -> None:
+        winner = market_winner(record)
+        if winner:
+            self.windows.resolve(cid, winner)
 
     async def _lookup_resolutions(self) -> None:
         """Windows that ended without a ``market_resolved`` seen (the event is not reliable,
         and the bot may have been down): ask the venue for the winner."""
         for w in self.windows.due_lookups(self.clock.time()):
             try:
-                self._check_resolution(await self.rest.market(w.cid))
+                self._check_resolution(w.cid, await self.rest.market(w.cid))
             except Exception as exc:  # noqa: BLE001 - asked again later
                 _log.warning("resolution lookup for %s failed: %s", w.info.slug, exc)
 

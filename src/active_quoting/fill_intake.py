@@ -18,7 +18,6 @@ import msgspec
 
 from active_quoting import core
 from active_quoting.clock import Clock
-from active_quoting.discovery import WindowInfo
 from active_quoting.errors import UnitsError
 from active_quoting.model import CONFIRMED, FAILED, FINAL_STATUSES, MATCHED, MINED, RETRYING, Fill
 from active_quoting.strategy.inventory import InventoryError
@@ -147,24 +146,3 @@ def _moves_forward(previous: str, new: str) -> bool:
     if previous in FINAL_STATUSES:
         return False
     return _STEP.get(new, 0) >= _STEP.get(previous, 0)
-
-
-def window_from_market_record(record: dict[str, Any], now: float) -> WindowInfo | None:
-    """A window we no longer knew, from the venue's ``GET /markets/{condition_id}``: enough to
-    account its fills and learn its winner (it is never quoted)."""
-    from fractions import Fraction
-
-    tokens = record.get("tokens") or []
-    by_outcome = {str(t.get("outcome", "")).lower(): str(t.get("token_id", "")) for t in tokens}
-    if not by_outcome.get("up") or not by_outcome.get("down"):
-        tokens_ids = [str(t.get("token_id", "")) for t in tokens]
-        if len(tokens_ids) != 2 or not all(tokens_ids):
-            return None
-        by_outcome = {"up": tokens_ids[0], "down": tokens_ids[1]}
-    cid = str(record.get("condition_id", ""))
-    slug = str(record.get("market_slug") or cid[:18])
-    return WindowInfo(
-        asset=slug.split("-", 1)[0], slug=slug, condition_id=cid, up=by_outcome["up"], down=by_outcome["down"],
-        start=int(now), end=int(now), tick=core.DEFAULT_TICK, min_size=5_000_000, fee_rate=Fraction(0),
-        fee_exponent=1, rebate_share=Fraction(0), closed=True,
-    )  # fmt: skip

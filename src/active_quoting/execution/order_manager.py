@@ -37,6 +37,7 @@ from active_quoting.store.sqlite import Store
 from active_quoting.strategy.quoting import MarketDecision, Resting
 from active_quoting.venue.errors import VenueError
 from active_quoting.venue.orders import build_order, encode, order_body
+from active_quoting.venue.records import VenueOrder, open_order
 from active_quoting.venue.rest import RestClient
 from active_quoting.venue.signing import OrderSigner, SignedOrder, SigningError
 from active_quoting.venue.user_codec import CANCELED, INVALID, MATCHED_ORDER, OrderUpdate
@@ -643,10 +644,19 @@ class OrderManager:
         (they are ours: same API key). Then re-send the cancels that are due."""
         started = next(self._seq)
         try:
-            venue = {o["id"]: o for o in await self.rest.open_orders()}
+            rows = await self.rest.open_orders()
         except VenueError as err:
             self.on_error(err.kind)
             return
+        venue: dict[str, VenueOrder] = {}
+        for row in rows:
+            try:
+                o = open_order(row)
+            except (KeyError, ValueError) as exc:  # UnitsError is a ValueError
+                self.counts["bad_listing_rows"] += 1
+                _log.warning("unusable /data/orders row %s: %s", row.get("id"), exc)
+                continue
+            venue[o.order_id] = o
         for t in self.live():
             if t.order_id in venue:
                 if t.status in ("UNKNOWN", "SENT"):
@@ -661,8 +671,7 @@ class OrderManager:
                 # but the venue holds it: it is live and ours to manage again; if we had asked
                 # for it to go, the cancel is re-sent now.
                 known.known_seq = next(self._seq)
-                self._set(known, "CANCELING" if known.cancel_requested else "LIVE",
-                          core.parse_size(o.get("size_matched") or "0"), "held by the venue")  # fmt: skip
+                self._set(known, "CANCELING" if known.cancel_requested else "LIVE", o.matched, "held by the venue")
                 if known.cancel_requested:
                     known.cancel_due = self.clock.monotonic()
                 self.counts["revived"] += 1
@@ -670,13 +679,10 @@ class OrderManager:
             elif known is None and not self.adopt_unknown:
                 self.counts["foreign_seen"] += 1  # another tool's order on a shared account
             elif known is None:
-                m = self.markets.get(o.get("market", ""))
+                m = self.markets.get(o.market)
                 if m is None:
                     continue
-                t = _venue_order(
-                    m, oid, o["asset_id"], o["side"], core.parse_price(o["price"]),
-                    core.parse_size(o["original_size"]), "LIVE", core.parse_size(o.get("size_matched") or "0"),
-                )  # fmt: skip
+                t = _venue_order(m, oid, o.token, o.side, o.price, o.size, "LIVE", o.matched)
                 t.known_seq = next(self._seq)
                 self.orders[oid] = t
                 self._live.setdefault(t.market, {})[oid] = t
