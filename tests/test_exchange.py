@@ -178,7 +178,7 @@ async def test_faults_restart_post_only_rate_limit_errors_and_held_answers(ex):
         await asyncio.sleep(s / 10)
 
     rest = RestClient(ex.clob_url, maker, await derive(ex, MAKER_KEY), timeout=0.5, sleep=fast_sleep)
-    ex.faults.start_restart(restart_s=0.2, post_only_s=30)
+    ex.faults.start_restart(ex.clock.monotonic(), restart_s=0.2, post_only_s=30)
     (r,) = await rest.post_orders([build_order(maker, UP, 0, 4000, 10 * SH, 100)])
     assert r.accepted and slept  # 425s backed off, then accepted (post-only is allowed)
     (r,) = await rest.post_orders([build_order(maker, UP, 0, 4100, 10 * SH, 100)], post_only=False)

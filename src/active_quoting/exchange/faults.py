@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,8 +39,8 @@ class Faults:
     slow_gamma_s: float = 0.0  # every Gamma answer waits this long (discovery stuck)
     slow_data_s: float = 0.0  # every /data/orders and /data/trades answer waits this long (reconciliation stuck)
 
-    def start_restart(self, restart_s: float = 90.0, post_only_s: float = 120.0) -> None:
-        now = time.monotonic()
+    def start_restart(self, now: float, restart_s: float = 90.0, post_only_s: float = 120.0) -> None:
+        """From ``now`` (the exchange clock's monotonic time): 425 for restart_s, then post-only."""
         self.restart_until = now + restart_s
         self.post_only_until = now + restart_s + post_only_s
 
@@ -65,9 +64,9 @@ def load_scenario(ex: Any, path: str | Path) -> list[tuple[float, str, dict[str,
 
 
 async def run_scenario(ex: Any, steps: list[tuple[float, str, dict[str, Any]]]) -> None:
-    start = time.monotonic()
+    start = ex.clock.monotonic()
     for at, name, args in steps:
-        await asyncio.sleep(max(0.0, start + at - time.monotonic()))
+        await ex.clock.sleep(max(0.0, start + at - ex.clock.monotonic()))
         _log.warning("scenario: %s %s", name, args)
         result = FAULTS[name](ex, **args)
         if asyncio.iscoroutine(result):
@@ -81,7 +80,9 @@ FAULTS: dict[str, Callable[..., Any]] = {
     "delay_user": lambda ex, ms=500: setattr(ex.faults, "delay_user_ms", ms),
     "reorder_user": lambda ex, on=True: setattr(ex.faults, "reorder_user", on),
     "duplicate_user_trades": lambda ex, on=True: setattr(ex.faults, "duplicate_user_trades", on),
-    "engine_restart": lambda ex, restart_s=90.0, post_only_s=120.0: ex.faults.start_restart(restart_s, post_only_s),
+    "engine_restart": lambda ex, restart_s=90.0, post_only_s=120.0: ex.faults.start_restart(
+        ex.clock.monotonic(), restart_s, post_only_s
+    ),
     "rate_limit_burst": lambda ex, count=10: setattr(ex.faults, "rate_limit_next", count),
     "server_errors": lambda ex, share=0.2: setattr(ex.faults, "server_error_share", share),
     "timeout_after_place": lambda ex, count=1, hold_seconds=10.0: (

@@ -187,7 +187,7 @@ class MarketFlow:
 
     def _submit(self, order: Order) -> None:
         try:
-            self.ex._publish(self.ex.engine.place(order, int(time.time() * 1000)))
+            self.ex._publish(self.ex.engine.place(order, self.ex.clock.ms()))
         except EngineError:
             pass  # a background order the book refuses (e.g. would cross after a move): skip it
 
@@ -263,15 +263,15 @@ class MarketFlow:
                 self.takers(w, now, dt)
 
     async def run(self) -> None:
-        last = time.time()
+        last = self.ex.clock.time()
         while True:
-            now = time.time()
+            now = self.ex.clock.time()
             self.step(now, max(0.0, now - last))
             last = now
-            await asyncio.sleep(self.cfg.step_ms / 1000)
+            await self.ex.clock.sleep(self.cfg.step_ms / 1000)
 
     def start(self) -> None:
-        self.step(time.time(), 0.0)
+        self.step(self.ex.clock.time(), 0.0)
         self._task = asyncio.get_running_loop().create_task(self.run(), name="aq-exchange-flow")
 
     async def stop(self) -> None:

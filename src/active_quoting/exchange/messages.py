@@ -4,7 +4,6 @@ pure functions of the engine's markets, orders and trades."""
 from __future__ import annotations
 
 import hashlib
-import time
 from fractions import Fraction
 from typing import Any
 
@@ -12,14 +11,14 @@ from active_quoting import core
 from active_quoting.exchange.engine import ASK, BID, SCALE, Market, Order, Trade
 
 
-def book_msg(m: Market, token: str) -> dict[str, Any]:
+def book_msg(m: Market, token: str, now_ms: int) -> dict[str, Any]:
     """A ``book`` snapshot of one token as the market channel sends it."""
     bids, asks = m.token_view(token)
     last = m.last_trade if token == m.up else (SCALE - m.last_trade if m.last_trade else 0)
     return {
         "market": m.condition_id,
         "asset_id": token,
-        "timestamp": str(int(time.time() * 1000)),
+        "timestamp": str(now_ms),
         "hash": m.next_hash(),
         "bids": [{"price": core.format_price(p), "size": core.format_size(q)} for p, q in bids],
         "asks": [{"price": core.format_price(p), "size": core.format_size(q)} for p, q in asks],
@@ -43,7 +42,7 @@ def top(m: Market, token: str) -> tuple[str, str]:
     )
 
 
-def trade_msg(m: Market, trade: Trade, recipient_key: str) -> dict[str, Any]:
+def trade_msg(m: Market, trade: Trade, recipient_key: str, now_ms: int) -> dict[str, Any]:
     """A user-channel ``trade`` as ``recipient_key`` sees it (all makers listed, as the venue does)."""
     taker = trade.taker
     makers = [
@@ -66,7 +65,7 @@ def trade_msg(m: Market, trade: Trade, recipient_key: str) -> dict[str, Any]:
         "event_type": "trade",
         "fee_rate_bps": "0",
         "id": trade.id,
-        "last_update": str(int(time.time())),
+        "last_update": str(now_ms // 1000),
         "maker_address": taker.account,
         "maker_orders": makers,
         "market": trade.market,
@@ -78,7 +77,7 @@ def trade_msg(m: Market, trade: Trade, recipient_key: str) -> dict[str, Any]:
         "size": core.format_size(trade.size),
         "status": trade.status,
         "taker_order_id": taker.id,
-        "timestamp": str(int(time.time() * 1000)),
+        "timestamp": str(now_ms),
         "trade_owner": taker.owner,
         "trader_side": "TAKER" if recipient_key == taker.owner else "MAKER",
         "transaction_hash": "0x" + hashlib.sha256(trade.id.encode()).hexdigest(),

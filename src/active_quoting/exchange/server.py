@@ -29,6 +29,7 @@ from aiohttp import WSMsgType, web
 
 from active_quoting import core
 from active_quoting.aio import TaskSet
+from active_quoting.clock import SYSTEM, Clock
 from active_quoting.exchange import messages
 from active_quoting.exchange.engine import ASK, BID, BUY, SCALE, SELL, Engine, EngineError, Market, Order, Result, Trade
 from active_quoting.exchange.faults import Faults
@@ -68,12 +69,13 @@ class ExchangeConfig:
 
 
 class _Bucket:
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst, self.tokens, self.stamp = rate, burst, burst, time.monotonic()
+    def __init__(self, rate: float, burst: float, clock: Clock) -> None:
+        self.clock = clock
+        self.rate, self.burst, self.tokens, self.stamp = rate, burst, burst, clock.monotonic()
 
     def take(self, n: float) -> float:
         """Take ``n`` tokens; 0.0 when admitted, else the seconds to wait (all-or-nothing)."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens >= n:
@@ -120,8 +122,9 @@ def _offset(cursor: str) -> int:
 
 
 class Exchange:
-    def __init__(self, config: ExchangeConfig | None = None) -> None:
+    def __init__(self, config: ExchangeConfig | None = None, clock: Clock = SYSTEM) -> None:
         self.cfg = config or ExchangeConfig()
+        self.clock = clock
         self.engine = Engine()
         self.faults = Faults()
         self.rng = random.Random(self.cfg.seed)
@@ -209,15 +212,15 @@ class Exchange:
 
     async def _housekeeping(self) -> None:
         while True:
-            await asyncio.sleep(0.5)
-            now = time.monotonic()
+            await self.clock.sleep(0.5)
+            now = self.clock.monotonic()
             for address, (_hb, last) in list(self.heartbeats.items()):
                 if now - last > HEARTBEAT_TIMEOUT_S:
                     _log.info("heartbeat missed by %s: cancelling all its orders", address)
                     del self.heartbeats[address]
                     for o in self.engine.live_orders(account=address):
                         self._publish(self.engine.cancel(o.id, reason="heartbeat expired")[2])
-            self._publish(self.engine.expire(int(time.time() * 1000)))
+            self._publish(self.engine.expire(self.clock.ms()))
 
     # -- markets ------------------------------------------------------------------------
 
@@ -227,7 +230,7 @@ class Exchange:
             self.gamma_markets.append(gamma)
         if self._record:
             self._record.write(
-                orjson.dumps([messages.book_msg(market, market.up), messages.book_msg(market, market.down)]) + b"\n"
+                orjson.dumps([messages.book_msg(market, t, self.clock.ms()) for t in (market.up, market.down)]) + b"\n"
             )
 
     def resolve_market(self, condition_id: str, winner: str) -> None:
@@ -240,7 +243,7 @@ class Exchange:
             "assets_ids": [m.up, m.down],
             "winning_asset_id": winner,
             "winning_outcome": "Up" if winner == m.up else "Down",
-            "timestamp": str(int(time.time() * 1000)),
+            "timestamp": str(self.clock.ms()),
         }
         self._broadcast_market(None, msg)
 
@@ -257,7 +260,7 @@ class Exchange:
             "clob_token_ids": [market.up, market.down],
             "active": True,
             "order_price_min_tick_size": core.format_price(market.tick),
-            "timestamp": str(int(time.time() * 1000)),
+            "timestamp": str(self.clock.ms()),
         }
         self._broadcast_market(None, msg)
 
@@ -284,7 +287,7 @@ class Exchange:
                 self._send(ws, frame)
 
     def _publish(self, result: Result) -> None:
-        now = str(int(time.time() * 1000))
+        now = str(self.clock.ms())
         by_market: dict[str, list[Any]] = {}
         for ch in result.changes:
             by_market.setdefault(ch.market, []).append(ch)
@@ -361,7 +364,7 @@ class Exchange:
                     "market": condition_id,
                     "old_tick_size": core.format_price(old),
                     "new_tick_size": core.format_price(tick),
-                    "timestamp": str(int(time.time() * 1000)),
+                    "timestamp": str(self.clock.ms()),
                 },
             )
 
@@ -409,7 +412,8 @@ class Exchange:
         owners = {trade.taker.owner} | {mf.order.owner for mf in trade.makers}
         for ws, (key, markets) in list(self.user_sockets.items()):
             if key.key in owners and (not markets or trade.market in markets):
-                frame = orjson.dumps(messages.trade_msg(self.engine.markets[trade.market], trade, key.key))
+                msg = messages.trade_msg(self.engine.markets[trade.market], trade, key.key, self.clock.ms())
+                frame = orjson.dumps(msg)
                 self._user_send(ws, frame)
                 if self.faults.duplicate_user_trades:
                     self.faults.duplicated += 1
@@ -440,7 +444,7 @@ class Exchange:
             "side": order.side,
             "size_matched": core.format_size(order.matched),
             "status": status,
-            "timestamp": str(int(time.time() * 1000)),
+            "timestamp": str(self.clock.ms()),
             "type": kind,
         }
         frame = orjson.dumps(msg)
@@ -511,7 +515,9 @@ class Exchange:
     def _limit(self, key: ApiKey, kind: int, cost: float) -> web.Response | None:
         buckets = self.buckets.get(key.address)
         if buckets is None:
-            buckets = self.buckets[key.address] = (_Bucket(*self.cfg.order_rate), _Bucket(*self.cfg.cancel_rate))
+            buckets = self.buckets[key.address] = (
+                _Bucket(*self.cfg.order_rate, self.clock), _Bucket(*self.cfg.cancel_rate, self.clock)
+            )
         wait = buckets[kind].take(cost)
         if wait:
             return _json({"error": "rate limit exceeded"}, 429, {"Retry-After": f"{max(1, round(wait))}"})
@@ -521,7 +527,7 @@ class Exchange:
         if self.faults.http_status_queue:
             status, body, headers = self.faults.http_status_queue.popleft()
             return _json(body, status, headers)
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if order_endpoint and now < self.faults.restart_until:
             return _err("Too Early: the matching engine is restarting", 425)
         if order_endpoint and not post_only and now < self.faults.post_only_until:
@@ -558,7 +564,7 @@ class Exchange:
         return m
 
     async def h_time(self, request: web.Request) -> web.Response:
-        return web.Response(text=str(int(time.time())))
+        return web.Response(text=str(int(self.clock.time())))
 
     async def h_ok(self, request: web.Request) -> web.Response:
         return _json("OK")
@@ -568,7 +574,7 @@ class Exchange:
 
     def _rest_book(self, token: str) -> dict[str, Any]:
         m = self._market_of(token)
-        msg = messages.book_msg(m, token)
+        msg = messages.book_msg(m, token, self.clock.ms())
         msg.pop("event_type")
         msg.update(min_order_size=core.format_size(m.min_size), neg_risk=False)
         return msg
@@ -702,7 +708,7 @@ class Exchange:
             order = self._parse_order(entry, key)
             if self.faults.server_error_share and self.rng.random() < self.faults.server_error_share:
                 return {"_status": 500, "error": "could not run the execution"}
-            result = self.engine.place(order, int(time.time() * 1000))
+            result = self.engine.place(order, self.clock.ms())
         except EngineError as exc:
             return {"success": False, "orderID": "", "status": "", "errorMsg": exc.message, "_code": exc.code}
         self._publish(result)
@@ -762,7 +768,7 @@ class Exchange:
     async def _maybe_hold(self) -> None:
         if self.faults.timeout_after_place > 0:
             self.faults.timeout_after_place -= 1
-            await asyncio.sleep(self.faults.hold_seconds)
+            await self.clock.sleep(self.faults.hold_seconds)
 
     def _cancel_ids(self, key: ApiKey, ids: list[str]) -> dict[str, Any]:
         canceled, not_canceled = [], {}
@@ -837,7 +843,7 @@ class Exchange:
         key = await self._l2(request, b"")
         q = request.query
         rows = [
-            messages.trade_msg(self.engine.markets[t.market], t, key.key)
+            messages.trade_msg(self.engine.markets[t.market], t, key.key, self.clock.ms())
             for t in self.engine.trades
             if (t.taker.owner == key.key or any(mf.order.owner == key.key for mf in t.makers))
             and (not q.get("market") or t.market == q["market"])
@@ -856,7 +862,7 @@ class Exchange:
         if current is not None and sent != current[0]:
             return _err("Invalid Heartbeat ID", 400, heartbeat_id=current[0])
         hb = str(uuid.UUID(int=self.rng.getrandbits(128)))
-        self.heartbeats[key.address] = (hb, time.monotonic())
+        self.heartbeats[key.address] = (hb, self.clock.monotonic())
         return _json({"heartbeat_id": hb})
 
     # -- WebSockets ---------------------------------------------------------------------
@@ -892,7 +898,8 @@ class Exchange:
         subs.update(assets)
         if msg.get("custom_feature_enabled"):
             self.custom_feature.add(ws)
-        books = [messages.book_msg(self.engine.by_token[a], a) for a in assets if a in self.engine.by_token]
+        now_ms = self.clock.ms()
+        books = [messages.book_msg(self.engine.by_token[a], a, now_ms) for a in assets if a in self.engine.by_token]
         if not self.faults.freeze_market:
             self._send(ws, orjson.dumps(books))
 
@@ -932,7 +939,7 @@ class Exchange:
 
     async def _slow(self, seconds: float) -> None:
         if seconds > 0:
-            await asyncio.sleep(seconds)
+            await self.clock.sleep(seconds)
 
     # -- Gamma --------------------------------------------------------------------------
 
