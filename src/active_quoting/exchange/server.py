@@ -48,6 +48,7 @@ async def _send_text(ws: web.WebSocketResponse, text: str) -> None:
 HEARTBEAT_TIMEOUT_S = 15.0  # 10 s plus the 5 s buffer
 CUSTOM_FEATURE_EVENTS = frozenset({"best_bid_ask", "new_market", "market_resolved"})
 END_CURSOR = "LTE="
+DEFAULT_CLIENT_UAS = ("python", "aiohttp", "curl", "go-http-client", "okhttp", "java")
 
 
 @dataclass
@@ -66,6 +67,7 @@ class ExchangeConfig:
     page_size: int = 100
     seed: int = 1
     record: str | None = None  # file receiving every frame the exchange sends
+    gamma_refuse_default_ua: bool = False  # Cloudflare's 403 to Python-urllib/aiohttp/requests user-agents
 
 
 class _Bucket:
@@ -136,6 +138,7 @@ class Exchange:
         self.custom_feature: set[web.WebSocketResponse] = set()
         self.user_sockets: dict[web.WebSocketResponse, tuple[ApiKey, set[str]]] = {}
         self.sent_frames = 0
+        self.gamma_refused = 0  # Gamma requests refused for their user-agent
         self._record = open(self.cfg.record, "ab") if self.cfg.record else None  # noqa: SIM115 - closed in stop()
         self._runners: list[web.AppRunner] = []
         self._tasks = TaskSet(_log)
@@ -963,12 +966,25 @@ class Exchange:
 
     async def g_markets(self, request: web.Request) -> web.Response:
         await self._slow(self.faults.slow_gamma_s)
+        refused = self._cloudflare(request)
+        if refused:
+            return refused
         slugs = request.query.getall("slug", [])
         rows = [g for g in self.gamma_markets if not slugs or g["slug"] in slugs]
-        closed = request.query.get("closed")
-        if closed is not None:
-            rows = [g for g in rows if g["closed"] == (closed == "true")]
+        # As Gamma since 2026-04-09: closed defaults to false, closed markets silently omitted.
+        want_closed = request.query.get("closed", "false") == "true"
+        rows = [g for g in rows if bool(g.get("closed")) == want_closed]
         return _json(rows)
+
+    def _cloudflare(self, request: web.Request) -> web.Response | None:
+        """Gamma sits behind Cloudflare, which answers 403 to default client user-agents."""
+        if not self.cfg.gamma_refuse_default_ua:
+            return None
+        ua = request.headers.get("User-Agent", "").lower()
+        if not ua or any(ua.startswith(p) for p in DEFAULT_CLIENT_UAS):
+            self.gamma_refused += 1
+            return web.Response(status=403, text="error code: 1010", content_type="text/plain")
+        return None
 
     async def g_keyset(self, request: web.Request) -> web.Response:
         await self._slow(self.faults.slow_gamma_s)
