@@ -2,10 +2,17 @@
 that does not depend on the order precomputed.
 
 Order version 2 is the venue's current format (domain version "2", no taker/nonce/feeRateBps,
-adds timestamp/metadata/builder); version 1 is the design document's format (kept because the
-design asks for it; the venue refuses it since 2026-04-28). Signatures are byte-identical to
-``py-clob-client-v2``'s for the same order struct; the struct hash's EIP-712 digest is the
-venue's ``orderID``, so it is known before the order is sent.
+adds timestamp/metadata/builder); version 3 is the same struct signed for ExchangeV3 (domain
+version "3"), which Protocol-V2 markets (Gamma ``version: "v2"``, ``positionIds``) need; version
+1 is the design document's format (kept because the design asks for it; the venue refuses it
+since 2026-04-28). Signatures are byte-identical to ``py-clob-client-v2``'s for the same order
+struct; the struct hash's EIP-712 digest is the venue's ``orderID``, so it is known before the
+order is sent.
+
+Signature type 3 (POLY_1271, deposit wallets): the order's maker and signer are the deposit
+wallet, and the signature is the ERC-7739 ``TypedDataSign`` wrapper the wallet's ERC-1271 check
+unpacks: the key's signature over the nested digest, then the app domain separator, the order's
+struct hash, the order type string and its length.
 
 The private key never leaves :class:`OrderSigner`: it is not in its repr, and nothing here
 prints or logs it.
@@ -37,6 +44,7 @@ class Contracts:
     neg_risk_exchange_v1: str
     exchange_v2: str
     neg_risk_exchange_v2: str
+    exchange_v3: str  # Protocol V2 (one exchange: no neg-risk variant)
 
 
 CONTRACTS = {
@@ -45,12 +53,14 @@ CONTRACTS = {
         neg_risk_exchange_v1="0xC5d563A36AE78145C45a50134d48A1215220f80a",
         exchange_v2="0xE111180000d2663C0091e4f400237545B87B996B",
         neg_risk_exchange_v2="0xe2222d279d744050d28e00520010520000310F59",
+        exchange_v3="0xe3333700cA9d93003F00f0F71f8515005F6c00Aa",
     ),
     80002: Contracts(
         exchange_v1="0xdFE02Eb6733538f8Ea35D585af8DE5958AD99E40",
         neg_risk_exchange_v1="0xC5d563A36AE78145C45a50134d48A1215220f80a",
         exchange_v2="0xE111180000d2663C0091e4f400237545B87B996B",
         neg_risk_exchange_v2="0xe2222d279d744050d28e00520010520000310F59",
+        exchange_v3="0x9fE6e61422AdB6F610d8597F9684b16912D50C3D",
     ),
 }
 
@@ -67,9 +77,19 @@ DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,address v
 CLOB_AUTH_DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId)"
 CLOB_AUTH_TYPE = "ClobAuth(address address,string timestamp,uint256 nonce,string message)"
 CLOB_AUTH_MESSAGE = "This message attests that I control the given wallet"
+# ERC-7739 nested typed data (Solady): the wallet's own domain is DepositWallet v1, with the
+# wallet as verifyingContract and a zero salt.
+TYPED_DATA_SIGN_TYPE = (
+    "TypedDataSign(Order contents,string name,string version,uint256 chainId,address verifyingContract,bytes32 salt)"
+    + ORDER_TYPE_V2
+)
+DEPOSIT_WALLET_NAME = "DepositWallet"
+DEPOSIT_WALLET_VERSION = "1"
 
 BUY, SELL = 0, 1
-SIGNATURE_TYPES = (0, 1, 2)  # EOA, POLY_PROXY, POLY_GNOSIS_SAFE
+POLY_1271 = 3
+SIGNATURE_TYPES = (0, 1, 2, 3)  # EOA, POLY_PROXY, POLY_GNOSIS_SAFE, POLY_1271 (deposit wallet)
+ORDER_VERSIONS = (1, 2, 3)
 _UINT256_MAX = (1 << 256) - 1
 
 
@@ -139,10 +159,11 @@ class SignedOrder:
     @property
     def wire(self) -> dict[str, object]:
         if self._wire is None:
+            # Versions 2 and 3 share the struct and the wire shape; only the domain differs.
             self._wire = (
-                _WIRE_V2(*self._values, self.signature)
-                if self.version == 2
-                else _WIRE_V1(*self._values, self.signature)
+                _WIRE_V1(*self._values, self.signature)
+                if self.version == 1
+                else _WIRE_V2(*self._values, self.signature)
             )
         return self._wire
 
@@ -153,13 +174,16 @@ class SignedOrder:
 class OrderSigner:
     """Signs orders and ClobAuth messages with one private key.
 
-    ``funder`` is the maker (the proxy or Safe holding the funds) for signature types 1 and 2;
-    for EOA orders (type 0) the maker is the signer itself.
+    ``funder`` is the maker (the proxy or Safe holding the funds) for signature types 1 and 2,
+    and the deposit wallet for type 3 (POLY_1271), where it is also the order's ``signer``; for
+    EOA orders (type 0) the maker is the signer itself. ``address`` is always the key's own
+    address (the one L1/L2 authentication and the API key belong to); ``order_signer`` is what
+    orders carry as ``signer``.
     """
 
     __slots__ = (
-        "_key", "_secret", "_buffers", "address", "chain_id", "maker", "signature_type", "_sep", "_maker_b",
-        "_signer_b", "_sigtype_word", "_tokens", "_sep2", "_sep2_neg",
+        "_key", "_secret", "_buffers", "address", "chain_id", "maker", "order_signer", "signature_type", "_sep",
+        "_maker_b", "_signer_b", "_sigtype_word", "_tokens", "_sep2", "_sep2_neg", "_sep3", "_wallet_tail",
     )  # fmt: skip
 
     def __init__(
@@ -184,14 +208,19 @@ class OrderSigner:
         if signature_type not in SIGNATURE_TYPES:
             raise SigningError(f"signature_type: expected one of {SIGNATURE_TYPES}, got {signature_type!r}")
         if signature_type != 0 and not funder:
-            raise SigningError("funder: signature types 1 and 2 need the funder (proxy or Safe) address")
+            raise SigningError(
+                "funder: signature types 1, 2 and 3 need the funder (proxy, Safe or deposit wallet) address"
+            )
         pub = self._key.public_key.format(compressed=False)[1:]
         self.address = checksum_address(keccak(pub)[-20:])
         self.chain_id = chain_id
         self.signature_type = signature_type
         self.maker = checksum_address(_address_bytes(funder, "funder")) if funder else self.address
+        self.order_signer = self.maker if signature_type == POLY_1271 else self.address
         c = CONTRACTS[chain_id]
         self._sep = {
+            (3, False): domain_separator("3", chain_id, c.exchange_v3),
+            (3, True): domain_separator("3", chain_id, c.exchange_v3),
             (2, False): domain_separator("2", chain_id, c.exchange_v2),
             (2, True): domain_separator("2", chain_id, c.neg_risk_exchange_v2),
             (1, False): domain_separator("1", chain_id, c.exchange_v1),
@@ -199,8 +228,11 @@ class OrderSigner:
         }
         self._sep2 = self._sep[(2, False)]
         self._sep2_neg = self._sep[(2, True)]
+        self._sep3 = self._sep[(3, False)]
         self._maker_b = b"\x00" * 12 + _address_bytes(self.maker, "maker")
-        self._signer_b = b"\x00" * 12 + _address_bytes(self.address, "signer")
+        self._signer_b = b"\x00" * 12 + _address_bytes(self.order_signer, "signer")
+        # The TypedDataSign struct's words after the contents hash: they depend on the wallet only.
+        self._wallet_tail = _typed_data_sign_tail(chain_id, self.maker) if signature_type == POLY_1271 else b""
         self._sigtype_word = signature_type.to_bytes(32, "big")
         self._tokens: dict[int | str, bytes] = {}
         self._secret = self._key.secret
@@ -211,7 +243,8 @@ class OrderSigner:
         )
 
     def __repr__(self) -> str:
-        return f"OrderSigner(address={self.address}, chain_id={self.chain_id}, signature_type={self.signature_type})"
+        wallet = f", deposit_wallet={self.maker}" if self.signature_type == POLY_1271 else ""
+        return f"OrderSigner(address={self.address}, chain_id={self.chain_id}, type={self.signature_type}{wallet})"
 
     def _token_word(self, token_id: int | str) -> bytes:
         """The 32-byte word of a token id (decimal string as the venue writes it, or int), cached:
@@ -251,8 +284,16 @@ class OrderSigner:
         expiration: int = 0,
         metadata: str = BYTES32_ZERO,
         builder: str = BYTES32_ZERO,
+        version: int = 2,
     ) -> SignedOrder:
-        """Sign a version-2 order (the venue's current format)."""
+        """Sign a version-2 order (the venue's current format), or with ``version=3`` the same
+        struct for ExchangeV3 (Protocol-V2 markets; ``neg_risk`` does not apply there)."""
+        if version == 2:
+            sep = self._sep2_neg if neg_risk else self._sep2
+        elif version == 3:
+            sep = self._sep3
+        else:
+            raise SigningError(f"order version: sign_v2 builds versions 2 and 3, got {version!r}")
         try:
             # int.to_bytes refuses negatives, values past 256 bits and non-integers in C; the
             # slow path below only runs to name the bad field.
@@ -280,10 +321,20 @@ class OrderSigner:
                                 ("salt", salt), ("timestamp", timestamp_ms), ("expiration", expiration)):  # fmt: skip
                 _word(value, name)
             raise SigningError(f"side: expected 0 (BUY) or 1 (SELL), got {side!r}") from None
-        digest = keccak(_EIP712_PREFIX + (self._sep2_neg if neg_risk else self._sep2) + struct)
-        values = (salt, self.maker, self.address, token_id, maker_amount, taker_amount, side, expiration,
+        digest = keccak(_EIP712_PREFIX + sep + struct)
+        values = (salt, self.maker, self.order_signer, token_id, maker_amount, taker_amount, side, expiration,
                   self.signature_type, timestamp_ms, metadata, builder)  # fmt: skip
-        return SignedOrder("0x" + digest.hex(), 2, self._sign_digest(digest), values)
+        if self._wallet_tail:
+            signature = self._sign_1271(sep, struct)
+        else:
+            signature = self._sign_digest(digest)
+        return SignedOrder("0x" + digest.hex(), version, signature, values)
+
+    def _sign_1271(self, app_separator: bytes, contents: bytes) -> str:
+        """The deposit-wallet signature of an order whose struct hash is ``contents``: the key
+        signs the ERC-7739 nested digest, and the wallet needs the pieces to rebuild it."""
+        nested = keccak(_EIP712_PREFIX + app_separator + keccak(_TYPEHASH_TDS + contents + self._wallet_tail))
+        return self._sign_digest(nested) + app_separator.hex() + contents.hex() + _ORDER_TYPE_V2_HEX_LEN
 
     def sign_v1(
         self,
@@ -299,6 +350,8 @@ class OrderSigner:
         taker: str = ZERO_ADDRESS,
     ) -> SignedOrder:
         """Sign a version-1 order (the design document's format, with ``feeRateBps``)."""
+        if self.signature_type == POLY_1271:
+            raise SigningError("order version 1 has no deposit-wallet (signature type 3) orders")
         if side not in (BUY, SELL):
             raise SigningError(f"side: expected 0 (BUY) or 1 (SELL), got {side!r}")
         struct = keccak(
@@ -334,6 +387,20 @@ _SIDE_WORD = {BUY: BUY.to_bytes(32, "big"), SELL: SELL.to_bytes(32, "big")}
 _V_HEX = {0: "1b", 1: "1c", 2: "1d", 3: "1e"}
 _CTX = GLOBAL_CONTEXT.ctx
 _TYPEHASH_V1 = keccak(ORDER_TYPE_V1.encode())
+_TYPEHASH_TDS = keccak(TYPED_DATA_SIGN_TYPE.encode())
+_ORDER_TYPE_V2_HEX_LEN = ORDER_TYPE_V2.encode().hex() + len(ORDER_TYPE_V2).to_bytes(2, "big").hex()
+
+
+def _typed_data_sign_tail(chain_id: int, wallet: str) -> bytes:
+    """The TypedDataSign words after ``contents``: the deposit wallet's own EIP-712 domain."""
+    return (
+        keccak(DEPOSIT_WALLET_NAME.encode())
+        + keccak(DEPOSIT_WALLET_VERSION.encode())
+        + _word(chain_id, "chain_id")
+        + b"\x00" * 12
+        + _address_bytes(wallet, "deposit wallet")
+        + _ZERO_WORD
+    )
 
 
 def _token_text(token_id: int | str) -> str:
@@ -442,10 +509,8 @@ def l2_headers(
     }
 
 
-def wire_order_hash(wire: dict[str, Any], chain_id: int = 137, neg_risk: bool = False) -> str:
-    """The EIP-712 hash (the venue's orderID) of a wire ``order`` object, version 2 or 1 by its
-    fields. For verifiers (the embedded exchange, tests): recompute, then recover the signer."""
-    c = CONTRACTS[chain_id]
+def _wire_struct_hash(wire: dict[str, Any]) -> tuple[bool, bytes]:
+    """(is version 1, the order's EIP-712 struct hash) of a wire ``order`` object."""
     maker = b"\x00" * 12 + _address_bytes(wire["maker"], "maker")
     signer = b"\x00" * 12 + _address_bytes(wire["signer"], "signer")
     side = {"BUY": BUY, "SELL": SELL}.get(wire["side"])
@@ -459,14 +524,77 @@ def wire_order_hash(wire: dict[str, Any], chain_id: int = 137, neg_risk: bool = 
              _word(int(wire["timestamp"]), "timestamp"), _bytes32(wire["metadata"], "metadata"),
              _bytes32(wire["builder"], "builder"))
         )  # fmt: skip
-        sep = domain_separator("2", chain_id, c.neg_risk_exchange_v2 if neg_risk else c.exchange_v2)
-    else:
-        struct = _TYPEHASH_V1 + b"".join(
-            (_word(int(wire["salt"]), "salt"), maker, signer, b"\x00" * 12 + _address_bytes(wire["taker"], "taker"),
-             _word(int(wire["tokenId"]), "tokenId"), _word(int(wire["makerAmount"]), "makerAmount"),
-             _word(int(wire["takerAmount"]), "takerAmount"), _word(int(wire["expiration"]), "expiration"),
-             _word(int(wire["nonce"]), "nonce"), _word(int(wire["feeRateBps"]), "feeRateBps"),
-             _word(side, "side"), _word(int(wire["signatureType"]), "signatureType"))
-        )  # fmt: skip
-        sep = domain_separator("1", chain_id, c.neg_risk_exchange_v1 if neg_risk else c.exchange_v1)
-    return "0x" + keccak(_EIP712_PREFIX + sep + keccak(struct)).hex()
+        return False, keccak(struct)
+    struct = _TYPEHASH_V1 + b"".join(
+        (_word(int(wire["salt"]), "salt"), maker, signer, b"\x00" * 12 + _address_bytes(wire["taker"], "taker"),
+         _word(int(wire["tokenId"]), "tokenId"), _word(int(wire["makerAmount"]), "makerAmount"),
+         _word(int(wire["takerAmount"]), "takerAmount"), _word(int(wire["expiration"]), "expiration"),
+         _word(int(wire["nonce"]), "nonce"), _word(int(wire["feeRateBps"]), "feeRateBps"),
+         _word(side, "side"), _word(int(wire["signatureType"]), "signatureType"))
+    )  # fmt: skip
+    return True, keccak(struct)
+
+
+def exchange_domain_separator(version: int, chain_id: int = 137, neg_risk: bool = False) -> bytes:
+    """The EIP-712 domain separator of the exchange an order of ``version`` is signed for."""
+    c = CONTRACTS.get(chain_id)
+    if c is None:
+        raise SigningError(f"chain_id: unsupported {chain_id} (known: {sorted(CONTRACTS)})")
+    if version == 3:
+        return domain_separator("3", chain_id, c.exchange_v3)
+    if version == 2:
+        return domain_separator("2", chain_id, c.neg_risk_exchange_v2 if neg_risk else c.exchange_v2)
+    if version == 1:
+        return domain_separator("1", chain_id, c.neg_risk_exchange_v1 if neg_risk else c.exchange_v1)
+    raise SigningError(f"order version must be one of {ORDER_VERSIONS}, got {version!r}")
+
+
+def wire_order_hash(wire: dict[str, Any], chain_id: int = 137, neg_risk: bool = False, version: int = 2) -> str:
+    """The EIP-712 hash (the venue's orderID) of a wire ``order`` object. A version-1 order is
+    told by its fields; a V2-shaped one is hashed for ``version`` 2 (CTF Exchange V2) or 3
+    (ExchangeV3), which the wire cannot tell apart: the market decides. For verifiers (the
+    embedded exchange, tests): recompute, then recover the signer."""
+    is_v1, struct = _wire_struct_hash(wire)
+    sep = exchange_domain_separator(1 if is_v1 else version, chain_id, neg_risk)
+    return "0x" + keccak(_EIP712_PREFIX + sep + struct).hex()
+
+
+def recover_order_signer(
+    wire: dict[str, Any], chain_id: int = 137, neg_risk: bool = False, version: int = 2
+) -> tuple[str, str]:
+    """(orderID, the address whose key signed) of a wire order signed for ``version``.
+
+    For signature types 0-2 that address is the ECDSA signer of the order hash. For type 3
+    (POLY_1271) the ERC-7739 wrapper is unpacked as the deposit wallet's ERC-1271 check does:
+    the app domain separator, contents hash and contents type it carries must be this order's
+    for this exchange, and the address returned is the key that signed the nested digest with
+    the wallet (``wire["signer"]``) as verifying contract - the wallet's owner, which the
+    caller checks. Raises :class:`SigningError` on any mismatch."""
+    is_v1, struct = _wire_struct_hash(wire)
+    sep = exchange_domain_separator(1 if is_v1 else version, chain_id, neg_risk)
+    digest = keccak(_EIP712_PREFIX + sep + struct)
+    order_hash = "0x" + digest.hex()
+    signature = str(wire["signature"])
+    if int(wire["signatureType"]) != POLY_1271:
+        return order_hash, recover_signer(digest, signature)
+    if is_v1:
+        raise SigningError("signatureType: version-1 orders have no deposit-wallet (type 3) signatures")
+    try:
+        raw = bytes.fromhex(signature[2:] if signature.startswith("0x") else signature)
+    except ValueError:
+        raise SigningError("signature: not hex") from None
+    if len(raw) < 65 + 64 + 2:
+        raise SigningError("signature: too short for a deposit-wallet (ERC-7739) signature")
+    type_len = int.from_bytes(raw[-2:], "big")
+    if len(raw) != 65 + 64 + type_len + 2:
+        raise SigningError("signature: deposit-wallet signature length does not match its contents type")
+    inner, app_sep, contents = raw[:65], raw[65:97], raw[97:129]
+    if raw[129 : 129 + type_len] != ORDER_TYPE_V2.encode():
+        raise SigningError("signature: the contents type is not the order type")
+    if app_sep != sep:
+        raise SigningError("signature: signed for another exchange (domain separator)")
+    if contents != struct:
+        raise SigningError("signature: signed for another order (contents hash)")
+    tail = _typed_data_sign_tail(chain_id, str(wire["signer"]))
+    nested = keccak(_EIP712_PREFIX + app_sep + keccak(_TYPEHASH_TDS + contents + tail))
+    return order_hash, recover_signer(nested, "0x" + inner.hex())
