@@ -6,6 +6,11 @@ endpoints (orders, batches of at most 15, cancels, open orders and trades with c
 pagination, the heartbeat). Every body is encoded once; those exact bytes are HMAC-signed and
 sent. The L2 timestamp follows the server clock when the local one is off.
 
+Orders and cancels (``POST /order(s)``, ``DELETE /order(s)``) go over the order lane
+(``venue/lane.py``: pre-opened keep-alive connections of our own, separate for orders and
+cancels) once the client is started; their answers are classified by the same code as every
+other request. ``order_lane=False`` keeps everything on aiohttp.
+
 Submits never lose an order: each order's hash is computed before sending, so a timeout or a
 5xx comes back as an *unknown* outcome carrying that hash, for reconciliation to resolve.
 """
@@ -25,6 +30,7 @@ import orjson
 
 from active_quoting import core
 from active_quoting.venue.errors import VenueError, classify, kind_of_message
+from active_quoting.venue.lane import LANE_ENDPOINTS, OrderLane
 from active_quoting.venue.orders import MAX_BATCH, encode, order_body
 from active_quoting.venue.signing import ApiCredentials, OrderSigner, SignedOrder, SigningError, l2_headers
 
@@ -88,6 +94,7 @@ class RestClient:
         max_restart_retries: int = 4,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        order_lane: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.signer = signer
@@ -105,6 +112,7 @@ class RestClient:
         self.counts: Counter[str] = Counter()
         self._fees: dict[str, tuple[int, float]] = {}
         self._session: aiohttp.ClientSession | None = None
+        self.lane: OrderLane | None = OrderLane(self.base_url, timeout=timeout) if order_lane else None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -123,8 +131,12 @@ class RestClient:
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 json_serialize=lambda o: orjson.dumps(o).decode(),
             )
+            if self.lane is not None and not self.lane.started:
+                await self.lane.start()
 
     async def close(self) -> None:
+        if self.lane is not None:
+            await self.lane.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -144,18 +156,32 @@ class RestClient:
         if self._session is None:
             await self.start()
         data = encode(body) if body is not None else None
+        lane = self.lane if auth and data is not None and not params and (method, path) in LANE_ENDPOINTS else None
         attempt = 0
         while True:
-            headers = {"Content-Type": "application/json"} if data is not None else {}
-            if auth:
-                headers.update(self._l2(method, path, data))
             try:
-                async with self._session.request(  # type: ignore[union-attr]
-                    method, self.base_url + path, params=params, data=data, headers=headers
-                ) as resp:
-                    raw = await resp.read()
-                    status = resp.status
-                    retry_header = resp.headers.get("Retry-After")
+                if lane is not None and lane.started:
+                    if self.signer is None or self.creds is None:
+                        raise VenueError("auth", f"{method} {path} needs L2 credentials and a signer")
+                    ts = int(self.clock()) + self.clock_offset
+                    reply = await lane.request(
+                        method, path, data, creds=self.creds, address=self.signer.address, timestamp=ts  # type: ignore[arg-type]
+                    )
+                    raw, status, retry_header = reply.body, reply.status, reply.retry_after
+                else:
+                    headers = {"Content-Type": "application/json"} if data is not None else {}
+                    if auth:
+                        headers.update(self._l2(method, path, data))
+                    async with self._session.request(  # type: ignore[union-attr]
+                        method, self.base_url + path, params=params, data=data, headers=headers
+                    ) as resp:
+                        raw = await resp.read()
+                        status = resp.status
+                        retry_header = resp.headers.get("Retry-After")
+            except VenueError as failed:
+                if failed.kind in ("timeout", "network"):
+                    self.counts[failed.kind] += 1
+                raise
             except asyncio.TimeoutError:
                 self.counts["timeout"] += 1
                 raise VenueError("timeout", f"{method} {path}: no answer in {self.timeout}s") from None

@@ -1,0 +1,348 @@
+"""The order lane (venue/lane.py) against the embedded exchange over real sockets, under asyncio
+and uvloop: orders and cancels round-trip on pre-opened keep-alive connections with the L2 HMAC
+the exchange checks; a cancel does not queue behind a held order; connections the peer closes
+are replaced; a held answer is a timeout (unknown outcome) and its connection is not reused; TLS
+through the same protocol; every error class comes back exactly as on the aiohttp path."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import ssl
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvloop
+
+from active_quoting.exchange.server import Exchange
+from active_quoting.venue.errors import VenueError
+from active_quoting.venue.lane import CANCELS, ORDERS, OrderLane
+from active_quoting.venue.orders import build_order, encode, order_body
+from active_quoting.venue.rest import RestClient
+from active_quoting.venue.signing import OrderSigner
+from exchange_peer import MAKER_KEY, SH, UP, derive, start_exchange
+from loopback_ws import wait_for
+
+LOOPS = ["asyncio", "uvloop"]
+
+
+def run(kind: str, test: Callable[[Exchange], Awaitable[None]]) -> None:
+    """Run ``test(ex)`` on a fresh loop of that kind with the embedded exchange started."""
+
+    async def main() -> None:
+        ex = await start_exchange()
+        try:
+            await test(ex)
+        finally:
+            await ex.stop()
+
+    if kind == "uvloop":
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
+
+
+async def client(ex: Exchange, url: str = "", **kw: Any) -> tuple[OrderSigner, RestClient]:
+    maker = OrderSigner(MAKER_KEY)
+    rest = RestClient(url or ex.clob_url, maker, await derive(ex, MAKER_KEY), **kw)
+    await rest.start()
+    return maker, rest
+
+
+def bid(maker: OrderSigner, price: int) -> Any:
+    return build_order(maker, UP, 0, price, 10 * SH, 100)
+
+
+class Proxy:
+    """A TCP relay on loopback in front of the exchange (optionally terminating TLS) that counts
+    the connections it accepts and can drop them all, or kill the next request's connection
+    without forwarding it."""
+
+    def __init__(self, target: str, tls: ssl.SSLContext | None = None) -> None:
+        host, port = target.replace("http://", "").rsplit(":", 1)
+        self.target = (host, int(port))
+        self.tls = tls
+        self.accepted = self.dropped = self.killed = 0
+        self.kill_next = 0
+        self.writers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.AbstractServer | None = None
+        self.port = 0
+
+    async def start(self) -> Proxy:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        self.drop_all()
+        assert self.server is not None
+        self.server.close()
+
+    def drop_all(self) -> None:
+        for w in self.writers:
+            if not w.is_closing():
+                self.dropped += 1
+                w.close()
+        self.writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self.writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, inbound: bool) -> None:
+            try:
+                while data := await src.read(65536):
+                    if inbound and self.kill_next:
+                        self.kill_next -= 1
+                        self.killed += 1
+                        writer.close()
+                        up_writer.close()
+                        return
+                    dst.write(data)
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_orders_and_cancels_round_trip_on_the_lane(loop):
+    async def test(ex: Exchange) -> None:
+        maker, rest = await client(ex)
+        try:
+            assert rest.lane is not None and rest.lane.started
+            assert (rest.lane.connections(ORDERS), rest.lane.connections(CANCELS)) == (2, 2)  # pre-opened
+            (one,) = await rest.post_orders([bid(maker, 4000)])
+            two = await rest.post_orders([bid(maker, 4100), bid(maker, 4200)])
+            assert one.accepted and all(r.accepted for r in two)
+            live = {o.id for o in ex.engine.live_orders(maker.address)}
+            assert live == {one.order_hash, two[0].order_hash, two[1].order_hash}
+            r = await rest.cancel_order(one.order_hash)
+            assert r.canceled == (one.order_hash,)
+            r = await rest.cancel_orders([two[0].order_hash, two[1].order_hash, one.order_hash])
+            assert set(r.canceled) == {two[0].order_hash, two[1].order_hash}
+            assert r.not_canceled == {one.order_hash: "already canceled or matched"} or one.order_hash in r.not_canceled
+            assert not ex.engine.live_orders(maker.address)
+            # Four requests, all on the lane, on the connections opened at start.
+            assert rest.lane.counts["requests"] == 4 and rest.lane.counts["opened"] == 4
+            assert await rest.open_orders() == []  # the rest of REST still works beside it
+        finally:
+            await rest.close()
+
+    run(loop, test)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_cancel_does_not_queue_behind_a_held_order(loop):
+    async def test(ex: Exchange) -> None:
+        maker, rest = await client(ex, timeout=5.0)
+        try:
+            (first,) = await rest.post_orders([bid(maker, 4000)])
+            ex.faults.timeout_after_place, ex.faults.hold_seconds = 1, 1.5
+            held = asyncio.ensure_future(rest.post_orders([bid(maker, 4100)]))
+            await wait_for(lambda: ex.faults.timeout_after_place == 0)  # the order is placed, its answer held
+            start = asyncio.get_running_loop().time()
+            r = await rest.cancel_orders([first.order_hash])
+            took = asyncio.get_running_loop().time() - start
+            assert r.canceled == (first.order_hash,) and not held.done() and took < 0.5
+            (late,) = await held
+            assert late.accepted
+            assert rest.lane is not None and rest.lane.counts["queued"] == 0
+        finally:
+            await rest.close()
+
+    run(loop, test)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_connections_the_peer_closes_are_replaced(loop):
+    async def test(ex: Exchange) -> None:
+        proxy = await Proxy(ex.clob_url).start()
+        maker, rest = await client(ex, f"http://127.0.0.1:{proxy.port}")
+        lane = rest.lane
+        assert lane is not None
+        try:
+            await wait_for(lambda: proxy.accepted >= 4)
+            (r,) = await rest.post_orders([bid(maker, 4000)])
+            assert r.accepted
+            proxy.drop_all()  # the venue closes every idle keep-alive connection
+            await wait_for(lambda: lane.counts["reconnected"] >= 4 and lane.connections(ORDERS) == 2)
+            assert proxy.dropped >= 4 and lane.counts["lost"] >= 4
+            (r,) = await rest.post_orders([bid(maker, 4100)])
+            assert r.accepted
+            # A connection that dies with the request in flight: the outcome is unknown.
+            proxy.kill_next = 1
+            order = bid(maker, 4200)
+            (r,) = await rest.post_orders([order])
+            assert proxy.killed == 1
+            assert (r.status, r.error_kind, r.order_hash) == ("unknown", "network", order.order_hash)
+            assert rest.counts["network"] == 1
+            (r,) = await rest.post_orders([bid(maker, 4300)])
+            assert r.accepted
+            c = await rest.cancel_orders([o.id for o in ex.engine.live_orders(maker.address)])
+            assert len(c.canceled) == 3
+        finally:
+            await rest.close()
+            await proxy.stop()
+
+    run(loop, test)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_held_answer_is_an_unknown_outcome_and_its_connection_is_not_reused(loop):
+    async def test(ex: Exchange) -> None:
+        maker, rest = await client(ex, timeout=0.4)
+        lane = rest.lane
+        assert lane is not None
+        try:
+            ex.faults.timeout_after_place, ex.faults.hold_seconds = 1, 0.8
+            order = bid(maker, 4000)
+            (r,) = await rest.post_orders([order])
+            assert ex.faults.timeout_after_place == 0
+            assert (r.status, r.error_kind, r.order_hash) == ("unknown", "timeout", order.order_hash)
+            assert rest.counts["timeout"] == 1 and lane.counts["timeout"] == 1 and lane.counts["lost"] == 1
+            assert order.order_hash in {o.id for o in ex.engine.live_orders(maker.address)}  # placed after all
+            await asyncio.sleep(0.6)  # the held answer would have arrived by now
+            results = [await rest.post_orders([bid(maker, 4100 + 100 * i)]) for i in range(4)]
+            assert all(r.accepted and r.order_hash for (r,) in results)
+            assert len({r.order_hash for (r,) in results}) == 4  # each its own answer, none a late one
+            assert lane.counts["unsolicited"] == 0
+        finally:
+            await rest.close()
+
+    run(loop, test)
+
+
+def _self_signed(tmp: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    (tmp / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(tmp / "cert.pem", tmp / "key.pem")
+    client_ctx = ssl.create_default_context(cafile=str(tmp / "cert.pem"))
+    return server, client_ctx
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_tls_on_the_same_protocol(loop, tmp_path):
+    server_ctx, client_ctx = _self_signed(tmp_path)
+
+    async def test(ex: Exchange) -> None:
+        proxy = await Proxy(ex.clob_url, tls=server_ctx).start()
+        maker = OrderSigner(MAKER_KEY)
+        creds = await derive(ex, MAKER_KEY)
+        lane = OrderLane(f"https://localhost:{proxy.port}", ssl=client_ctx, timeout=2.0)
+        untrusting = OrderLane(f"https://localhost:{proxy.port}", timeout=2.0)  # the system's CAs only
+        try:
+            await lane.start()
+            assert lane.connections(ORDERS) == 2
+            order = bid(maker, 4000)
+            body = encode(order_body(order, creds.api_key))
+            reply = await lane.request("POST", "/order", body, creds=creds, address=maker.address, timestamp=1)
+            assert reply.status == 200 and order.order_hash.encode() in reply.body
+            assert order.order_hash in {o.id for o in ex.engine.live_orders(maker.address)}
+            with pytest.raises(VenueError) as err:
+                await untrusting.request("POST", "/order", body, creds=creds, address=maker.address, timestamp=1)
+            assert err.value.kind == "network" and untrusting.counts["connect_failed"] >= 1
+        finally:
+            await lane.close()
+            await untrusting.close()
+            await proxy.stop()
+
+    run(loop, test)
+
+
+# (fault set on the exchange, what the request is) -> the results must match on both paths.
+FAULTS = {
+    "425 then accepted": lambda ex: ex.faults.http_status_queue.append((425, {"error": "Too Early"}, {})),
+    "429 retried once": lambda ex: ex.faults.http_status_queue.append(
+        (429, {"error": "Too Many Requests"}, {"Retry-After": "2"})
+    ),
+    "429 twice": lambda ex: ex.faults.http_status_queue.extend(
+        [(429, {"error": "Too Many Requests"}, {"Retry-After": "1"})] * 2
+    ),
+    "429 from the auth gate": lambda ex: setattr(ex.faults, "rate_limit_next", 2),
+    "500": lambda ex: ex.faults.http_status_queue.append((500, {"error": "could not run the execution"}, {})),
+    "503 post-only mode": lambda ex: ex.faults.http_status_queue.append(
+        (503, {"error": "post-only mode", "code": "post_only_mode", "retry_after_seconds": 79}, {"Retry-After": "79"})
+    ),
+    "503 cancel-only": lambda ex: ex.faults.http_status_queue.append(
+        (503, {"error": "Trading is currently cancel-only."}, {})
+    ),
+    "400 crossing": lambda ex: ex.faults.http_status_queue.append((400, {"error": "order crosses the book"}, {})),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_errors_are_classified_as_on_the_aiohttp_path(fault):
+    async def outcome(ex: Exchange, lane: bool) -> tuple[Any, ...]:
+        slept: list[float] = []
+
+        async def no_sleep(s: float) -> None:
+            slept.append(s)
+
+        maker, rest = await client(ex, sleep=no_sleep, order_lane=lane)
+        try:
+            assert (rest.lane is not None) == lane
+            FAULTS[fault](ex)
+            results = await rest.post_orders([bid(maker, 4000), bid(maker, 4100)])
+            orders = [(r.accepted, r.status, r.error_kind, r.error) for r in results]
+            FAULTS[fault](ex)
+            try:
+                c = await rest.cancel_orders([r.order_hash for r in results])
+                cancel: tuple[Any, ...] = ("ok", len(c.canceled), sorted(c.not_canceled.values()))
+            except VenueError as err:
+                cancel = ("error", err.kind, err.status, err.retry_after, err.message)
+            left = sorted(o.price for o in ex.engine.live_orders(maker.address))
+            for o in ex.engine.live_orders(maker.address):
+                ex.engine.cancel(o.id, maker.address)
+            used = rest.lane.counts["requests"] if rest.lane is not None else 0
+            return orders, cancel, slept, dict(rest.counts), rest.post_only_until > 0, left, used
+        finally:
+            await rest.close()
+            ex.faults.http_status_queue.clear()
+            ex.faults.rate_limit_next = 0
+
+    async def test(ex: Exchange) -> None:
+        plain = await outcome(ex, False)
+        ours = await outcome(ex, True)
+        assert ours[:-1] == plain[:-1]
+        assert plain[-1] == 0 and ours[-1] >= 2  # the lane carried both calls (and their retries)
+        assert plain[3], "the fault never took effect"
+
+    run("asyncio", test)
+
+
+def test_only_order_and_cancel_endpoints_ride_the_lane():
+    async def test(ex: Exchange) -> None:
+        lane = OrderLane(ex.clob_url)
+        try:
+            with pytest.raises(ValueError, match="not an order or cancel endpoint"):
+                await lane.request("DELETE", "/cancel-all", b"", creds=None, address="", timestamp=0)  # type: ignore[arg-type]
+        finally:
+            await lane.close()
+
+    run("asyncio", test)
