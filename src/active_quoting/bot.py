@@ -74,6 +74,7 @@ def throwaway_key(seed: int) -> str:
 
 class Bot:
     shutdown_cancel_s = 30.0  # how long shutdown keeps cancelling and confirming before it gives up
+    full_pass_s = 0.5  # every market is decided again at least this often, frames or not
 
     def __init__(self, cfg: Config, opts: RunOptions, clock: Clock = SYSTEM) -> None:
         self.cfg = cfg
@@ -95,6 +96,7 @@ class Bot:
         self._timers: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self._signals = 0
+        self._next_full_pass = 0.0
         self.exchange: Any = None
         self._started_ms = clock.ms()
         self.run_id = f"{self._started_ms}"
@@ -160,9 +162,14 @@ class Bot:
 
     def on_order(self, update: OrderUpdate) -> None:
         self.orders.on_order(update)
+        if update.market in self.windows.windows:  # what rests changed: decide that market again
+            self.scheduler.mark(update.market)
+            self.scheduler.request()
 
     def on_fill(self, update: FillUpdate) -> None:
-        self.fills.on_fill(update)
+        if self.fills.on_fill(update) and update.fill.market in self.windows.windows:
+            self.scheduler.mark(update.fill.market)  # the position changed: so do the quotes
+            self.scheduler.request()
 
     def on_user_state(self, connected: bool) -> None:
         self.risk.on_user_channel(self.clock.ms(), connected)
@@ -226,6 +233,8 @@ class Bot:
     async def _discover(self) -> None:
         now = self.clock.time()
         for asset in self.opts.assets:
+            if self.windows.has_slots(asset, now, self.opts.window_s):
+                continue  # both windows known: nothing to ask until the rollover
             for info in await self.discovery.current_and_next(asset, now):
                 self.windows.add(info, now)
 
@@ -260,7 +269,12 @@ class Bot:
         if self._risk_events():
             self._tasks.spawn(self.orders.cancel_all())
         self._tasks.spawn(self.orders.retry_cancels())
-        self.scheduler.mark_all(self.windows.windows)  # markets not quoted get what rests cancelled
+        if now >= self._next_full_pass:
+            # Frames, fills and order events decide their markets at once; this pass catches
+            # what time alone changes (cooldowns ending, refresh intervals passing, windows
+            # stopping: markets not quoted get what rests there cancelled).
+            self._next_full_pass = now + self.full_pass_s
+            self.scheduler.mark_all(self.windows.windows)
         self.scheduler.request()
         self.alerts.flush_fills()
 
@@ -413,9 +427,10 @@ class Bot:
             ws_url + "/ws/user", creds, self, [], is_our_order=self.orders.is_ours, clock=self.clock
         )
         self.journal = Journal(self.opts.db + ".journal")
-        self.market.record = self.journal.market
-        self.user.record = self.journal.user
-        self.orders.journal = self.journal
+        if self.opts.journal:
+            self.market.record = self.journal.market
+            self.user.record = self.journal.user
+            self.orders.journal = self.journal
         parts = WindowParts(
             self.inventory, self.analytics, self.orders, self.momentum, self.store, self.market, self.user
         )

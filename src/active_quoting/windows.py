@@ -169,6 +169,13 @@ class WindowLifecycle:
     def quoting(self) -> list[str]:
         return [cid for cid, w in self.windows.items() if w.phase == QUOTING]
 
+    def has_slots(self, asset: str, now: float, window_s: int) -> bool:
+        """Whether the current and the next window of ``asset`` are both known (then there is
+        nothing for discovery to ask Gamma about until the next rollover)."""
+        start = int(now) // window_s * window_s
+        starts = {w.info.start for w in self.windows.values() if w.info.asset == asset}
+        return start in starts and start + window_s in starts
+
     def quoted(self) -> list[MarketWindow]:
         return [w for w in self.windows.values() if w.phase == QUOTING]
 

@@ -123,6 +123,9 @@ class Market:
     asks: dict[int, deque[Order]] = field(default_factory=dict)
     last_trade: int = 0  # Up-terms
     hashes: int = 0
+    # The order version the market's orders are signed for: 3 (ExchangeV3) for a Protocol-V2
+    # market (Gamma ``version: "v2"``, ``positionIds``); 2 means "the venue's version".
+    order_version: int = 2
 
     def up_terms(self, order: Order) -> tuple[int, int]:
         """(side, price) of an order in the Up-terms book."""
@@ -185,6 +188,9 @@ class Engine:
         self.by_token: dict[str, Market] = {}
         self.accounts: dict[str, Account] = {}
         self.orders: dict[str, Order] = {}
+        self.live: dict[str, Order] = {}  # resting orders (status LIVE), the only ones scanned
+        self._finished: deque[str] = deque()  # finished order ids, oldest first (bounded memory)
+        self.finished_kept = 50_000
         self.trades: list[Trade] = []
         self._seq = 0
         self._trade_seq = 0
@@ -258,6 +264,7 @@ class Engine:
             else:
                 book = m.bids if side == BID else m.asks
                 book.setdefault(price, deque()).append(order)
+                self.live[order.id] = order
                 result.changes.append(Change(m.condition_id, side, price, m.level_size(side, price)))
                 if order not in result.touched:
                     result.touched.append(order)  # a PLACEMENT
@@ -302,7 +309,7 @@ class Engine:
 
     def _kill(self, m: Market, acct: Account, order: Order, reason: str, result: Result) -> None:
         self._release(acct, order, order.remaining)
-        order.status = "CANCELED"
+        self._finish(order, "CANCELED")
         order.reason = reason
         result.touched.append(order)
         result.canceled.append(order)
@@ -326,7 +333,7 @@ class Engine:
                 maker.matched += size
                 taker.matched += size
                 if maker.remaining == 0:
-                    maker.status = "MATCHED"
+                    self._finish(maker, "MATCHED")
                     queue.popleft()
                 result.touched.append(maker)
             if not queue:
@@ -335,7 +342,7 @@ class Engine:
             m.last_trade = best
         if makers:
             if taker.remaining == 0:
-                taker.status = "MATCHED"
+                self._finish(taker, "MATCHED")
             result.touched.append(taker)
             result.trades.append(self._settle(m, taker, makers, now_ms))
 
@@ -451,16 +458,24 @@ class Engine:
                 del book[price]
             result.changes.append(Change(m.condition_id, side, price, m.level_size(side, price)))
         self._release(self.account(order.account), order, order.remaining)
-        order.status = "CANCELED"
+        self._finish(order, "CANCELED")
         order.reason = reason
         result.touched.append(order)
         result.canceled.append(order)
         return order, "", result
 
+    def _finish(self, order: Order, status: str) -> None:
+        """An order leaves the book for good; the oldest finished ones are forgotten."""
+        order.status = status
+        self.live.pop(order.id, None)
+        self._finished.append(order.id)
+        while len(self._finished) > self.finished_kept:
+            self.orders.pop(self._finished.popleft(), None)
+
     def live_orders(self, account: str | None = None, market: str = "", token: str = "") -> list[Order]:
         return [
             o
-            for o in self.orders.values()
+            for o in self.live.values()
             if o.status == "LIVE"
             and (account is None or o.account == account)
             and (not market or o.market == market)
@@ -470,8 +485,8 @@ class Engine:
     def expire(self, now_ms: int) -> Result:
         """Cancel GTD orders past their expiration."""
         result = Result()
-        for o in list(self.orders.values()):
-            if o.status == "LIVE" and o.order_type == "GTD" and o.expiration and o.expiration <= now_ms // 1000:
+        for o in [o for o in self.live.values() if o.order_type == "GTD"]:
+            if o.status == "LIVE" and o.expiration and o.expiration <= now_ms // 1000:
                 _, _, r = self.cancel(o.id, reason="expired")
                 result.changes += r.changes
                 result.touched += r.touched

@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 import random
+import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -33,7 +34,15 @@ from active_quoting.clock import SYSTEM, Clock
 from active_quoting.exchange import messages
 from active_quoting.exchange.engine import ASK, BID, BUY, SCALE, SELL, Engine, EngineError, Market, Order, Result, Trade
 from active_quoting.exchange.faults import Faults
-from active_quoting.venue.signing import SigningError, clob_auth_digest, recover_signer, wire_order_hash
+from active_quoting.venue.signing import (
+    POLY_1271,
+    SigningError,
+    checksum_address,
+    clob_auth_digest,
+    keccak,
+    recover_order_signer,
+    recover_signer,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -67,6 +76,10 @@ class ExchangeConfig:
     page_size: int = 100
     seed: int = 1
     record: str | None = None  # file receiving every frame the exchange sends
+    ssl_context: ssl.SSLContext | None = None  # serve https/wss (the venue's schemes) with this server context
+    # Accounts (EOA address -> its deposit wallet) the venue makes use the deposit-wallet flow:
+    # their EOA/proxy/Safe orders get "maker address not allowed, please use the deposit wallet flow".
+    deposit_wallets: dict[str, str] = field(default_factory=dict)
     gamma_refuse_default_ua: bool = False  # Cloudflare's 403 to Python-urllib/aiohttp/requests user-agents
 
 
@@ -94,14 +107,17 @@ class ApiKey:
     address: str
 
 
-async def serve_app(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, str]:
-    """Start an aiohttp app on ``host``:``port`` (0 = a free port); returns the runner and its URL."""
+async def serve_app(
+    app: web.Application, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, str]:
+    """Start an aiohttp app on ``host``:``port`` (0 = a free port), over TLS when given a server
+    ``ssl_context``; returns the runner and its URL (``https://`` then)."""
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     real = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://{host}:{real}"
+    return runner, f"{'https' if ssl_context else 'http'}://{host}:{real}"
 
 
 def _json(payload: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -138,6 +154,12 @@ class Exchange:
         self.custom_feature: set[web.WebSocketResponse] = set()
         self.user_sockets: dict[web.WebSocketResponse, tuple[ApiKey, set[str]]] = {}
         self.sent_frames = 0
+        # Order signature checks by outcome (verified_v3, verified_1271, deposit_wallet_required,
+        # version_mismatch, invalid_signature), and the deposit wallets: wallet -> owner EOA.
+        self.signature_checks: dict[str, int] = {}
+        self.wallet_owners: dict[str, str] = {}
+        for owner, wallet in self.cfg.deposit_wallets.items():
+            self.require_deposit_wallet(owner, wallet)
         self.gamma_refused = 0  # Gamma requests refused for their user-agent
         self._record = open(self.cfg.record, "ab") if self.cfg.record else None  # noqa: SIM115 - closed in stop()
         self._runners: list[web.AppRunner] = []
@@ -195,13 +217,13 @@ class Exchange:
         return self
 
     async def _serve(self, app: web.Application, port: int) -> str:
-        runner, url = await serve_app(app, self.cfg.host, port)
+        runner, url = await serve_app(app, self.cfg.host, port, self.cfg.ssl_context)
         self._runners.append(runner)
         return url
 
     @property
     def ws_url(self) -> str:
-        return self.clob_url.replace("http://", "ws://")
+        return self.clob_url.replace("https://", "wss://").replace("http://", "ws://")
 
     async def stop(self) -> None:
         self._tasks.cancel()
@@ -230,6 +252,12 @@ class Exchange:
     def add_market(self, market: Market, gamma: dict[str, Any] | None = None) -> None:
         self.engine.add_market(market)
         if gamma is not None:
+            if market.order_version == 3:
+                # A Protocol-V2 market as Gamma serves it: version "v2", positionIds, no clobTokenIds.
+                gamma = dict(
+                    gamma, version="v2", positionIds=gamma.get("clobTokenIds", f'["{market.up}", "{market.down}"]')
+                )
+                gamma.pop("clobTokenIds", None)
             self.gamma_markets.append(gamma)
         if self._record:
             self._record.write(
@@ -479,6 +507,59 @@ class Exchange:
                 acct.collateral = self.cfg.paper_balance_usdc * 1_000_000
         return key
 
+    def require_deposit_wallet(self, owner: str, wallet: str | None = None) -> str:
+        """Flag ``owner``'s account as one that must trade through a deposit wallet (as the venue
+        does for API accounts created since ~May 2026) and register the wallet (by default an
+        address derived from the owner, as a wallet factory's CREATE2 would); returns it."""
+        if wallet is None:
+            wallet = checksum_address(keccak(b"deposit-wallet:" + bytes.fromhex(owner[2:]))[-20:])
+        self.cfg.deposit_wallets[owner.lower()] = wallet
+        self.wallet_owners[wallet.lower()] = owner
+        return wallet
+
+    def _checked(self, outcome: str) -> None:
+        self.signature_checks[outcome] = self.signature_checks.get(outcome, 0) + 1
+
+    def _verify_order(self, wire: dict[str, Any], market: Market, key: ApiKey) -> str:
+        """The orderID of a wire order whose signature holds for the exchange the market trades
+        on, or an EngineError with the venue's message. Orders of a Protocol-V2 market are
+        signed for ExchangeV3, the others for the venue's order version; a V2-shaped order
+        signed for the other V2-family exchange is a version mismatch, as the venue says."""
+        is_v2 = "timestamp" in wire
+        want = 3 if market.order_version == 3 else self.cfg.order_version
+        if is_v2 != (want != 1):
+            self._checked("version_mismatch")
+            raise EngineError("order_version_mismatch", "order_version_mismatch")
+        sig_type = int(wire["signatureType"])
+        if sig_type != POLY_1271 and key.address.lower() in self.cfg.deposit_wallets:
+            self._checked("deposit_wallet_required")
+            raise EngineError("maker address not allowed, please use the deposit wallet flow")
+        if sig_type == POLY_1271:
+            # ERC-1271: the wallet is maker and signer; its owner's key signed the nested digest.
+            owner = self.wallet_owners.get(str(wire["signer"]).lower())
+            if owner is None or str(wire["maker"]).lower() != str(wire["signer"]).lower():
+                self._checked("invalid_signature")
+                raise EngineError("invalid signature")
+            expected = owner
+        else:
+            expected = str(wire["signer"])
+        versions = (want,) if not is_v2 else (want, 3 if want == 2 else 2)
+        for version in versions:
+            try:
+                oid, signer = recover_order_signer(wire, self.cfg.chain_id, False, version)
+            except SigningError:
+                continue
+            if signer.lower() == expected.lower():
+                if version != want:
+                    self._checked("version_mismatch")
+                    raise EngineError("order_version_mismatch", "order_version_mismatch")
+                self._checked("verified_1271" if sig_type == POLY_1271 else f"verified_v{version}")
+                if expected.lower() != key.address.lower():
+                    raise EngineError("the order signer address has to be the address of the API KEY")
+                return oid
+        self._checked("invalid_signature")
+        raise EngineError("invalid signature")
+
     def _l1(self, request: web.Request) -> ApiKey:
         h = request.headers
         try:
@@ -670,21 +751,13 @@ class Exchange:
             wire = entry["order"]
             order_type = str(entry.get("orderType", "GTC"))
             post_only = bool(entry.get("postOnly", False))
-            is_v2 = "timestamp" in wire
-            if is_v2 != (self.cfg.order_version == 2):
-                raise EngineError("order_version_mismatch", "order_version_mismatch")
             token = str(wire["tokenId"])
             m = self.engine.by_token.get(token)
             if m is None:
                 raise EngineError(f"market not found for token id {token}")
-            oid = wire_order_hash(wire, self.cfg.chain_id, neg_risk=False)
-            signer = recover_signer(bytes.fromhex(oid[2:]), wire["signature"])
+            oid = self._verify_order(wire, m, key)
         except (KeyError, ValueError, TypeError, SigningError):
             raise EngineError("Invalid order payload") from None
-        if signer.lower() != str(wire["signer"]).lower():
-            raise EngineError("invalid signature")
-        if signer.lower() != key.address.lower():
-            raise EngineError("the order signer address has to be the address of the API KEY")
         if entry.get("owner") != key.key:
             raise EngineError("the order owner has to be the owner of the API KEY")
         maker_amount, taker_amount = int(wire["makerAmount"]), int(wire["takerAmount"])
@@ -845,12 +918,17 @@ class Exchange:
         await self._slow(self.faults.slow_data_s)
         key = await self._l2(request, b"")
         q = request.query
+        after = int(q.get("after") or 0)
+        trades = []
+        for t in reversed(self.engine.trades):  # newest first: an ``after`` query reads only the tail
+            if t.t_ms // 1000 < after:
+                break
+            trades.append(t)
         rows = [
             messages.trade_msg(self.engine.markets[t.market], t, key.key, self.clock.ms())
-            for t in self.engine.trades
+            for t in reversed(trades)
             if (t.taker.owner == key.key or any(mf.order.owner == key.key for mf in t.makers))
             and (not q.get("market") or t.market == q["market"])
-            and (not q.get("after") or t.t_ms // 1000 >= int(q["after"]))
             and (not q.get("before") or t.t_ms // 1000 < int(q["before"]))
         ]
         for r in rows:

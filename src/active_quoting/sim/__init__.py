@@ -1,0 +1,1 @@
+"""The simulator: the production bot and the embedded exchange in one process on virtual time."""
