@@ -272,6 +272,8 @@ def test_one_signer_builds_both_versions_per_order():
     v3 = build_order(s, "1001", 0, 4500, 10_000_000, 100, salt=7, clock=clock, version=order_version_for("v2"))
     assert v2.wire["timestamp"] == v3.wire["timestamp"] == str(clock.ms())
     assert (v2.version, v3.version) == (2, 3) and v2.order_hash != v3.order_hash
-    assert {k: v for k, v in v2.wire.items() if k != "signature"} == {k: v for k, v in v3.wire.items() if k != "signature"}
+    assert {k: v for k, v in v2.wire.items() if k != "signature"} == {
+        k: v for k, v in v3.wire.items() if k != "signature"
+    }
     assert recover_order_signer(v3.wire, version=3)[0] == v3.order_hash
     assert order_body(v3, "owner")["deferExec"] is False  # the V2 body shape
