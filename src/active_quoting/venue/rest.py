@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl as _ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -95,8 +96,10 @@ class RestClient:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Any] = asyncio.sleep,
         order_lane: bool = True,
+        ssl: _ssl.SSLContext | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.ssl = ssl  # the context for https (None: the system's verified default)
         self.signer = signer
         self.creds = creds
         self.timeout = timeout
@@ -112,7 +115,7 @@ class RestClient:
         self.counts: Counter[str] = Counter()
         self._fees: dict[str, tuple[int, float]] = {}
         self._session: aiohttp.ClientSession | None = None
-        self.lane: OrderLane | None = OrderLane(self.base_url, timeout=timeout) if order_lane else None
+        self.lane: OrderLane | None = OrderLane(self.base_url, timeout=timeout, ssl=ssl) if order_lane else None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -125,7 +128,9 @@ class RestClient:
 
     async def start(self) -> None:
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=16, keepalive_timeout=60, ttl_dns_cache=300)
+            connector = aiohttp.TCPConnector(
+                limit=16, keepalive_timeout=60, ttl_dns_cache=300, ssl=self.ssl if self.ssl is not None else True
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=self.timeout),

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -126,6 +127,7 @@ class Connection:
         pong_timeout: float = 10.0,
         backoff: Backoff | None = None,
         clock: Clock = SYSTEM,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if not 0 < pong_timeout <= ping_interval:
             raise ValueError(f"{name}: pong_timeout must be positive and at most ping_interval ({ping_interval}s)")
@@ -137,6 +139,7 @@ class Connection:
         self.ping_interval = ping_interval
         self.pong_timeout = pong_timeout
         self.backoff = backoff or Backoff()
+        self.ssl_context = ssl_context  # for wss:// (None: the system's verified default)
         self.transport: WSTransport | None = None
         self.connects = 0
         self.pings_sent = 0
@@ -194,6 +197,7 @@ class Connection:
                 transport, _ = await ws_connect(
                     lambda: _Listener(self),
                     self.url,
+                    ssl_context=self.ssl_context,
                     enable_auto_ping=True,
                     auto_ping_strategy=WSAutoPingStrategy.PING_PERIODICALLY,
                     auto_ping_idle_timeout=self.ping_interval,
@@ -264,6 +268,7 @@ class MarketStream:
         probes_per_check: int = 8,
         backoff: Callable[[], Backoff] = Backoff,
         clock: Clock = SYSTEM,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if not 1 <= shard_size <= 500:
             raise ValueError(f"shard_size must be between 1 and 500 (the venue's cap), got {shard_size}")
@@ -278,6 +283,7 @@ class MarketStream:
         self.freeze_check_every = freeze_check_every
         self.probes_per_check = probes_per_check
         self.clock = clock
+        self.ssl_context = ssl_context
         self._backoff = backoff
         self.shards: list[Connection] = []
         self._assets: list[list[str]] = []
@@ -313,7 +319,7 @@ class MarketStream:
         conn = Connection(
             self.url, self._greeting(index), self._on_frame, self._on_state,
             name=f"market-{index}", ping_interval=self.ping_interval, pong_timeout=self.pong_timeout,
-            backoff=self._backoff(), clock=self.clock,
+            backoff=self._backoff(), clock=self.clock, ssl_context=self.ssl_context,
         )  # fmt: skip
         conn.shard = index  # type: ignore[attr-defined]
         self.shards.append(conn)
@@ -595,6 +601,7 @@ class UserStream:
         pong_timeout: float = 10.0,
         backoff: Backoff | None = None,
         clock: Clock = SYSTEM,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.creds = creds
         self.listener = listener
@@ -606,6 +613,7 @@ class UserStream:
         self.conn = Connection(
             url, self._greeting, self._on_frame, self._on_state, name="user",
             ping_interval=ping_interval, pong_timeout=pong_timeout, backoff=backoff, clock=clock,
+            ssl_context=ssl_context,
         )  # fmt: skip
 
     def _greeting(self) -> bytes:
