@@ -389,14 +389,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timestamp", type=int, help="order timestamp in ms (version 2)")
     p.add_argument("--expiration", type=int, default=0, help="GTD expiry, Unix seconds (0 = none)")
     p.add_argument("--neg-risk", action="store_true")
-    p.add_argument("--order-version", type=int, choices=(1, 2), default=2)
+    p.add_argument(
+        "--order-version", type=int, choices=(1, 2, 3), default=2,
+        help='2: CTF Exchange V2 (default); 3: ExchangeV3, for Protocol-V2 markets (Gamma version "v2", '
+        "--token-id = the position id); 1: the design's V1",
+    )  # fmt: skip
     p.add_argument("--fee-rate-bps", type=int, help="version 1 only: the signed fee rate")
     p.add_argument("--post-only", action="store_true")
     p.add_argument("--order-type", default="GTC", choices=("GTC", "GTD", "FOK", "FAK"))
     p.add_argument("--owner", help="API key that owns the order (else AQ_API_KEY)")
     p.add_argument("--chain-id", type=int, default=137)
-    p.add_argument("--funder", help="maker address for signature types 1 and 2")
-    p.add_argument("--signature-type", type=int, default=0, choices=(0, 1, 2))
+    p.add_argument("--funder", help="maker address: the proxy or Safe (types 1, 2) or the deposit wallet (type 3)")
+    p.add_argument(
+        "--signature-type", type=int, default=0, choices=(0, 1, 2, 3),
+        help="0 EOA, 1 proxy, 2 Safe, 3 deposit wallet (POLY_1271)",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_sign_order)
 
     p = sub.add_parser("exchange", help="serve the embedded Polymarket-compatible exchange on 127.0.0.1")
