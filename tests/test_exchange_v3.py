@@ -14,7 +14,8 @@ from py_clob_client_v2.client import ClobClient
 from py_clob_client_v2.clob_types import ApiCreds, OrderArgsV2, PartialCreateOrderOptions
 
 from active_quoting.exchange.engine import FeeSchedule, Market
-from active_quoting.venue.orders import build_order, order_version_for
+from active_quoting.venue import orders
+from active_quoting.venue.orders import build_order
 from active_quoting.venue.rest import RestClient
 from active_quoting.venue.signing import OrderSigner
 from exchange_peer import CID, MAKER_KEY, SH, TAKER_KEY, UP, derive
@@ -46,8 +47,8 @@ async def test_both_market_generations_at_once(ex):
 
     signer = OrderSigner(MAKER_KEY)
     async with RestClient(ex.clob_url, signer, await derive(ex, MAKER_KEY)) as rest:
-        v3 = order_version_for(gamma[CID3]["version"])
-        v2 = order_version_for(gamma[CID].get("version"), await rest.version())
+        v3 = orders.order_version_for(gamma[CID3]["version"])
+        v2 = orders.order_version_for(gamma[CID].get("version"), await rest.version())
         ok = await rest.post_orders([order(signer, UP3, 4000, v3, 1), order(signer, UP, 4000, v2, 2)])
         wrong = await rest.post_orders([order(signer, UP3, 4100, 2, 3), order(signer, UP, 4100, 3, 4)])
         forged = order(signer, UP3, 4200, 3, 5)

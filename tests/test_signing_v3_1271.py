@@ -22,7 +22,8 @@ from py_clob_client_v2.order_utils.model.signature_type_v2 import SignatureTypeV
 from py_clob_client_v2.signer import Signer
 
 from active_quoting.clock import ManualClock
-from active_quoting.venue.orders import build_order, order_body, order_version_for
+from active_quoting.venue import orders, signing
+from active_quoting.venue.orders import build_order, order_body
 from active_quoting.venue.signing import (
     CONTRACTS,
     ORDER_TYPE_V2,
@@ -30,7 +31,6 @@ from active_quoting.venue.signing import (
     SigningError,
     checksum_address,
     keccak,
-    recover_order_signer,
     wire_order_hash,
 )
 
@@ -108,7 +108,7 @@ def test_types_and_versions_match_the_sdk(
     assert mine.wire == order_to_json_v2(signed, "owner", "GTC")["order"]
     assert mine.version == version
     # What the embedded exchange recovers: the key's own address, whatever the type.
-    assert recover_order_signer(mine.wire, chain, neg_risk, version) == (mine.order_hash, ours.address)
+    assert signing.recover_order_signer(mine.wire, chain, neg_risk, version) == (mine.order_hash, ours.address)
     if sig_type == 3:
         assert mine.wire["signer"] == mine.wire["maker"] == ours.maker != ours.address
         assert len(mine.signature) == 2 + 2 * (65 + 32 + 32 + len(ORDER_TYPE_V2) + 2)
@@ -225,16 +225,16 @@ def _tamper(sig: str, offset: int) -> str:
 def test_1271_verifier_refuses_foreign_wrappers():
     signer = OrderSigner(ANVIL0, 137, funder=wallet_of(ANVIL0), signature_type=3)
     o = signer.sign_v2("1234", 5_000_000, 10_000_000, 0, 99, 1_780_000_000_000, version=3)
-    assert recover_order_signer(o.wire, 137, version=3)[1] == signer.address
+    assert signing.recover_order_signer(o.wire, 137, version=3)[1] == signer.address
     with pytest.raises(SigningError, match="another exchange"):
-        recover_order_signer(o.wire, 137, version=2)
+        signing.recover_order_signer(o.wire, 137, version=2)
     for offset, what in ((70, "another exchange"), (100, "another order"), (140, "contents type"), (-1, "length")):
         with pytest.raises(SigningError, match=what):
-            recover_order_signer(dict(o.wire, signature=_tamper(o.signature, offset)), 137, version=3)
+            signing.recover_order_signer(dict(o.wire, signature=_tamper(o.signature, offset)), 137, version=3)
     # the inner signature over someone else's wallet recovers to a different key
     moved = dict(o.wire, signer=wallet_of("other"), maker=wallet_of("other"))
     with pytest.raises(SigningError, match="another order"):
-        recover_order_signer(moved, 137, version=3)
+        signing.recover_order_signer(moved, 137, version=3)
 
 
 # -- what cannot be built is a SigningError -------------------------------------------------
@@ -256,24 +256,28 @@ def test_versions_the_signer_cannot_build_raise_signing_error():
 
 
 def test_market_version_maps_to_order_version():
-    assert order_version_for("v2") == 3 and order_version_for("V2", venue_version=1) == 3
-    assert order_version_for(None) == 2 and order_version_for("") == 2 and order_version_for("v1") == 2
-    assert order_version_for(None, venue_version=1) == 1
+    assert orders.order_version_for("v2") == 3 and orders.order_version_for("V2", venue_version=1) == 3
+    assert (
+        orders.order_version_for(None) == 2
+        and orders.order_version_for("") == 2
+        and orders.order_version_for("v1") == 2
+    )
+    assert orders.order_version_for(None, venue_version=1) == 1
     for bad, venue in (("v3", 2), ("protocol-9", 2), (None, 4)):
         with pytest.raises(SigningError):
-            order_version_for(bad, venue)
+            orders.order_version_for(bad, venue)
 
 
 def test_one_signer_builds_both_versions_per_order():
     """One bot trades markets of both generations at once: the version is per order."""
     s = OrderSigner(ANVIL0, funder=wallet_of(ANVIL0), signature_type=3)
     clock = ManualClock(1_780_000_000.0)
-    v2 = build_order(s, "1001", 0, 4500, 10_000_000, 100, salt=7, clock=clock, version=order_version_for(None))
-    v3 = build_order(s, "1001", 0, 4500, 10_000_000, 100, salt=7, clock=clock, version=order_version_for("v2"))
+    v2 = build_order(s, "1001", 0, 4500, 10_000_000, 100, salt=7, clock=clock, version=orders.order_version_for(None))
+    v3 = build_order(s, "1001", 0, 4500, 10_000_000, 100, salt=7, clock=clock, version=orders.order_version_for("v2"))
     assert v2.wire["timestamp"] == v3.wire["timestamp"] == str(clock.ms())
     assert (v2.version, v3.version) == (2, 3) and v2.order_hash != v3.order_hash
     assert {k: v for k, v in v2.wire.items() if k != "signature"} == {
         k: v for k, v in v3.wire.items() if k != "signature"
     }
-    assert recover_order_signer(v3.wire, version=3)[0] == v3.order_hash
+    assert signing.recover_order_signer(v3.wire, version=3)[0] == v3.order_hash
     assert order_body(v3, "owner")["deferExec"] is False  # the V2 body shape
