@@ -58,6 +58,15 @@ HEARTBEAT_TIMEOUT_S = 15.0  # 10 s plus the 5 s buffer
 CUSTOM_FEATURE_EVENTS = frozenset({"best_bid_ask", "new_market", "market_resolved"})
 END_CURSOR = "LTE="
 DEFAULT_CLIENT_UAS = ("python", "aiohttp", "curl", "go-http-client", "okhttp", "java")
+# The spenders a trading account approves (POLYMARKET.md 6.1): CTF Exchange V2, Neg-Risk CTF
+# Exchange V2, the neg-risk adapter (V2), ExchangeV3.
+ALLOWANCE_SPENDERS = (
+    "0xE111180000d2663C0091e4f400237545B87B996B",
+    "0xe2222d279d744050d28e00520010520000310F59",
+    "0xadA2005600Dec949baf300f4C6120000bDB6eAab",
+    "0xe3333700cA9d93003F00f0F71f8515005F6c00Aa",
+)
+MAX_ALLOWANCE = str(2**256 - 1)
 
 
 @dataclass
@@ -161,6 +170,10 @@ class Exchange:
         for owner, wallet in self.cfg.deposit_wallets.items():
             self.require_deposit_wallet(owner, wallet)
         self.gamma_refused = 0  # Gamma requests refused for their user-agent
+        self.revoked_allowances: dict[str, set[str]] = {}  # address (lower) -> spenders (lower) not approved
+        self.geoblocked = False  # /api/geoblock says this IP may not trade
+        self.geo_country = "XX"
+        self.clock_skew_s = 0.0  # added to what /time says (a client clock that is off, seen from it)
         self._record = open(self.cfg.record, "ab") if self.cfg.record else None  # noqa: SIM115 - closed in stop()
         self._runners: list[web.AppRunner] = []
         self._tasks = TaskSet(_log)
@@ -194,6 +207,7 @@ class Exchange:
             ("/data/trades", self.h_trades),
             ("/rebates/current", self.h_rebates),
             ("/balance-allowance", self.h_balance),
+            ("/api/geoblock", self.h_geoblock),
             ("/ws/market", self.ws_market),
             ("/ws/user", self.ws_user),
         ):
@@ -648,7 +662,7 @@ class Exchange:
         return m
 
     async def h_time(self, request: web.Request) -> web.Response:
-        return web.Response(text=str(int(self.clock.time())))
+        return web.Response(text=str(int(self.clock.time() + self.clock_skew_s)))
 
     async def h_ok(self, request: web.Request) -> web.Response:
         return _json("OK")
@@ -743,8 +757,19 @@ class Exchange:
         # do not move funds on chain); undelivered trades are not in it yet.
         if request.query.get("asset_type", "COLLATERAL").upper() == "CONDITIONAL":
             held = acct.tokens.get(token, 0) + acct.reserved_tokens.get(token, 0)
-            return _json({"balance": str(held), "allowances": {}})
-        return _json({"balance": str(acct.collateral + acct.reserved), "allowances": {}})
+            return _json({"balance": str(held), "allowances": self._allowances(key.address)})
+        return _json({"balance": str(acct.collateral + acct.reserved), "allowances": self._allowances(key.address)})
+
+    def _allowances(self, address: str) -> dict[str, str]:
+        """What the account approved, per spender (the exchanges and the neg-risk adapter): all
+        of them, unlimited, unless a test revoked some (``revoked_allowances``)."""
+        revoked = self.revoked_allowances.get(address.lower(), set())
+        return {s: MAX_ALLOWANCE for s in ALLOWANCE_SPENDERS if s.lower() not in revoked}
+
+    async def h_geoblock(self, request: web.Request) -> web.Response:
+        """``polymarket.com/api/geoblock``: whether orders from this IP are refused."""
+        ip = request.remote or ""
+        return _json({"blocked": self.geoblocked, "ip": ip, "country": self.geo_country, "region": ""})
 
     def _parse_order(self, entry: dict[str, Any], key: ApiKey) -> Order:
         try:
