@@ -22,7 +22,7 @@ from fractions import Fraction
 from active_quoting import core
 from active_quoting.aio import cancel_and_wait
 from active_quoting.discovery import window_slug
-from active_quoting.exchange.engine import BUY, SCALE, EngineError, FeeSchedule, Market, Order
+from active_quoting.exchange.engine import BUY, SCALE, EngineError, FeeSchedule, Market, Order, Result
 from active_quoting.exchange.server import Exchange
 
 _log = logging.getLogger(__name__)
@@ -65,6 +65,13 @@ MARKETS: dict[str, dict[str, float]] = {
     "lively": {},
     "calm": {"annual_vol": 0.05, "pricing_vol": 1.0, "jump_prob_per_s": 0.0, "informed_share": 0.0},
 }
+
+
+def _merge(into: Result, other: Result) -> None:
+    into.changes += other.changes
+    into.trades += other.trades
+    into.touched += other.touched
+    into.canceled += other.canceled
 
 
 @dataclass
@@ -185,11 +192,15 @@ class MarketFlow:
         oid = "0x" + hashlib.sha256(f"{account}:{self._seq}:{self.cfg.seed}".encode()).hexdigest()
         return Order(oid, account, f"house-{account[-4:]}", m.condition_id, token, side, price, size, kind)
 
-    def _submit(self, order: Order) -> None:
+    def _submit(self, order: Order, batch: Result | None = None) -> None:
         try:
-            self.ex._publish(self.ex.engine.place(order, self.ex.clock.ms()))
+            result = self.ex.engine.place(order, self.ex.clock.ms())
         except EngineError:
-            pass  # a background order the book refuses (e.g. would cross after a move): skip it
+            return  # a background order the book refuses (e.g. would cross after a move): skip it
+        if batch is None:
+            self.ex._publish(result)
+        else:
+            _merge(batch, result)
 
     def requote(self, w: Window, now: float) -> None:
         m = w.market
@@ -208,11 +219,14 @@ class MarketFlow:
                 wanted[("bid", bid)] = size * (i + 1)
             if ask <= SCALE - tick:
                 wanted[("ask", ask)] = size * (i + 1)
+        # One requote is one venue event: its cancels and places go out as one message per
+        # market, as a batch of order operations would.
+        batch = Result()
         for key, oid in list(w.quotes.items()):
             order = self.ex.engine.orders.get(oid)
             if key not in wanted or order is None or order.status != "LIVE":
                 if order is not None and order.status == "LIVE":
-                    self.ex._publish(self.ex.engine.cancel(oid)[2])
+                    _merge(batch, self.ex.engine.cancel(oid)[2])
                 del w.quotes[key]
         for key, qty in wanted.items():
             if key in w.quotes:
@@ -229,9 +243,10 @@ class MarketFlow:
                 continue
             if side == "ask" and best_bid != core.NO_PRICE and price <= best_bid:
                 continue
-            self._submit(order)
+            self._submit(order, batch)
             if order.status == "LIVE":
                 w.quotes[key] = order.id
+        self.ex._publish(batch)
 
     def takers(self, w: Window, now: float, dt: float) -> None:
         m = w.market

@@ -20,6 +20,7 @@ import random
 import ssl
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -152,6 +153,8 @@ class Exchange:
     def __init__(self, config: ExchangeConfig | None = None, clock: Clock = SYSTEM) -> None:
         self.cfg = config or ExchangeConfig()
         self.clock = clock
+        self._outbox: dict[web.WebSocketResponse, deque[str]] = {}  # frames not yet written, per socket
+        self._outbox_wake: dict[web.WebSocketResponse, asyncio.Future[None]] = {}
         self.engine = Engine()
         self.faults = Faults()
         self.rng = random.Random(self.cfg.seed)
@@ -312,8 +315,28 @@ class Exchange:
     # -- publication --------------------------------------------------------------------
 
     def _send(self, ws: web.WebSocketResponse, frame: bytes) -> None:
+        """Queue a frame for a subscriber: one sender per socket, in order (no task per frame)."""
         self.sent_frames += 1
-        self._tasks.spawn(_send_text(ws, frame.decode()))
+        box = self._outbox.get(ws)
+        if box is None:
+            box = self._outbox[ws] = deque()
+            self._tasks.spawn(self._sender(ws, box))
+        box.append(frame.decode())
+        waiter = self._outbox_wake.pop(ws, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _sender(self, ws: web.WebSocketResponse, box: deque[str]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while not ws.closed:
+                while box:
+                    await _send_text(ws, box.popleft())
+                waiter = self._outbox_wake[ws] = loop.create_future()
+                await waiter
+        finally:
+            self._outbox.pop(ws, None)
+            self._outbox_wake.pop(ws, None)
 
     def _broadcast_market(self, tokens: set[str] | None, msg: dict[str, Any]) -> None:
         """Send to subscribers of ``tokens`` (None = everyone); the custom-feature events only to
@@ -993,6 +1016,9 @@ class Exchange:
         finally:
             registry.pop(ws, None)
             self.custom_feature.discard(ws)
+            waiter = self._outbox_wake.pop(ws, None)  # its sender sees the socket closed and ends
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
         return ws
 
     def _market_sub(self, ws: web.WebSocketResponse, msg: dict[str, Any]) -> None:

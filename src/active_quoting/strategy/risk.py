@@ -81,6 +81,7 @@ class RiskManager:
         self._peak: dict[str, Fraction] = {}
         self._pnl: dict[str, Fraction] = {}
         self._retired_pnl = Fraction(0)  # final P&L of markets no longer tracked
+        self._pnl_sum = Fraction(0)  # sum of self._pnl
         self._peak_global = Fraction(0)
 
     # -- transitions ------------------------------------------------------------------
@@ -177,6 +178,7 @@ class RiskManager:
 
     def on_pnl(self, now_ms: int, market: str, pnl: Fraction) -> None:
         """Total P&L (realized + unrealized) of one market now; drawdown is from its peak."""
+        self._pnl_sum += pnl - self._pnl.get(market, Fraction(0))  # kept current: no sum over markets
         self._pnl[market] = pnl
         peak = max(self._peak.get(market, Fraction(0)), pnl)
         self._peak[market] = peak
@@ -184,7 +186,7 @@ class RiskManager:
             reason = f"drawdown {float(peak - pnl):.2f} USDC >= per-market limit {float(self.max_dd_market):.2f}"
             self._market_halted[market] = (reason, now_ms)
             self.events.append(RiskEvent(now_ms, market, NORMAL, HALTED, reason, cancel_all=True))
-        total = self._retired_pnl + sum(self._pnl.values(), Fraction(0))
+        total = self._retired_pnl + self._pnl_sum
         self._peak_global = max(self._peak_global, total)
         if self._peak_global - total >= self.max_dd_global and not self.killed:
             self.kill(
@@ -221,7 +223,9 @@ class RiskManager:
     def forget_market(self, market: str) -> None:
         """A finished window leaves: its state goes, its final P&L stays in the global total
         (forgetting a winner must not look like a global drawdown)."""
-        self._retired_pnl += self._pnl.pop(market, Fraction(0))
+        final = self._pnl.pop(market, Fraction(0))
+        self._retired_pnl += final
+        self._pnl_sum -= final
         self._peak.pop(market, None)
         self._market_halted.pop(market, None)
         self._market_stale.pop(market, None)
