@@ -34,10 +34,10 @@ def _hit_our_order(ex, me: str) -> None:
     size = min(target.remaining, 5_000_000)
     if target.side == BUY:  # a BUY of the complement at 1 - p mints against ours
         other = m.down if target.token == m.up else m.up
-        order = Order(f"0xhit{len(ex.engine.trades)}", taker, "k", m.condition_id, other, BUY, SCALE - target.price,
+        order = Order(f"0xhit{ex.engine.trade_count}", taker, "k", m.condition_id, other, BUY, SCALE - target.price,
                       size, "FAK")  # fmt: skip
     else:
-        order = Order(f"0xhit{len(ex.engine.trades)}", taker, "k", m.condition_id, target.token, BUY, target.price,
+        order = Order(f"0xhit{ex.engine.trade_count}", taker, "k", m.condition_id, target.token, BUY, target.price,
                       size, "FAK")  # fmt: skip
     ex._publish(ex.engine.place(order, 0))
 

@@ -191,7 +191,7 @@ async def test_a_version_the_signer_cannot_build_is_a_counted_refusal_not_an_exc
     errors: list[str] = []
     async with _manager(ex) as (om, proxy, me):
         om.on_error = errors.append
-        ex.cfg.order_version = 3  # a version this signer knows nothing of
+        ex.cfg.order_version = 9  # a version this signer knows nothing of
         t = _bid(4800)
         await om._place([t], 0.0)  # must not raise
         assert proxy.seen[("GET", "/version")] == 1  # the mismatch was seen and the version re-read

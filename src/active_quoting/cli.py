@@ -160,7 +160,7 @@ def _cmd_exchange(args: argparse.Namespace) -> int:
                 scenario.cancel()
             await flow.stop()
             await ex.stop()
-        print(f"exchange stopped: {ex.sent_frames} frames sent, {len(ex.engine.trades)} trades", file=sys.stderr)
+        print(f"exchange stopped: {ex.sent_frames} frames sent, {ex.engine.trade_count} trades", file=sys.stderr)
 
     try:
         asyncio.run(serve())

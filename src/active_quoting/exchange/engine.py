@@ -177,6 +177,9 @@ class Result:
     canceled: list[Order] = field(default_factory=list)
 
 
+TRADES_KEPT = 50_000
+
+
 def _notional(size: int, price: int) -> int:
     """micro-USDC of ``size`` micro-shares at ``price`` units (floored; exact on the 0.01 lot)."""
     return size * price // SCALE
@@ -191,7 +194,10 @@ class Engine:
         self.live: dict[str, Order] = {}  # resting orders (status LIVE), the only ones scanned
         self._finished: deque[str] = deque()  # finished order ids, oldest first (bounded memory)
         self.finished_kept = 50_000
-        self.trades: list[Trade] = []
+        # The newest trades (older ones are settled and forgotten: memory stays flat all day),
+        # and per API key the trades it took part in, for /data/trades.
+        self.trades: deque[Trade] = deque(maxlen=TRADES_KEPT)
+        self.by_owner: dict[str, deque[Trade]] = {}
         self._seq = 0
         self._trade_seq = 0
 
@@ -419,7 +425,16 @@ class Engine:
         trade = Trade(f"trade-{self._trade_seq:08d}", m.condition_id, taker, makers, price, total, fee, now_ms,
                       journal=journal, undelivered=undelivered)  # fmt: skip
         self.trades.append(trade)
+        for owner in {taker.owner} | {mf.order.owner for mf in makers}:
+            mine = self.by_owner.get(owner)
+            if mine is None:
+                mine = self.by_owner[owner] = deque(maxlen=TRADES_KEPT)
+            mine.append(trade)
         return trade
+
+    @property
+    def trade_count(self) -> int:
+        return self._trade_seq
 
     def deliver(self, trade: Trade) -> None:
         """The trade is mined: what each side receives (tokens, sale collateral) is credited.
