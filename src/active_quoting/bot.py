@@ -263,8 +263,6 @@ class Bot:
         now_ms = int(now * 1000)
         for cid in self.windows.advance(now):
             self.scheduler.mark(cid)  # stopped quoting: the pass cancels what rests there
-        fresh = self.market.fresh_ms
-        self.risk.check_stale(now_ms, {w.cid: min(fresh(w.info.up), fresh(w.info.down)) for w in self.windows.quoted()})
         self.risk.tick(now_ms)
         if self._risk_events():
             self._tasks.spawn(self.orders.cancel_all())
@@ -292,6 +290,10 @@ class Bot:
 
     def _housekeeping(self) -> None:
         now_ms = self.clock.ms()
+        fresh = self.market.fresh_ms  # a feed is stale after tens of seconds: checked every second
+        self.risk.check_stale(now_ms, {w.cid: min(fresh(w.info.up), fresh(w.info.down)) for w in self.windows.quoted()})
+        if self._risk_events():
+            self._tasks.spawn(self.orders.cancel_all())
         self.journal.flush()
         self._pnl_update(now_ms)
         self._persist_analytics(now_ms)

@@ -488,6 +488,8 @@ class Exchange:
                     self._user_send(ws, frame)
 
     def _user_order_event(self, order: Order) -> None:
+        if not any(key.key == order.owner for key, _ in self.user_sockets.values()):
+            return  # nobody listens for this account (the house, the takers)
         kind = "CANCELLATION" if order.status == "CANCELED" else ("PLACEMENT" if order.matched == 0 else "UPDATE")
         status = order.status
         if status == "CANCELED" and order.reason and order.reason.startswith("order couldn't"):
