@@ -438,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--config", help="TOML config (defaults: the design's parameter defaults)")
     p.add_argument("--db", default="active-quoting.db", help="SQLite store (kept across restarts)")
-    p.add_argument("--strategy", default="active", choices=("active", "only50"))
+    p.add_argument("--strategy", default="active", choices=("active", "only50", "naive"))
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT (0 = any free port)")
     p.add_argument("--status", action="store_true", help="print the live status (in place on a terminal)")
     p.add_argument("--exchange-url", help="CLOB URL: a separately served embedded exchange, or the venue's override")

@@ -306,6 +306,22 @@ class Store:
             self._finalizer()
             self._reader.close()
 
+    def abandon(self) -> int:
+        """What a kill -9 does to the store (the simulator's crashes): writes still queued are
+        dropped, the batch being committed finishes or not, the connections close. Returns
+        how many queued items were dropped."""
+        dropped = 0
+        while True:
+            try:
+                self._writer.q.get_nowait()
+                dropped += 1
+            except queue.Empty:
+                break
+        self._closed = True
+        self._finalizer()
+        self._reader.close()
+        return dropped
+
     def _write(self, *statements: Statement) -> None:
         """Enqueue statements that belong together (they land in one transaction)."""
         if self._closed:

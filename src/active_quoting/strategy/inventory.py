@@ -273,6 +273,11 @@ class InventoryManager:
         m = self._market(market)
         return m.positions[m.up].shares - m.positions[m.down].shares
 
+    def fill_keys(self, market: str) -> list[tuple[str, str]]:
+        """Every fill key the market has seen (for checks that none is counted twice)."""
+        m = self._markets.get(market)
+        return list(m.keys) if m is not None else []
+
     def held(self, market: str) -> tuple[int, int]:
         """(Up, Down) micro-shares held, MATCHED fills included (negative when short)."""
         m = self._market(market)

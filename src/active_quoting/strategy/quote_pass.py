@@ -10,7 +10,8 @@ Strategies are interchangeable behind :class:`Strategy`; the pass does not know 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any, Protocol
 
 from active_quoting import core
@@ -72,13 +73,26 @@ def make_strategy(
     builders: dict[str, Callable[[], Strategy]] = {
         "active": lambda: ActiveStrategy(MarketQuoter(cfg, inventory, momentum, risk)),
         "only50": lambda: Only50Strategy(Only50(cfg, inventory, risk)),
+        # The control for A/B runs: joins the touch, no inventory skew, no momentum protection
+        # (its own detector is never fed), same limits and sizes.
+        "naive": lambda: ActiveStrategy(MarketQuoter(naive_config(cfg), inventory, MomentumDetector(), risk)),
     }
     if name not in builders:
         raise ValueError(f"unknown strategy {name!r}: one of {', '.join(sorted(builders))}")
     return builders[name]()
 
 
-STRATEGY_NAMES = ("active", "only50")
+STRATEGY_NAMES = ("active", "only50", "naive")
+
+
+def naive_config(cfg: Config) -> Config:
+    """``cfg`` without the design's protections: quotes join the touch (never improve it) and
+    are not skewed by inventory."""
+    return replace(
+        cfg,
+        quote=replace(cfg.quote, offset_ticks=0, improve_when_spread_ticks=core.MAX_PRICE),
+        inventory=replace(cfg.inventory, skew_coefficient=Decimal(0)),
+    )
 _CANCEL_SIDE = SideDecision(core.NO_PRICE, 0, core.CANCEL)
 
 

@@ -1,0 +1,141 @@
+"""Invariants checked continuously while a simulated bot runs, each able to fail, each reported
+with the first violation's (simulated) time and context.
+
+- managed: every order the venue holds for us is managed as live by the bot within ``grace_s``;
+- positions: the bot's positions equal what the venue owes us (settled tokens, tokens our
+  resting SELLs reserve, tokens of trades matched but not yet mined), within ``grace_s``;
+- limits: no position beyond the per-market limit, no worst-case liability beyond its limits,
+  no BUY order putting up more than ORDER_SIZE (or the market minimum) of collateral;
+- halted: while the bot is HALTED, nothing of ours rests once the cancel round trip is over;
+- fills: no fill counted twice (every fill key once in the inventory);
+- rate: no 429 from the venue unless a rate-limit fault was injected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from active_quoting.execution.order_manager import LIVE_STATES
+
+NAMES = ("managed", "positions", "limits", "halted", "fills", "rate")
+
+
+def venue_owes(engine: Any, address: str, owner_key: str, tokens: set[str], since_ms: int = 0) -> dict[str, int]:
+    """Per token: settled + reserved by our resting SELLs + matched and not yet delivered
+    (only trades since ``since_ms`` can still be undelivered: settlement takes seconds)."""
+    acct = engine.accounts.get(address)
+    owed = {t: 0 for t in tokens}
+    if acct is None:
+        return owed
+    for t in tokens:
+        owed[t] = acct.tokens.get(t, 0) + acct.reserved_tokens.get(t, 0)
+    for trade in reversed(engine.by_owner.get(owner_key, ())):
+        if trade.t_ms < since_ms:
+            break
+        for who, asset, delta in trade.undelivered:
+            if who == address and asset in owed:
+                owed[asset] += delta
+    return owed
+
+
+@dataclass
+class Violation:
+    name: str
+    t: float  # simulated wall time
+    detail: str
+
+
+# How long a discrepancy may last before it is a violation: an order the venue holds is known
+# once its submit answers (seconds); a fill the user channel missed comes back with the next
+# reconciliation (every 10 s); a halt's cancels take one round trip.
+GRACE_S = {"managed": 5.0, "positions": 25.0, "halted": 5.0}
+
+
+@dataclass
+class InvariantMonitor:
+    grace_s: float = 5.0
+    checks: int = 0
+    first: dict[str, Violation] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(NAMES, 0))
+    _since: dict[tuple[str, str], float] = field(default_factory=dict)  # (invariant, subject) -> first seen
+
+    def _persisting(self, name: str, subject: str, now: float, detail: str, bad: bool) -> None:
+        key = (name, subject)
+        if not bad:
+            self._since.pop(key, None)
+            return
+        since = self._since.setdefault(key, now)
+        if now - since > GRACE_S.get(name, self.grace_s):
+            self._violate(name, now, f"{detail} (for {now - since:.1f}s)")
+            self._since[key] = now  # counted again only if it persists another grace period
+
+    def _violate(self, name: str, now: float, detail: str) -> None:
+        self.counts[name] += 1
+        self.first.setdefault(name, Violation(name, now, detail))
+
+    def check(self, bot: Any, exchange: Any, now: float, rate_fault_active: bool) -> None:
+        """One round of every invariant (the bot must be running: started and not stopped)."""
+        self.checks += 1
+        engine = exchange.engine
+        me = bot.signer.address
+        # managed
+        live_ids = set()
+        for o in engine.live_orders(account=me):
+            live_ids.add(o.id)
+            t = bot.orders.orders.get(o.id)
+            managed = t is not None and t.status in LIVE_STATES
+            self._persisting("managed", o.id, now, f"venue holds {o.id[:12]} ({o.side} {o.price}) "
+                             f"bot: {'unknown' if t is None else t.status}", not managed)  # fmt: skip
+        for key in [k for k in self._since if k[0] == "managed" and k[1] not in live_ids]:
+            del self._since[key]
+        # positions, limits, fills
+        cfg = bot.cfg.inventory
+        max_pos = int(cfg.max_position_per_market * 1_000_000)
+        for cid, w in bot.windows.windows.items():
+            if w.winner:
+                continue
+            up, down = bot.inventory.held(cid)
+            owed = venue_owes(engine, me, bot.rest.creds.api_key, {w.info.up, w.info.down}, int(now - 300) * 1000)
+            self._persisting("positions", cid, now, f"{w.info.slug}: bot ({up}, {down}) venue "
+                             f"({owed[w.info.up]}, {owed[w.info.down]})",
+                             (up, down) != (owed[w.info.up], owed[w.info.down]))  # fmt: skip
+            net = abs(bot.inventory.net_up(cid))
+            # one order's size may land beyond the limit (the engine sizes against rooms at the decision)
+            if net > max_pos + 2 * _order_shares(bot):
+                self._violate("limits", now, f"{w.info.slug}: |net| {net / 1e6:.2f} > {max_pos / 1e6:.0f} shares")
+            liability = bot.inventory.liability(cid)
+            if liability > cfg.max_liability_per_market_usdc + bot.cfg.orders.order_size_usdc:
+                self._violate("limits", now, f"{w.info.slug}: liability {float(liability):.2f} USDC")
+            keys = bot.inventory.fill_keys(cid)
+            if len(keys) != len(set(keys)):
+                self._violate("fills", now, f"{w.info.slug}: a fill counted twice")
+        for t in bot.orders.live():
+            if t.side == "BUY" and t.size * t.price > (bot.cfg.orders.order_size_usdc * 10_000_000_000 + 10**10):
+                if t.size > 5_000_000:
+                    self._violate("limits", now, f"order {t.order_id[:12]} BUY {t.size / 1e6} @ {t.price}")
+        # halted
+        halted = bot.risk.state == "HALTED"
+        self._persisting("halted", "global", now, f"{len(live_ids)} orders of ours rest while HALTED",
+                         halted and bool(live_ids))  # fmt: skip
+        # rate
+        limited = bot.rest.counts.get("rate_limited", 0)
+        if limited > self._rate_seen and not rate_fault_active:
+            self._violate("rate", now, f"{limited - self._rate_seen} requests answered 429")
+        self._rate_seen = limited
+
+    _rate_seen: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "checks": self.checks,
+            "violations": dict(self.counts),
+            "first": {k: {"t": v.t, "detail": v.detail} for k, v in self.first.items()},
+            "ok": not any(self.counts.values()),
+        }
+
+
+def _order_shares(bot: Any) -> int:
+    """The largest order size in micro-shares (ORDER_SIZE at a 0.01 price is the worst case
+    the limits must allow for; in practice orders sit near 0.5)."""
+    return int(bot.cfg.orders.order_size_usdc * 2 * 1_000_000)
