@@ -25,6 +25,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import random
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -51,11 +52,12 @@ from active_quoting.strategy.quote_pass import QuotePass, make_strategy
 from active_quoting.strategy.risk import RiskManager
 from active_quoting.venue.market_codec import LastTradePriceEvent, MarketResolvedEvent
 from active_quoting.venue.market_data import MarketData
+from active_quoting.venue.orders import new_salt
 from active_quoting.venue.records import market_winner, window_from_market_record
 from active_quoting.venue.rest import RestClient
 from active_quoting.venue.signing import ApiCredentials, OrderSigner
 from active_quoting.venue.user_codec import FillUpdate, OrderUpdate
-from active_quoting.venue.ws import MarketStream, UserStream
+from active_quoting.venue.ws import Backoff, MarketStream, UserStream
 from active_quoting.windows import WindowLifecycle, WindowParts
 
 __all__ = ["AlreadyRunning", "Bot", "RunOptions", "render_status", "throwaway_key"]
@@ -394,6 +396,14 @@ class Bot:
         bid = book.best_bid()
         return bid != core.NO_PRICE and intent.price <= bid
 
+    def _salts(self) -> Callable[[], int]:
+        """Order salts: random, or drawn from the simulator's seed (a run is then reproducible
+        to the order hash; restarts differ by the order timestamp)."""
+        if self.opts.sim_seed is None:
+            return new_salt
+        rng = random.Random(self.opts.sim_seed * 1_000_003 + self.clock.ms())
+        return lambda: rng.getrandbits(63)
+
     def _readable_book(self, token: str) -> Any:
         return self.market.md.books.get(token) if self.market.is_readable(token) else None
 
@@ -419,15 +429,20 @@ class Bot:
             concurrent_replace=self.cfg.orders.concurrent_replace, metrics=self.metrics,
             min_refresh_ms=self.cfg.refresh.min_interval_ms, global_cap_per_sec=self.cfg.refresh.global_cap_per_sec,
             may_place=self.risk.can_quote, crosses=self._would_cross,
-            adopt_unknown=self.cfg.orders.unknown_orders != "ignore",
+            adopt_unknown=self.cfg.orders.unknown_orders != "ignore", salts=self._salts(),
             on_error=lambda kind: self.risk.on_error(self.clock.ms(), kind, "orders"),
             on_success=lambda: self.risk.on_success(self.clock.ms(), "orders"),
         )  # fmt: skip
         self.discovery = Discovery(gamma_url, self.opts.window_s)
-        self.market = MarketStream(ws_url + "/ws/market", MarketData(), self, rest=self.rest, clock=self.clock)
+        jitter = random.Random(opts.sim_seed) if opts.sim_seed is not None else None
+        self.market = MarketStream(
+            ws_url + "/ws/market", MarketData(), self, rest=self.rest, clock=self.clock,
+            backoff=lambda: Backoff(rng=jitter),
+        )  # fmt: skip
         self.user = UserStream(
-            ws_url + "/ws/user", creds, self, [], is_our_order=self.orders.is_ours, clock=self.clock
-        )
+            ws_url + "/ws/user", creds, self, [], is_our_order=self.orders.is_ours, clock=self.clock,
+            backoff=Backoff(rng=jitter),
+        )  # fmt: skip
         self.journal = Journal(self.opts.db + ".journal")
         if self.opts.journal:
             self.market.record = self.journal.market

@@ -462,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     from active_quoting.halts import add_subcommand as add_halts_subcommand  # list and clear halts
 
     add_halts_subcommand(sub)
+    from active_quoting.sim.cli import add_subcommand as add_sim_subcommand  # virtual time: soak and A/B
+
+    add_sim_subcommand(sub)
     from active_quoting.doctor import add_subcommand as add_doctor_subcommand  # preflight before going live
 
     add_doctor_subcommand(sub)

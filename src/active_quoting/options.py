@@ -31,5 +31,6 @@ class RunOptions:
     funder: str | None = None
     signature_type: int = 0
     api_creds: tuple[str, str, str] | None = None  # else derived with the L1 flow
+    sim_seed: int | None = None  # the simulator's: order salts and reconnect jitter drawn from it (reproducible runs)
     journal: bool = True  # raw frames and order bodies to DB.journal/ (the simulator turns it off)
     dry_run: bool = False  # the full pipeline, orders built and signed but never sent

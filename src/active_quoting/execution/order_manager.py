@@ -36,7 +36,7 @@ from active_quoting.store.journal import Journal
 from active_quoting.store.sqlite import Store
 from active_quoting.strategy.quoting import MarketDecision, Resting
 from active_quoting.venue.errors import VenueError
-from active_quoting.venue.orders import build_order, encode, order_body
+from active_quoting.venue.orders import build_order, encode, new_salt, order_body
 from active_quoting.venue.records import VenueOrder, open_order
 from active_quoting.venue.rest import RestClient
 from active_quoting.venue.signing import OrderSigner, SignedOrder, SigningError
@@ -149,10 +149,12 @@ class OrderManager:
         may_place: Callable[[str], bool] = lambda market: True,
         crosses: Callable[[OrderIntent], bool] = _never_crosses,
         adopt_unknown: bool = True,
+        salts: Callable[[], int] = new_salt,
         clock: Clock = SYSTEM,
     ) -> None:
         self.dry_run = dry_run
         self.concurrent_replace = concurrent_replace
+        self.salts = salts
         self.adopt_unknown = adopt_unknown  # False on a shared account: others' orders are left alone
         self.adopted: list[str] = []  # live orders found on the venue that neither memory nor store knew
         self.metrics = metrics or Metrics()
@@ -351,7 +353,7 @@ class OrderManager:
             signed = [
                 build_order(self.signer, t.token, 0 if t.side == BUY else 1, t.price, t.size,
                             self.markets[t.market].tick, version=version, fee_rate_bps=0,
-                            timestamp_ms=self.clock.ms())
+                            timestamp_ms=self.clock.ms(), salt=self.salts())
                 for t in which
             ]  # fmt: skip
             for t, o in zip(which, signed, strict=True):

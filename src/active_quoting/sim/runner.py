@@ -126,7 +126,7 @@ class Simulation:
         opts = RunOptions(
             assets=self.cfg.assets, duration_s=duration_s, seed=self.cfg.seed, window_s=self.cfg.window_s,
             stop_before_end_s=max(3, self.cfg.window_s // 45), db=self.db, strategy=self.cfg.strategy,
-            clob_url=self.exchange.clob_url, gamma_url=self.exchange.gamma_url, journal=False,
+            clob_url=self.exchange.clob_url, gamma_url=self.exchange.gamma_url, journal=False, sim_seed=self.cfg.seed,
             status_every_s=60.0,
         )  # fmt: skip
         bot = Bot(cfg, opts, clock=self.clock)
