@@ -1,19 +1,35 @@
-"""Latency harness (not a unit test): market frame in -> order request at the venue.
+"""Latency harness, black-box: a touch-moving market frame written by the venue -> the first byte
+of each order or cancel request that follows, at the venue.
 
-Both pipelines talk to the embedded exchange served from another thread; the exchange stamps
-each order request when it arrives (``time.perf_counter``, one clock for the whole process).
-A frame that moves the touch is handed to each pipeline, and the latency is the arrival of
-the resulting order request minus the moment the frame was handed over.
+Three processes, one clock (``CLOCK_MONOTONIC``, ``time.monotonic_ns`` in the venue process):
 
-* ours: the bot's quote path (``MarketData`` -> ``MarketQuoter`` -> ``OrderManager`` ->
-  ``RestClient``: decode and apply in the compiled core, decide, cancel the stale quote, sign,
-  post), on uvloop;
-* stock: ``json.loads``, a dict book, and py-clob-client-v2's ``create_order`` +
-  ``post_order`` / ``post_orders`` (its caches warm, so no extra round trips).
+* **venue** (``latency.py venue``): the embedded exchange with two up/down windows (btc for the
+  bot, eth for the stock pipeline, so neither's orders move the other's book) whose house book
+  (4 levels a side, 6 ticks wide) stands still between moves. Every ``--period`` seconds both
+  books move the same way (``CYCLE``: whole book up 3 ticks and back, the ask in 2 and out, the
+  bid in 2 and out), one order at a time as the venue publishes; the ``price_change`` frame of
+  the first step that moves the house touch is the move's frame, stamped when it is handed to
+  the subscriber's socket. The server protocol's ``data_received`` stamps the first byte of
+  every HTTP request; each ``POST /order(s)`` and ``DELETE /order(s)`` is recorded with that
+  stamp, its sender (``POLY_ADDRESS``) and how many orders it carries.
+* **ours**: ``active-quoting run --exchange-url ... --gamma-url ...`` exactly as a user starts it
+  against a separately served exchange: default configuration, store and journal on.
+* **stock** (``latency.py stock``): ``json`` + a dict book + py-clob-client-v2 (``create_order``,
+  ``post_order``/``post_orders``, ``cancel_orders``; tick-size, neg-risk and version caches
+  warm) on the eth market stream. On the first touch change of a move it posts one order if the
+  bid moved up, two if the ask moved down, and cancels what it holds otherwise.
 
-Cases: one order (one side moves) and a two-sided requote (both sides move).
+A request belongs to the last move of its pipeline's market written before it, if it came
+within ``--horizon`` (later ones, such as the bot's re-quote when a momentum cooldown ends, are
+no frame's answer). Per move: answered by cancels alone, a **pure cancel** (latency of the
+first); by exactly one new order, **one order** (latency of the request carrying it); by two or
+more, a **two-sided requote** (latency of the request carrying the second: both quotes out).
+What a pipeline does on a move is its own decision (the bot pulls both quotes on a 3-tick
+move, momentum; it may not answer a 2-tick one-sided move at all): unanswered moves are
+counted, not timed.
 
-Run: ``make latency`` (prints a table; ``--rounds N``).
+Run: ``make latency`` (prints the table; ``--moves N --period S --dump``). About 30 s of
+start-up plus ``moves * period``.
 """
 
 from __future__ import annotations
@@ -21,195 +37,387 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
 import statistics
-import threading
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
+from typing import Any
 
-import orjson
-import uvloop
-from aiohttp import web
-from py_clob_client_v2.client import ClobClient
-from py_clob_client_v2.clob_types import ApiCreds, OrderArgsV2, PostOrdersV2Args
-
-from active_quoting import core
-from active_quoting.exchange.engine import Market
-from active_quoting.exchange.server import Exchange, ExchangeConfig
-from active_quoting.execution.order_manager import MarketRef, OrderManager
-from active_quoting.strategy.config import load_config
-from active_quoting.strategy.inventory import InventoryManager
-from active_quoting.strategy.momentum import MomentumDetector
-from active_quoting.strategy.quoting import MarketQuoter
-from active_quoting.strategy.risk import RiskManager
-from active_quoting.venue.market_data import MarketData
-from active_quoting.venue.rest import RestClient
-from active_quoting.venue.signing import OrderSigner
-
-UP, DOWN, CID = "7001", "7002", "0x" + "cd" * 32
-OUR_KEY = "0x" + "11" * 32  # throwaway
 STOCK_KEY = "0x" + "22" * 32  # throwaway
+HOUSE = "0x0000000000000000000000000000000000000001"
+HALF, LEVELS = 3, 4  # the house book: 4 levels a side, 3 ticks from its centre (6 ticks wide)
+# (name, bid centre move, ask centre move) in ticks: whole-book shifts of 2 (past the refresh
+# threshold) and 3 (momentum), and one side alone; each undone by the next.
+CYCLE = (("up 3", 3, 3), ("down 3", -3, -3), ("ask in 2", 0, -2), ("ask out 2", 0, 2),
+         ("bid in 2", 2, 0), ("bid out 2", -2, 0))  # fmt: skip
+# The stock reactor answers the first touch change of a move and lets the rest of its frames pass.
+STOCK_DEBOUNCE_S = 0.05
+CASES = ("one order", "two-sided requote", "pure cancel")
 
 
-class ServedExchange:
-    """The embedded exchange on its own thread and loop, stamping order requests on arrival."""
-
-    def __init__(self) -> None:
-        self.arrivals: list[float] = []
-        self.ready = threading.Event()
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._start())
-        self.ready.set()
-        self.loop.run_forever()
-
-    async def _start(self) -> None:
-        @web.middleware
-        async def stamp(request: web.Request, handler):  # type: ignore[no-untyped-def]
-            if request.method == "POST" and request.path in ("/order", "/orders"):
-                self.arrivals.append(time.perf_counter())
-            return await handler(request)
-
-        self.ex = Exchange(ExchangeConfig(order_rate=(1e6, 1e6), cancel_rate=(1e6, 1e6)))
-        original = web.Application
-
-        def with_stamp(*args, **kwargs):  # type: ignore[no-untyped-def]
-            return original(*args, middlewares=[stamp], **kwargs)
-
-        web.Application = with_stamp  # type: ignore[misc]
-        try:
-            await self.ex.start()
-        finally:
-            web.Application = original  # type: ignore[misc]
-        self.ex.add_market(Market(CID, UP, DOWN, tick=100, base_tick=100))
-
-    def start(self) -> ServedExchange:
-        self.thread.start()
-        self.ready.wait(10)
-        return self
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.ex.stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-
-    def wait_arrival(self, count: int, timeout: float = 5.0) -> float:
-        deadline = time.perf_counter() + timeout
-        while len(self.arrivals) < count:
-            if time.perf_counter() > deadline:
-                raise TimeoutError("no order request arrived")
-            time.sleep(0.0001)
-        return self.arrivals[count - 1]
+# -- the venue process -------------------------------------------------------------------------
 
 
-def frames(rounds: int, two_sided: bool) -> list[tuple[bytes, bytes]]:
-    """(snapshot, move) pairs: the move shifts the touch 3 ticks (past the 2-tick hysteresis)."""
-    out = []
-    for i in range(rounds):
-        base = 3000 + (i % 20) * 100
-        snap = {"event_type": "book", "asset_id": UP, "market": CID, "tick_size": "0.01",
-                "bids": [{"price": core.format_price(base - 100 * k), "size": "100"} for k in range(5)],
-                "asks": [{"price": core.format_price(base + 500 + 100 * k), "size": "100"} for k in range(5)]}  # fmt: skip
-        changes = [{"asset_id": UP, "price": core.format_price(base + 300), "size": "50", "side": "BUY"}]
-        if two_sided:
-            changes.append({"asset_id": UP, "price": core.format_price(base + 400), "size": "50", "side": "SELL"})
-        move = {"market": CID, "price_changes": changes, "timestamp": "1", "event_type": "price_change"}
-        out.append((orjson.dumps(snap), orjson.dumps(move)))
-    return out
+async def venue(args: argparse.Namespace) -> None:
+    from aiohttp import web, web_protocol
+
+    from active_quoting.exchange import server as server_mod
+    from active_quoting.exchange.engine import BUY, SCALE
+    from active_quoting.exchange.flow import FlowConfig, MarketFlow
+    from active_quoting.exchange.server import Exchange, ExchangeConfig
+    from active_quoting.venue.signing import OrderSigner
+
+    clock = time.monotonic_ns
+    first_byte: dict[object, int] = {}
+    requests: list[tuple[int, str, str, str, int]] = []  # (ns, method, path, address, orders)
+    moves: list[tuple[int, str]] = []  # (ns the frame was written, "market kind")
+    armed: list[str] = []  # the move whose frame is being written
+
+    original_received = web_protocol.RequestHandler.data_received
+
+    def stamped_received(self: Any, data: bytes) -> None:
+        if self not in first_byte:
+            first_byte[self] = clock()
+        original_received(self, data)
+
+    web_protocol.RequestHandler.data_received = stamped_received  # type: ignore[method-assign]
+
+    @web.middleware
+    async def attribute(request: web.Request, handler: Any) -> web.StreamResponse:
+        t = first_byte.pop(request.protocol, 0)
+        if (request.method, request.path) in (("POST", "/order"), ("POST", "/orders"), ("DELETE", "/order"),
+                                              ("DELETE", "/orders")):  # fmt: skip
+            body = await request.read()
+            n = 0
+            if request.method == "POST":
+                n = len(json.loads(body)) if request.path == "/orders" else 1
+            requests.append((t, request.method, request.path, request.headers.get("POLY_ADDRESS", "").lower(), n))
+        return await handler(request)
+
+    original_send_text = server_mod._send_text
+
+    async def stamped_send_text(ws: Any, text: str) -> None:
+        if armed and '"price_change"' in text:
+            moves.append((clock(), armed.pop()))
+        await original_send_text(ws, text)
+
+    server_mod._send_text = stamped_send_text  # type: ignore[assignment]
+    application = web.Application
+
+    def with_middleware(*a: Any, **kw: Any) -> web.Application:
+        return application(*a, middlewares=[attribute], **kw)
+
+    web.Application = with_middleware  # type: ignore[misc]
+    ex = Exchange(ExchangeConfig(order_rate=(1e6, 1e6), cancel_rate=(1e6, 1e6)))
+    try:
+        await ex.start()
+    finally:
+        web.Application = application  # type: ignore[misc]
+
+    flow = MarketFlow(ex, FlowConfig(assets=("btc", "eth"), window_s=args.window_seconds, noise_takers_per_s=0.0,
+                                     jump_prob_per_s=0.0))  # fmt: skip
+    now = time.time()
+    flow.ensure_windows(now)  # the windows (Gamma records, markets); their books are ours to move
+    ours_m, stock_m = (next(w.market for w in flow.windows if w.asset == a and w.start <= now < w.end)
+                       for a in ("btc", "eth"))  # fmt: skip
+    tick = ours_m.tick
+    house: dict[str, dict[tuple[int, int], str]] = {ours_m.condition_id: {}, stock_m.condition_id: {}}
+
+    async def shift(m: Any, bid_center: int, ask_center: int, kind: str = "") -> None:
+        """Move one market's house book (bids from ``bid_center - HALF``, asks from
+        ``ask_center + HALF``, ``LEVELS`` each) one order at a time, as the venue publishes: new
+        levels first (the most aggressive first), then the cancels. The frame of the first step
+        that moves the house's Up touch is the move's frame (armed for the stamp)."""
+        mine = house[m.condition_id]
+        wanted = {(0, bid_center - (HALF + i) * tick) for i in range(LEVELS)}
+        wanted |= {(1, ask_center + (HALF + i) * tick) for i in range(LEVELS)}
+
+        def top() -> tuple[int, int]:
+            return max((p for s, p in mine if s == 0), default=0), min((p for s, p in mine if s == 1), default=SCALE)
+
+        before = top()
+        steps: list[tuple[str, tuple[int, int]]] = [
+            ("place", k) for k in sorted(wanted - set(mine), key=lambda k: -k[1] if k[0] == 0 else k[1])
+        ]
+        steps += [("cancel", k) for k in mine if k not in wanted]
+        for op, key in steps:
+            if op == "place":
+                side, price = key
+                token, limit = (m.up, price) if side == 0 else (m.down, SCALE - price)
+                order = flow._order(HOUSE, m, token, BUY, limit, 20_000_000)
+                result = ex.engine.place(order, int(time.time() * 1000))
+                mine[key] = order.id
+            else:
+                result = ex.engine.cancel(mine.pop(key))[2]
+            if kind and top() != before:
+                armed[:] = [f"{m.condition_id} {kind}"]
+                kind = ""
+            ex._publish(result)
+            await asyncio.sleep(0)  # the frame is written before the next step
+
+    center = SCALE // 2
+    for m in (ours_m, stock_m):
+        await shift(m, center, center)
+    stock_address = OrderSigner(STOCK_KEY).address.lower()
+    print(json.dumps({"clob": ex.clob_url, "gamma": ex.gamma_url, "up": stock_m.up, "down": stock_m.down,
+                      "stock": stock_address}), flush=True)  # fmt: skip
+
+    def ours_live() -> bool:
+        return bool(ex.engine.live_orders(market=ours_m.condition_id, account=None)) and any(
+            o.account != HOUSE for o in ex.engine.live_orders(market=ours_m.condition_id)
+        )
+
+    deadline = time.monotonic() + args.ready_timeout
+    while not (ours_live() and len(ex.market_sockets) >= 2):
+        if time.monotonic() > deadline:
+            print(json.dumps({"error": "the bot never quoted (or the stock reactor never subscribed)"}), flush=True)
+            await ex.stop()
+            return
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(args.period)
+
+    bid_c = ask_c = center
+    for i in range(args.moves):
+        kind, d_bid, d_ask = CYCLE[i % len(CYCLE)]
+        bid_c += d_bid * tick
+        ask_c += d_ask * tick
+        for m in (ours_m, stock_m):
+            await shift(m, bid_c, ask_c, kind)
+        await asyncio.sleep(args.period)
+    markets = {"ours": ours_m.condition_id, "stock": stock_m.condition_id}
+    Path(args.out).write_text(json.dumps({"moves": moves, "requests": requests, "stock": stock_address,
+                                          "markets": markets}))  # fmt: skip
+    print(json.dumps({"done": len(moves)}), flush=True)
+    stop = asyncio.Event()  # served until the harness has stopped the bot
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+    await stop.wait()
+    await ex.stop()
 
 
-async def ours(served: ServedExchange, cases: list[tuple[bytes, bytes]], concurrent: bool) -> list[float]:
-    cfg = load_config(env={"AQ_REFRESH_MIN_INTERVAL_MS": "0", "AQ_REFRESH_GLOBAL_CAP_PER_SEC": "1000000"})
-    signer = OrderSigner(OUR_KEY)
-    rest = RestClient(served.ex.clob_url, signer)
-    await rest.create_or_derive_api_key()
-    inv = InventoryManager(cfg.inventory)
-    inv.register_market(CID, UP, DOWN)
-    quoter = MarketQuoter(cfg, inv, MomentumDetector(cfg.momentum), RiskManager(cfg.risk))
-    om = OrderManager(rest, signer, min_refresh_ms=0, global_cap_per_sec=1_000_000, concurrent_replace=concurrent)
-    om.add_market(MarketRef(CID, UP, DOWN, 100))
-    md = MarketData()
-    out = []
-    for snap, move in cases:
-        md.on_frame(snap)
-        decision = quoter.decide(CID, md.books.get(UP), 0, om.resting(CID, "bid"), om.resting(CID, "ask"), om.pending())
-        om.stage(decision, quoter.venue_orders(CID, decision), time.time())
-        await om.flush()  # the quotes at the old touch
-        seen = len(served.arrivals)
-        t0 = time.perf_counter()
-        md.on_frame(move)
-        decision = quoter.decide(CID, md.books.get(UP), 0, om.resting(CID, "bid"), om.resting(CID, "ask"), om.pending())
-        om.stage(decision, quoter.venue_orders(CID, decision), time.time())
-        await om.flush()
-        out.append(served.wait_arrival(seen + 1) - t0)
-        await om.cancel_all()
-        for o in om.live():
-            o.status = "CANCELED"
-    await rest.close()
-    return out
+# -- the stock pipeline ------------------------------------------------------------------------
 
 
-def stock(served: ServedExchange, cases: list[tuple[bytes, bytes]], two_sided: bool) -> list[float]:
-    client = ClobClient(served.ex.clob_url, chain_id=137, key=STOCK_KEY)
+def stock(args: argparse.Namespace) -> None:
+    import aiohttp
+    from py_clob_client_v2.client import ClobClient
+    from py_clob_client_v2.clob_types import ApiCreds, OrderArgsV2, PostOrdersV2Args
+
+    client = ClobClient(args.clob, chain_id=137, key=STOCK_KEY)
     creds = client.create_or_derive_api_key()
     client.set_api_creds(ApiCreds(creds.api_key, creds.api_secret, creds.api_passphrase))
-    client._ClobClient__tick_sizes[UP] = "0.01"  # warm caches: no lookups inside the timed path
-    client._ClobClient__tick_sizes[DOWN] = "0.01"
-    client._ClobClient__neg_risk[UP] = client._ClobClient__neg_risk[DOWN] = False
+    for token in (args.up, args.down):  # warm caches: no lookups inside the timed path
+        client._ClobClient__tick_sizes[token] = "0.01"
+        client._ClobClient__neg_risk[token] = False
     client._ClobClient__cached_version = 2
-    out = []
-    for snap, move in cases:
-        book = {"bids": {}, "asks": {}}
-        msg = json.loads(snap)
-        for lv in msg["bids"]:
-            book["bids"][lv["price"]] = lv["size"]
-        for lv in msg["asks"]:
-            book["asks"][lv["price"]] = lv["size"]
-        seen = len(served.arrivals)
-        t0 = time.perf_counter()
-        for ch in json.loads(move)["price_changes"]:
-            side = book["bids"] if ch["side"] == "BUY" else book["asks"]
-            if ch["size"] == "0":
-                side.pop(ch["price"], None)
-            else:
-                side[ch["price"]] = ch["size"]
-        best_bid = max(float(p) for p in book["bids"])
-        best_ask = min(float(p) for p in book["asks"])
-        bid = client.create_order(OrderArgsV2(token_id=UP, price=round(best_bid, 2), size=20, side="BUY"))
-        if two_sided:
-            ask = client.create_order(OrderArgsV2(token_id=DOWN, price=round(1 - best_ask, 2), size=20, side="BUY"))
-            client.post_orders([PostOrdersV2Args(order=bid, orderType="GTC"), PostOrdersV2Args(order=ask, orderType="GTC")],
-                               post_only=True)  # fmt: skip
+    held: list[str] = []
+
+    quiet_until = [0.0]
+
+    def react(book: dict[str, dict[str, str]], last: list[float]) -> None:
+        best_bid = max((float(p) for p in book["bids"]), default=0.0)
+        best_ask = min((float(p) for p in book["asks"]), default=1.0)
+        old_bid, old_ask = last
+        last[:] = [best_bid, best_ask]
+        if not old_bid or (best_bid == old_bid and best_ask == old_ask) or time.monotonic() < quiet_until[0]:
+            return
+        quiet_until[0] = time.monotonic() + STOCK_DEBOUNCE_S
+        if best_bid > old_bid:
+            o = client.create_order(OrderArgsV2(token_id=args.up, price=round(best_bid - 0.1, 2), size=5, side="BUY"))
+            held.append(client.post_order(o, post_only=True)["orderID"])
+        elif best_ask < old_ask:
+            a = client.create_order(OrderArgsV2(token_id=args.up, price=round(best_bid - 0.1, 2), size=5, side="BUY"))
+            b = client.create_order(OrderArgsV2(token_id=args.down, price=round(1 - best_ask - 0.1, 2), size=5,
+                                                side="BUY"))  # fmt: skip
+            out = client.post_orders([PostOrdersV2Args(order=a, orderType="GTC"),
+                                      PostOrdersV2Args(order=b, orderType="GTC")], post_only=True)  # fmt: skip
+            held.extend(r["orderID"] for r in out if r.get("orderID"))
+        elif held:
+            client.cancel_orders(list(held))
+            held.clear()
+
+    async def run() -> None:
+        book: dict[str, dict[str, str]] = {"bids": {}, "asks": {}}
+        last = [0.0, 1.0]
+        async with aiohttp.ClientSession() as s, s.ws_connect(args.clob.replace("http", "ws", 1) + "/ws/market") as ws:
+            await ws.send_str(json.dumps({"assets_ids": [args.up], "type": "market"}))
+            async for frame in ws:
+                if frame.type != aiohttp.WSMsgType.TEXT or not frame.data.startswith(("{", "[")):
+                    continue
+                data = json.loads(frame.data)
+                for msg in data if isinstance(data, list) else [data]:
+                    if msg.get("event_type") == "book" and msg.get("asset_id") == args.up:
+                        book = {"bids": {lv["price"]: lv["size"] for lv in msg["bids"]},
+                                "asks": {lv["price"]: lv["size"] for lv in msg["asks"]}}  # fmt: skip
+                        react(book, last)
+                    elif msg.get("event_type") == "price_change":
+                        for ch in msg["price_changes"]:
+                            if ch["asset_id"] != args.up:
+                                continue
+                            side = book["bids"] if ch["side"] == "BUY" else book["asks"]
+                            if float(ch["size"]) == 0:
+                                side.pop(ch["price"], None)
+                            else:
+                                side[ch["price"]] = ch["size"]
+                        react(book, last)
+
+    asyncio.run(run())
+
+
+# -- the harness -------------------------------------------------------------------------------
+
+
+def classify(
+    moves: list[tuple[int, str]], requests: list[tuple[int, str, str, str, int]], who: Any, horizon_ns: int
+) -> dict[str, Any]:
+    """Per move, what the pipeline sent within ``horizon_ns`` of it and when (see the module
+    docstring); requests later than that (a cooldown ending, a timer) belong to no move."""
+    out: dict[str, Any] = {c: [] for c in CASES}
+    out["first request"] = []
+    out["unanswered"] = 0
+    bounds = [t for t, _ in moves] + [1 << 62]
+    for i, (t0, _) in enumerate(moves):
+        end = min(bounds[i + 1], t0 + horizon_ns)
+        mine = sorted(r for r in requests if who(r[3]) and t0 <= r[0] < end)
+        if not mine:
+            out["unanswered"] += 1
+            continue
+        out["first request"].append(mine[0][0] - t0)
+        posted = 0
+        second = first_post = None
+        for t, method, _, _, n in mine:
+            if method == "POST":
+                first_post = first_post if first_post is not None else t
+                posted += n
+                if posted >= 2 and second is None:
+                    second = t
+        if posted == 0:
+            out["pure cancel"].append(mine[0][0] - t0)
+        elif posted == 1:
+            out["one order"].append(first_post - t0)  # type: ignore[operator]
         else:
-            client.post_order(bid, post_only=True)
-        out.append(served.wait_arrival(seen + 1) - t0)
-        client.cancel_all()
+            out["two-sided requote"].append(second - t0)  # type: ignore[operator]
     return out
 
 
-def summary(samples: list[float]) -> tuple[float, float]:
+def pct(samples: list[int], q: float) -> float:
     s = sorted(samples)
-    return statistics.median(s) * 1e6, s[min(len(s) - 1, int(0.99 * len(s)))] * 1e6
+    return s[min(len(s) - 1, int(q * len(s)))] / 1000 if s else float("nan")
+
+
+def table(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
+    head = f"{'case':20} {'n':>4} {'ours p50':>9} {'p90':>8} {'p99':>8}  {'n':>4} {'stock p50':>9} {'p90':>8} {'p99':>8}  {'stock/ours':>10}"
+    lines = [head, "-" * len(head)]
+    for case in (*CASES, "first request"):
+        a, b = ours[case], theirs[case]
+        a50 = statistics.median(a) / 1000 if a else float("nan")
+        b50 = statistics.median(b) / 1000 if b else float("nan")
+        ratio = f"{b50 / a50:9.2f}x" if a and b else f"{'-':>10}"
+        lines.append(f"{case:20} {len(a):>4} {a50:>9.0f} {pct(a, 0.9):>8.0f} {pct(a, 0.99):>8.0f}  "
+                     f"{len(b):>4} {b50:>9.0f} {pct(b, 0.9):>8.0f} {pct(b, 0.99):>8.0f}  {ratio}")  # fmt: skip
+    lines.append(f"moves unanswered: ours {ours['unanswered']}, stock {theirs['unanswered']}")
+    return "\n".join(lines)
+
+
+def pick_window(now: float, need_s: float) -> int:
+    """A window length whose current window has ``need_s`` seconds left (so the bot keeps
+    quoting it for the whole run)."""
+    for w in (3600, 3000, 2400, 1800):
+        if w - now % w > need_s:
+            return w
+    return 3600
+
+
+def harness(args: argparse.Namespace) -> int:
+    here = Path(__file__).resolve()
+    py = sys.executable
+    tmp = Path(tempfile.mkdtemp(prefix="aq-latency-"))
+    out = tmp / "venue.json"
+    need = 60 + args.moves * args.period
+    window = pick_window(time.time(), need + 120)
+    procs: list[subprocess.Popen[bytes]] = []
+    env = dict(os.environ)
+    try:
+        v = subprocess.Popen([py, str(here), "venue", "--out", str(out), "--moves", str(args.moves), "--period",
+                              str(args.period), "--window-seconds", str(window)], stdout=subprocess.PIPE)  # fmt: skip
+        procs.append(v)
+        assert v.stdout is not None
+        info = json.loads(v.stdout.readline())
+        script = Path(py).parent / "active-quoting"  # the command a user types, from this environment
+        command = [str(script)] if script.exists() else [py, "-m", "active_quoting.cli"]
+        bot = subprocess.Popen([*command, "run", "--exchange-url", info["clob"], "--gamma-url",
+                                info["gamma"], "--assets", "btc", "--window-seconds", str(window), "--duration",
+                                str(int(need + 60)), "--db", str(tmp / "run.db")],
+                               stdout=subprocess.DEVNULL, stderr=open(tmp / "bot.log", "wb"), env=env)  # fmt: skip
+        procs.append(bot)
+        st = subprocess.Popen([py, str(here), "stock", "--clob", info["clob"], "--up", info["up"], "--down",
+                               info["down"]], stderr=open(tmp / "stock.log", "wb"))  # fmt: skip
+        procs.append(st)
+        done = json.loads(v.stdout.readline() or "{}")
+        if "done" not in done:
+            print(f"latency harness: venue says {done}; logs in {tmp}", file=sys.stderr)
+            return 1
+        result = json.loads(out.read_text())
+    finally:
+        for p in reversed(procs):  # the stock, then the bot (which cancels its orders), then the venue
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+            try:
+                p.wait(40)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    requests = [tuple(r) for r in result["requests"]]
+    stock_address = result["stock"]
+    horizon = int(args.horizon * 1e9)
+    mine = [(t, k.split(" ", 1)[1]) for t, k in result["moves"] if k.startswith(result["markets"]["ours"])]
+    other = [(t, k.split(" ", 1)[1]) for t, k in result["moves"] if k.startswith(result["markets"]["stock"])]
+    ours = classify(mine, requests, lambda a: a and a != stock_address, horizon)  # type: ignore[arg-type]
+    theirs = classify(other, requests, lambda a: a == stock_address, horizon)  # type: ignore[arg-type]
+    moves = sorted(mine + other)
+    if args.dump:
+        events = [(t, f"move {k}") for t, k in moves]
+        events += [(r[0], f"  {'stock' if r[3] == stock_address else 'ours '} {r[1]} {r[2]} {r[4]}") for r in requests]
+        t0 = moves[0][0] if moves else 0
+        for t, e in sorted(events):
+            print(f"{(t - t0) / 1e6:12.3f} ms  {e}")
+    from active_quoting import core
+
+    print(f"core: {core.IMPL}; {len(moves)} touch-moving frames, {args.period}s apart; microseconds from the "
+          f"frame written to the request's first byte at the venue (CLOCK_MONOTONIC, venue process)")  # fmt: skip
+    print(table(ours, theirs))
+    print(f"(bot log and store: {tmp})")
+    return 0
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=200)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd")
+    p = sub.add_parser("venue")
+    p.add_argument("--out", required=True)
+    p.add_argument("--moves", type=int, default=48)
+    p.add_argument("--period", type=float, default=3.0)
+    p.add_argument("--window-seconds", type=int, default=3600)
+    p.add_argument("--ready-timeout", type=float, default=60.0)
+    p = sub.add_parser("stock")
+    p.add_argument("--clob", required=True)
+    p.add_argument("--up", required=True)
+    p.add_argument("--down", required=True)
+    parser.add_argument("--moves", type=int, default=48)
+    parser.add_argument("--period", type=float, default=3.0)
+    parser.add_argument("--horizon", type=float, default=0.1, help="seconds after a move its answers count")
+    parser.add_argument("--dump", action="store_true", help="print every move and request")
     args = parser.parse_args()
-    served = ServedExchange().start()
-    print(f"core: {core.IMPL}; {args.rounds} rounds per case; microseconds from frame to order request at the venue")
-    print(f"{'case':44} {'ours p50':>9} {'ours p99':>9} {'stock p50':>9} {'stock p99':>9} {'p50 ratio':>9}")
-    try:
-        for name, two in (("one order", False), ("two-sided requote", True)):
-            cases = frames(args.rounds, two)
-            theirs = stock(served, cases, two)
-            b50, b99 = summary(theirs)
-            for mode, concurrent in (("cancels first (default)", False), ("concurrent_replace", True)):
-                a50, a99 = summary(uvloop.run(ours(served, cases, concurrent)))
-                label = f"{name}, {mode}"
-                print(f"{label:44} {a50:>9.0f} {a99:>9.0f} {b50:>9.0f} {b99:>9.0f} {b50 / a50:>8.1f}x")
-    finally:
-        served.stop()
+    if args.cmd == "venue":
+        import uvloop
+
+        uvloop.run(venue(args))
+    elif args.cmd == "stock":
+        stock(args)
+    else:
+        sys.exit(harness(args))
 
 
 if __name__ == "__main__":
