@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 SOURCES := $(shell find src_cython -name '*.pyx' -o -name '*.pxd') setup.py pyproject.toml
 COMPILED := active_quoting.core._units_c active_quoting.core._book_c active_quoting.core._quote_c active_quoting.core._markout_c
 
-.PHONY: run test test-debug lint bench latency build clean
+.PHONY: run test test-debug lint bench latency build clean sim
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -62,3 +62,10 @@ clean:
 	rm -rf build $(VENV) src/*.egg-info
 	find src -name '*.so' -delete
 	find src_cython -name '*.c' -delete
+
+# The bot on virtual time: a short A/B of the strategies (2 seeds x 2 simulated hours x 4 markets),
+# then a short soak with every fault and a crash. SIM_ARGS overrides the A/B's arguments.
+SIM_ARGS ?= --hours 2 --markets 4 --seeds 1-2 --strategy active,only50,naive --report sim-ab.html
+sim: $(STAMP)
+	$(VENV)/bin/active-quoting sim $(SIM_ARGS)
+	$(VENV)/bin/active-quoting sim --hours 2 --markets 4 --faults default --crashes 1

@@ -141,6 +141,9 @@ def tabulate(results: dict[str, dict[int, dict[str, Any]]], seeds: list[int]) ->
         diffs = [per[v][s]["net"] - per[first][s]["net"] for s in seeds if s in per[v] and s in per[first]]
         row["net_vs_" + first] = mean_ci(diffs) if v != first else (0.0, 0.0)
         row["invariants_ok"] = all(results[v][s]["invariants"]["ok"] for s in per[v])
+        row["violations"] = {
+            s: results[v][s]["invariants"]["first"] for s in per[v] if not results[v][s]["invariants"]["ok"]
+        }
         row["seeds"] = len(per[v])
         table[v] = row
     return {"variants": variants, "seeds": seeds, "table": table, "runs": {v: per[v] for v in variants}}
