@@ -7,7 +7,8 @@ Three processes, one clock (``CLOCK_MONOTONIC``, ``time.monotonic_ns`` in the ve
   bot, eth for the stock pipeline, so neither's orders move the other's book) whose house book
   (4 levels a side, 6 ticks wide) stands still between moves. Every ``--period`` seconds both
   books move the same way (``CYCLE``: whole book up 3 ticks and back, the ask in 2 and out, the
-  bid in 2 and out), one order at a time as the venue publishes; the ``price_change`` frame of
+  bid in 2 and out; the eth book half a period after the btc one, so the two pipelines never
+  compete for the machine's two cores), one order at a time as the venue publishes; the ``price_change`` frame of
   the first step that moves the house touch is the move's frame, stamped when it is handed to
   the subscriber's socket. The server protocol's ``data_received`` stamps the first byte of
   every HTTP request; each ``POST /order(s)`` and ``DELETE /order(s)`` is recorded with that
@@ -185,9 +186,9 @@ async def venue(args: argparse.Namespace) -> None:
         kind, d_bid, d_ask = CYCLE[i % len(CYCLE)]
         bid_c += d_bid * tick
         ask_c += d_ask * tick
-        for m in (ours_m, stock_m):
+        for m in (ours_m, stock_m):  # half a period apart: each pipeline has the machine to itself
             await shift(m, bid_c, ask_c, kind)
-        await asyncio.sleep(args.period)
+            await asyncio.sleep(args.period / 2)
     markets = {"ours": ours_m.condition_id, "stock": stock_m.condition_id}
     Path(args.out).write_text(json.dumps({"moves": moves, "requests": requests, "stock": stock_address,
                                           "markets": markets}))  # fmt: skip
