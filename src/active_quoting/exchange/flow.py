@@ -45,6 +45,9 @@ class FlowConfig:
     # The volatility the house prices the window with; 0: the realised one. Pricing with more
     # than is realised keeps the fair value (and so the book) near the middle: a calm market.
     pricing_vol: float = 0.0
+    # The venue holds marketable orders on crypto markets this long before matching them (makers
+    # can cancel meanwhile); the takers of the flow are subject to it. 0: matched at once.
+    taker_delay_ms: int = 0
     jump_prob_per_s: float = 0.01
     jump_sigma: float = 0.004
     noise_takers_per_s: float = 0.6
@@ -265,7 +268,10 @@ class MarketFlow:
             order = self._order(TAKER, m, m.up, BUY, SCALE - m.tick, size, "FAK")
         else:
             order = self._order(TAKER, m, m.down, BUY, SCALE - m.tick, size, "FAK")
-        self._submit(order)
+        if self.cfg.taker_delay_ms:
+            asyncio.get_running_loop().call_later(self.cfg.taker_delay_ms / 1000, self._submit, order)
+        else:
+            self._submit(order)
 
     # -- running ------------------------------------------------------------------------
 

@@ -91,6 +91,10 @@ class ExchangeConfig:
     # their EOA/proxy/Safe orders get "maker address not allowed, please use the deposit wallet flow".
     deposit_wallets: dict[str, str] = field(default_factory=dict)
     gamma_refuse_default_ua: bool = False  # Cloudflare's 403 to Python-urllib/aiohttp/requests user-agents
+    # A latency model (the simulator's; 0 = loopback): order and cancel requests reach the engine
+    # entry_delay_ms after they arrive, market-channel frames leave md_delay_ms after the event.
+    entry_delay_ms: int = 0
+    md_delay_ms: int = 0
 
 
 class _Bucket:
@@ -352,7 +356,10 @@ class Exchange:
             if custom_only and ws not in self.custom_feature:
                 continue
             if tokens is None or subs & tokens:
-                self._send(ws, frame)
+                if self.cfg.md_delay_ms:
+                    asyncio.get_running_loop().call_later(self.cfg.md_delay_ms / 1000, self._send, ws, frame)
+                else:
+                    self._send(ws, frame)
 
     def _publish(self, result: Result) -> None:
         now = str(self.clock.ms())
@@ -851,9 +858,14 @@ class Exchange:
             "tradeIDs": [t.id for t in result.trades],
         }
 
+    async def _entry_delay(self) -> None:
+        if self.cfg.entry_delay_ms:
+            await self.clock.sleep(self.cfg.entry_delay_ms / 1000)
+
     async def h_post_order(self, request: web.Request) -> web.Response:
         body = await request.read()
         key = await self._l2(request, body)
+        await self._entry_delay()
         entry = orjson.loads(body)
         fault = self._fault(True, bool(entry.get("postOnly", False)))
         if fault:
@@ -872,6 +884,7 @@ class Exchange:
     async def h_post_orders(self, request: web.Request) -> web.Response:
         body = await request.read()
         key = await self._l2(request, body)
+        await self._entry_delay()
         entries = orjson.loads(body)
         if not isinstance(entries, list) or len(entries) > 15:
             return _err("Invalid order payload: at most 15 orders per batch")
@@ -910,12 +923,14 @@ class Exchange:
     async def h_cancel(self, request: web.Request) -> web.Response:
         body = await request.read()
         key = await self._l2(request, body)
+        await self._entry_delay()
         fault = self._fault(True)
         return fault or self._limit(key, 1, 1) or _json(self._cancel_ids(key, [orjson.loads(body)["orderID"]]))
 
     async def h_cancel_many(self, request: web.Request) -> web.Response:
         body = await request.read()
         key = await self._l2(request, body)
+        await self._entry_delay()
         ids = orjson.loads(body)
         if len(ids) > 1000:
             return _err("Invalid payload: at most 1000 order ids")

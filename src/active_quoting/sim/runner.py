@@ -56,6 +56,10 @@ class SimConfig:
     config_env: dict[str, str] = field(default_factory=dict)  # AQ_<SECTION>_<KEY> overrides (sweeps)
     db: str = ""  # the bot's store (default: a temporary file)
     flow_step_ms: int = 1000
+    # The latency model (see README): a bot near the venue.
+    entry_delay_ms: int = 15  # our requests reach the matching engine
+    md_delay_ms: int = 15  # market frames reach us
+    taker_delay_ms: int = 50  # the venue's hold on marketable orders (crypto markets)
     operator_clear_s: float = 1800.0
     check_every_s: float = 1.0
     progress: bool = False
@@ -285,11 +289,13 @@ class Simulation:
     # -- the run -----------------------------------------------------------------------------
 
     async def _main(self) -> dict[str, Any]:
-        self.exchange = Exchange(ExchangeConfig(seed=self.cfg.seed), clock=self.clock)
+        self.exchange = Exchange(ExchangeConfig(
+            seed=self.cfg.seed, entry_delay_ms=self.cfg.entry_delay_ms, md_delay_ms=self.cfg.md_delay_ms,
+        ), clock=self.clock)  # fmt: skip
         await self.exchange.start()
         self.flow = MarketFlow(self.exchange, FlowConfig(
             assets=self.cfg.assets, window_s=self.cfg.window_s, seed=self.cfg.seed, step_ms=self.cfg.flow_step_ms,
-            **MARKETS[self.cfg.market],
+            taker_delay_ms=self.cfg.taker_delay_ms, **MARKETS[self.cfg.market],
         ))  # fmt: skip
         self.flow.start()
         total = self.cfg.hours * 3600
