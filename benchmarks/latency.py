@@ -74,7 +74,7 @@ async def venue(args: argparse.Namespace) -> None:
 
     clock = time.monotonic_ns
     first_byte: dict[object, int] = {}
-    requests: list[tuple[int, str, str, str, int]] = []  # (ns, method, path, address, orders)
+    requests: list[tuple[int, str, str, str, int, bool]] = []  # (ns, method, path, address, orders, lane)
     moves: list[tuple[int, str]] = []  # (ns the frame was written, "market kind")
     armed: list[str] = []  # the move whose frame is being written
 
@@ -96,7 +96,9 @@ async def venue(args: argparse.Namespace) -> None:
             n = 0
             if request.method == "POST":
                 n = len(json.loads(body)) if request.path == "/orders" else 1
-            requests.append((t, request.method, request.path, request.headers.get("POLY_ADDRESS", "").lower(), n))
+            sender = request.headers.get("POLY_ADDRESS", "").lower()
+            lane = request.headers.get("User-Agent", "") == "active-quoting"  # venue/lane.py's requests
+            requests.append((t, request.method, request.path, sender, n, lane))
         return await handler(request)
 
     original_send_text = server_mod._send_text
@@ -370,7 +372,9 @@ def harness(args: argparse.Namespace) -> int:
                 p.wait(40)
             except subprocess.TimeoutExpired:
                 p.kill()
-    requests = [tuple(r) for r in result["requests"]]
+    requests = [tuple(r[:5]) for r in result["requests"]]
+    on_lane = sum(1 for r in result["requests"] if r[3] != result["stock"] and r[5])
+    of_ours = sum(1 for r in result["requests"] if r[3] != result["stock"])
     stock_address = result["stock"]
     horizon = int(args.horizon * 1e9)
     mine = [(t, k.split(" ", 1)[1]) for t, k in result["moves"] if k.startswith(result["markets"]["ours"])]
@@ -389,7 +393,7 @@ def harness(args: argparse.Namespace) -> int:
     print(f"core: {core.IMPL}; {len(moves)} touch-moving frames, {args.period}s apart; microseconds from the "
           f"frame written to the request's first byte at the venue (CLOCK_MONOTONIC, venue process)")  # fmt: skip
     print(table(ours, theirs))
-    print(f"(bot log and store: {tmp})")
+    print(f"ours: {on_lane} of {of_ours} order/cancel requests on the order lane; bot log and store: {tmp}")
     return 0
 
 
