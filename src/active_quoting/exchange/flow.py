@@ -18,6 +18,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 from active_quoting import core
 from active_quoting.aio import cancel_and_wait
@@ -48,6 +49,9 @@ class FlowConfig:
     # The venue holds marketable orders on crypto markets this long before matching them (makers
     # can cancel meanwhile); the takers of the flow are subject to it. 0: matched at once.
     taker_delay_ms: int = 0
+    # Recorded spot paths (asset -> exchange.spot.SpotPath) replacing the random walk for those
+    # assets: strikes and resolutions then follow the venue's rule on the real feed.
+    spot_paths: dict[str, Any] = field(default_factory=dict)
     jump_prob_per_s: float = 0.01
     jump_sigma: float = 0.004
     noise_takers_per_s: float = 0.6
@@ -96,6 +100,8 @@ class MarketFlow:
         self.rng = random.Random(self.cfg.seed)
         self.spot = {a: START_PRICES.get(a, 100.0) for a in self.cfg.assets}
         self.vol = {a: self.cfg.annual_vol for a in self.cfg.assets}
+        for a, path in self.cfg.spot_paths.items():
+            self.spot[a] = path.price_at(path.start_s)
         self.windows: list[Window] = []
         self.last_jump: dict[str, float] = {}
         self._seq = 0
@@ -159,10 +165,16 @@ class MarketFlow:
                 if start not in have:
                     self.open_window(asset, start)
         for w in self.windows:
+            path = self.cfg.spot_paths.get(w.asset)
             if w.start > now:
                 w.strike = self.spot[w.asset]  # the strike is set when the window opens
+            elif path is not None and not w.resolved:
+                w.strike = path.price_at(w.start)  # the feed at the start: the price to beat
             if not w.resolved and now >= w.end:
-                winner = w.market.up if self.spot[w.asset] >= w.strike else w.market.down
+                up_wins = path.up_wins(w.start, w.end) if path is not None else None
+                if up_wins is None:
+                    up_wins = self.spot[w.asset] >= w.strike
+                winner = w.market.up if up_wins else w.market.down
                 w.resolved = True
                 for g in self.ex.gamma_markets:
                     if g["conditionId"] == w.market.condition_id:
@@ -173,7 +185,16 @@ class MarketFlow:
     # -- prices -------------------------------------------------------------------------
 
     def step_underlying(self, dt: float, now: float) -> None:
+        for a, path in self.cfg.spot_paths.items():
+            previous = self.spot.get(a)
+            self.spot[a] = path.price_at(now)
+            if previous and abs(math.log(self.spot[a] / previous)) > 4 * self.vol[a] * math.sqrt(
+                max(dt, 1.0) / (365 * 24 * 3600)
+            ):
+                self.last_jump[a] = now  # a real jump: informed takers act on it
         for a in self.cfg.assets:
+            if a in self.cfg.spot_paths:
+                continue
             if self.rng.random() < dt * 0.02:  # regime change
                 self.vol[a] = self.cfg.annual_vol * self.rng.choice((0.5, 1.0, 1.0, 2.0))
             sigma = self.vol[a] * math.sqrt(dt / (365 * 24 * 3600))

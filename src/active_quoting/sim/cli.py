@@ -81,7 +81,16 @@ def _config(args: argparse.Namespace):  # -> SimConfig
     return SimConfig(
         hours=args.hours, assets=assets, window_s=args.window_seconds, faults=args.faults, crashes=args.crashes,
         market=args.market, operator_clear_s=args.operator_clear_minutes * 60, progress=not args.quiet,
+        spot_csv=_spot_csv(args.spot_csv),
     )  # fmt: skip
+
+
+def _spot_csv(path: str | None) -> str:
+    if not path:
+        return ""
+    if not Path(path).is_file():
+        raise SimUsageError(f"--spot-csv: no such file: {path}")
+    return path
 
 
 def command(args: argparse.Namespace) -> int:
@@ -197,6 +206,8 @@ def add_subcommand(sub: Any) -> None:
     p.add_argument("--market", default="lively", help="the flow: lively or calm")
     p.add_argument("--operator-clear-minutes", type=float, default=30.0,
                    help="a simulated operator clears a kill switch or market halt this long after it fires (0: never)")
+    p.add_argument("--spot-csv", help="a recorded Chainlink feed (e.g. the real BTC day) driving the first asset; "
+                   "the run starts where it starts")  # fmt: skip
     p.add_argument("--workers", type=int, default=2, help="simulations run at once (A/B)")
     p.add_argument("--report", help="write the A/B table as HTML here")
     p.add_argument("--json", help="write the summary (soak) or the table and runs (A/B) as JSON here")

@@ -33,6 +33,7 @@ from active_quoting.bot import Bot
 from active_quoting.exchange.faults import FAULTS
 from active_quoting.exchange.flow import MARKETS, FlowConfig, MarketFlow
 from active_quoting.exchange.server import Exchange, ExchangeConfig
+from active_quoting.exchange.spot import SpotPath
 from active_quoting.options import RunOptions
 from active_quoting.report import build_report
 from active_quoting.sim.invariants import InvariantMonitor
@@ -63,6 +64,7 @@ class SimConfig:
     operator_clear_s: float = 1800.0
     check_every_s: float = 1.0
     progress: bool = False
+    spot_csv: str = ""  # a recorded Chainlink feed (exchange.spot) driving the first asset; the run starts with it
 
 
 @dataclass
@@ -111,7 +113,9 @@ class Simulation:
     def __init__(self, cfg: SimConfig) -> None:
         self.cfg = cfg
         self.loop = VirtualTimeLoop()
-        self.clock = LoopClock(self.loop, EPOCH)
+        self.spot = SpotPath.from_chainlink_csv(cfg.spot_csv) if cfg.spot_csv else None
+        # A recorded path fixes the calendar: the run starts where the feed does.
+        self.clock = LoopClock(self.loop, float(self.spot.start_s) if self.spot is not None else EPOCH)
         self.monitor = InvariantMonitor()
         self.hours: list[_Hour] = []
         self.events: list[dict[str, Any]] = []
@@ -296,6 +300,7 @@ class Simulation:
         self.flow = MarketFlow(self.exchange, FlowConfig(
             assets=self.cfg.assets, window_s=self.cfg.window_s, seed=self.cfg.seed, step_ms=self.cfg.flow_step_ms,
             taker_delay_ms=self.cfg.taker_delay_ms, **MARKETS[self.cfg.market],
+            spot_paths={self.cfg.assets[0]: self.spot} if self.spot is not None else {},
         ))  # fmt: skip
         self.flow.start()
         total = self.cfg.hours * 3600
@@ -364,8 +369,18 @@ class Simulation:
             "operator_clears": self.operator_clears,
             "killed_at_end": bool(bot.risk.killed) if bot is not None else False,
             "hours": [asdict(h) for h in self.hours],
+            "resolutions": self._resolutions(),
             "events": self.events[:200],
         }
+
+    def _resolutions(self) -> list[dict[str, Any]]:
+        """The windows the exchange resolved: slug, start, end, and whether Up won."""
+        out = []
+        for g in self.exchange.gamma_markets:
+            m = self.exchange.engine.markets.get(g["conditionId"])
+            if m is not None and m.resolved:
+                out.append({"slug": g["slug"], "up_won": m.resolved == m.up})
+        return out
 
     def run(self) -> dict[str, Any]:
         asyncio.set_event_loop(self.loop)
