@@ -346,3 +346,29 @@ def test_only_order_and_cancel_endpoints_ride_the_lane():
             await lane.close()
 
     run("asyncio", test)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_busy_pool_grows_to_its_bound_then_queues(loop):
+    async def test(ex: Exchange) -> None:
+        maker = OrderSigner(MAKER_KEY)
+        creds = await derive(ex, MAKER_KEY)
+        lane = OrderLane(ex.clob_url, order_connections=1, cancel_connections=1, max_per_pool=2, timeout=3.0)
+        try:
+            await lane.start()
+            assert lane.counts["opened"] == 2
+            ex.faults.timeout_after_place, ex.faults.hold_seconds = 3, 0.3
+            orders = [bid(maker, 4000 + 100 * i) for i in range(3)]
+            replies = await asyncio.gather(*(
+                lane.request("POST", "/order", encode(order_body(o, creds.api_key)), creds=creds,
+                             address=maker.address, timestamp=1)
+                for o in orders
+            ))  # fmt: skip
+            assert ex.faults.timeout_after_place == 0  # all three answers were held
+            assert [r.status for r in replies] == [200, 200, 200]
+            assert [o.order_hash.encode() in r.body for o, r in zip(orders, replies, strict=True)] == [True] * 3
+            assert lane.counts["opened"] == 3 and lane.connections(ORDERS) == 2 and lane.counts["queued"] == 1
+        finally:
+            await lane.close()
+
+    run(loop, test)

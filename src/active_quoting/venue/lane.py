@@ -248,11 +248,13 @@ class OrderLane:
         pool = CANCELS if method == "DELETE" else ORDERS
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
-        try:
-            conn = await asyncio.wait_for(self._acquire(pool), self.timeout)
-        except asyncio.TimeoutError:
-            self.counts["timeout"] += 1
-            raise VenueError("timeout", f"{method} {path}: no connection in {self.timeout}s") from None
+        conn = self._idle(pool)  # the usual case: no task, no timer, no await before the write
+        if conn is None:
+            try:
+                conn = await asyncio.wait_for(self._acquire(pool), self.timeout)
+            except asyncio.TimeoutError:
+                self.counts["timeout"] += 1
+                raise VenueError("timeout", f"{method} {path}: no connection in {self.timeout}s") from None
         self.counts["requests"] += 1
         waiter = conn.send(data)
         timer = loop.call_at(deadline, _expire, waiter)
@@ -284,16 +286,19 @@ class OrderLane:
 
     # -- pools ---------------------------------------------------------------------------
 
-    async def _acquire(self, pool: str) -> _Connection:
+    def _idle(self, pool: str) -> _Connection | None:
         for conn in self._pools[pool]:
             if conn.alive and not conn.busy:
                 conn.busy = True
                 return conn
+        return None
+
+    async def _acquire(self, pool: str) -> _Connection:
+        idle = self._idle(pool)
+        if idle is not None:
+            return idle
         if len(self._pools[pool]) + self._opening[pool] < self.max_per_pool:
-            conn = await self._open(pool)
-            if not conn.busy:
-                conn.busy = True
-                return conn
+            return await self._open(pool, claim=True)
         fut: asyncio.Future[_Connection] = asyncio.get_running_loop().create_future()
         self._queued[pool].append(fut)
         self.counts["queued"] += 1
@@ -311,7 +316,9 @@ class OrderLane:
                 fut.set_result(conn)
                 return
 
-    async def _open(self, pool: str) -> _Connection:
+    async def _open(self, pool: str, claim: bool = False) -> _Connection:
+        """Open one connection into ``pool``: taken by the caller (``claim``), or else handed to
+        a request queued meanwhile, or left idle."""
         loop = asyncio.get_running_loop()
         self._opening[pool] += 1
         try:
@@ -335,8 +342,10 @@ class OrderLane:
             raise VenueError("network", "order lane closed")
         self.counts["opened"] += 1
         self._pools[pool].append(conn)
-        # A request queued while this one was opening takes it first.
-        self._release(conn)
+        if claim:
+            conn.busy = True
+        else:
+            self._release(conn)
         return conn
 
     def _lost(self, conn: _Connection) -> None:
