@@ -42,7 +42,11 @@ class FlowConfig:
     assets: tuple[str, ...] = ("btc", "eth", "sol")
     window_s: int = 900
     step_ms: int = 200
-    annual_vol: float = 0.6
+    # Calibrated on the real BTC day (shared/data/real-btc-2026-06-08, 1-second Chainlink ticks):
+    # annualised vol 0.37, 461 seconds beyond 5 sigma, kurtosis 36, 1 window in 7 flipping sign in
+    # its last minute. 0.22 diffusion with regime changes plus small frequent jumps gives ~0.39,
+    # ~430, ~60 and ~0.14 (the defaults before, 0.6 with 0.4% jumps every 100 s, gave 2.4 and 250).
+    annual_vol: float = 0.22
     # The volatility the house prices the window with; 0: the realised one. Pricing with more
     # than is realised keeps the fair value (and so the book) near the middle: a calm market.
     pricing_vol: float = 0.0
@@ -52,8 +56,8 @@ class FlowConfig:
     # Recorded spot paths (asset -> exchange.spot.SpotPath) replacing the random walk for those
     # assets: strikes and resolutions then follow the venue's rule on the real feed.
     spot_paths: dict[str, Any] = field(default_factory=dict)
-    jump_prob_per_s: float = 0.01
-    jump_sigma: float = 0.004
+    jump_prob_per_s: float = 0.012
+    jump_sigma: float = 0.00045
     noise_takers_per_s: float = 0.6
     informed_share: float = 0.7
     levels: int = 4
