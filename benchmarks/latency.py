@@ -270,6 +270,55 @@ def stock(args: argparse.Namespace) -> None:
     asyncio.run(run())
 
 
+# -- a round trip on each REST path ------------------------------------------------------------
+
+
+def rtt(args: argparse.Namespace) -> int:
+    """``DELETE /orders`` round trips (an unknown id: the venue answers not_canceled) against
+    ``active-quoting exchange`` in its own process, through the order lane and through aiohttp."""
+    import uvloop
+
+    from active_quoting.venue.rest import RestClient
+    from active_quoting.venue.signing import OrderSigner
+
+    script = Path(sys.executable).parent / "active-quoting"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "active_quoting.cli"]
+    venue_proc = subprocess.Popen([*command, "exchange", "--duration", "0", "--assets", "btc"], stdout=subprocess.PIPE)
+    try:
+        assert venue_proc.stdout is not None
+        url = json.loads(venue_proc.stdout.readline())["clob"]
+
+        rest_counts: dict[str, int] = {}
+
+        async def measure(lane: bool) -> list[int]:
+            rest = RestClient(url, OrderSigner(STOCK_KEY), order_lane=lane)
+            await rest.create_or_derive_api_key()
+            await rest.start()
+            out: list[int] = []
+            try:
+                for i in range(args.rounds + 20):
+                    t = time.perf_counter_ns()
+                    await rest.cancel_orders(["0x" + "00" * 32])
+                    if i >= 20:  # warm
+                        out.append(time.perf_counter_ns() - t)
+                    await asyncio.sleep(0.015)  # under the venue's cancel rate limit (80/s): no 429 waits
+            finally:
+                await rest.close()
+                rest_counts.clear()
+                rest_counts.update(rest.counts)
+            return out
+
+        for name, lane in (("order lane", True), ("aiohttp", False)):
+            samples = uvloop.run(measure(lane))
+            print(f"{name:12} DELETE /orders round trip: p50 {statistics.median(samples) / 1000:7.0f} us  "
+                  f"p90 {pct(samples, 0.9):7.0f}  p99 {pct(samples, 0.99):7.0f}  ({len(samples)} rounds, "
+                  f"429s: {rest_counts.get('rate_limited', 0)})")  # fmt: skip
+    finally:
+        venue_proc.send_signal(signal.SIGINT)
+        venue_proc.wait(30)
+    return 0
+
+
 # -- the harness -------------------------------------------------------------------------------
 
 
@@ -406,6 +455,8 @@ def main() -> None:
     p.add_argument("--period", type=float, default=3.0)
     p.add_argument("--window-seconds", type=int, default=3600)
     p.add_argument("--ready-timeout", type=float, default=60.0)
+    p = sub.add_parser("rtt", help="round trips on the order lane and on aiohttp, venue in its own process")
+    p.add_argument("--rounds", type=int, default=500)
     p = sub.add_parser("stock")
     p.add_argument("--clob", required=True)
     p.add_argument("--up", required=True)
@@ -421,6 +472,8 @@ def main() -> None:
         uvloop.run(venue(args))
     elif args.cmd == "stock":
         stock(args)
+    elif args.cmd == "rtt":
+        sys.exit(rtt(args))
     else:
         sys.exit(harness(args))
 
