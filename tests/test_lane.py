@@ -372,3 +372,26 @@ def test_a_busy_pool_grows_to_its_bound_then_queues(loop):
             await lane.close()
 
     run(loop, test)
+
+
+def test_start_is_idempotent_and_a_closed_lane_refuses_then_restarts():
+    async def test(ex: Exchange) -> None:
+        maker = OrderSigner(MAKER_KEY)
+        creds = await derive(ex, MAKER_KEY)
+        lane = OrderLane(ex.clob_url)
+        body = encode(["0x" + "00" * 32])
+        try:
+            await lane.start()
+            await lane.start()
+            assert lane.counts["opened"] == 4 and lane.connections(ORDERS) == 2
+            await lane.close()
+            with pytest.raises(VenueError) as err:
+                await lane.request("DELETE", "/orders", body, creds=creds, address=maker.address, timestamp=1)
+            assert err.value.kind == "network"
+            await lane.start()
+            reply = await lane.request("DELETE", "/orders", body, creds=creds, address=maker.address, timestamp=1)
+            assert reply.status == 200 and b"not_canceled" in reply.body and lane.counts["opened"] == 8
+        finally:
+            await lane.close()
+
+    run("asyncio", test)

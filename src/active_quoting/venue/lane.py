@@ -205,6 +205,8 @@ class OrderLane:
     async def start(self) -> None:
         """Open the minimum connections of both pools. A venue that cannot be reached now is
         not an error here: the first request retries the connection and fails as ``network``."""
+        if self.started:
+            return
         self._started = True
         self._closed = False
         results = await asyncio.gather(
