@@ -114,7 +114,7 @@ async def venue(args: argparse.Namespace) -> None:
     def with_middleware(*a: Any, **kw: Any) -> web.Application:
         return application(*a, middlewares=[attribute], **kw)
 
-    web.Application = with_middleware  # type: ignore[misc]
+    web.Application = with_middleware  # type: ignore[misc,assignment]
     ex = Exchange(ExchangeConfig(order_rate=(1e6, 1e6), cancel_rate=(1e6, 1e6)))
     try:
         await ex.start()
