@@ -234,10 +234,11 @@ class Bot:
 
     async def _discover(self) -> None:
         now = self.clock.time()
-        for asset in self.opts.assets:
-            if self.windows.has_slots(asset, now, self.opts.window_s):
-                continue  # both windows known: nothing to ask until the rollover
-            for info in await self.discovery.current_and_next(asset, now):
+        # Only assets whose current or next window is unknown ask Gamma (until the rollover
+        # there is nothing to learn), all at once with a bound, each window confirmed by the CLOB.
+        missing = [a for a in self.opts.assets if not self.windows.has_slots(a, now, self.opts.window_s)]
+        if missing:
+            for info in await self.discovery.discover(missing, now):
                 self.windows.add(info, now)
 
     # -- timers ---------------------------------------------------------------------------
@@ -433,7 +434,7 @@ class Bot:
             on_error=lambda kind: self.risk.on_error(self.clock.ms(), kind, "orders"),
             on_success=lambda: self.risk.on_success(self.clock.ms(), "orders"),
         )  # fmt: skip
-        self.discovery = Discovery(gamma_url, self.opts.window_s)
+        self.discovery = Discovery(gamma_url, self.opts.window_s, clob=self.rest)
         jitter = random.Random(opts.sim_seed) if opts.sim_seed is not None else None
         self.market = MarketStream(
             ws_url + "/ws/market", MarketData(), self, rest=self.rest, clock=self.clock,
