@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import pytest
 
+from active_quoting import core
 from active_quoting.model import BUY, SELL
+from active_quoting.strategy.quoting import MarketDecision, SideDecision
 from active_quoting.venue.user_codec import LIVE, OrderUpdate
-from exchange_peer import CID, DOWN, UP
-from test_order_manager_intents import _decision, _intent, _manager
+from exchange_peer import CID, DOWN, SH, UP
+from test_order_manager_intents import KEEP, _decision, _intent, _manager
 
 
 @pytest.mark.asyncio
@@ -55,3 +57,30 @@ async def test_a_sell_refused_for_balance_is_held_off_not_an_error(ex):
         assert not om.may_sell(UP) and om.may_sell(DOWN)
         clock.advance(om.sell_hold_s)
         assert om.may_sell(UP)
+
+
+@pytest.mark.asyncio
+async def test_each_order_is_signed_for_its_markets_version(ex):
+    """One bot, two generations of market: a Protocol-V2 market (Gamma version "v2") takes
+    ExchangeV3 orders, the other V2 orders, in the same batch; a market whose version this
+    program cannot sign is a counted refusal for its order alone."""
+    from active_quoting.exchange.engine import FeeSchedule, Market
+    from active_quoting.execution.order_manager import MarketRef
+    from active_quoting.model import OrderIntent
+
+    v3 = Market("0x" + "cd" * 32, "2001", "2002", fees=FeeSchedule(), order_version=3)
+    ex.add_market(v3)
+    odd = Market("0x" + "ef" * 32, "3001", "3002", fees=FeeSchedule())
+    ex.add_market(odd)
+    async with _manager(ex) as (om, _clock, me):
+        om.add_market(MarketRef(v3.condition_id, v3.up, v3.down, 100, "v2"))
+        om.add_market(MarketRef(odd.condition_id, odd.up, odd.down, 100, "v7"))
+        om.stage(*_decision(_intent(UP, BUY, 4000)), 0.0)
+        for m in (v3, odd):
+            intent = OrderIntent(m.condition_id, m.up, BUY, 4000, 10 * SH, "bid", 4000)
+            om.stage(MarketDecision(m.condition_id, SideDecision(4000, 10 * SH, core.PLACE), KEEP, False, 100), [intent], 0.0)
+        await om.flush()
+        live = {o.market for o in ex.engine.live_orders(account=me)}
+        assert live == {"0x" + "ab" * 32, v3.condition_id}  # the V2 and the ExchangeV3 order rest
+        assert om.counts["signing_refused"] == 1 and om.counts["placed"] == 2
+        assert ex.signature_checks.get("verified_v3") == 1

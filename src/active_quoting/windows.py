@@ -86,7 +86,7 @@ class WindowLifecycle:
         if known is not None:
             if known.restored:  # discovery has the venue's tick, size and fees; the store did not
                 known.info, known.restored = info, False
-                self.parts.orders.add_market(MarketRef(info.condition_id, info.up, info.down, info.tick))
+                self.parts.orders.add_market(MarketRef(info.condition_id, info.up, info.down, info.tick, info.version))
             return False
         w = MarketWindow(info)
         self._register(w, now)
@@ -132,7 +132,7 @@ class WindowLifecycle:
         p.inventory.register_market(info.condition_id, info.up, info.down)
         fees = FeeSchedule(info.fee_rate, info.fee_exponent, info.rebate_share)
         p.analytics.set_fee_schedule(info.condition_id, fees)
-        p.orders.add_market(MarketRef(info.condition_id, info.up, info.down, info.tick))
+        p.orders.add_market(MarketRef(info.condition_id, info.up, info.down, info.tick, info.version))
         w.phase = self._phase_for(w, now)
         if w.phase in (LISTED, QUOTING, STOPPING):
             p.market.subscribe([info.up, info.down])

@@ -36,7 +36,7 @@ from active_quoting.store.journal import Journal
 from active_quoting.store.sqlite import Store
 from active_quoting.strategy.quoting import MarketDecision, Resting
 from active_quoting.venue.errors import VenueError
-from active_quoting.venue.orders import build_order, encode, new_salt, order_body
+from active_quoting.venue.orders import build_order, encode, new_salt, order_body, order_version_for
 from active_quoting.venue.records import VenueOrder, open_order
 from active_quoting.venue.rest import RestClient
 from active_quoting.venue.signing import OrderSigner, SignedOrder, SigningError
@@ -88,6 +88,7 @@ class MarketRef:
     up: str
     down: str
     tick: int
+    version: str = ""  # Gamma's market version: "v2" (Protocol V2) signs for ExchangeV3
 
 
 @dataclass
@@ -340,6 +341,8 @@ class OrderManager:
                 self.counts["post_only_backoff"] += 1
             elif self.crosses(t.intent()):
                 self.counts["would_cross"] += 1
+            elif not self._signable(t):
+                pass  # counted and refused for its market; the others still go
             else:
                 sendable.append(t)
         trackers = sendable
@@ -352,7 +355,8 @@ class OrderManager:
             # build leaves no half-registered batch.
             signed = [
                 build_order(self.signer, t.token, 0 if t.side == BUY else 1, t.price, t.size,
-                            self.markets[t.market].tick, version=version, fee_rate_bps=0,
+                            self.markets[t.market].tick,
+                            version=order_version_for(self.markets[t.market].version, version), fee_rate_bps=0,
                             timestamp_ms=self.clock.ms(), salt=self.salts())
                 for t in which
             ]  # fmt: skip
@@ -436,6 +440,16 @@ class OrderManager:
                 self._set(t, "REJECTED", reason=r.error or r.error_kind)
                 if not lagging_balance:
                     self.on_error(r.error_kind)
+
+    def _signable(self, t: Tracked) -> bool:
+        """Whether this program can sign the order version its market needs (a Protocol-V2
+        market signs for ExchangeV3); if not, a counted refusal for that order alone."""
+        try:
+            order_version_for(self.markets[t.market].version, self.rest.order_version)
+        except SigningError as err:
+            self._signing_refused([t], str(err))
+            return False
+        return True
 
     def _register(self, t: Tracked, order_hash: str) -> None:
         """Track ``t`` under the hash it is about to be sent with. A tracker re-signed after its
