@@ -95,6 +95,7 @@ class Window:
     slug: str
     resolved: bool = False
     quotes: dict[tuple[str, int], str] = field(default_factory=dict)  # (side, price) -> order id
+    quoted_at: tuple[int, int] = (0, 0)  # (center, tick) of the last requote
 
 
 class MarketFlow:
@@ -237,6 +238,9 @@ class MarketFlow:
         fair = self.fair_up(w, now)
         tick = m.tick
         center = min(max(round(fair * SCALE / tick) * tick, tick), SCALE - tick)
+        live = self.ex.engine.live
+        if w.quoted_at == (center, tick) and all(oid in live for oid in w.quotes.values()):
+            return  # nothing moved and nothing of the house's was taken: its quotes stand
         left = max(0.05, min(1.0, (w.end - now) / self.cfg.window_s))
         size = max(5, int(self.cfg.level_size_shares * left)) * 1_000_000
         wanted: dict[tuple[str, int], int] = {}
@@ -275,6 +279,7 @@ class MarketFlow:
             if order.status == "LIVE":
                 w.quotes[key] = order.id
         self.ex._publish(batch)
+        w.quoted_at = (center, tick)
 
     def takers(self, w: Window, now: float, dt: float) -> None:
         m = w.market
