@@ -7,28 +7,18 @@ import logging
 from decimal import Decimal
 
 import pytest
-from aiohttp import web
 
 from active_quoting.alerts.notifier import Alerts
 from active_quoting.clock import ManualClock
-from active_quoting.exchange.server import serve_app
 from active_quoting.strategy.config import AlertsConfig, ConfigError, load_config
+from test_alerts_limits import receiver
 
 TOKEN = "123456:test-token-not-real"
 
 
 @pytest.mark.asyncio
 async def test_telegram_and_webhook_dedupe_rate_limit_critical_and_batched_fills(caplog):
-    received: list[tuple[str, dict]] = []
-
-    async def record(request):
-        received.append((request.path, await request.json()))
-        return web.json_response({"ok": True})
-
-    app = web.Application()
-    app.router.add_post("/bot{token}/sendMessage", record)
-    app.router.add_post("/hook", record)
-    runner, url = await serve_app(app)
+    received, runner, url = await receiver()
     clock = ManualClock(1000.0)
     cfg = AlertsConfig(telegram_token=TOKEN, telegram_chat_id="42", webhook_url=url + "/hook", telegram_api=url,
                        min_interval_seconds=Decimal(60), max_per_minute=3, fill_batch_seconds=Decimal(5))  # fmt: skip

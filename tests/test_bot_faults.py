@@ -42,6 +42,14 @@ def _hit_our_order(ex, me: str) -> None:
     ex._publish(ex.engine.place(order, 0))
 
 
+def _calm_bot(tmp_path, duration_s: float, seed: int, name: str) -> Bot:
+    """A one-asset bot with the default configuration in a calm market (a fault has resting
+    orders of ours to act on)."""
+    opts = RunOptions(assets=("btc",), duration_s=duration_s, seed=seed, window_s=30, stop_before_end_s=3,
+                      db=str(tmp_path / f"{name}.db"), flow_config=CALM_MARKET)  # fmt: skip
+    return Bot(load_config(env={}), opts)
+
+
 def _check_known(bot: Bot) -> None:
     assert unmanaged(bot) == [], f"venue holds orders the bot does not manage: {unmanaged(bot)}"
 
@@ -170,12 +178,7 @@ def test_bot_survives_every_fault(tmp_path):
 def test_fills_missed_by_the_user_stream_are_recovered_from_data_trades(tmp_path):
     from active_quoting.exchange.engine import BUY, SCALE, Order
 
-    cfg = load_config(env={})
-    opts = RunOptions(
-        assets=("btc",), duration_s=10, seed=31, window_s=30, stop_before_end_s=3, db=str(tmp_path / "m.db"),
-        flow_config=CALM_MARKET,
-    )
-    bot = Bot(cfg, opts)
+    bot = _calm_bot(tmp_path, duration_s=10, seed=31, name="m")
     found: list[int] = []
 
     async def script():
@@ -215,12 +218,7 @@ def test_fills_missed_by_the_user_stream_are_recovered_from_data_trades(tmp_path
 
 
 def test_orders_off_a_new_coarser_grid_are_replaced(tmp_path):
-    cfg = load_config(env={})
-    opts = RunOptions(
-        assets=("btc",), duration_s=10, seed=41, window_s=30, stop_before_end_s=3, db=str(tmp_path / "t.db"),
-        flow_config=CALM_MARKET,
-    )
-    bot = Bot(cfg, opts)
+    bot = _calm_bot(tmp_path, duration_s=10, seed=41, name="t")
     seen: list[tuple[int, int]] = []
 
     async def script():
@@ -249,12 +247,7 @@ def test_cancels_go_out_at_once_even_while_a_submit_hangs(tmp_path, event):
     the quote pass that sent it waits for it. Meanwhile a halt cancels everything at once and
     nothing new goes out until recovery; a tick change to a coarser grid cancels our orders off
     it at once."""
-    cfg = load_config(env={})
-    opts = RunOptions(
-        assets=("btc",), duration_s=10, seed=43, window_s=30, stop_before_end_s=3, db=str(tmp_path / "h.db"),
-        flow_config=CALM_MARKET,
-    )
-    bot = Bot(cfg, opts)
+    bot = _calm_bot(tmp_path, duration_s=10, seed=43, name="h")
     seen: list[tuple[list[tuple[str, int, str]], bool, int]] = []
 
     def ours(ex, me):
@@ -297,12 +290,7 @@ def test_cancels_go_out_at_once_even_while_a_submit_hangs(tmp_path, event):
 def test_a_halt_cancels_at_once_while_discovery_and_reconciliation_hang(tmp_path):
     """Gamma and /data/* answer only after seconds (discovery and reconciliation are stuck in
     flight): the risk tick still runs, and a halt's cancels still go out at once."""
-    cfg = load_config(env={})
-    opts = RunOptions(
-        assets=("btc",), duration_s=12, seed=47, window_s=30, stop_before_end_s=3, db=str(tmp_path / "g.db"),
-        flow_config=CALM_MARKET,
-    )
-    bot = Bot(cfg, opts)
+    bot = _calm_bot(tmp_path, duration_s=12, seed=47, name="g")
     seen: list[tuple[int, int]] = []
 
     async def script():
