@@ -16,7 +16,7 @@ from active_quoting.clock import SYSTEM, Clock
 from active_quoting.errors import CredentialsError
 
 if TYPE_CHECKING:
-    from active_quoting.options import RunOptions
+    from active_quoting.options import RunOptions, stop_before_end
 
 SAMPLE_FEED = "sample_feed.jsonl"
 POLYMARKET_CLOB = "https://clob.polymarket.com"
@@ -209,7 +209,7 @@ def run_options(args: argparse.Namespace) -> tuple[RunOptions, str]:
         assets=assets,
         seed=args.seed,
         window_s=args.window_seconds,
-        stop_before_end_s=max(3, args.window_seconds // 20),
+        stop_before_end_s=stop_before_end(args.window_seconds),
         db=args.db,
         strategy=args.strategy,
         metrics_port=args.metrics_port,

@@ -34,3 +34,9 @@ class RunOptions:
     sim_seed: int | None = None  # the simulator's: order salts and reconnect jitter drawn from it (reproducible runs)
     journal: bool = True  # raw frames and order bodies to DB.journal/ (the simulator turns it off)
     dry_run: bool = False  # the full pipeline, orders built and signed but never sent
+
+
+def stop_before_end(window_s: int) -> int:
+    """How long before a window's end quoting stops, by default: 1/20 of the window (45 s of a
+    15-minute window), at least 3 s. ``run`` and the simulator use the same rule."""
+    return max(3, window_s // 20)

@@ -95,10 +95,8 @@ def mean_ci(values: Iterable[float]) -> tuple[float, float]:
 def _t95(df: int) -> float:
     table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
              10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042}  # fmt: skip
-    for k in sorted(table):
-        if df <= k:
-            return table[k]
-    return 1.96
+    below = [k for k in table if k <= df]  # the nearest tabulated df not above: a wider interval, never narrower
+    return table[max(below)] if df <= 30 else 2.042
 
 
 def run_ab(

@@ -55,6 +55,13 @@ def _variants(args: argparse.Namespace) -> list[str]:
             raise SimUsageError(f"--strategy: unknown strategy {name!r} (one of {', '.join(STRATEGY_NAMES)})")
     if not items:
         raise SimUsageError("--strategy: give at least one")
+    from active_quoting.strategy.config import ConfigError, load_config
+
+    for one in items:  # a bad parameter is found here, not in a worker after other runs finished
+        try:
+            load_config(env=parse_variant(one)[1])
+        except ConfigError as exc:
+            raise SimUsageError(f"--strategy {one!r}: {exc}") from None
     return items
 
 
@@ -64,8 +71,10 @@ def _config(args: argparse.Namespace):  # -> SimConfig
 
     if not 0 < args.hours <= 24 * 14:
         raise SimUsageError(f"--hours must be in (0, 336], not {args.hours}")
-    if args.assets:
+    if args.assets is not None:
         assets = tuple(a.strip().lower() for a in args.assets.split(",") if a.strip())
+        if not assets or len(set(assets)) != len(assets) or len(assets) > len(ASSET_NAMES):
+            raise SimUsageError(f"--assets: 1..{len(ASSET_NAMES)} distinct names, e.g. btc,eth, not {args.assets!r}")
     else:
         if not 1 <= args.markets <= len(ASSET_NAMES):
             raise SimUsageError(f"--markets must be 1..{len(ASSET_NAMES)}, not {args.markets}")
@@ -78,6 +87,18 @@ def _config(args: argparse.Namespace):  # -> SimConfig
         raise SimUsageError("--faults: none or default")
     if args.crashes < 0:
         raise SimUsageError("--crashes must be >= 0")
+    if args.operator_clear_minutes < 0:
+        raise SimUsageError("--operator-clear-minutes must be >= 0 (0: nobody clears a halt)")
+    if args.faults != "none" and args.hours * 3600 < 600:
+        raise SimUsageError("--faults needs at least 10 simulated minutes (--hours 0.17)")
+    if args.spot_csv:
+        from active_quoting.exchange.spot import SpotPath
+
+        path = SpotPath.from_chainlink_csv(_spot_csv(args.spot_csv))
+        if args.hours * 3600 > path.end_s - path.start_s + 1:
+            raise SimUsageError(f"--hours: the spot path covers {(path.end_s - path.start_s + 1) / 3600:.2f} h")
+        if len(assets) != 1:
+            raise SimUsageError("--spot-csv drives one asset: give exactly one with --assets (e.g. --assets btc)")
     return SimConfig(
         hours=args.hours, assets=assets, window_s=args.window_seconds, faults=args.faults, crashes=args.crashes,
         market=args.market, operator_clear_s=args.operator_clear_minutes * 60, progress=not args.quiet,

@@ -24,6 +24,7 @@ import math
 import random
 import resource
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from active_quoting.exchange.faults import FAULTS
 from active_quoting.exchange.flow import MARKETS, FlowConfig, MarketFlow
 from active_quoting.exchange.server import Exchange, ExchangeConfig
 from active_quoting.exchange.spot import SpotPath
-from active_quoting.options import RunOptions
+from active_quoting.options import RunOptions, stop_before_end
 from active_quoting.report import build_report
 from active_quoting.sim.invariants import InvariantMonitor
 from active_quoting.sim.loop import LoopClock, VirtualTimeLoop
@@ -90,7 +91,13 @@ FAULT_MENU: tuple[tuple[str, dict[str, Any], float], ...] = (
     ("delay_user", {"ms": 400}, 60),
     ("malformed_frame", {}, 0),
     ("tick_size_change", {"tick": "0.001"}, 0),
+    ("reorder_user", {"on": True}, 60),
+    ("drop_pong", {"on": True}, 40),
+    ("slow_gamma", {"seconds": 8.0}, 30),
+    ("slow_data", {"seconds": 8.0}, 30),
+    ("invalidate_orders", {}, 0),
 )
+GHOST_SHARE = 0.02  # with faults on, this share of trades fails settlement (MATCHED -> RETRYING -> FAILED)
 
 
 def fault_schedule(cfg: SimConfig) -> list[tuple[float, str, dict[str, Any], float]]:
@@ -123,7 +130,8 @@ class Simulation:
         self.bot: Bot | None = None
         self.crashes = 0
         self.operator_clears = 0
-        self.db = cfg.db or f"/tmp/aq-sim-{cfg.seed}-{cfg.strategy}-{id(self)}.db"
+        self._tmp = None if cfg.db else tempfile.TemporaryDirectory(prefix="aq-sim-")
+        self.db = cfg.db or str(Path(self._tmp.name) / "sim.db")  # type: ignore[union-attr]
         self._pass_cpu = 0.0
         self._passes = 0
         self._stopping = False
@@ -134,7 +142,7 @@ class Simulation:
         cfg = load_config(env=dict(self.cfg.config_env))
         opts = RunOptions(
             assets=self.cfg.assets, duration_s=duration_s, seed=self.cfg.seed, window_s=self.cfg.window_s,
-            stop_before_end_s=max(3, self.cfg.window_s // 45), db=self.db, strategy=self.cfg.strategy,
+            stop_before_end_s=stop_before_end(self.cfg.window_s), db=self.db, strategy=self.cfg.strategy,
             clob_url=self.exchange.clob_url, gamma_url=self.exchange.gamma_url, journal=False, sim_seed=self.cfg.seed,
             status_every_s=60.0,
         )  # fmt: skip
@@ -148,24 +156,14 @@ class Simulation:
         run = quote_pass.run
 
         def timed(markets: Any, now: float) -> list[str]:
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             try:
                 return run(markets, now)
             finally:
-                self._pass_cpu += time.perf_counter() - t0
+                self._pass_cpu += time.thread_time() - t0
                 self._passes += 1
 
         quote_pass.run = timed  # type: ignore[method-assign]
-
-    async def _run_bot(self, until: float) -> None:
-        """A bot until ``until`` (loop time) or until it is crashed."""
-        bot = self.bot = self._new_bot(until - self.loop.time())
-        task = self.loop.create_task(bot.run())
-        while not hasattr(bot, "quote_pass") and not task.done():
-            await asyncio.sleep(0.05)
-        if hasattr(bot, "quote_pass"):
-            self._measure_passes(bot)
-        await asyncio.shield(task) if not task.done() else task.result()
 
     async def _crash(self, bot: Bot, task: asyncio.Task[None]) -> None:
         """kill -9: every task of the bot stops where it is, its sockets close, nothing is
@@ -190,6 +188,7 @@ class Simulation:
             await bot.discovery.close()
         bot.store.flush()
         bot.store.abandon()
+        self.bot = None  # down: nothing to check until the restart
         if bot._lock is not None:
             bot._lock.close()
             bot._lock = None
@@ -207,6 +206,10 @@ class Simulation:
                 if not markets:
                     continue
                 args = dict(args, market=markets[0])
+            if name == "invalidate_orders":
+                if self.bot is None or not hasattr(self.bot, "signer"):
+                    continue
+                args = dict(args, address=self.bot.signer.address)
             if name == "rate_limit_burst":
                 self.rate_fault_until = self.loop.time() + 60
             self.events.append({"t": self.clock.time(), "fault": name, "args": args})
@@ -226,6 +229,14 @@ class Simulation:
             f.duplicate_user_trades = False
         elif name == "delay_user":
             f.delay_user_ms = 0
+        elif name == "reorder_user":
+            f.reorder_user = False
+        elif name == "drop_pong":
+            f.drop_pong = False
+        elif name == "slow_gamma":
+            f.slow_gamma_s = 0.0
+        elif name == "slow_data":
+            f.slow_data_s = 0.0
 
     async def _operator(self) -> None:
         """Clears a kill switch or a market halt ``operator_clear_s`` after it fires."""
@@ -295,6 +306,7 @@ class Simulation:
     async def _main(self) -> dict[str, Any]:
         self.exchange = Exchange(ExchangeConfig(
             seed=self.cfg.seed, entry_delay_ms=self.cfg.entry_delay_ms, md_delay_ms=self.cfg.md_delay_ms,
+            ghost_share=GHOST_SHARE if self.cfg.faults != "none" else 0.0,
         ), clock=self.clock)  # fmt: skip
         await self.exchange.start()
         self.flow = MarketFlow(self.exchange, FlowConfig(
@@ -331,12 +343,22 @@ class Simulation:
                 t.cancel()
             await asyncio.gather(*leftovers, return_exceptions=True)
         wall = time.perf_counter() - t_wall
+        self._final_check()
         last_hour = math.ceil(total / 3600)
         if not self.hours or self.hours[-1].hour < last_hour:
             self._hour(last_hour)
         if self.cfg.progress:
             sys.stderr.write("\n")
         return self._summary(wall)
+
+    def _final_check(self) -> None:
+        """After the last shutdown: nothing of ours rests on the venue."""
+        bot = self.bot
+        if bot is None or not hasattr(bot, "signer"):
+            return
+        left = self.exchange.engine.live_orders(account=bot.signer.address)
+        if left:
+            self.monitor.record("managed", self.clock.time(), f"{len(left)} orders of ours rest after the shutdown")
 
     async def _started(self, bot: Bot, task: asyncio.Task[None]) -> None:
         while not hasattr(bot, "quote_pass") and not task.done():
@@ -389,9 +411,8 @@ class Simulation:
         finally:
             self.loop.close()
             asyncio.set_event_loop(None)
-            for suffix in ("", "-wal", "-shm", ".lock"):
-                if not self.cfg.db:
-                    Path(self.db + suffix).unlink(missing_ok=True)
+            if self._tmp is not None:
+                self._tmp.cleanup()
 
 
 def run_simulation(cfg: SimConfig) -> dict[str, Any]:
