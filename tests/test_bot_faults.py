@@ -39,7 +39,7 @@ def _hit_our_order(ex, me: str) -> None:
     else:
         order = Order(f"0xhit{ex.engine.trade_count}", taker, "k", m.condition_id, target.token, BUY, target.price,
                       size, "FAK")  # fmt: skip
-    ex._publish(ex.engine.place(order, 0))
+    ex._publish(ex.engine.place(order, ex.clock.ms()))
 
 
 def _calm_bot(tmp_path, duration_s: float, seed: int, name: str) -> Bot:
@@ -90,7 +90,7 @@ def _why_idle(bot: Bot) -> str:
 @pytest.mark.slow
 def test_bot_survives_every_fault(tmp_path):
     cfg = load_config(env={"AQ_RISK_CIRCUIT_BREAKER_RECOVERY_SECONDS": "2"})
-    opts = RunOptions(assets=("btc",), duration_s=34, seed=21, window_s=30, stop_before_end_s=3, db=str(tmp_path / "f.db"),
+    opts = RunOptions(assets=("btc",), duration_s=50, seed=21, window_s=30, stop_before_end_s=3, db=str(tmp_path / "f.db"),
                       exchange_config={"settle_delays_ms": (100, 300)}, flow_config=CALM_MARKET)  # fmt: skip
     bot = Bot(cfg, opts)
     me_cancels: list[int] = []
@@ -118,11 +118,11 @@ def test_bot_survives_every_fault(tmp_path):
             ("duplicate_user_trades", {}, lambda: user.fills.duplicates),
             ("delay_user", {"ms": 300}, lambda: ex.faults.delayed),
             ("engine_restart", {"restart_s": 5.0, "post_only_s": 2.0}, lambda: rest.counts["engine_restart"]),
+            ("timeout_after_place", {"count": 1, "hold_seconds": 6.0}, lambda: rest.counts["timeout"]),
             ("drop_ws", {"channel": "market"}, lambda: market.shards[0].connects),
             ("malformed_frame", {}, lambda: market.md.errors),
             ("rate_limit_burst", {"count": 3}, lambda: rest.counts["rate_limited"]),
             ("server_errors", {"share": 0.5}, lambda: rest.counts["server_error"]),
-            ("timeout_after_place", {"count": 1, "hold_seconds": 6.0}, lambda: rest.counts["timeout"]),
             ("drop_ws", {"channel": "user"}, lambda: user.conn.connects),
         ]  # fmt: skip
         trade_faults = ("duplicate_user_trades", "delay_user")
@@ -131,7 +131,7 @@ def test_bot_survives_every_fault(tmp_path):
             result = FAULTS[name](ex, **args)
             if asyncio.iscoroutine(result):
                 await result
-            for _ in range(60):  # traffic for the fault to act on: venue-side cancels make the bot
+            for _ in range(80):  # traffic for the fault to act on: venue-side cancels make the bot
                 if effect() > before:  # place again, and a taker trades with what rests
                     break
                 FAULTS["invalidate_orders"](ex, address=me)
@@ -206,7 +206,7 @@ def test_fills_missed_by_the_user_stream_are_recovered_from_data_trades(tmp_path
             order = Order(
                 "0xmissed", taker, "k", m.condition_id, target.token, BUY, target.price, target.remaining, "FAK"
             )
-        ex._publish(ex.engine.place(order, 0))
+        ex._publish(ex.engine.place(order, ex.clock.ms()))
         await asyncio.sleep(0.5)
         bot.user.codec.decode = real_decode
         await bot._reconcile()

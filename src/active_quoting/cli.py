@@ -16,7 +16,7 @@ from active_quoting.clock import SYSTEM, Clock
 from active_quoting.errors import CredentialsError
 
 if TYPE_CHECKING:
-    from active_quoting.options import RunOptions, stop_before_end
+    from active_quoting.options import RunOptions
 
 SAMPLE_FEED = "sample_feed.jsonl"
 POLYMARKET_CLOB = "https://clob.polymarket.com"
@@ -189,7 +189,7 @@ def run_options(args: argparse.Namespace) -> tuple[RunOptions, str]:
     from dataclasses import replace
 
     from active_quoting.exchange.flow import MARKETS
-    from active_quoting.options import RunOptions
+    from active_quoting.options import RunOptions, stop_before_end
 
     assets = tuple(a.strip().lower() for a in args.assets.split(",") if a.strip())
     if not assets:
