@@ -10,6 +10,7 @@ A variant is a strategy name with optional config overrides: ``active``, ``only5
 from __future__ import annotations
 
 import html
+import logging
 import math
 import multiprocessing
 import statistics
@@ -52,6 +53,8 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
 
 def _run(job: tuple[str, SimConfig]) -> tuple[str, int, dict[str, Any]]:
     label, cfg = job
+    if multiprocessing.parent_process() is not None:
+        logging.getLogger().setLevel(logging.CRITICAL)  # a worker: the parent reports progress
     summary = run_simulation(cfg)
     return label, cfg.seed, summary
 
