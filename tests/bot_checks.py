@@ -17,20 +17,11 @@ from typing import Any
 
 from active_quoting.exchange.flow import MARKETS
 from active_quoting.execution.order_manager import LIVE_STATES
+from active_quoting.sim.invariants import venue_owes
 
 # Bot tests run the bot with its default configuration (momentum on); those that need resting
 # orders to act on run it against a calm market instead of blinding the detector.
 CALM_MARKET = dict(MARKETS["calm"])
-
-
-def venue_shares(engine: Any, address: str, token: str) -> int:
-    """What the venue owes ``address`` of ``token``: settled, reserved by resting SELLs, and
-    matched but not yet delivered (tokens arrive when the trade is mined)."""
-    acct = engine.accounts.get(address)
-    if acct is None:
-        return 0
-    owed = sum(delta for t in engine.trades for who, asset, delta in t.undelivered if who == address and asset == token)
-    return acct.tokens.get(token, 0) + acct.reserved_tokens.get(token, 0) + owed
 
 
 def check_positions(bot: Any) -> None:
@@ -38,7 +29,8 @@ def check_positions(bot: Any) -> None:
     engine = bot.exchange.engine
     for cid, w in bot.windows.windows.items():
         held = bot.inventory.held(cid)
-        venue = (venue_shares(engine, me, w.info.up), venue_shares(engine, me, w.info.down))
+        owed = venue_owes(engine, me, bot.rest.creds.api_key, {w.info.up, w.info.down})
+        venue = (owed[w.info.up], owed[w.info.down])
         if w.winner:
             continue  # resolved: the venue redeemed the winner for collateral
         assert held == venue, f"{w.info.slug}: bot holds {held}, the venue owes {venue}"

@@ -267,8 +267,7 @@ class Bot:
         for cid in self.windows.advance(now):
             self.scheduler.mark(cid)  # stopped quoting: the pass cancels what rests there
         self.risk.tick(now_ms)
-        if self._risk_events():
-            self._tasks.spawn(self.orders.cancel_all())
+        self._act_on_risk()
         self._tasks.spawn(self.orders.retry_cancels())
         if now >= self._next_full_pass:
             # Frames, fills and order events decide their markets at once; this pass catches
@@ -295,8 +294,7 @@ class Bot:
         now_ms = self.clock.ms()
         fresh = self.market.fresh_ms  # a feed is stale after tens of seconds: checked every second
         self.risk.check_stale(now_ms, {w.cid: min(fresh(w.info.up), fresh(w.info.down)) for w in self.windows.quoted()})
-        if self._risk_events():
-            self._tasks.spawn(self.orders.cancel_all())
+        self._act_on_risk()
         self.journal.flush()
         self._pnl_update(now_ms)
         self._persist_analytics(now_ms)
@@ -330,7 +328,7 @@ class Bot:
     def _risk_events(self) -> bool:
         """Risk transitions logged, stored and alerted; True when a global cancel is asked.
         A market-scoped halt cancels through the next quote pass (the market is not quoted)."""
-        cancel = False
+        cancel = changed = False
         for e in self.risk.drain_events():
             self.store.risk_event(e.t_ms, e.scope, e.old, e.new, e.reason)
             _log.warning("risk %s: %s -> %s (%s)", e.scope, e.old, e.new, e.reason)
@@ -339,8 +337,15 @@ class Bot:
                 cancel = cancel or e.cancel_all
             else:
                 self.scheduler.mark(e.scope)
+            changed = True
+        if changed:
             halts.save(self.store, self.risk)
         return cancel
+
+    def _act_on_risk(self) -> None:
+        """Risk transitions handled; a global halt's cancels go out at once."""
+        if self._risk_events():
+            self._tasks.spawn(self.orders.cancel_all())
 
     async def _heartbeats(self) -> None:
         if self.opts.dry_run or not self.cfg.orders.heartbeat:

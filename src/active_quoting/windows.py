@@ -90,11 +90,7 @@ class WindowLifecycle:
             return False
         w = MarketWindow(info)
         self._register(w, now)
-        p = self.parts
-        p.store.market(
-            info.condition_id, info.slug, info.up, info.down, info.start, info.end,
-            str(info.fee_rate), str(info.rebate_share), info.fee_exponent,
-        )  # fmt: skip
+        self._store_market(info)
         _log.info("window %s listed (%s .. %s)", info.slug, info.start, info.end)
         return True
 
@@ -119,11 +115,14 @@ class WindowLifecycle:
         if w is None:
             w = MarketWindow(replace(info, closed=True))
             self._register(w, now)
-            self.parts.store.market(
-                info.condition_id, info.slug, info.up, info.down, info.start, info.end,
-                str(info.fee_rate), str(info.rebate_share), info.fee_exponent,
-            )  # fmt: skip
+            self._store_market(info)
         return w
+
+    def _store_market(self, info: WindowInfo) -> None:
+        self.parts.store.market(
+            info.condition_id, info.slug, info.up, info.down, info.start, info.end,
+            str(info.fee_rate), str(info.rebate_share), info.fee_exponent,
+        )  # fmt: skip
 
     def _register(self, w: MarketWindow, now: float) -> None:
         info, p = w.info, self.parts

@@ -128,7 +128,7 @@ class QuotePass:
                     pending = self.orders.pending()
                 view = MarketView(
                     w.info, self.readable_book(w.info.up), self.orders.resting(cid, BID),
-                    self.orders.resting(cid, ASK), pending, now_ms, self._reserved(cid, w.info.up),
+                    self.orders.resting(cid, ASK), pending, now_ms, self._reserved(w.info, pending.get(cid, [])),
                 )  # fmt: skip
                 decision, intents = self.strategy.decide(view)
                 self.orders.stage(decision, intents, now)
@@ -138,22 +138,17 @@ class QuotePass:
         self.decisions += len(decided)
         return decided
 
-    def _reserved(self, cid: str, up: str) -> tuple[int, int]:
-        """Shares our live SELLs hold on the venue (until it confirms them gone, a cancelled
-        SELL's shares are not free to sell again)."""
+    def _reserved(self, info: WindowInfo, mine: list[PendingOrder]) -> tuple[int, int]:
+        """Shares our live SELLs in this market (``mine``) hold on the venue (until it confirms
+        them gone, a cancelled SELL's shares are not free to sell again)."""
         up_held = down_held = 0
-        w = self.windows.get(cid)
-        if w is not None:  # the venue refused a SELL for balance a moment ago: buy the complement
-            up_held += 0 if self.orders.may_sell(w.info.up) else core.MAX_POSITION
-            down_held += 0 if self.orders.may_sell(w.info.down) else core.MAX_POSITION
-        for token, side, _price, remaining in self.pending_of(cid):
+        # the venue refused a SELL for balance a moment ago: buy the complement instead
+        up_held += 0 if self.orders.may_sell(info.up) else core.MAX_POSITION
+        down_held += 0 if self.orders.may_sell(info.down) else core.MAX_POSITION
+        for token, side, _price, remaining in mine:
             if side == SELL:
-                if token == up:
+                if token == info.up:
                     up_held += remaining
                 else:
                     down_held += remaining
         return up_held, down_held
-
-    def pending_of(self, cid: str) -> list[PendingOrder]:
-        return [PendingOrder(o.token, o.side, o.price, o.remaining) for o in self.orders.live(cid)]
-
