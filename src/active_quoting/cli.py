@@ -468,6 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     from active_quoting.doctor import add_subcommand as add_doctor_subcommand  # preflight before going live
 
     add_doctor_subcommand(sub)
+    from active_quoting.calibration import add_subcommand as add_calibrate_subcommand  # fair value on the real day
+
+    add_calibrate_subcommand(sub)
     return parser
 
 
