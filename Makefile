@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SOURCES := $(shell find src_cython -name '*.pyx' -o -name '*.pxd') setup.py pyproject.toml
-COMPILED := active_quoting.core._units_c active_quoting.core._book_c active_quoting.core._quote_c active_quoting.core._markout_c
+COMPILED := active_quoting.core._units_c active_quoting.core._book_c active_quoting.core._quote_c active_quoting.core._markout_c active_quoting.core._fair_c
 
 .PHONY: run test test-debug lint bench latency build clean sim
 
@@ -41,7 +41,7 @@ test: $(STAMP) lint
 # The core suite under a build with bounds, wraparound and overflow checks on (an overflow in
 # a noexcept helper shows up as a hang there, hence the timeout), then the optimized build back.
 CORE_TESTS := tests/test_units.py tests/test_book.py tests/test_market_data.py tests/test_core_select.py \
-	tests/test_quote.py tests/test_markout.py tests/test_quoting.py tests/test_fill_analytics.py
+	tests/test_quote.py tests/test_markout.py tests/test_quoting.py tests/test_fill_analytics.py tests/test_fair.py
 test-debug: $(PY)
 	rm -f $(STAMP)
 	AQ_DEBUG_BUILD=1 $(PY) -m pip install --quiet --no-build-isolation -e '.[test]'

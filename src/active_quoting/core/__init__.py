@@ -55,6 +55,16 @@ _MODULES = {
         "MAX_SKEW_PPM",
     ),
     "_markout": ("MarkoutTracker", "PENDING", "UNAVAILABLE", "MAX_HORIZONS"),
+    "_fair": (
+        "fair_up",
+        "VolEstimator",
+        "SPOT_SCALE",
+        "MS_PER_YEAR",
+        "MS_PER_DAY",
+        "MAX_SPOT",
+        "MAX_SIGMA_PPM",
+        "MAX_TAU_MS",
+    ),
 }
 
 IMPLEMENTATIONS = ("c", "py")
