@@ -90,6 +90,10 @@ def test_scores_on_a_synthetic_day_match_the_hand_computed_baselines(tmp_path):
         assert h["brier_naive"] == 0.25  # (0.5 - 1)^2, (0.5 - 1)^2, (0.5 - 0)^2 over 3
         assert h["brier_at_or_above"] == pytest.approx(1 / 3, abs=1e-15)  # b wrong: (0 - 1)^2 over 3
         assert h["logloss_naive"] == pytest.approx(math.log(2))
+        # paired differences: their means are the differences of the scores
+        assert h["model_minus_naive"][0] == pytest.approx(h["brier_model"] - 0.25)
+        assert h["model_minus_at_or_above"][0] == pytest.approx(h["brier_model"] - 1 / 3)
+        assert h["model_minus_naive"][1] > 0 and h["model_minus_at_or_above"][1] >= 0  # 0 where model == S >= K
     points = out["points"]
     assert len(points) == 3 * len(HORIZONS)
     by = {(p["slug"], p["horizon_s"]): p for p in points}

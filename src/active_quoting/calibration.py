@@ -98,6 +98,10 @@ class HorizonStats:
     logloss_model: float | None  # probabilities clipped to [1e-4, 1 - 1e-4]
     logloss_naive: float | None
     mean_half_band: float | None
+    # the model's Brier minus a baseline's: mean over markets and the half-width of its 95%
+    # interval (paired by market, normal approximation, markets taken as independent)
+    model_minus_naive: tuple[float, float] | None
+    model_minus_at_or_above: tuple[float, float] | None
     skipped: int  # markets with a strike whose moment lies outside the feed
     reliability: list[Bucket] = field(default_factory=list)
 
@@ -264,6 +268,17 @@ def _brier(probs: list[int], outcomes: list[int]) -> float:
     return float(Fraction(total, len(probs) * PROB_SCALE**2))
 
 
+def _paired_diff(probs: list[int], base: list[int], outcomes: list[int]) -> tuple[float, float]:
+    d = [
+        Fraction((p - PROB_SCALE * o) ** 2 - (q - PROB_SCALE * o) ** 2, PROB_SCALE**2)
+        for p, q, o in zip(probs, base, outcomes, strict=True)
+    ]
+    n = len(d)
+    mean = sum(d, Fraction(0)) / n
+    var = sum(((x - mean) ** 2 for x in d), Fraction(0)) / (n - 1) if n > 1 else Fraction(0)
+    return float(mean), 1.96 * math.sqrt(var / n)
+
+
 def _logloss(probs: list[int], outcomes: list[int]) -> float:
     loss = 0.0
     for p, o in zip(probs, outcomes, strict=True):
@@ -293,20 +308,23 @@ def summarise(points: list[Point], horizons: tuple[int, ...], skipped: dict[int,
     for h in horizons:
         pts = [p for p in points if p.horizon_s == h]
         if not pts:
-            stats.append(HorizonStats(h, 0, None, None, None, None, None, None, skipped.get(h, 0)))
+            stats.append(HorizonStats(h, 0, None, None, None, None, None, None, None, None, skipped.get(h, 0)))
             continue
         probs, outs = [p.prob for p in pts], [p.up_won for p in pts]
         half = [PROB_SCALE // 2] * len(pts)
+        at_or_above = [PROB_SCALE * p.at_or_above for p in pts]
         stats.append(
             HorizonStats(
                 horizon_s=h,
                 n=len(pts),
                 brier_model=_brier(probs, outs),
                 brier_naive=_brier(half, outs),
-                brier_at_or_above=_brier([PROB_SCALE * p.at_or_above for p in pts], outs),
+                brier_at_or_above=_brier(at_or_above, outs),
                 logloss_model=_logloss(probs, outs),
                 logloss_naive=_logloss(half, outs),
                 mean_half_band=float(Fraction(sum(p.half_band for p in pts), len(pts) * PROB_SCALE)),
+                model_minus_naive=_paired_diff(probs, half, outs),
+                model_minus_at_or_above=_paired_diff(probs, at_or_above, outs),
                 skipped=skipped.get(h, 0),
                 reliability=reliability(probs, outs),
             )
@@ -362,6 +380,10 @@ def _f(v: float | None, digits: int = 4) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
+def _pm(v: tuple[float, float] | None) -> str:
+    return "-" if v is None else f"{v[0]:+.4f} +-{v[1]:.4f}"
+
+
 def render_text(cal: Calibration) -> str:
     o = cal.outcomes
     lines = [
@@ -371,13 +393,17 @@ def render_text(cal: Calibration) -> str:
         f"initial {cal.initial_ppm / 1e6:.2f} (annualised); settlement: the point rule (twap 0)",
         "",
         f"{'before end':>10} {'n':>5} {'Brier model':>12} {'Brier 0.5':>10} {'Brier S>=K':>11} "
-        f"{'logloss model':>14} {'logloss 0.5':>12} {'half-band':>10}",
+        f"{'logloss model':>14} {'logloss 0.5':>12} {'half-band':>10} {'model - 0.5':>16} {'model - S>=K':>16}",
     ]
     for s in cal.horizons:
         lines.append(
             f"{s.horizon_s:>9}s {s.n:>5} {_f(s.brier_model):>12} {_f(s.brier_naive):>10} {_f(s.brier_at_or_above):>11} "
-            f"{_f(s.logloss_model):>14} {_f(s.logloss_naive):>12} {_f(s.mean_half_band):>10}"
+            f"{_f(s.logloss_model):>14} {_f(s.logloss_naive):>12} {_f(s.mean_half_band):>10} "
+            f"{_pm(s.model_minus_naive):>16} {_pm(s.model_minus_at_or_above):>16}"
         )
+    lines.append(
+        "(Brier differences: mean over markets +- 95% half-width, paired by market; negative = the model is better)"
+    )
     lines += ["", "reliability: per predicted-probability bucket, count  mean predicted / realised frequency of Up"]
     lines.append(f"{'bucket':>9} " + " ".join(f"{f'{s.horizon_s}s':>16}" for s in cal.horizons))
     for b in range(BUCKETS):
@@ -486,12 +512,12 @@ def render_html(cal: Calibration, svg: str) -> str:
     head = "".join(
         f"<th>{c}</th>"
         for c in ("before end (s)", "n", "Brier model", "Brier 0.5", "Brier price&ge;strike", "log-loss model",
-                  "log-loss 0.5", "mean half-band")
+                  "log-loss 0.5", "mean half-band", "Brier model - 0.5", "Brier model - price&ge;strike")
     )  # fmt: skip
     rows = "".join(
         f"<tr><td>{s.horizon_s}</td><td>{s.n}</td><td>{_f(s.brier_model)}</td><td>{_f(s.brier_naive)}</td>"
         f"<td>{_f(s.brier_at_or_above)}</td><td>{_f(s.logloss_model)}</td><td>{_f(s.logloss_naive)}</td>"
-        f"<td>{_f(s.mean_half_band)}</td></tr>"
+        f"<td>{_f(s.mean_half_band)}</td><td>{_pm(s.model_minus_naive)}</td><td>{_pm(s.model_minus_at_or_above)}</td></tr>"
         for s in cal.horizons
     )
     rel_head = "".join(f"<th>{s.horizon_s} s</th>" for s in cal.horizons)
