@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from active_quoting.observability.metrics import Histogram, Metrics
 
@@ -14,8 +15,9 @@ def test_histogram_buckets_and_quantiles():
         h.observe(v)
     assert h.counts == [1, 2, 1, 1] and h.count == 5 and abs(h.sum - 5.0545) < 1e-12
     assert h.quantile(0.5) == 0.01 and h.quantile(0.99) == float("inf")
-    text = "\n".join(h.render())
-    assert 'x_seconds_bucket{le="0.01"} 3' in text and 'x_seconds_bucket{le="+Inf"} 5' in text
+    (family,) = [h.family()]
+    buckets = {s.labels["le"]: s.value for s in family.samples if s.name == "x_seconds_bucket"}
+    assert buckets == {"0.001": 1, "0.01": 3, "0.1": 4, "+Inf": 5}
 
 
 @pytest.mark.asyncio
@@ -31,6 +33,9 @@ async def test_metrics_endpoint():
     finally:
         await m.stop()
     assert url.startswith("http://127.0.0.1:")
-    assert "aq_submit_round_trip_seconds_count 1" in body
-    assert 'aq_orders_total{kind="placed"} 2.0' in body
-    assert 'aq_position_up{market="btc-x"} 12.5' in body  # quotes stripped from label values
+    samples = {
+        (s.name, tuple(s.labels.items())): s.value for f in text_string_to_metric_families(body) for s in f.samples
+    }
+    assert samples[("aq_submit_round_trip_seconds_count", ())] == 1
+    assert samples[("aq_orders_total", (("kind", "placed"),))] == 2
+    assert samples[("aq_position_up", (("market", 'btc-"x"'),))] == 12.5  # escaped in the text, parsed back

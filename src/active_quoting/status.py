@@ -1,6 +1,8 @@
 """Live status: one row per market (window, book top, our quotes, position, P&L, markout,
-state), written to the store for ``active-quoting status``, exported as metrics, and printed
-when asked. Rendering only: every number comes from the component that owns it."""
+state, protocol version and fee state), the venue's state and our balances and allowances,
+written to the store for ``active-quoting status``, exported as metrics, and printed when
+asked. Rendering only: every number comes from the component that owns it. The publisher also
+points the bot's metrics at the components whose counters they export at scrape time."""
 
 from __future__ import annotations
 
@@ -9,28 +11,42 @@ import sys
 from typing import Any
 
 from active_quoting import core
+from active_quoting.observability.metrics import RISK_CODES, Sources
 from active_quoting.windows import RESOLVED, WindowLifecycle
 
-RISK_CODES = {"NORMAL": 0, "WARNING": 1, "RECOVERING": 2, "HALTED": 3}
+__all__ = ["RISK_CODES", "StatusPublisher", "render_status"]
 
 
 def render_status(snapshot: dict[str, Any]) -> str:
     """The live status: one line per market (also what ``active-quoting status`` prints)."""
     head = (
         f"{'market':30} {'left':>5} {'book':>13} {'quotes':>13} {'pos up':>9} {'pos down':>9} {'pnl':>9} "
-        f"{'mk5s':>8} state"
+        f"{'mk5s':>8} {'ver':>3} {'fee':>6} state"
     )
     lines = [
         f"risk {snapshot['risk']}{' KILLED' if snapshot.get('killed') else ''}  fills {snapshot['fills']}  "
         f"orders {snapshot['orders']}",
-        head,
     ]
+    # A snapshot written before these fields existed (an older bot's store) has none of them.
+    if "venue_state" in snapshot:
+        lines.append(f"venue {snapshot['venue_state']}")
+    for asset, b in (snapshot.get("balances") or {}).items():
+        spenders = ", ".join(f"{s} {a}" for s, a in b["allowances"].items()) or "none reported"
+        lines.append(f"balance {asset}: {b['balance']}  allowances: {spenders}")
+    lines.append(head)
     for r in snapshot["markets"]:
         lines.append(
             f"{r['market'][:30]:30} {r['left_s']:>5} {r['book']:>13} {r['quotes']:>13} {r['position_up']:>9} "
-            f"{r['position_down']:>9} {r['pnl']:>9} {r['markout_5s']:>8} {r['state']}"
+            f"{r['position_down']:>9} {r['pnl']:>9} {r['markout_5s']:>8} {r.get('version', '-'):>3} "
+            f"{_fee_text(r):>6} {r['state']}"
         )
     return "\n".join(lines)
+
+
+def _fee_text(row: dict[str, Any]) -> str:
+    if "fee_rate" not in row:
+        return "-"
+    return row["fee_rate"] if row.get("fees_enabled") else "off"
 
 
 def _fmt(price: int | None) -> str:
@@ -40,6 +56,12 @@ def _fmt(price: int | None) -> str:
 class StatusPublisher:
     def __init__(self, bot: Any) -> None:
         self.bot = bot  # the wiring: windows, orders, inventory, analytics, momentum, risk, market, store, metrics
+        bot.metrics.watch(
+            Sources(
+                orders=bot.orders, rest=bot.rest, market=bot.market, user=bot.user, fills=bot.fills,
+                risk=bot.risk, windows=bot.windows, store=bot.store, journal=bot.journal,
+            )
+        )  # fmt: skip
 
     def rows(self, now: float) -> list[dict[str, Any]]:
         b = self.bot
@@ -67,30 +89,27 @@ class StatusPublisher:
                 "quotes": f"{_fmt(bid.price)}/{_fmt(ask.price)}",
                 "position_up": core.format_size(up), "position_down": core.format_size(down),
                 "pnl": f"{float(pnl):.4f}", "markout_5s": f"{float(mk):.4f}" if mk is not None else "-",
-                "state": state,
+                "state": state, "version": info.version, "fee_rate": str(info.fee_rate),
+                "fees_enabled": info.fees_enabled,
             })  # fmt: skip
         return rows
 
     def publish(self, now: float, show: bool) -> dict[str, Any]:
         b = self.bot
+        m = b.metrics
         rows = self.rows(now)
         snapshot = {
             "t": now, "risk": b.risk.state, "killed": b.risk.killed, "fills": b.fills.seen,
             "orders": dict(b.orders.counts), "markets": rows, "windows": len(b.windows.windows),
             "pruned": b.windows.pruned, "store_errors": b.store.errors, "journal_errors": b.journal.errors,
+            "venue_state": m.venue_state, "balances": m.balance_rows(),
         }  # fmt: skip
         b.store.put("status", json.dumps(snapshot))
-        m = b.metrics
+        # Per-market numbers the status computes; every other series is read from its
+        # component at scrape time (see the metrics' Sources).
         for r in rows:
             for key in ("position_up", "position_down", "pnl"):
                 m.set(f"aq_{key}", float(r[key]), market=r["market"])
-        m.set("aq_circuit_state", RISK_CODES[b.risk.state])
-        m.set("aq_fills_total", b.fills.seen)
-        m.set("aq_windows", len(b.windows.windows))
-        m.set("aq_store_errors", b.store.errors)
-        m.set("aq_journal_errors", b.journal.errors)
-        m.set("aq_feed_connected", sum(1 for c in b.market.shards if c.connected))
-        m.set("aq_user_connected", 1 if b.user.conn.connected else 0)
         if show:
             text = render_status(snapshot)
             sys.stderr.write(("\x1b[H\x1b[2J" if sys.stderr.isatty() else "") + text + "\n")
