@@ -47,6 +47,8 @@ class QuoteEngine:
     def order_size_usdc(self) -> int: ...
     @property
     def widen_on_momentum(self) -> bool: ...
+    @property
+    def max_fair_band(self) -> int: ...
     def __init__(
         self,
         offset_ticks: Any = ...,
@@ -56,6 +58,7 @@ class QuoteEngine:
         skew_coef_ppm: Any = ...,
         order_size_usdc: Any = ...,
         widen_on_momentum: Any = ...,
+        max_fair_band: int = ...,
     ) -> None: ...
     def targets(self, best_bid: int, best_ask: int, tick: int, position: int, momentum: Any) -> tuple[int, int]: ...
     def size_for(self, price: int, liability_price: int, min_size: int, room: int, room_usdc: int) -> int: ...
@@ -76,4 +79,7 @@ class QuoteEngine:
         ask_room: int,
         bid_room_usdc: int,
         ask_room_usdc: int,
+        fair: int = ...,
+        fair_margin: int = ...,
+        fair_band: int = ...,
     ) -> tuple[int, int, int, int, int, int]: ...

@@ -81,6 +81,7 @@ class QuoteEngine:
         skew_coef_ppm: int = 100_000,
         order_size_usdc: int = 10_000_000,
         widen_on_momentum: bool = False,
+        max_fair_band: int = 0,
     ) -> None:
         self._offset_ticks = _check(offset_ticks, 0, 100, "offset_ticks")
         self._improve_when_spread_ticks = _check(improve_when_spread_ticks, 1, MAX_PRICE, "improve_when_spread_ticks")
@@ -89,6 +90,7 @@ class QuoteEngine:
         self._skew_coef_ppm = _check(skew_coef_ppm, 0, MAX_SKEW_PPM, "skew_coef_ppm")
         self._order_size_usdc = _check(order_size_usdc, 1, MAX_USDC, "order_size_usdc")
         self._widen_on_momentum = bool(widen_on_momentum)
+        self._max_fair_band = _check(max_fair_band, 0, MAX_PRICE, "max_fair_band")
 
     @property
     def offset_ticks(self) -> int:
@@ -117,6 +119,11 @@ class QuoteEngine:
     @property
     def widen_on_momentum(self) -> bool:
         return self._widen_on_momentum
+
+    @property
+    def max_fair_band(self) -> int:
+        """Pull both sides when the fair value's half-band exceeds this (0 = never)."""
+        return self._max_fair_band
 
     def targets(self, best_bid: int, best_ask: int, tick: int, position: int, momentum: bool) -> tuple[int, int]:
         """Target bid and ask prices (NO_PRICE = no quote on that side)."""
@@ -215,11 +222,21 @@ class QuoteEngine:
         ask_room: int,
         bid_room_usdc: int,
         ask_room_usdc: int,
+        fair: int = NO_PRICE,
+        fair_margin: int = 0,
+        fair_band: int = 0,
     ) -> tuple[int, int, int, int, int, int]:
         """One decision: (bid_price, bid_size, bid_action, ask_price, ask_size, ask_action).
 
         Prices are Up-terms targets (NO_PRICE and size 0 when a side is not quoted). The
         bid's worst-case loss per share is its price; the ask's (short Up) is 1 - price.
+
+        ``fair`` (Up's fair value in price units, NO_PRICE = none) bounds the book-made
+        targets: the bid is at most ``floor_to_tick(fair - fair_margin)``, the ask at least
+        ``ceil_to_tick(fair + fair_margin)``; a bid pushed below one tick or an ask above
+        1 - tick is not quoted. When ``max_fair_band`` > 0 and ``fair_band`` (the fair value's
+        half-band) exceeds it, both sides are pulled (CANCEL what rests), with or without
+        ``fair``. Without these arguments the decision is exactly the book-only one.
         """
         # Validated up front, in the compiled twin's order, so both refuse the same input alike.
         _check(min_size, 0, MAX_AMOUNT, "min_size")
@@ -232,6 +249,20 @@ class QuoteEngine:
         for price, size in ((resting_bid_price, resting_bid_size), (resting_ask_price, resting_ask_size)):
             _check(price, NO_PRICE, MAX_PRICE, "resting_price")
             _check(size, 0, MAX_AMOUNT, "resting_size")
+        _check(fair, NO_PRICE, MAX_PRICE, "fair")
+        _check(fair_margin, 0, MAX_PRICE, "fair_margin")
+        _check(fair_band, 0, MAX_PRICE, "fair_band")
+        if self._max_fair_band > 0 and fair_band > self._max_fair_band:
+            bid = ask = NO_PRICE
+        elif fair != NO_PRICE:
+            if bid != NO_PRICE:
+                bid = min(bid, floor_to_tick(fair - fair_margin, tick))
+                if bid < tick:
+                    bid = NO_PRICE
+            if ask != NO_PRICE:
+                ask = max(ask, ceil_to_tick(fair + fair_margin, tick))
+                if ask > MAX_PRICE - tick:
+                    ask = NO_PRICE
         bid_size = self.size_for(bid, bid, min_size, bid_room, bid_room_usdc)
         ask_size = self.size_for(ask, MAX_PRICE - ask if ask != NO_PRICE else 0, min_size, ask_room, ask_room_usdc)
         if bid_size == 0:

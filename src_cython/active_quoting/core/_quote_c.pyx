@@ -88,10 +88,11 @@ cdef class QuoteEngine:
     cdef readonly int64_t skew_coef_ppm
     cdef readonly int64_t order_size_usdc
     cdef readonly bint widen_on_momentum
+    cdef readonly int64_t max_fair_band
 
     def __init__(self, offset_ticks=0, improve_when_spread_ticks=4, max_spread_ticks=10,
                  refresh_threshold_ticks=2, skew_coef_ppm=100000, order_size_usdc=10000000,
-                 widen_on_momentum=False):
+                 widen_on_momentum=False, max_fair_band=0):
         self.offset_ticks = _check(offset_ticks, 0, 100, "offset_ticks")
         self.improve_when_spread_ticks = _check(improve_when_spread_ticks, 1, t.MAX_PRICE, "improve_when_spread_ticks")
         self.max_spread_ticks = _check(max_spread_ticks, 1, t.MAX_PRICE, "max_spread_ticks")
@@ -99,6 +100,7 @@ cdef class QuoteEngine:
         self.skew_coef_ppm = _check(skew_coef_ppm, 0, MAX_SKEW_PPM, "skew_coef_ppm")
         self.order_size_usdc = _check(order_size_usdc, 1, _C_MAX_USDC, "order_size_usdc")
         self.widen_on_momentum = bool(widen_on_momentum)
+        self.max_fair_band = _check(max_fair_band, 0, t.MAX_PRICE, "max_fair_band")
 
     cdef void _targets(self, int64_t best_bid, int64_t best_ask, int64_t tick, int64_t position,
                        bint momentum, int64_t* out_bid, int64_t* out_ask) noexcept:
@@ -204,9 +206,9 @@ cdef class QuoteEngine:
 
     def decide(self, best_bid, best_ask, tick, min_size, position, momentum,
                resting_bid_price, resting_bid_size, resting_ask_price, resting_ask_size,
-               bid_room, ask_room, bid_room_usdc, ask_room_usdc):
+               bid_room, ask_room, bid_room_usdc, ask_room_usdc, fair=t.NO_PRICE, fair_margin=0, fair_band=0):
         """One decision: (bid_price, bid_size, bid_action, ask_price, ask_size, ask_action)."""
-        cdef int64_t bid, ask, bid_size, ask_size, tk
+        cdef int64_t bid, ask, bid_size, ask_size, tk, fv, fm, fb
         cdef int64_t mn = _check(min_size, 0, _C_MAX_AMOUNT, "min_size")
         cdef int64_t rbp, rbs, rap, ras, br, ar, bru, aru
         tk = _check(tick, 1, 1000, "tick")
@@ -225,6 +227,22 @@ cdef class QuoteEngine:
         rbs = _check(resting_bid_size, 0, _C_MAX_AMOUNT, "resting_size")
         rap = _check(resting_ask_price, t.NO_PRICE, t.MAX_PRICE, "resting_price")
         ras = _check(resting_ask_size, 0, _C_MAX_AMOUNT, "resting_size")
+        fv = _check(fair, t.NO_PRICE, t.MAX_PRICE, "fair")
+        fm = _check(fair_margin, 0, t.MAX_PRICE, "fair_margin")
+        fb = _check(fair_band, 0, t.MAX_PRICE, "fair_band")
+        if self.max_fair_band > 0 and fb > self.max_fair_band:
+            bid = t.NO_PRICE
+            ask = t.NO_PRICE
+        elif fv != t.NO_PRICE:
+            # fair - margin may be negative: _floor_tick floors (Python //), so such a bid drops out.
+            if bid != t.NO_PRICE:
+                bid = min(bid, _floor_tick(fv - fm, tk))
+                if bid < tk:
+                    bid = t.NO_PRICE
+            if ask != t.NO_PRICE:
+                ask = max(ask, _ceil_tick(fv + fm, tk))
+                if ask > t.MAX_PRICE - tk:
+                    ask = t.NO_PRICE
         bid_size = self._size(bid, bid, mn, br, bru)
         ask_size = self._size(ask, t.MAX_PRICE - ask if ask != t.NO_PRICE else 0, mn, ar, aru)
         if bid_size == 0:
