@@ -26,8 +26,12 @@ class Faults:
     drop_pong: bool = False
     http_status_queue: deque[tuple[int, dict[str, Any], dict[str, str]]] = field(default_factory=deque)
     restart_until: float = 0.0  # 425 on order endpoints until then (monotonic)
+    restart_retry_after: bool = False  # the 425s carry Retry-After (seconds left); the venue's docs show none
     post_only_until: float = 0.0  # then 503 post_only_mode for non-post-only orders
+    cancel_only_until: float = 0.0  # 503 cancel-only on submits until then; cancels still work
+    cancel_only_retry_after: float | None = None  # the Retry-After those 503s carry (None: no header)
     rate_limit_next: int = 0  # the next N private requests get 429
+    rate_limit_retry_after: float = 1.0  # the Retry-After those 429s carry
     server_error_share: float = 0.0  # share of order submits answered 500 (not placed)
     timeout_after_place: int = 0  # the next N submits are placed, then the answer is held back
     hold_seconds: float = 10.0
@@ -38,11 +42,23 @@ class Faults:
     delayed: int = 0  # user messages held back (what delay_user / reorder_user did)
     slow_gamma_s: float = 0.0  # every Gamma answer waits this long (discovery stuck)
     slow_data_s: float = 0.0  # every /data/orders and /data/trades answer waits this long (reconciliation stuck)
+    # What the state faults answered (proof that they fired): 425s, 503 cancel-only, 503
+    # post-only mode, 429s of rate_limit_next.
+    restart_answers: int = 0
+    cancel_only_answers: int = 0
+    post_only_answers: int = 0
+    rate_limit_answers: int = 0
 
     def start_restart(self, now: float, restart_s: float = 90.0, post_only_s: float = 120.0) -> None:
         """From ``now`` (the exchange clock's monotonic time): 425 for restart_s, then post-only."""
         self.restart_until = now + restart_s
         self.post_only_until = now + restart_s + post_only_s
+
+    def start_cancel_only(self, now: float, seconds: float = 60.0, retry_after: float | None = None) -> None:
+        """From ``now``: submits answered 503 cancel-only for ``seconds`` (with ``Retry-After:
+        retry_after`` when given); cancels are still accepted, as on the venue."""
+        self.cancel_only_until = now + seconds
+        self.cancel_only_retry_after = retry_after
 
 
 def load_scenario(ex: Any, path: str | Path) -> list[tuple[float, str, dict[str, Any]]]:
@@ -80,10 +96,17 @@ FAULTS: dict[str, Callable[..., Any]] = {
     "delay_user": lambda ex, ms=500: setattr(ex.faults, "delay_user_ms", ms),
     "reorder_user": lambda ex, on=True: setattr(ex.faults, "reorder_user", on),
     "duplicate_user_trades": lambda ex, on=True: setattr(ex.faults, "duplicate_user_trades", on),
-    "engine_restart": lambda ex, restart_s=90.0, post_only_s=120.0: ex.faults.start_restart(
-        ex.clock.monotonic(), restart_s, post_only_s
+    "engine_restart": lambda ex, restart_s=90.0, post_only_s=120.0, retry_after=False: (
+        setattr(ex.faults, "restart_retry_after", retry_after),
+        ex.faults.start_restart(ex.clock.monotonic(), restart_s, post_only_s),
     ),
-    "rate_limit_burst": lambda ex, count=10: setattr(ex.faults, "rate_limit_next", count),
+    "cancel_only": lambda ex, seconds=60.0, retry_after=None: ex.faults.start_cancel_only(
+        ex.clock.monotonic(), seconds, retry_after
+    ),
+    "rate_limit_burst": lambda ex, count=10, retry_after=1.0: (
+        setattr(ex.faults, "rate_limit_next", count),
+        setattr(ex.faults, "rate_limit_retry_after", retry_after),
+    ),
     "server_errors": lambda ex, share=0.2: setattr(ex.faults, "server_error_share", share),
     "timeout_after_place": lambda ex, count=1, hold_seconds=10.0: (
         setattr(ex.faults, "timeout_after_place", count),

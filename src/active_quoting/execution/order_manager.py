@@ -17,6 +17,19 @@ Bookkeeping rules that keep an order from being lost:
 * Shutdown and halts cancel our orders by id, never the whole account.
 * A post-only refusal ("crosses book") holds that market and quote side back until the book
   moved away or a bounded backoff expired; a price that crosses our view of the book is not sent.
+
+Venue states (``venue.errors.VenueStates``): a 425 (engine restart), a 503 (cancel-only or
+post-only mode) or a 429 puts the venue in a state for a while. The submit path never sleeps
+through one (the quote pass returns at once): it remembers until when, sends nothing the state
+forbids meanwhile (places are dropped, to be decided again; cancels wait, CANCELING), and
+:meth:`OrderManager.flush` returns when held orders may go, for the pass scheduler to wake then.
+An order whose submit got such an answer was not placed: it is REJECTED with the state as the
+reason and forgotten, never tracked as if it might rest. Every order is sent post-only (the
+venue's post-only mode after a restart refuses nothing of ours). A 425 or 503 is not an error
+of ours (not reported to ``on_error``); a 429 is, and it also slows the refresh cap for a while.
+
+Fees: an order signed as version 1 carries the market's fee rate from ``GET /fee-rate`` (cached
+by the REST client for its TTL), never 0; versions 2 and 3 have no fee field.
 """
 
 from __future__ import annotations
@@ -24,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import random
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -35,7 +49,7 @@ from active_quoting.observability.metrics import Metrics
 from active_quoting.store.journal import Journal
 from active_quoting.store.sqlite import Store
 from active_quoting.strategy.quoting import MarketDecision, Resting
-from active_quoting.venue.errors import VenueError
+from active_quoting.venue.errors import OK, STATE_OF_KIND, VenueError, VenueStates
 from active_quoting.venue.orders import build_order, encode, new_salt, order_body, order_version_for
 from active_quoting.venue.records import VenueOrder, open_order
 from active_quoting.venue.rest import RestClient
@@ -102,16 +116,29 @@ class _Backoff:
 
 
 class RefreshLimiter:
-    """Global token bucket for cancel/replace cycles per second."""
+    """Global token bucket for cancel/replace cycles per second. :meth:`slow_down` lowers the
+    rate for a while (after a 429); it comes back to ``base_rate`` by itself."""
+
+    min_factor = 0.125  # slowed down to at most 1/8 of the configured rate
 
     def __init__(self, per_sec: float, clock: Clock = SYSTEM) -> None:
+        self.base_rate = per_sec
         self.rate = per_sec
         self.tokens = per_sec
         self.clock = clock
         self.stamp = clock.monotonic()
+        self.slow_until = 0.0
+
+    def slow_down(self, until: float) -> None:
+        """Halve the rate (down to ``min_factor`` of the base) until ``until`` (monotonic)."""
+        self.rate = max(self.rate / 2, self.base_rate * self.min_factor)
+        self.tokens = min(self.tokens, self.rate)
+        self.slow_until = max(self.slow_until, until)
 
     def take(self) -> bool:
         now = self.clock.monotonic()
+        if self.rate != self.base_rate and now >= self.slow_until:
+            self.rate = self.base_rate
         self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens >= 1:
@@ -133,6 +160,8 @@ class OrderManager:
     cross_backoff_s = 1.0
     cross_backoff_max_s = 30.0
     sell_hold_s = 10.0  # after the venue refused a SELL for balance, that token is not sold for this long
+    # After a 429 the refresh cap is slowed (halved per 429) for this long, or 4x the Retry-After.
+    rate_limit_slow_s = 60.0
 
     def __init__(
         self,
@@ -152,6 +181,7 @@ class OrderManager:
         adopt_unknown: bool = True,
         salts: Callable[[], int] = new_salt,
         clock: Clock = SYSTEM,
+        rng: random.Random | None = None,
     ) -> None:
         self.dry_run = dry_run
         self.concurrent_replace = concurrent_replace
@@ -180,11 +210,15 @@ class OrderManager:
         self._cancels: list[str] = []
         self._places: list[Tracked] = []
         self._seq = itertools.count(1)
+        self.venue = VenueStates(rng)  # 425 / 503 / 429 states; seed ``rng`` for a reproducible jitter
+        self._venue_held: set[str] = set()  # markets whose places a venue state held back
+        self._venue_deferred = False  # cancels a venue state deferred since take_venue_held
         # Every key the status shows from the start; others (dry_run, off_grid_cancels, ...)
         # appear when first counted.
         self.counts: Counter[str] = Counter(
             placed=0, rejected=0, post_only_rejects=0, canceled=0, unsolicited_cancels=0, cancel_refused=0, unknown=0,
             adopted=0, gone=0, cancel_retries=0, would_cross=0, post_only_backoff=0, signing_refused=0,
+            held_by_venue=0, cancels_deferred=0, not_placed=0,
         )  # fmt: skip
 
     def add_market(self, ref: MarketRef) -> None:
@@ -217,6 +251,59 @@ class OrderManager:
             del self._no_sell_until[token]
             return True
         return False
+
+    # -- the venue's state (425 / 503 / 429) -------------------------------------------
+
+    @property
+    def venue_state(self) -> str:
+        """The venue's state: "ok", "restarting", "cancel_only", "post_only" or "rate_limited"
+        (the one that stops the most when several hold)."""
+        return self.venue.state(self.clock.monotonic())[0]
+
+    @property
+    def venue_state_until(self) -> float:
+        """Monotonic time the current venue state ends (0.0 when "ok")."""
+        return self.venue.state(self.clock.monotonic())[1]
+
+    def venue_status(self) -> dict[str, object]:
+        """For status and metrics: the state, seconds it still holds, every state in force,
+        how often each was entered and answered (``<state>`` / ``<state>_answers``), and the
+        refresh cap now in force."""
+        now = self.clock.monotonic()
+        state, until = self.venue.state(now)
+        return {
+            "state": state,
+            "seconds_left": max(0.0, until - now) if state != OK else 0.0,
+            "active": self.venue.active(now),
+            "counts": dict(self.venue.counts),
+            "refresh_cap_per_sec": self.limiter.rate,
+        }
+
+    def venue_resume_at(self) -> float:
+        """Monotonic time the venue state lets held places (and cancels) go; 0.0 if now."""
+        now = self.clock.monotonic()
+        return max(self.venue.place_resume_at(now), self.venue.cancel_resume_at(now))
+
+    def take_venue_held(self) -> set[str]:
+        """The markets whose places a venue state held back since the last call (to decide
+        them again once it passes)."""
+        held, self._venue_held = self._venue_held, set()
+        self._venue_deferred = False
+        return held
+
+    def _venue_answer(self, kind: str, retry_after: float | None, cancel: bool = False) -> bool:
+        """Record a venue-state answer; True when ``kind`` is one. A 429 also slows the refresh
+        cap for a while; a 425 or 503 is the venue's state, not an error of ours."""
+        now = self.clock.monotonic()
+        state = self.venue.note(kind, retry_after, now, cancel)
+        if not state:
+            return False
+        if kind == "rate_limited":
+            self.limiter.slow_down(now + max(self.rate_limit_slow_s, 4 * (retry_after or 0.0)))
+            self.counts["refresh_slowed"] += 1
+            self.on_error(kind)
+        _log.warning("venue %s (%s) for %.1fs", state, kind, self.venue.until[state] - now)
+        return True
 
     # -- views for the strategy ---------------------------------------------------------
 
@@ -287,11 +374,13 @@ class OrderManager:
         o.cancel_due = INF
         self._cancels.append(o.order_id)
 
-    async def flush(self) -> None:
+    async def flush(self) -> float:
         """Send what was staged: cancels first (one ``DELETE /orders``), then the new orders in
         post-only batches of at most 15. With ``concurrent_replace`` both go out together, the
         new orders first, saving a round trip: still within every limit, because an order being
-        cancelled counts as pending until the venue confirms it gone."""
+        cancelled counts as pending until the venue confirms it gone. Returns the monotonic time
+        a venue state lets what it held back go (0.0: nothing held), for the caller to decide
+        those markets again then (:meth:`take_venue_held`)."""
         cancels, self._cancels = self._cancels, []
         places, self._places = self._places, []
         staged_at, self._staged_at = self._staged_at, 0.0
@@ -304,6 +393,7 @@ class OrderManager:
             await self._cancel(cancels)
         elif places:
             await self._place(places, staged_at)
+        return self.venue_resume_at() if self._venue_held or self._venue_deferred else 0.0
 
     def _held_back(self, t: Tracked, now: float) -> bool:
         """A post-only refusal on this market side holds back prices at least as aggressive as
@@ -331,6 +421,12 @@ class OrderManager:
         # crosses our view of the book or that a post-only refusal holds back: post-only, the
         # venue would only refuse it.
         now = self.clock.monotonic()
+        if trackers and not self.dry_run and not self.venue.may_place(now):
+            # Restarting, cancel-only or rate limited: nothing is sent, nothing is tracked; the
+            # markets are decided again when the state passes.
+            self.counts["held_by_venue"] += len(trackers)
+            self._venue_held.update(t.market for t in trackers)
+            return
         sendable = []
         for t in trackers:
             if not self.may_place(t.market):
@@ -345,7 +441,7 @@ class OrderManager:
                 pass  # counted and refused for its market; the others still go
             else:
                 sendable.append(t)
-        trackers = sendable
+        trackers = await self._with_fee_rates(sendable, self.rest.order_version)
         if not trackers:
             return
         api_key = self.rest.creds.api_key if self.rest.creds else ""
@@ -356,7 +452,8 @@ class OrderManager:
             signed = [
                 build_order(self.signer, t.token, 0 if t.side == BUY else 1, t.price, t.size,
                             self.markets[t.market].tick,
-                            version=order_version_for(self.markets[t.market].version, version), fee_rate_bps=0,
+                            version=order_version_for(self.markets[t.market].version, version),
+                            fee_rate_bps=self.rest.cached_fee_rate(t.token),
                             timestamp_ms=self.clock.ms(), salt=self.salts())
                 for t in which
             ]  # fmt: skip
@@ -372,6 +469,9 @@ class OrderManager:
                 self.metrics.observe("decision_to_wire", self.clock.perf() - staged_at)
             return out
 
+        async def prepare(version: int, indices: Sequence[int]) -> None:
+            await self._with_fee_rates([trackers[i] for i in indices], version)
+
         def rebuild(version: int, indices: Sequence[int]) -> list[SignedOrder]:
             # Only the orders the venue refused for their version are signed again (a new
             # hash); the others were answered under their first hash and keep it.
@@ -386,11 +486,17 @@ class OrderManager:
                 self.counts["dry_run"] += len(trackers)
                 return
             started = self.clock.perf()
-            results = await self.rest.submit(build, rebuild=rebuild)
+            # post_only=True on every order: the venue's post-only mode refuses nothing of ours.
+            # wait=False: a 425/429 comes back at once; the state below holds what follows.
+            results = await self.rest.submit(build, "GTC", True, rebuild=rebuild, prepare=prepare, wait=False)
         except SigningError as err:
             self._signing_refused(trackers, str(err))
             return
         except VenueError as err:
+            if self._venue_answer(err.kind, err.retry_after):
+                for t in trackers:
+                    self._not_placed(t, err.kind)
+                return
             self.on_error(err.kind)
             seq = next(self._seq)
             for t in trackers:
@@ -407,6 +513,11 @@ class OrderManager:
                     self._set(t, "UNKNOWN", reason="submit interrupted")
             raise
         self.metrics.observe("submit_round_trip", self.clock.perf() - started)
+        # One answer per request, however many orders it refused: each state noted once.
+        for kind, retry_after in dict.fromkeys((r.error_kind, r.retry_after) for r in results):
+            self._venue_answer(kind, retry_after)
+        if any(r.accepted for r in results):
+            self.venue.on_success()
         seq = next(self._seq)
         now = self.clock.monotonic()
         for t, r in zip(trackers, results, strict=True):
@@ -421,6 +532,8 @@ class OrderManager:
                 self.on_success()
             elif r.error_kind == "signing_refused":
                 self._signing_refused([t], r.error)
+            elif r.error_kind in STATE_OF_KIND:
+                self._not_placed(t, r.error_kind)
             elif r.unknown:
                 self.counts["unknown"] += 1
                 self._set(t, "UNKNOWN", reason=r.error_kind)
@@ -470,6 +583,34 @@ class OrderManager:
         if self.store:
             self.store.order_sent(order_hash, t.market, t.token, t.side, t.price, t.size, "SENT")
 
+    def _not_placed(self, t: Tracked, kind: str) -> None:
+        """The venue answered this order's submit with a state (425, 503, 429): it was not
+        placed. Its stored row says so and nothing keeps tracking it; the market is decided
+        again once the state passes."""
+        self.counts["not_placed"] += 1
+        self._set(t, "REJECTED", reason=f"{kind}: not placed")
+        self.orders.pop(t.order_id, None)
+        self._venue_held.add(t.market)
+
+    async def _with_fee_rates(self, trackers: Sequence[Tracked], version: int) -> list[Tracked]:
+        """The orders that can be signed for venue order ``version`` now: those signed as
+        version 1 need their token's fee rate (``GET /fee-rate``, cached by the REST client),
+        never 0; a failed lookup holds back that token's orders (counted), the others go."""
+        out = []
+        for t in trackers:
+            if order_version_for(self.markets[t.market].version, version) != 1:
+                out.append(t)
+                continue
+            if self.rest.cached_fee_rate(t.token) is None:
+                try:
+                    await self.rest.fee_rate(t.token)
+                except VenueError as err:
+                    self.counts["fee_lookup_failed"] += 1
+                    _log.warning("no fee rate for token %s…: %s; its order is not sent", t.token[:10], err)
+                    continue
+            out.append(t)
+        return out
+
     def _signing_refused(self, trackers: list[Tracked], why: str) -> None:
         _log.error("not sending %d orders: the signer cannot build them (%s)", len(trackers), why)
         self.counts["signing_refused"] += len(trackers)
@@ -486,13 +627,22 @@ class OrderManager:
     async def _cancel(self, ids: list[str]) -> None:
         if self.dry_run or not ids:
             return
+        if not self.venue.may_cancel(self.clock.monotonic()):
+            self._defer_cancels(ids)
+            return
         started = self.clock.perf()
         try:
-            result = await self.rest.cancel_orders(ids)
+            result = await self.rest.cancel_orders(ids, wait=False)
         except VenueError as err:
-            self.on_error(err.kind)
+            if self._venue_answer(err.kind, err.retry_after, cancel=True):
+                if not self.venue.may_cancel(self.clock.monotonic()):
+                    self._defer_cancels(ids)  # restarting or rate limited: sent when it passes
+                    return
+            else:
+                self.on_error(err.kind)
             self._cancel_failed(ids)  # they stay CANCELING, pending, and are sent again
             return
+        self.venue.on_success()
         self.metrics.observe("cancel_round_trip", self.clock.perf() - started)
         self.on_success()
         for oid in result.canceled:
@@ -516,6 +666,17 @@ class OrderManager:
         answered = set(result.canceled) | set(result.not_canceled)
         self._cancel_failed(unanswered + [oid for oid in ids if oid not in answered])
 
+    def _defer_cancels(self, ids: list[str]) -> None:
+        """A venue state forbids cancels for now: they stay CANCELING (pending) and go out
+        when it passes (:meth:`retry_cancels`), not as failures with a growing backoff."""
+        resume = self.venue.cancel_resume_at(self.clock.monotonic())
+        self._venue_deferred = True
+        for oid in ids:
+            t = self.orders.get(oid)
+            if t is not None and t.status in LIVE_STATES:
+                t.cancel_due = resume
+                self.counts["cancels_deferred"] += 1
+
     def _cancel_failed(self, ids: list[str]) -> None:
         now = self.clock.monotonic()
         for oid in ids:
@@ -530,6 +691,8 @@ class OrderManager:
         backoff has passed; returns how many. The bot calls this every loop tick; reconciliation
         calls it too. Cheap when nothing is due (a walk over live orders)."""
         now = self.clock.monotonic()
+        if not self.venue.may_cancel(now):
+            return 0
         due = [t for t in self._iter_live(None) if t.cancel_requested and t.cancel_due <= now]
         for t in due:
             t.cancel_due = INF  # in flight

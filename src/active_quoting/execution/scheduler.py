@@ -4,6 +4,10 @@ Frames mark their markets dirty and ask for a pass; a timer marks every quoted m
 alone changes decisions: cooldowns end, refresh intervals pass). While a pass waits for the
 venue's answers, new marks accumulate and the next pass takes them all at once with a fresh
 ``now``: passes never pile up and never decide with a stale clock.
+
+A pass never waits out a venue state (425 restart, 503 cancel-only, 429): the order manager
+holds back what the state forbids and its flush says until when; the scheduler then wakes once
+at that time, lets the deferred cancels go and decides the held markets again.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ class PassScheduler:
         self._running: asyncio.Task[None] | None = None
         self._kick_pending = False
         self.coalesced = 0  # requests folded into a pass already due
+        self._waking: asyncio.Task[None] | None = None
+        self.venue_wakes = 0  # passes asked for because a venue state passed
 
     @property
     def running(self) -> bool:
@@ -72,13 +78,34 @@ class PassScheduler:
                 for t in dirty.values():
                     if t:
                         self.metrics.observe("frame_to_decision", decided_at - t)
-                await self.orders.flush()
+                if await self.orders.flush() and self._waking is None:
+                    self._waking = self.tasks.spawn(self._wake())
         finally:
             self._running = None
+
+    async def _wake(self) -> None:
+        """Sleep until the venue state that held orders back passes (it may be extended
+        meanwhile), then send the cancels it deferred and decide the held markets again."""
+        try:
+            while not self.stopped:
+                delay = self.orders.venue_resume_at() - self.clock.monotonic()
+                if delay <= 0:
+                    break
+                await self.clock.sleep(delay)
+        finally:
+            self._waking = None
+        if self.stopped:
+            return
+        self.venue_wakes += 1
+        await self.orders.retry_cancels()
+        self.mark_all(self.orders.take_venue_held())
+        self.request()
 
     async def stop(self) -> None:
         """No pass starts after this; the one in flight finishes (its orders are tracked)."""
         self.stopped = True
+        if self._waking is not None:
+            self._waking.cancel()
         running = self._running
         if running is not None:
             try:

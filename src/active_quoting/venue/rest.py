@@ -22,7 +22,7 @@ import logging
 import ssl as _ssl
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ import aiohttp
 import orjson
 
 from active_quoting import core
-from active_quoting.venue.errors import VenueError, classify, kind_of_message
+from active_quoting.venue.errors import STATE_OF_KIND, VenueError, classify, kind_of_message
 from active_quoting.venue.lane import LANE_ENDPOINTS, OrderLane
 from active_quoting.venue.orders import MAX_BATCH, encode, order_body
 from active_quoting.venue.signing import ApiCredentials, OrderSigner, SignedOrder, SigningError, l2_headers
@@ -70,6 +70,7 @@ class OrderResult:
     status: str  # live / matched / delayed / unmatched, "rejected", or "unknown"
     error_kind: str = ""
     error: str = ""
+    retry_after: float | None = None  # what a 425/429/503 answer said (Retry-After)
 
     @property
     def unknown(self) -> bool:
@@ -156,8 +157,12 @@ class RestClient:
         params: dict[str, str] | None = None,
         body: object = None,
         auth: bool = False,
+        wait: bool = True,
     ) -> Any:
-        """One request (with the 425/429 retry policy); returns the decoded JSON or raises."""
+        """One request; returns the decoded JSON or raises. With ``wait`` a 425 is retried with
+        backoff and a 429 waited out once for its whole ``Retry-After`` (a caller with no state
+        of its own); without, both are raised at once for the caller to hold back (the order
+        manager: a quote pass must not sleep through a restart)."""
         if self._session is None:
             await self.start()
         data = encode(body) if body is not None else None
@@ -201,13 +206,13 @@ class RestClient:
                 return decoded
             err = classify(status, decoded, retry_header)
             self.counts[err.kind] += 1
-            if err.kind == "engine_restart" and attempt < self.max_restart_retries:
+            if wait and err.kind == "engine_restart" and attempt < self.max_restart_retries:
                 # The engine restarts in ~90 s windows; nothing was accepted, state is kept.
                 await self.sleep(min(self.backoff_base * 2**attempt, 8 * self.backoff_base))
                 attempt += 1
                 continue
-            if err.kind == "rate_limited" and attempt == 0 and err.retry_after is not None and err.retry_after <= 10:
-                await self.sleep(err.retry_after)
+            if wait and err.kind == "rate_limited" and attempt == 0 and err.retry_after is not None:
+                await self.sleep(err.retry_after)  # whatever its length: sending sooner only earns another 429
                 attempt += 1
                 continue
             if err.kind == "post_only_mode":
@@ -291,6 +296,13 @@ class RestClient:
         self._fees[token_id] = (fee, now)
         return fee
 
+    def cached_fee_rate(self, token_id: str) -> int | None:
+        """The fee rate :meth:`fee_rate` looked up less than ``fee_ttl`` ago, else None."""
+        hit = self._fees.get(token_id)
+        if hit is None or self.clock() - hit[1] >= self.fee_ttl:
+            return None
+        return hit[0]
+
     async def clob_market(self, condition_id: str) -> MarketInfo:
         r = await self._request("GET", f"/clob-markets/{condition_id}")
         fd = r.get("fd") or {}
@@ -321,10 +333,12 @@ class RestClient:
         return (await self.post_orders([order], order_type, post_only))[0]
 
     async def post_orders(
-        self, orders: Sequence[SignedOrder], order_type: str = "GTC", post_only: bool = True
+        self, orders: Sequence[SignedOrder], order_type: str = "GTC", post_only: bool = True, *, wait: bool = True
     ) -> list[OrderResult]:
         """Submit orders in batches of at most 15 (one ``POST /order`` for a single order).
-        Every order gets a result: accepted, rejected with its reason, or unknown."""
+        Every order gets a result: accepted, rejected with its reason, or unknown. Without
+        ``wait`` (see :meth:`_request`) a 425/429/503 ends the submit: the batches not yet sent
+        come back rejected with the same kind (none of them reached the venue)."""
         self._check_post_only(post_only)
         owner = self.creds.api_key if self.creds else ""
         results: list[OrderResult] = []
@@ -333,15 +347,20 @@ class RestClient:
             bodies = [order_body(o, owner, order_type, post_only) for o in chunk]
             try:
                 if len(chunk) == 1:
-                    replies = [await self._request("POST", "/order", body=bodies[0], auth=True)]
+                    replies = [await self._request("POST", "/order", body=bodies[0], auth=True, wait=wait)]
                 else:
-                    replies = await self._request("POST", "/orders", body=bodies, auth=True)
+                    replies = await self._request("POST", "/orders", body=bodies, auth=True, wait=wait)
             except VenueError as err:
                 if err.unknown_outcome:
                     results += [OrderResult(o.order_hash, False, "unknown", err.kind, err.message) for o in chunk]
                     continue
-                results += [OrderResult(o.order_hash, False, "rejected", err.kind, err.message) for o in chunk]
-                continue
+                rest = chunk if wait or err.kind not in STATE_OF_KIND else orders[start:]
+                results += [
+                    OrderResult(o.order_hash, False, "rejected", err.kind, err.message, err.retry_after) for o in rest
+                ]
+                if rest is chunk:
+                    continue
+                break
             if not isinstance(replies, list) or len(replies) != len(chunk):
                 # A reply we cannot match to the orders: treat every order as unknown.
                 results += [OrderResult(o.order_hash, False, "unknown", "bad_reply", str(replies)[:200]) for o in chunk]
@@ -356,15 +375,19 @@ class RestClient:
         post_only: bool = True,
         *,
         rebuild: Callable[[int, Sequence[int]], Sequence[SignedOrder]] | None = None,
+        prepare: Callable[[int, Sequence[int]], Awaitable[object]] | None = None,
+        wait: bool = True,
     ) -> list[OrderResult]:
         """Sign (``build(order_version)``) and post orders. On ``order_version_mismatch`` the
         venue's version is re-read, the refused orders are re-signed for it and posted once more:
         ``rebuild(version, indices)`` signs just those (in that order) when given, otherwise
         ``build(version)`` is called again and those indices taken. A ``SigningError`` from the
         first signing propagates (nothing was sent); from the re-signing, the refused orders come
-        back rejected with ``error_kind`` "signing_refused" and the others keep their answers."""
+        back rejected with ``error_kind`` "signing_refused" and the others keep their answers.
+        ``prepare(version, indices)`` is awaited before that re-signing (a move to version 1
+        needs the fee rates looked up)."""
         orders = build(self.order_version)
-        results = await self.post_orders(orders, order_type, post_only)
+        results = await self.post_orders(orders, order_type, post_only, wait=wait)
         redo = [i for i, r in enumerate(results) if r.error_kind == "version_mismatch"]
         if redo:
             before = self.order_version
@@ -372,6 +395,8 @@ class RestClient:
             _log.warning(
                 "order version mismatch: venue is on version %s (was %s); re-signing", self.order_version, before
             )
+            if prepare is not None:
+                await prepare(self.order_version, redo)
             try:
                 if rebuild is not None:
                     again = list(rebuild(self.order_version, redo))
@@ -384,7 +409,7 @@ class RestClient:
                 for i in redo:
                     results[i] = OrderResult(results[i].order_hash, False, "rejected", "signing_refused", str(err))
                 return results
-            retried = await self.post_orders(again, order_type, post_only)
+            retried = await self.post_orders(again, order_type, post_only, wait=wait)
             for i, r in zip(redo, retried, strict=True):
                 results[i] = r
         return results
@@ -392,14 +417,15 @@ class RestClient:
     async def cancel_order(self, order_id: str) -> CancelResult:
         return _cancel_result(await self._request("DELETE", "/order", body={"orderID": order_id}, auth=True))
 
-    async def cancel_orders(self, order_ids: Sequence[str]) -> CancelResult:
-        """Cancel by id, in requests of at most ``MAX_CANCEL_BATCH`` ids (the venue's limit)."""
+    async def cancel_orders(self, order_ids: Sequence[str], *, wait: bool = True) -> CancelResult:
+        """Cancel by id, in requests of at most ``MAX_CANCEL_BATCH`` ids (the venue's limit);
+        ``wait`` as in :meth:`_request`."""
         canceled: list[str] = []
         not_canceled: dict[str, str] = {}
         for start in range(0, len(order_ids), MAX_CANCEL_BATCH):
             r = _cancel_result(
                 await self._request(
-                    "DELETE", "/orders", body=list(order_ids[start : start + MAX_CANCEL_BATCH]), auth=True
+                    "DELETE", "/orders", body=list(order_ids[start : start + MAX_CANCEL_BATCH]), auth=True, wait=wait
                 )
             )
             canceled += r.canceled
