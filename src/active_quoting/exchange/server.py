@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import random
 import ssl
 import time
@@ -140,6 +141,11 @@ def _json(payload: object, status: int = 200, headers: dict[str, str] | None = N
 
 def _err(message: str, status: int = 400, **extra: object) -> web.Response:
     return _json({"error": message, **extra}, status)
+
+
+def _seconds(s: float) -> str:
+    """A ``Retry-After`` value: whole seconds, rounded up."""
+    return str(max(1, math.ceil(s)))
 
 
 def _cursor(offset: int) -> str:
@@ -637,8 +643,11 @@ class Exchange:
             raise web.HTTPUnauthorized(text='{"error":"Unauthorized/Invalid api key"}', content_type="application/json")
         if self.faults.rate_limit_next > 0:
             self.faults.rate_limit_next -= 1
+            self.faults.rate_limit_answers += 1
             raise web.HTTPTooManyRequests(
-                text='{"error":"Too Many Requests"}', content_type="application/json", headers={"Retry-After": "1"}
+                text='{"error":"Too Many Requests"}',
+                content_type="application/json",
+                headers={"Retry-After": _seconds(self.faults.rate_limit_retry_after)},
             )
         return key
 
@@ -653,14 +662,31 @@ class Exchange:
             return _json({"error": "rate limit exceeded"}, 429, {"Retry-After": f"{max(1, round(wait))}"})
         return None
 
-    def _fault(self, order_endpoint: bool, post_only: bool = True) -> web.Response | None:
+    def _fault(self, order_endpoint: bool, post_only: bool = True, place: bool = False) -> web.Response | None:
+        """The scripted answer an order endpoint gives now instead of doing its job (``place``:
+        a submit, refused in cancel-only mode; cancels are not), or None."""
         if self.faults.http_status_queue:
             status, body, headers = self.faults.http_status_queue.popleft()
             return _json(body, status, headers)
         now = self.clock.monotonic()
         if order_endpoint and now < self.faults.restart_until:
-            return _err("Too Early: the matching engine is restarting", 425)
+            self.faults.restart_answers += 1
+            restart_left = {"Retry-After": _seconds(self.faults.restart_until - now)}
+            return _json(
+                {"error": "Too Early: the matching engine is restarting"},
+                425,
+                restart_left if self.faults.restart_retry_after else None,
+            )
+        if place and now < self.faults.cancel_only_until:
+            self.faults.cancel_only_answers += 1
+            retry = self.faults.cancel_only_retry_after
+            return _json(
+                {"error": "Trading is currently cancel-only. New orders are not accepted, but cancels are allowed."},
+                503,
+                {"Retry-After": _seconds(retry)} if retry is not None else None,
+            )
         if order_endpoint and not post_only and now < self.faults.post_only_until:
+            self.faults.post_only_answers += 1
             left = int(self.faults.post_only_until - now) + 1
             return _json(
                 {
@@ -867,7 +893,7 @@ class Exchange:
         key = await self._l2(request, body)
         await self._entry_delay()
         entry = orjson.loads(body)
-        fault = self._fault(True, bool(entry.get("postOnly", False)))
+        fault = self._fault(True, bool(entry.get("postOnly", False)), place=True)
         if fault:
             return fault
         limited = self._limit(key, 0, 1)
@@ -888,7 +914,7 @@ class Exchange:
         entries = orjson.loads(body)
         if not isinstance(entries, list) or len(entries) > 15:
             return _err("Invalid order payload: at most 15 orders per batch")
-        fault = self._fault(True, all(bool(e.get("postOnly", False)) for e in entries))
+        fault = self._fault(True, all(bool(e.get("postOnly", False)) for e in entries), place=True)
         if fault:
             return fault
         limited = self._limit(key, 0, len(entries))
