@@ -130,7 +130,7 @@ def test_html_and_svg_carry_the_reliability_chart(tmp_path):
     page, chart = html.read_text(), svg.read_text()
     assert chart.startswith("<svg") and chart.count("<circle") == filled >= 2 * len(HORIZONS)  # a dot a filled bucket
     assert chart in page and "<script" not in page and "http://" not in page.replace("http://www.w3.org", "")
-    assert "240 s before the end" in chart and "Brier score" in chart and "stroke-dasharray" in chart  # the diagonal
+    assert "240 s left: Brier" in chart and "Brier score" in chart and "stroke-dasharray" in chart  # the diagonal
 
 
 def test_a_recorded_outcome_the_feed_contradicts_fails_loudly(tmp_path):

@@ -393,13 +393,13 @@ def render_text(cal: Calibration) -> str:
         f"initial {cal.initial_ppm / 1e6:.2f} (annualised); settlement: the point rule (twap 0)",
         "",
         f"{'before end':>10} {'n':>5} {'Brier model':>12} {'Brier 0.5':>10} {'Brier S>=K':>11} "
-        f"{'logloss model':>14} {'logloss 0.5':>12} {'half-band':>10} {'model - 0.5':>16} {'model - S>=K':>16}",
+        f"{'logloss model':>14} {'logloss 0.5':>12} {'half-band':>10} {'model - 0.5':>17} {'model - S>=K':>17}",
     ]
     for s in cal.horizons:
         lines.append(
             f"{s.horizon_s:>9}s {s.n:>5} {_f(s.brier_model):>12} {_f(s.brier_naive):>10} {_f(s.brier_at_or_above):>11} "
             f"{_f(s.logloss_model):>14} {_f(s.logloss_naive):>12} {_f(s.mean_half_band):>10} "
-            f"{_pm(s.model_minus_naive):>16} {_pm(s.model_minus_at_or_above):>16}"
+            f"{_pm(s.model_minus_naive):>17} {_pm(s.model_minus_at_or_above):>17}"
         )
     lines.append(
         "(Brier differences: mean over markets +- 95% half-width, paired by market; negative = the model is better)"
@@ -430,12 +430,13 @@ def render_svg(cal: Calibration) -> str:
     panels = len(cal.horizons) + 1
     rows = (panels + cols - 1) // cols
     width, height = cols * cell_w + 10, rows * cell_h + 40
+    scored_n = max((s.n for s in cal.horizons), default=0)
     out = [
         f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' viewBox='0 0 {width} {height}' "
         "font-family='sans-serif' font-size='11'>",
         f"<rect width='{width}' height='{height}' fill='white'/>",
         f"<text x='10' y='18' font-size='14'>Fair value of Up on the real BTC day: reliability "
-        f"(predicted vs realised, {cal.outcomes.with_strike} markets) and Brier score by time before the end</text>",
+        f"(predicted vs realised, {scored_n} markets) and Brier score by time before the end</text>",
     ]
     biggest = max((k.count for s in cal.horizons for k in s.reliability), default=1) or 1
 
@@ -450,7 +451,7 @@ def render_svg(cal: Calibration) -> str:
         def xy(px: float, py: float, x0: float = x0, y0: float = y0) -> tuple[float, float]:
             return x0 + px * size, y0 + size - py * size
 
-        frame(x0, y0, f"{s.horizon_s} s before the end: Brier {_f(s.brier_model, 3)}")
+        frame(x0, y0, f"{s.horizon_s} s left: Brier {_f(s.brier_model, 3)}")
         out.append(
             f"<line x1='{x0:.1f}' y1='{y0 + size:.1f}' x2='{x0 + size:.1f}' y2='{y0:.1f}' "
             "stroke='#aaa' stroke-dasharray='4 3'/>"
@@ -462,13 +463,14 @@ def render_svg(cal: Calibration) -> str:
         out.append(
             f"<text x='{x0 + size / 2:.1f}' y='{y0 + size + 26:.1f}' text-anchor='middle' fill='#555'>predicted</text>"
         )
+        out.append(
+            f"<text transform='translate({x0 - 22:.1f},{y0 + size / 2:.1f}) rotate(-90)' text-anchor='middle' "
+            "fill='#555'>realised</text>"
+        )
         pts = [k for k in s.reliability if k.count and k.mean_predicted is not None and k.realised is not None]
         coords = [xy(k.mean_predicted, k.realised) for k in pts]  # type: ignore[arg-type]
-        if len(coords) > 1:
-            path = " ".join(f"{cx:.1f},{cy:.1f}" for cx, cy in coords)
-            out.append(f"<polyline points='{path}' fill='none' stroke='{_COLOURS['model']}' stroke-width='1.5'/>")
         for k, (cx, cy) in zip(pts, coords, strict=True):
-            r = 2.0 + 7.0 * math.sqrt(k.count / biggest)
+            r = 2.5 + 7.0 * math.sqrt(k.count / biggest)
             out.append(
                 f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='{r:.1f}' fill='{_COLOURS['model']}' fill-opacity='0.55'>"
                 f"<title>{k.count} predictions, mean {k.mean_predicted:.3f}, realised {k.realised:.3f}</title></circle>"
@@ -479,7 +481,7 @@ def render_svg(cal: Calibration) -> str:
     y0 = 40 + (idx // cols) * cell_h + top
     frame(x0, y0, "Brier score (lower is better)")
     scored = [s for s in cal.horizons if s.n]
-    top_v = max([0.3] + [v for s in scored for v in (s.brier_model, s.brier_at_or_above) if v is not None])
+    top_v = max([0.4] + [v for s in scored for v in (s.brier_model, s.brier_at_or_above) if v is not None])
     step = size / max(len(scored) - 1, 1)
     for v in (0.0, top_v / 2, top_v):
         gy = y0 + size - v / top_v * size
@@ -499,10 +501,13 @@ def render_svg(cal: Calibration) -> str:
         if vals:
             path = " ".join(f"{vx:.1f},{vy:.1f}" for vx, vy in vals)
             out.append(f"<polyline points='{path}' fill='none' stroke='{_COLOURS[key]}' stroke-width='2'/>")
-        ly = y0 + 14 + 14 * list(_COLOURS).index(key)
-        out.append(f"<line x1='{x0 + 8}' y1='{ly - 4:.1f}' x2='{x0 + 26}' y2='{ly - 4:.1f}' stroke='{_COLOURS[key]}' "
-                   "stroke-width='2'/>")  # fmt: skip
-        out.append(f"<text x='{x0 + 30}' y='{ly:.1f}'>{html.escape(label)}</text>")
+        ly = y0 + 16 + 14 * list(_COLOURS).index(key)  # top right: above every line after the first horizon
+        lx = x0 + size - 105
+        out.append(
+            f"<line x1='{lx}' y1='{ly - 4:.1f}' x2='{lx + 18}' y2='{ly - 4:.1f}' stroke='{_COLOURS[key]}' "
+            "stroke-width='2'/>"
+        )
+        out.append(f"<text x='{lx + 22}' y='{ly:.1f}'>{html.escape(label)}</text>")
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
