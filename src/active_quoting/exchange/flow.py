@@ -16,6 +16,7 @@ import logging
 import math
 import random
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -24,7 +25,10 @@ from active_quoting import core
 from active_quoting.aio import cancel_and_wait
 from active_quoting.discovery import window_slug
 from active_quoting.exchange.engine import BUY, SCALE, EngineError, FeeSchedule, Market, Order, Result
+from active_quoting.exchange.rtds import spot_units
 from active_quoting.exchange.server import Exchange
+from active_quoting.exchange.spot import SCALE_18
+from active_quoting.venue.spot_feed import SPOT_SCALE
 
 _log = logging.getLogger(__name__)
 
@@ -53,6 +57,10 @@ class FlowConfig:
     # The venue holds marketable orders on crypto markets this long before matching them (makers
     # can cancel meanwhile); the takers of the flow are subject to it. 0: matched at once.
     taker_delay_ms: int = 0
+    # Informed takers act on a jump only this long after it (they watch the same underlying the
+    # RTDS socket publishes); their orders are then held taker_delay_ms like any taker's. A maker
+    # that sees the tick and cancels within reaction + taker delay is out of their way.
+    informed_reaction_ms: int = 150
     # Recorded spot paths (asset -> exchange.spot.SpotPath) replacing the random walk for those
     # assets: strikes and resolutions then follow the venue's rule on the real feed.
     spot_paths: dict[str, Any] = field(default_factory=dict)
@@ -109,6 +117,9 @@ class MarketFlow:
             self.spot[a] = path.price_at(path.start_s)
         self.windows: list[Window] = []
         self.last_jump: dict[str, float] = {}
+        self.informed_orders = 0
+        # (jump time, order id) of the newest informed orders, for tests and diagnostics.
+        self.informed_log: deque[tuple[float, str]] = deque(maxlen=256)
         self._seq = 0
         self._task: asyncio.Task[None] | None = None
         exchange.engine.credit(HOUSE, collateral=10**15)
@@ -285,11 +296,14 @@ class MarketFlow:
         m = w.market
         if m.resolved or not m.accepting or now < w.start:
             return
-        informed = now - self.last_jump.get(w.asset, -1e9) < 2.0
+        reaction = self.cfg.informed_reaction_ms / 1000
+        jumped = self.last_jump.get(w.asset, -1e9)
+        informed = reaction <= now - jumped < reaction + 2.0
         if self.rng.random() >= self.cfg.noise_takers_per_s * dt * (4 if informed else 1):
             return
         fair = self.fair_up(w, now)
-        if informed and self.rng.random() < self.cfg.informed_share:
+        acts_informed = informed and self.rng.random() < self.cfg.informed_share
+        if acts_informed:
             buy_up = fair * SCALE > (m.best(0) + m.best(1)) / 2
         else:
             buy_up = self.rng.random() < 0.5
@@ -298,6 +312,9 @@ class MarketFlow:
             order = self._order(TAKER, m, m.up, BUY, SCALE - m.tick, size, "FAK")
         else:
             order = self._order(TAKER, m, m.down, BUY, SCALE - m.tick, size, "FAK")
+        if acts_informed:
+            self.informed_orders += 1
+            self.informed_log.append((jumped, order.id))
         if self.cfg.taker_delay_ms:
             asyncio.get_running_loop().call_later(self.cfg.taker_delay_ms / 1000, self._submit, order)
         else:
@@ -305,8 +322,20 @@ class MarketFlow:
 
     # -- running ------------------------------------------------------------------------
 
+    def publish_spot(self, now: float) -> None:
+        """The underlying to the RTDS socket, in units of 1e-8 (a recorded path's exact value)."""
+        rtds = self.ex.rtds
+        if not rtds.active:
+            return
+        for a in self.cfg.assets:
+            path = self.cfg.spot_paths.get(a)
+            exact = path.exact_at(now) if path is not None else None
+            units = round(Fraction(exact, SCALE_18 // SPOT_SCALE)) if exact is not None else spot_units(self.spot[a])
+            rtds.publish(a, units, now)
+
     def step(self, now: float, dt: float) -> None:
         self.step_underlying(dt, now)
+        self.publish_spot(now)
         self.ensure_windows(now)
         for w in self.windows:
             if not w.resolved:

@@ -36,6 +36,7 @@ from active_quoting.clock import SYSTEM, Clock
 from active_quoting.exchange import messages
 from active_quoting.exchange.engine import ASK, BID, BUY, SCALE, SELL, Engine, EngineError, Market, Order, Result, Trade
 from active_quoting.exchange.faults import Faults
+from active_quoting.exchange.rtds import RtdsHub
 from active_quoting.venue.signing import (
     POLY_1271,
     SigningError,
@@ -175,6 +176,8 @@ class Exchange:
         self.market_sockets: dict[web.WebSocketResponse, set[str]] = {}
         self.custom_feature: set[web.WebSocketResponse] = set()
         self.user_sockets: dict[web.WebSocketResponse, tuple[ApiKey, set[str]]] = {}
+        # The real-time data socket (reference prices): the flow publishes its underlying here.
+        self.rtds = RtdsHub(self._send, clock, self.cfg.md_delay_ms)
         self.sent_frames = 0
         # Order signature checks by outcome (verified_v3, verified_1271, deposit_wallet_required,
         # version_mismatch, invalid_signature), and the deposit wallets: wallet -> owner EOA.
@@ -223,6 +226,7 @@ class Exchange:
             ("/api/geoblock", self.h_geoblock),
             ("/ws/market", self.ws_market),
             ("/ws/user", self.ws_user),
+            ("/ws/rtds", self.ws_rtds),
         ):
             r.add_get(path, handler)
         r.add_post("/books", self.h_books)
@@ -252,9 +256,14 @@ class Exchange:
     def ws_url(self) -> str:
         return self.clob_url.replace("https://", "wss://").replace("http://", "ws://")
 
+    @property
+    def rtds_url(self) -> str:
+        """The real-time data socket (the venue's ``wss://ws-live-data.polymarket.com``)."""
+        return self.ws_url + "/ws/rtds"
+
     async def stop(self) -> None:
         self._tasks.cancel()
-        for ws in list(self.market_sockets) + list(self.user_sockets):
+        for ws in list(self.market_sockets) + list(self.user_sockets) + list(self.rtds.sockets):
             await ws.close()
         for runner in self._runners:
             await runner.cleanup()
@@ -1096,6 +1105,9 @@ class Exchange:
 
     async def ws_user(self, request: web.Request) -> web.WebSocketResponse:
         return await self._ws_loop(request, self._user_sub, self.user_sockets)
+
+    async def ws_rtds(self, request: web.Request) -> web.WebSocketResponse:
+        return await self._ws_loop(request, self.rtds.on_message, self.rtds.sockets)
 
     async def drop_sockets(self, channel: str = "market") -> None:
         for ws in list(self.market_sockets if channel == "market" else self.user_sockets):
