@@ -109,6 +109,10 @@ def test_scores_on_a_synthetic_day_match_the_hand_computed_baselines(tmp_path):
         pts = [p for p in points if p["horizon_s"] == h["horizon_s"]]
         # the model's Brier is the mean squared error of its 1e-4 probabilities, nothing else
         assert h["brier_model"] == pytest.approx(sum((p["prob"] / 1e4 - p["up_won"]) ** 2 for p in pts) / 3)
+        fav = [max(p["prob"], 10_000 - p["prob"]) / 1e4 for p in pts]
+        won = [int((p["prob"] >= 5000) == bool(p["up_won"])) for p in pts]
+        assert h["favourite_predicted"] == pytest.approx(sum(fav) / 3)
+        assert h["favourite_realised"] == pytest.approx(sum(won) / 3)
         buckets = h["reliability"]
         assert len(buckets) == 10 and sum(k["count"] for k in buckets) == 3
         for p in pts:

@@ -102,6 +102,10 @@ class HorizonStats:
     # interval (paired by market, normal approximation, markets taken as independent)
     model_minus_naive: tuple[float, float] | None
     model_minus_at_or_above: tuple[float, float] | None
+    # confidence: the mean probability the model gives the side it favours (Up when p >= 0.5)
+    # and how often that side won; predicted above realised = over-confident
+    favourite_predicted: float | None
+    favourite_realised: float | None
     skipped: int  # markets with a strike whose moment lies outside the feed
     reliability: list[Bucket] = field(default_factory=list)
 
@@ -308,11 +312,14 @@ def summarise(points: list[Point], horizons: tuple[int, ...], skipped: dict[int,
     for h in horizons:
         pts = [p for p in points if p.horizon_s == h]
         if not pts:
-            stats.append(HorizonStats(h, 0, None, None, None, None, None, None, None, None, skipped.get(h, 0)))
+            stats.append(
+                HorizonStats(h, 0, None, None, None, None, None, None, None, None, None, None, skipped.get(h, 0))
+            )
             continue
         probs, outs = [p.prob for p in pts], [p.up_won for p in pts]
         half = [PROB_SCALE // 2] * len(pts)
         at_or_above = [PROB_SCALE * p.at_or_above for p in pts]
+        n, pairs = len(pts), list(zip(probs, outs, strict=True))
         stats.append(
             HorizonStats(
                 horizon_s=h,
@@ -325,6 +332,8 @@ def summarise(points: list[Point], horizons: tuple[int, ...], skipped: dict[int,
                 mean_half_band=float(Fraction(sum(p.half_band for p in pts), len(pts) * PROB_SCALE)),
                 model_minus_naive=_paired_diff(probs, half, outs),
                 model_minus_at_or_above=_paired_diff(probs, at_or_above, outs),
+                favourite_predicted=float(Fraction(sum(max(p, PROB_SCALE - p) for p in probs), n * PROB_SCALE)),
+                favourite_realised=float(Fraction(sum(int((p >= PROB_SCALE // 2) == bool(o)) for p, o in pairs), n)),
                 skipped=skipped.get(h, 0),
                 reliability=reliability(probs, outs),
             )
@@ -403,6 +412,12 @@ def render_text(cal: Calibration) -> str:
         )
     lines.append(
         "(Brier differences: mean over markets +- 95% half-width, paired by market; negative = the model is better)"
+    )
+    lines.append(
+        "the model's favourite (the side it gives >= 0.5), predicted / realised: "
+        + "  ".join(
+            f"{s.horizon_s}s {_f(s.favourite_predicted, 3)}/{_f(s.favourite_realised, 3)}" for s in cal.horizons
+        )
     )
     lines += ["", "reliability: per predicted-probability bucket, count  mean predicted / realised frequency of Up"]
     lines.append(f"{'bucket':>9} " + " ".join(f"{f'{s.horizon_s}s':>16}" for s in cal.horizons))
@@ -517,12 +532,14 @@ def render_html(cal: Calibration, svg: str) -> str:
     head = "".join(
         f"<th>{c}</th>"
         for c in ("before end (s)", "n", "Brier model", "Brier 0.5", "Brier price&ge;strike", "log-loss model",
-                  "log-loss 0.5", "mean half-band", "Brier model - 0.5", "Brier model - price&ge;strike")
+                  "log-loss 0.5", "mean half-band", "Brier model - 0.5", "Brier model - price&ge;strike",
+                  "favourite: predicted / realised")
     )  # fmt: skip
     rows = "".join(
         f"<tr><td>{s.horizon_s}</td><td>{s.n}</td><td>{_f(s.brier_model)}</td><td>{_f(s.brier_naive)}</td>"
         f"<td>{_f(s.brier_at_or_above)}</td><td>{_f(s.logloss_model)}</td><td>{_f(s.logloss_naive)}</td>"
-        f"<td>{_f(s.mean_half_band)}</td><td>{_pm(s.model_minus_naive)}</td><td>{_pm(s.model_minus_at_or_above)}</td></tr>"
+        f"<td>{_f(s.mean_half_band)}</td><td>{_pm(s.model_minus_naive)}</td><td>{_pm(s.model_minus_at_or_above)}</td>"
+        f"<td>{_f(s.favourite_predicted, 3)} / {_f(s.favourite_realised, 3)}</td></tr>"
         for s in cal.horizons
     )
     rel_head = "".join(f"<th>{s.horizon_s} s</th>" for s in cal.horizons)
