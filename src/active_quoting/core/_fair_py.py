@@ -88,7 +88,8 @@ def fair_up(
 
     Model: the underlying is a driftless geometric Brownian motion with volatility ``sigma``,
     taken with median = the current price (at the money is exactly 5000; the convexity term
-    -s^2/2 of the log-normal mean is neglected, under 1% of probability for s < 0.16).
+    -s^2/2 of the log-normal mean is neglected: it moves the probability by at most
+    phi(0) s / 2, under 1% while s < 0.05, e.g. 37% a year over up to 6 days).
     - point rule: ln S_T ~ N(ln spot, sigma^2 tau);
     - TWAP, tau >= L: the average over the last L is taken log-normal with log-variance
       sigma^2 (tau - 2L/3) (tau - L of free diffusion, then L/3 for an average of Brownian
