@@ -266,3 +266,21 @@ def test_informed_takers_wait_for_their_reaction_and_the_taker_delay():
     # jump, inside the window a fast maker needs.
     _, eager = _informed_arrivals(reaction_ms=0)
     assert min(arrived - jump for jump, arrived in eager) < 150
+
+
+def test_cancelling_run_closes_the_socket():
+    async def main():
+        venue = await Venue.start(("btc",))
+        feed = SpotFeed(venue.ex.rtds_url, ["btc"], lambda t: None, clock=venue.clock, backoff=fast())
+        task = asyncio.create_task(feed.run())
+        try:
+            await wait_for(lambda: subscribed(venue.ex, 1))
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert not feed.connected
+            await wait_for(lambda: not venue.ex.rtds.sockets)  # the venue saw it go
+        finally:
+            await venue.ex.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))

@@ -221,13 +221,18 @@ class SpotFeed:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Connect, subscribe, and keep reconnecting with backoff until :meth:`stop`."""
+        """Connect, subscribe, and keep reconnecting with backoff until :meth:`stop` (or until
+        this coroutine is cancelled: the connection is closed either way)."""
         if self._stopped.is_set():
             return
         self.conn.start()
         if self.silent_reconnect_s > 0:
             self._watch = asyncio.get_running_loop().create_task(self._silence_watch(), name="aq-rtds-silence")
-        await self._stopped.wait()
+        try:
+            await self._stopped.wait()
+        finally:
+            if not self._stopped.is_set():  # cancelled rather than stopped: leave nothing running
+                await self.stop()
 
     async def stop(self) -> None:
         self._stopped.set()
