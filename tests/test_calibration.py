@@ -188,6 +188,23 @@ def test_a_malformed_market_record_exits_2(tmp_path, record, message):
     assert run.returncode == 2 and message in run.stderr and f"{markets}:6" in run.stderr, run.stderr
 
 
+def test_the_volatility_flags_reach_the_estimator(tmp_path):
+    prices, markets = _write_day(tmp_path)
+    default = json.loads(_run("--prices", str(prices), "--markets", str(markets), "--json").stdout)
+    run = _run(
+        "--prices", str(prices), "--markets", str(markets), "--json", "--vol-floor", "0.3", "--vol-half-life-s", "60"
+    )
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert (default["half_life_s"], default["floor_ppm"]) == (300, 100_000)
+    assert (out["half_life_s"], out["floor_ppm"]) == (60, 300_000)
+    # the synthetic feed is flat most of the time: the estimate decays to its floor (fast with 60 s)
+    assert 100_000 <= min(p["sigma_ppm"] for p in default["points"]) < 300_000
+    assert min(p["sigma_ppm"] for p in out["points"]) == 300_000
+    # a higher floor means less certainty far from the end: the favourite's probability falls
+    assert out["horizons"][0]["favourite_predicted"] < default["horizons"][0]["favourite_predicted"]
+
+
 @pytest.mark.parametrize("flag", [["--vol-half-life-s", "0"], ["--vol-floor", "-0.1"], ["--vol-floor", "abc"]])
 def test_bad_volatility_flags_exit_2(tmp_path, flag):
     prices, markets = _write_day(tmp_path)
