@@ -111,7 +111,17 @@ async def wired(
                       backoff=Backoff(0.02, 0.1))  # fmt: skip
     journal = Journal(str(tmp_path / "run.db.journal"))
     metrics.watch(
-        Sources(orders=om, rest=rest, user=user, fills=intake, risk=risk, windows=windows, store=store, journal=journal)
+        Sources(
+            orders=om,
+            venue=om,
+            rest=rest,
+            user=user,
+            fills=intake,
+            risk=risk,
+            windows=windows,
+            store=store,
+            journal=journal,
+        )
     )
     await user.start()
     await metrics.serve(0)
@@ -175,7 +185,11 @@ async def test_counters_follow_the_events_of_real_components_and_scrape_as_prome
         await ex.drop_sockets("user")
         await wait_for(lambda: user.conn.connects == 2 and user.conn.connected)
         assert risk.state == "HALTED"
-        metrics.set_venue_state("post_only")
+        # the venue answers a submit with a 503 (cancel-only): the order manager's state
+        ex.faults.http_status_queue.append((503, {"error": "trading is disabled"}, {"Retry-After": "30"}))
+        assert om.stage(*_bid(4700), 3.0)
+        await om.flush()
+        assert not ex.faults.http_status_queue and om.venue_state == "cancel_only"
         after = await scrape(metrics.url)
 
     assert value(after, "aq_orders_placed_total") == 1
@@ -189,12 +203,11 @@ async def test_counters_follow_the_events_of_real_components_and_scrape_as_prome
     assert value(after, "aq_reconnects_total", channel="user") == 1
     assert value(after, "aq_halts_total", scope="global") == 1 and value(after, "aq_halts_total", scope="market") == 0
     assert value(after, "aq_circuit_state") == 3
-    assert (
-        value(after, "aq_venue_state", state="post_only") == 1 and value(after, "aq_venue_state", state="normal") == 0
-    )
-    assert value(after, "aq_submit_round_trip_seconds_count") == 2  # the bid and the refused ask
+    assert value(after, "aq_venue_state", state="cancel_only") == 1 and value(after, "aq_venue_state", state="ok") == 0
+    assert value(after, "aq_venue_state_entered_total", state="cancel_only") == 1
+    assert value(after, "aq_submit_round_trip_seconds_count") == 3  # the bid, the refused ask, the 503
     assert value(after, "aq_cancel_round_trip_seconds_count") == 1
-    assert value(after, "aq_submit_round_trip_seconds_bucket", le="+Inf") == 2
+    assert value(after, "aq_submit_round_trip_seconds_bucket", le="+Inf") == 3
     assert value(after, "aq_order_events_total", event="placed") == 1
 
 
@@ -254,20 +267,22 @@ async def test_every_name_the_dashboard_queries_is_in_a_live_scrape(ex, tmp_path
 def test_status_shows_venue_state_balances_allowances_versions_and_fees():
     m = Metrics()
     m.set_balance("collateral", 9_876_543_210, {"0xCTFExchange": 2**256 - 1, "0xNegRisk": 0})
-    m.set_venue_state("cancel_only")
+    clock = ManualClock(1_000_000_000)
+    om = OrderManager(None, OrderSigner(MAKER_KEY), clock=clock)  # type: ignore[arg-type]  # nothing is sent
+    om.venue.note("trading_disabled", 30.0, clock.monotonic())  # a 503: cancel-only for 30 s
     row = {"market": "btc-updown-5m-1", "left_s": 30, "book": "0.48/0.52", "quotes": "0.47/0.53",
            "position_up": "0", "position_down": "0", "pnl": "0.0000", "markout_5s": "-", "state": "NORMAL",
            "version": "v2", "fee_rate": "7/100", "fees_enabled": True}  # fmt: skip
     snapshot = {"risk": "NORMAL", "killed": False, "fills": 0, "orders": {}, "markets": [row],
-                "venue_state": m.venue_state, "balances": m.balance_rows()}  # fmt: skip
+                "venue": om.venue_status(), "balances": m.balance_rows()}  # fmt: skip
     assert m.balance_rows()["collateral"]["balance"] == "9876.54321"
     text = render_status(json.loads(json.dumps(snapshot)))
-    assert "venue cancel_only" in text
+    assert "venue cancel_only for 30 s more" in text
     assert f"balance collateral: 9876.54321  allowances: 0xCTFExchange {(2**256 - 1) // SH}." in text
     assert "0xNegRisk 0" in text
     line = next(x for x in text.splitlines() if x.startswith("btc-updown-5m-1"))
     assert " v2 " in line and " 7/100 " in line
     # a store written by an older bot (none of these fields) still renders
-    old = {k: v for k, v in snapshot.items() if k not in ("venue_state", "balances")}
+    old = {k: v for k, v in snapshot.items() if k not in ("venue", "balances")}
     old["markets"] = [{k: v for k, v in row.items() if k not in ("version", "fee_rate", "fees_enabled")}]
     assert "btc-updown-5m-1" in render_status(old)

@@ -28,8 +28,10 @@ def render_status(snapshot: dict[str, Any]) -> str:
         f"orders {snapshot['orders']}",
     ]
     # A snapshot written before these fields existed (an older bot's store) has none of them.
-    if "venue_state" in snapshot:
-        lines.append(f"venue {snapshot['venue_state']}")
+    venue = snapshot.get("venue")
+    if venue:
+        left = f" for {venue['seconds_left']:.0f} s more" if venue.get("seconds_left") else ""
+        lines.append(f"venue {venue['state']}{left}  refresh cap {venue.get('refresh_cap_per_sec', '-')}/s")
     for asset, b in (snapshot.get("balances") or {}).items():
         spenders = ", ".join(f"{s} {a}" for s, a in b["allowances"].items()) or "none reported"
         lines.append(f"balance {asset}: {b['balance']}  allowances: {spenders}")
@@ -58,7 +60,7 @@ class StatusPublisher:
         self.bot = bot  # the wiring: windows, orders, inventory, analytics, momentum, risk, market, store, metrics
         bot.metrics.watch(
             Sources(
-                orders=bot.orders, rest=bot.rest, market=bot.market, user=bot.user, fills=bot.fills,
+                orders=bot.orders, venue=bot.orders, rest=bot.rest, market=bot.market, user=bot.user, fills=bot.fills,
                 risk=bot.risk, windows=bot.windows, store=bot.store, journal=bot.journal,
             )
         )  # fmt: skip
@@ -102,7 +104,7 @@ class StatusPublisher:
             "t": now, "risk": b.risk.state, "killed": b.risk.killed, "fills": b.fills.seen,
             "orders": dict(b.orders.counts), "markets": rows, "windows": len(b.windows.windows),
             "pruned": b.windows.pruned, "store_errors": b.store.errors, "journal_errors": b.journal.errors,
-            "venue_state": m.venue_state, "balances": m.balance_rows(),
+            "venue": b.orders.venue_status(), "balances": m.balance_rows(),
         }  # fmt: skip
         b.store.put("status", json.dumps(snapshot))
         # Per-market numbers the status computes; every other series is read from its

@@ -5,9 +5,10 @@ in the text exposition format and served on an optional 127.0.0.1 port.
 Most series cost the hot path nothing: they are read at scrape time from the counters the
 components already keep (:class:`Sources`: the order manager's ``counts``, the REST client's
 error kinds, the WebSocket connections' connect counts, the fill intake, risk, the windows).
-The latency histograms keep their own fixed buckets (one ``bisect`` per observation) and are
-exported at scrape time too. What no component counts is told through a call:
-:meth:`Metrics.risk_event` (halts), :meth:`Metrics.set_venue_state`, :meth:`Metrics.set_balance`.
+The venue's state (425 / 503 / 429) is the order manager's ``venue_status()``. The latency
+histograms keep their own fixed buckets (one ``bisect`` per observation) and are exported at
+scrape time too. What no component counts is told through a call: :meth:`Metrics.risk_event`
+(halts), :meth:`Metrics.set_balance`.
 :meth:`Metrics.inc` and :meth:`Metrics.set` keep free-form series (the per-market position
 gauges of the status publisher); :meth:`Metrics.forget` drops a pruned market's series.
 
@@ -28,6 +29,8 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from active_quoting.venue.errors import CANCEL_ONLY, OK, POST_ONLY, RATE_LIMITED, RESTARTING
+
 # Latency buckets in seconds: 50 us .. 2 s.
 LATENCY_BUCKETS = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.0)
 
@@ -38,8 +41,8 @@ LATENCIES = {
     "cancel_round_trip": "cancel request round trip",
 }
 
-# The venue's trading states (issue 12 item 7): every one is exported, 1 for the current one.
-VENUE_STATES = ("normal", "engine_restart", "cancel_only", "post_only", "rate_limited")
+# The venue's states (venue.errors.VenueStates): every one is exported, 1 for the one in force.
+VENUE_STATES = (OK, RESTARTING, CANCEL_ONLY, POST_ONLY, RATE_LIMITED)
 
 # Order manager counts -> the reason label of aq_orders_rejected_total: refusals by the venue
 # (a price that would cross or a held-back quote is never sent, so it is not a rejection).
@@ -66,6 +69,10 @@ class _Conn(Protocol):
 
     @property
     def connected(self) -> bool: ...
+
+
+class _VenueStatus(Protocol):
+    def venue_status(self) -> Mapping[str, object]: ...
 
 
 class _MarketStream(Protocol):
@@ -129,6 +136,7 @@ class Sources:
     bot that has not started yet, a test with one component)."""
 
     orders: _Counts | None = None  # OrderManager
+    venue: _VenueStatus | None = None  # OrderManager: the venue state it acts on
     rest: _Counts | None = None  # RestClient: every error kind it classified, per request
     market: _MarketStream | None = None  # MarketStream
     user: _UserStream | None = None  # UserStream
@@ -152,7 +160,9 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "aq_halts": ("counter", "transitions into HALTED, by scope (global, market)"),
     "aq_risk_transitions": ("counter", "risk state transitions, by scope and new state"),
     "aq_reconnects": ("counter", "WebSocket reconnections, by channel"),
-    "aq_venue_state": ("gauge", "the venue's trading state: 1 for the current one"),
+    "aq_venue_state": ("gauge", "the venue's state (ok, restarting, cancel_only, post_only, rate_limited): 1 in force"),
+    "aq_venue_state_entered": ("counter", "times the venue entered each state (425, 503, 429 answers)"),
+    "aq_refresh_cap_per_second": ("gauge", "the global refresh cap in force (slowed after a 429)"),
     "aq_circuit_state": ("gauge", "risk state: 0 NORMAL, 1 WARNING, 2 RECOVERING, 3 HALTED"),
     "aq_killed": ("gauge", "1 while the kill switch is down"),
     "aq_feed_connected": ("gauge", "market channel connections up"),
@@ -270,6 +280,7 @@ class _BotCollector(Collector):
         for name, source in (("aq_store_errors", s.store), ("aq_journal_errors", s.journal)):
             if source is not None:
                 yield GaugeMetricFamily(name, FAMILIES[name][1], source.errors)
+        yield from self._venue(s.venue)
         windows = s.windows.windows if s.windows is not None else {}
         yield GaugeMetricFamily("aq_windows", FAMILIES["aq_windows"][1], len(windows))
         info = _family("aq_market_info", ["market", "version", "fees_enabled", "neg_risk"])
@@ -281,6 +292,23 @@ class _BotCollector(Collector):
         yield info
         yield fee
 
+    def _venue(self, source: _VenueStatus | None) -> Iterator[Metric]:
+        status = source.venue_status() if source is not None else {}
+        current = str(status.get("state", OK))
+        counts = status.get("counts")
+        entered_by: Mapping[str, int] = counts if isinstance(counts, Mapping) else {}
+        state = _family("aq_venue_state", ["state"])
+        entered = _family("aq_venue_state_entered", ["state"])
+        for name in (*VENUE_STATES, *(() if current in VENUE_STATES else (current,))):
+            state.add_metric([name], int(name == current))
+            if name != OK:
+                entered.add_metric([name], entered_by.get(name, 0))
+        yield state
+        yield entered
+        cap = status.get("refresh_cap_per_sec")
+        if isinstance(cap, int | float):
+            yield GaugeMetricFamily("aq_refresh_cap_per_second", FAMILIES["aq_refresh_cap_per_second"][1], cap)
+
     def _told(self) -> Iterator[Metric]:
         m = self.m
         halts = _family("aq_halts", ["scope"])
@@ -291,10 +319,6 @@ class _BotCollector(Collector):
         for (scope, state), n in sorted(m.transitions.items()):
             transitions.add_metric([scope, state], n)
         yield transitions
-        venue = _family("aq_venue_state", ["state"])
-        for name in (*VENUE_STATES, *(() if m.venue_state in VENUE_STATES else (m.venue_state,))):
-            venue.add_metric([name], int(name == m.venue_state))
-        yield venue
         balance = _family("aq_balance", ["asset", "market"])
         allowance = _family("aq_allowance", ["asset", "spender"])
         for asset, b in sorted(m.balances.items()):
@@ -336,7 +360,6 @@ class Metrics:
         self.sources = Sources()
         self.halts: dict[str, int] = {}
         self.transitions: dict[tuple[str, str], int] = {}
-        self.venue_state = "normal"
         self.balances: dict[str, Balance] = {}
         self.counters: dict[_Key, float] = {}
         self.gauges: dict[_Key, float] = {}
@@ -364,12 +387,6 @@ class Metrics:
         self.transitions[(kind, new)] = self.transitions.get((kind, new), 0) + 1
         if new == "HALTED":
             self.halts[kind] = self.halts.get(kind, 0) + 1
-
-    def set_venue_state(self, state: str) -> None:
-        """The venue's trading state (one of :data:`VENUE_STATES`; another name is exported too)."""
-        if not state or not state.replace("_", "").isalnum():
-            raise ValueError(f"venue state must be a plain name, not {state!r}")
-        self.venue_state = state
 
     def set_balance(
         self, asset: str, balance_micro: int, allowances: Mapping[str, int] | None = None, *, market: str = ""
