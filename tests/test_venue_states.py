@@ -184,8 +184,7 @@ async def test_a_submit_refused_by_a_restart_leaves_no_tracked_order_and_follows
     store = Store(tmp_path / "orders.db")
     try:
         async with rig(store) as r:
-            r.ex.faults.restart_retry_after = True
-            r.ex.faults.start_restart(r.clock.monotonic(), restart_s=20.0, post_only_s=0.0)
+            r.ex.faults.start_restart(r.clock.monotonic(), restart_s=20.0, post_only_s=0.0, retry_after=True)
             r.qp.prices = {CID: 4800}
             await r.decide(CID)  # the submit gets a 425 with Retry-After: 20
             assert r.ex.faults.restart_answers == 1 and r.resting() == {}
@@ -237,8 +236,7 @@ async def test_a_long_retry_after_is_honoured_cancels_still_go_and_the_refresh_c
     async with rig() as r:
         r.qp.prices = {CID2: 4700}
         await r.decide(CID2)
-        r.ex.faults.rate_limit_next = 1
-        r.ex.faults.rate_limit_retry_after = 60.0
+        r.ex.faults.start_rate_limit(1, retry_after=60.0)
         r.qp.prices[CID] = 4800
         await r.decide(CID)  # 429, Retry-After: 60
         assert r.ex.faults.rate_limit_answers == 1 and r.resting() == {CID2: 4700}

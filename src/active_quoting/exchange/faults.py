@@ -49,10 +49,19 @@ class Faults:
     post_only_answers: int = 0
     rate_limit_answers: int = 0
 
-    def start_restart(self, now: float, restart_s: float = 90.0, post_only_s: float = 120.0) -> None:
-        """From ``now`` (the exchange clock's monotonic time): 425 for restart_s, then post-only."""
+    def start_restart(
+        self, now: float, restart_s: float = 90.0, post_only_s: float = 120.0, retry_after: bool = False
+    ) -> None:
+        """From ``now`` (the exchange clock's monotonic time): 425 for restart_s (with
+        ``Retry-After`` when ``retry_after``), then post-only."""
+        self.restart_retry_after = retry_after
         self.restart_until = now + restart_s
         self.post_only_until = now + restart_s + post_only_s
+
+    def start_rate_limit(self, count: int, retry_after: float = 1.0) -> None:
+        """The next ``count`` private requests are answered 429 with ``Retry-After: retry_after``."""
+        self.rate_limit_next = count
+        self.rate_limit_retry_after = retry_after
 
     def start_cancel_only(self, now: float, seconds: float = 60.0, retry_after: float | None = None) -> None:
         """From ``now``: submits answered 503 cancel-only for ``seconds`` (with ``Retry-After:
@@ -96,17 +105,13 @@ FAULTS: dict[str, Callable[..., Any]] = {
     "delay_user": lambda ex, ms=500: setattr(ex.faults, "delay_user_ms", ms),
     "reorder_user": lambda ex, on=True: setattr(ex.faults, "reorder_user", on),
     "duplicate_user_trades": lambda ex, on=True: setattr(ex.faults, "duplicate_user_trades", on),
-    "engine_restart": lambda ex, restart_s=90.0, post_only_s=120.0, retry_after=False: (
-        setattr(ex.faults, "restart_retry_after", retry_after),
-        ex.faults.start_restart(ex.clock.monotonic(), restart_s, post_only_s),
+    "engine_restart": lambda ex, restart_s=90.0, post_only_s=120.0, retry_after=False: ex.faults.start_restart(
+        ex.clock.monotonic(), restart_s, post_only_s, retry_after
     ),
     "cancel_only": lambda ex, seconds=60.0, retry_after=None: ex.faults.start_cancel_only(
         ex.clock.monotonic(), seconds, retry_after
     ),
-    "rate_limit_burst": lambda ex, count=10, retry_after=1.0: (
-        setattr(ex.faults, "rate_limit_next", count),
-        setattr(ex.faults, "rate_limit_retry_after", retry_after),
-    ),
+    "rate_limit_burst": lambda ex, count=10, retry_after=1.0: ex.faults.start_rate_limit(count, retry_after),
     "server_errors": lambda ex, share=0.2: setattr(ex.faults, "server_error_share", share),
     "timeout_after_place": lambda ex, count=1, hold_seconds=10.0: (
         setattr(ex.faults, "timeout_after_place", count),
