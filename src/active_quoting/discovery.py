@@ -69,6 +69,9 @@ class WindowInfo:
     version: str = "v1"
     accepting_orders_since: int = 0  # unix seconds, 0 when Gamma does not say
     price_to_beat: Decimal | None = None  # the strike, once the previous window resolved
+    # Seconds of the Chainlink TWAP the window settles on (``cryptoMarketConfig``; since
+    # 2026-08-07), 0: the last price at the end (the point rule).
+    twap_s: int = 0
 
 
 def window_slug(asset: str, window_s: int, start: int) -> str:
@@ -117,6 +120,16 @@ def _price_to_beat(record: dict[str, Any]) -> Decimal | None:
     return None
 
 
+def _twap_seconds(record: dict[str, Any]) -> int:
+    cfg = record.get("cryptoMarketConfig")
+    if not isinstance(cfg, dict) or not _flag(cfg, "twapEnabled", False):
+        return 0
+    seconds = cfg.get("twapLookbackSeconds")
+    if isinstance(seconds, bool) or not isinstance(seconds, int | str) or not str(seconds).isdigit():
+        raise DiscoveryError(f"cryptoMarketConfig.twapLookbackSeconds is not a whole number: {seconds!r}")
+    return int(seconds)
+
+
 def parse_window(asset: str, record: dict[str, Any]) -> WindowInfo:
     """One Gamma market object as the window the venue means (raises :class:`DiscoveryError`)."""
     try:
@@ -151,6 +164,7 @@ def parse_window(asset: str, record: dict[str, Any]) -> WindowInfo:
             version=version,
             accepting_orders_since=_iso_to_unix(accepting_since) if accepting_since else 0,
             price_to_beat=_price_to_beat(record),
+            twap_s=_twap_seconds(record),
         )
     except DiscoveryError as exc:
         raise DiscoveryError(f"{record.get('slug', '?')}: {exc}") from None

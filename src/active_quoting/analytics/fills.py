@@ -8,7 +8,11 @@ rational arithmetic over fills. Definitions (per share, signed so that positive 
 * adverse selection = spread capture - markout at the longest horizon (what the mid took back);
 * estimated rebate = rebate share x fee-equivalent, fee-equivalent = rate x p x (1 - p) x shares
   (the market's ``feeSchedule``: ``C x rate x p(1-p)``);
-* net = spread capture + rebates - adverse selection - fees.
+* net = spread capture + rebates - adverse selection - fees;
+* against fair value (when the reference price feeds it, :meth:`FillAnalytics.on_fair`): the
+  same edge and markouts with the window's fair value (the probability the token wins, from
+  the underlying) in place of the mid - whether the fills were good against the price that
+  actually settles the market.
 
 A fill is counted once per (trade id, order id): ``on_fill`` returns True only when it counted
 it now. A fill that settles FAILED is taken back out of everything it added (counts, volume,
@@ -80,6 +84,10 @@ class FillAnalytics:
         self.fill_keys: dict[str, list[tuple[str, str]]] = {}
         self._start_ms: int | None = None
         self._last_ms = 0
+        # Against fair value: per token a second tracker fed fair values, and per fill its index there.
+        self._fair_trackers: dict[str, Any] = {}
+        self._fair_index: dict[tuple[str, str], tuple[str, int]] = {}
+        self._fair_failed: dict[str, set[int]] = {}
 
     def tracker(self, token: str):  # -> core.MarkoutTracker
         t = self._trackers.get(token)
@@ -103,6 +111,16 @@ class FillAnalytics:
             return
         self._clock(now_ms)
         self.tracker(token).on_mid(now_ms, mid_x2)
+
+    def on_fair(self, token: str, now_ms: int, fair_x2: int) -> None:
+        """The token's fair value changed (twice it, in price units)."""
+        if token in self._forgotten:
+            return
+        self._clock(now_ms)
+        t = self._fair_trackers.get(token)
+        if t is None:
+            t = self._fair_trackers[token] = core.MarkoutTracker(self.horizons_ms)
+        t.on_mid(now_ms, fair_x2)
 
     def on_order_placed(self, market: str, now_ms: int, count: int = 1) -> None:
         if market in self._forgotten:
@@ -153,6 +171,11 @@ class FillAnalytics:
         self.fill_keys.setdefault(fill.token, []).append(fill.key)
         index = tracker.add_fill(fill.t_ms or now_ms, 0 if fill.side == BUY else 1, fill.price, fill.size)
         self._index[fill.key] = index
+        fair_tracker = self._fair_trackers.get(fill.token)
+        if fair_tracker is not None:
+            side = 0 if fill.side == BUY else 1
+            at = fair_tracker.add_fill(fill.t_ms or now_ms, side, fill.price, fill.size)
+            self._fair_index[fill.key] = (fill.token, at)
         edge = tracker.at_fill(index)
         if edge != core.UNAVAILABLE:
             st.capture += edge * fill.size * _HALF_UNIT_SHARE
@@ -174,6 +197,9 @@ class FillAnalytics:
             st.capture -= edge * fill.size * _HALF_UNIT_SHARE
             st.capture_fills -= 1
         self._failed.setdefault(fill.token, set()).add(index)
+        fair = self._fair_index.pop(fill.key, None)
+        if fair is not None:
+            self._fair_failed.setdefault(fair[0], set()).add(fair[1])
 
     def forget(self, market: str, tokens: Iterable[str] = ()) -> None:
         """Drop a pruned market: its counts, trackers and fill keys, and the trackers of its
@@ -185,12 +211,17 @@ class FillAnalytics:
         for token in tokens:
             self._trackers.pop(token, None)
             self._taken.pop(token, None)
+            self._fair_trackers.pop(token, None)
+            self._fair_failed.pop(token, None)
             gone.append(token)
         if st is not None:
             for key in st.keys:
                 self._seen.pop(key, None)
                 self._index.pop(key, None)
+                self._fair_index.pop(key, None)
             for token in st.tokens:
+                self._fair_trackers.pop(token, None)
+                self._fair_failed.pop(token, None)
                 self._trackers.pop(token, None)
                 self._taken.pop(token, None)
                 self.fill_keys.pop(token, None)
@@ -216,6 +247,8 @@ class FillAnalytics:
         self._clock(now_ms)
         for t in self._trackers.values():
             t.flush(now_ms)  # type: ignore[attr-defined]
+        for t in self._fair_trackers.values():
+            t.flush(now_ms)
 
     # -- report -----------------------------------------------------------------------
 
@@ -277,7 +310,30 @@ class FillAnalytics:
             "toxicity": Fraction(toxic, resolved_tox) if resolved_tox else None,
             "adverse_selection": adverse,
             "net": st.capture + st.rebate - adverse - st.fees,
+            "vs_fair": self._fair_report(tokens),
         }
+
+    def _fair_report(self, tokens: list[str]) -> dict[int, dict[str, object]]:
+        """Per horizon (0: at the fill) against fair value: fills resolved, average per share
+        (price), P&L (USDC); fills taken back out (ghosts) excluded."""
+        out: dict[int, dict[str, object]] = {}
+        for h, secs in ((-1, 0), *enumerate(self.horizons_s)):
+            size = wsum = count = 0
+            for token in tokens:
+                tracker = self._fair_trackers.get(token)
+                if tracker is None:
+                    continue
+                failed = self._fair_failed.get(token, ())
+                for i in range(tracker.fill_count):
+                    v = tracker.at_fill(i) if h < 0 else tracker.markout(i, h)
+                    if i in failed or v in _NOT_RESOLVED:
+                        continue
+                    q = tracker.size_of(i)
+                    size, wsum, count = size + q, wsum + v * q, count + 1
+            pnl = wsum * _HALF_UNIT_SHARE
+            shares = Fraction(size, SHARE)
+            out[secs] = {"fills": count, "shares": shares, "avg_per_share": pnl / shares if size else None, "pnl": pnl}
+        return out
 
     def _adverse(self, token: str) -> Fraction:
         """What the mid took back by the longest horizon, over fills that have reached it."""
@@ -360,4 +416,13 @@ class FillAnalytics:
         total: dict[str, object] = {k: sum((r[k] for r in per.values()), Fraction(0)) for k in summed}
         placed = total["orders_placed"]
         total["fill_rate"] = Fraction(total["fills"]) / placed if placed else None  # type: ignore[arg-type]
+        vs_fair: dict[int, dict[str, object]] = {}
+        for r in per.values():
+            for secs, v in r["vs_fair"].items():  # type: ignore[attr-defined]
+                acc = vs_fair.setdefault(secs, {"fills": 0, "shares": Fraction(0), "pnl": Fraction(0)})
+                for k in ("fills", "shares", "pnl"):
+                    acc[k] += v[k]  # type: ignore[operator]
+        for acc in vs_fair.values():
+            acc["avg_per_share"] = acc["pnl"] / acc["shares"] if acc["shares"] else None  # type: ignore[operator]
+        total["vs_fair"] = vs_fair
         return {"markets": per, "total": total}

@@ -128,6 +128,34 @@ class AlertsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class FairValueConfig:
+    """The window's fair value from the underlying's reference price (the venue's RTDS feed).
+    Off by default: the A/B compares with and without (strategy ``spot`` turns both on)."""
+
+    enabled: bool = False
+    # Read the feed and measure fills against fair value (markouts) without quoting on it: the
+    # simulator's A/B turns it on for every strategy so they are compared on the same yardstick.
+    observe: bool = False
+    source: str = "chainlink"  # the RTDS topic read: "chainlink" (settles the markets) or "binance"
+    # Never bid above fair - margin nor ask below fair + margin: margin = the model's half-band
+    # (how far fair can move before we can react) + this price.
+    margin: Decimal = Decimal("0.01")
+    # Both sides pulled while the half-band is wider than this price (near the end with spot
+    # near the strike); 0: never pulled on the band.
+    max_band: Decimal = Decimal("0.06")
+    vol_half_life_seconds: int = 300
+    vol_floor: Decimal = Decimal("0.1")  # annualised
+    vol_initial: Decimal = Decimal("0.4")
+    horizon_ms: int = 1000  # the band: fair's move under a one-sigma spot move over this
+    stale_seconds: Decimal = Decimal("5")  # no tick for this long: no fair value (quotes fall back to the book)
+    settlement: str = "auto"  # "point", "twap" (the venue since 2026-08) or "auto" (twap on the real venue)
+    # The spot-move guard: fair moved this much (a price) since a market was last decided -> it
+    # is decided again at once, from the feed's frame handler (the exposed side is cancelled first).
+    guard: bool = False
+    guard_move: Decimal = Decimal("0.01")
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     quote: QuoteConfig = QuoteConfig()
     refresh: RefreshConfig = RefreshConfig()
@@ -138,6 +166,7 @@ class Config:
     fees: FeesConfig = FeesConfig()
     analytics: AnalyticsConfig = AnalyticsConfig()
     alerts: AlertsConfig = AlertsConfig()
+    fair_value: FairValueConfig = FairValueConfig()
 
 
 SECTIONS: dict[str, type] = {
@@ -150,6 +179,7 @@ SECTIONS: dict[str, type] = {
     "fees": FeesConfig,
     "analytics": AnalyticsConfig,
     "alerts": AlertsConfig,
+    "fair_value": FairValueConfig,
 }
 
 
@@ -300,6 +330,17 @@ def validate(cfg: Config) -> Config:
     _require(al.min_interval_seconds >= 0, "alerts.min_interval_seconds", "must not be negative")
     _require(al.max_per_minute >= 1, "alerts.max_per_minute", "must be at least 1")
     _require(al.fill_batch_seconds > 0, "alerts.fill_batch_seconds", "must be positive")
+    fv = cfg.fair_value
+    _require(fv.source in ("chainlink", "binance"), "fair_value.source", "must be 'chainlink' or 'binance'")
+    _require(fv.settlement in ("auto", "point", "twap"), "fair_value.settlement", "must be 'auto', 'point' or 'twap'")
+    _require(0 <= fv.margin <= Decimal("0.5"), "fair_value.margin", "must be a price in [0, 0.5]")
+    _require(0 <= fv.max_band <= 1, "fair_value.max_band", "must be a price in [0, 1]")
+    _require(fv.vol_half_life_seconds >= 1, "fair_value.vol_half_life_seconds", "must be at least 1 second")
+    _require(Decimal("0.001") <= fv.vol_floor <= 50, "fair_value.vol_floor", "must be in [0.001, 50] (annualised)")
+    _require(fv.vol_floor <= fv.vol_initial <= 50, "fair_value.vol_initial", "must be in [vol_floor, 50]")
+    _require(1 <= fv.horizon_ms <= 600_000, "fair_value.horizon_ms", "must be in [1, 600000] ms")
+    _require(fv.stale_seconds > 0, "fair_value.stale_seconds", "must be positive")
+    _require(Decimal("0.0001") <= fv.guard_move <= 1, "fair_value.guard_move", "must be a price in [0.0001, 1]")
     return cfg
 
 

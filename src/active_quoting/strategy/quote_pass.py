@@ -19,6 +19,7 @@ from active_quoting.discovery import WindowInfo
 from active_quoting.execution.order_manager import OrderManager
 from active_quoting.model import ASK, BID, SELL, OrderIntent, Pending, PendingOrder
 from active_quoting.strategy.config import Config
+from active_quoting.strategy.fair_value import Fair, FairValues
 from active_quoting.strategy.inventory import InventoryManager
 from active_quoting.strategy.momentum import MomentumDetector
 from active_quoting.strategy.only50 import Only50
@@ -36,6 +37,8 @@ class MarketView:
     pending: Pending  # every market's live orders (liability rooms)
     now_ms: int
     reserved: tuple[int, int] = (0, 0)  # Up and Down shares our live SELLs of this market still hold
+    fair: Fair | None = None  # Up's fair value from the reference price, when known
+    fair_margin: int = 0  # how far inside fair value the quotes stay
 
 
 class Strategy(Protocol):
@@ -50,9 +53,11 @@ class ActiveStrategy:
 
     def decide(self, view: MarketView) -> tuple[MarketDecision, list[OrderIntent]]:
         w = view.window
+        f = view.fair
         d = self.quoter.decide(
-            w.condition_id, view.book, view.now_ms, view.resting_bid, view.resting_ask, view.pending, w.min_size
-        )
+            w.condition_id, view.book, view.now_ms, view.resting_bid, view.resting_ask, view.pending, w.min_size,
+            *((f.price, view.fair_margin, f.band) if f is not None else ()),
+        )  # fmt: skip
         return d, self.quoter.intents(w.condition_id, w.up, w.down, d, view.reserved)
 
 
@@ -72,6 +77,7 @@ def make_strategy(
 ) -> Strategy:
     builders: dict[str, Callable[[], Strategy]] = {
         "active": lambda: ActiveStrategy(MarketQuoter(cfg, inventory, momentum, risk)),
+        "spot": lambda: ActiveStrategy(MarketQuoter(strategy_config("spot", cfg), inventory, momentum, risk)),
         "only50": lambda: Only50Strategy(Only50(cfg, inventory, risk)),
         # The control for A/B runs: joins the touch, no inventory skew, no momentum protection
         # (its own detector is never fed), same limits and sizes.
@@ -82,7 +88,15 @@ def make_strategy(
     return builders[name]()
 
 
-STRATEGY_NAMES = ("active", "only50", "naive")
+STRATEGY_NAMES = ("active", "only50", "naive", "spot")
+
+
+def strategy_config(name: str, cfg: Config) -> Config:
+    """The configuration a named strategy runs with: ``spot`` is ``active`` with the fair value
+    from the reference price and the spot-move guard on."""
+    if name == "spot":
+        return replace(cfg, fair_value=replace(cfg.fair_value, enabled=True, guard=True))
+    return cfg
 
 
 def naive_config(cfg: Config) -> Config:
@@ -105,11 +119,13 @@ class QuotePass:
         windows: WindowLifecycle,
         orders: OrderManager,
         readable_book: Callable[[str], Any],  # token -> core.Book or None when not readable
+        fair_values: FairValues | None = None,  # the reference price's fair values, when enabled
     ) -> None:
         self.strategy = strategy
         self.windows = windows
         self.orders = orders
         self.readable_book = readable_book
+        self.fair_values = fair_values
         self.passes = 0
         self.decisions = 0
 
@@ -120,16 +136,21 @@ class QuotePass:
         self.passes += 1
         now_ms = int(now * 1000)
         pending: Pending | None = None
+        fv = self.fair_values
         decided = []
         for cid in markets:
             w = self.windows.get(cid)
             if w is not None and self.windows.is_quoting(cid):
                 if pending is None:
                     pending = self.orders.pending()
+                fair = fv.fair(w.info, now_ms) if fv is not None else None
                 view = MarketView(
                     w.info, self.readable_book(w.info.up), self.orders.resting(cid, BID),
                     self.orders.resting(cid, ASK), pending, now_ms, self._reserved(w.info, pending.get(cid, [])),
+                    fair, fv.margin(fair) if fv is not None and fair is not None else 0,
                 )  # fmt: skip
+                if fv is not None:
+                    fv.decided(cid, fair)
                 decision, intents = self.strategy.decide(view)
                 self.orders.stage(decision, intents, now)
                 decided.append(cid)

@@ -34,6 +34,7 @@ def engine_from_config(cfg: Config):  # -> core.QuoteEngine
         int(cfg.inventory.skew_coefficient * 1_000_000),
         int(cfg.orders.order_size_usdc * 1_000_000),
         cfg.momentum.action == "widen",
+        core.parse_price(format(cfg.fair_value.max_band, "f"), "fair_value.max_band"),
     )
 
 
@@ -91,7 +92,13 @@ class MarketQuoter:
         resting_ask: Resting = Resting(),
         pending: Pending | None = None,
         min_size: int | None = None,
+        fair: int = core.NO_PRICE,
+        fair_margin: int = 0,
+        fair_band: int = 0,
     ) -> MarketDecision:
+        """``fair``: Up's fair value from the reference price (NO_PRICE: none); the bid stays at
+        or below fair - ``fair_margin``, the ask at or above fair + margin, both pulled while
+        ``fair_band`` is wider than the configured maximum."""
         mult = self.risk.multiplier_pct(market)
         hot = self.momentum.is_active(market, now_ms)
         readable = book is not None and not book.desynced
@@ -115,6 +122,9 @@ class MarketQuoter:
             resting_ask.price,
             resting_ask.size,
             *rooms,
+            fair,
+            fair_margin,
+            fair_band,
         )
         bid = SideDecision(out[0], out[1], out[2])
         ask = SideDecision(out[3], out[4], out[5])
