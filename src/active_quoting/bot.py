@@ -46,9 +46,10 @@ from active_quoting.status import StatusPublisher, render_status
 from active_quoting.store.journal import Journal, JournalWriteError
 from active_quoting.store.sqlite import Store, StoreWriteError
 from active_quoting.strategy.config import Config
+from active_quoting.strategy.fair_value import FairValues
 from active_quoting.strategy.inventory import InventoryManager
 from active_quoting.strategy.momentum import MomentumDetector
-from active_quoting.strategy.quote_pass import QuotePass, make_strategy
+from active_quoting.strategy.quote_pass import QuotePass, make_strategy, strategy_config
 from active_quoting.strategy.risk import RiskManager
 from active_quoting.venue.market_codec import LastTradePriceEvent, MarketResolvedEvent
 from active_quoting.venue.market_data import MarketData
@@ -56,6 +57,7 @@ from active_quoting.venue.orders import new_salt
 from active_quoting.venue.records import market_winner, window_from_market_record
 from active_quoting.venue.rest import RestClient
 from active_quoting.venue.signing import ApiCredentials, OrderSigner
+from active_quoting.venue.spot_feed import SpotFeed, SpotTick
 from active_quoting.venue.user_codec import FillUpdate, OrderUpdate
 from active_quoting.venue.ws import Backoff, MarketStream, UserStream
 from active_quoting.windows import WindowLifecycle, WindowParts
@@ -79,6 +81,7 @@ class Bot:
     full_pass_s = 0.5  # every market is decided again at least this often, frames or not
 
     def __init__(self, cfg: Config, opts: RunOptions, clock: Clock = SYSTEM) -> None:
+        cfg = strategy_config(opts.strategy, cfg)
         self.cfg = cfg
         self.opts = opts
         self.clock = clock
@@ -90,6 +93,9 @@ class Bot:
         self.momentum = MomentumDetector(cfg.momentum)
         self.risk = RiskManager(cfg.risk)
         self.strategy = make_strategy(opts.strategy, cfg, self.inventory, self.momentum, self.risk)
+        fv = cfg.fair_value
+        self.fair_values = FairValues(fv) if fv.enabled or fv.observe else None
+        self.spot: SpotFeed | None = None
         self.alerts = Alerts(cfg.alerts, clock=clock)
         self.metrics = Metrics()
         # Background work (quote passes, cancels, reconciliations) is referenced until done and
@@ -142,6 +148,32 @@ class Bot:
                 self.momentum.on_book(cid, now, book, *self.orders.own_levels(cid))
         if touched:
             self.scheduler.request()
+
+    def on_spot_tick(self, tick: SpotTick) -> None:
+        """A reference price (the RTDS feed): fair values move; with the guard on, a market
+        whose fair value moved since it was decided is decided again in this loop turn."""
+        fv = self.fair_values
+        if fv is None or tick.source != self.cfg.fair_value.source:
+            return
+        now_ms = self.clock.ms()
+        # listed windows too: a strike is taken from the ticks around the start, kept minutes only
+        mine = [
+            w.info for w in self.windows.windows.values() if w.info.asset == tick.asset and w.info.end > now_ms // 1000
+        ]
+        fv.on_tick(tick.asset, tick.price, tick.ts_ms, now_ms, mine)
+        for info in mine:
+            fair = fv.fair(info, now_ms)
+            if fair is not None:
+                _, down = up_terms(False, BUY, fair.price)  # the Down token's fair value
+                self.analytics.on_fair(info.up, now_ms, 2 * fair.price)
+                self.analytics.on_fair(info.down, now_ms, 2 * down)
+        if self.cfg.fair_value.enabled and self.cfg.fair_value.guard:
+            moved = fv.moved([info for info in mine if self.windows.is_quoting(info.condition_id)], now_ms)
+            if moved:
+                t = self.clock.perf()
+                for cid in moved:
+                    self.scheduler.mark(cid, t)
+                self.scheduler.request()
 
     def on_tick_size_change(self, asset_id: str, tick: int) -> None:
         cid = self.windows.market_of(asset_id)
@@ -284,6 +316,8 @@ class Bot:
         slugs = {cid: w.info.slug for cid, w in self.windows.windows.items()}
         pruned = self.windows.prune(self.clock.time())
         for cid in pruned:
+            if self.fair_values is not None:
+                self.fair_values.forget(cid)
             self.fills.forget(cid, self.user.fills)
             self.risk.forget_market(cid)
             self.metrics.forget(market=slugs[cid])
@@ -331,6 +365,7 @@ class Bot:
         cancel = changed = False
         for e in self.risk.drain_events():
             self.store.risk_event(e.t_ms, e.scope, e.old, e.new, e.reason)
+            self.metrics.risk_event(e.scope, e.new)
             _log.warning("risk %s: %s -> %s (%s)", e.scope, e.old, e.new, e.reason)
             self.alerts.notify("circuit", f"{e.scope}: {e.old} -> {e.new}: {e.reason}", critical=e.new == "HALTED")
             if e.scope == "global":
@@ -436,6 +471,7 @@ class Bot:
             min_refresh_ms=self.cfg.refresh.min_interval_ms, global_cap_per_sec=self.cfg.refresh.global_cap_per_sec,
             may_place=self.risk.can_quote, crosses=self._would_cross,
             adopt_unknown=self.cfg.orders.unknown_orders != "ignore", salts=self._salts(),
+            rng=random.Random(opts.sim_seed) if opts.sim_seed is not None else None,  # 429 jitter
             on_error=lambda kind: self.risk.on_error(self.clock.ms(), kind, "orders"),
             on_success=lambda: self.risk.on_success(self.clock.ms(), "orders"),
         )  # fmt: skip
@@ -459,7 +495,10 @@ class Bot:
         )
         self.windows = WindowLifecycle(parts, stop_before_end_s=opts.stop_before_end_s, linger_s=opts.linger_s)
         self.fills = FillIntake(self.windows, self.alerts, self.clock)
-        self.quote_pass = QuotePass(self.strategy, self.windows, self.orders, self._readable_book)
+        self.quote_pass = QuotePass(
+            self.strategy, self.windows, self.orders, self._readable_book,
+            self.fair_values if self.cfg.fair_value.enabled else None,
+        )  # fmt: skip
         self.scheduler = PassScheduler(self.quote_pass, self.orders, self.clock, self.metrics, self._tasks)
         self.status = StatusPublisher(self)
         self._restore(now_ms)
@@ -475,7 +514,22 @@ class Bot:
         await self._lookup_resolutions()
         await self.market.start()
         await self.user.start()
+        if self.fair_values is not None:
+            self.spot = SpotFeed(
+                self._rtds_url(ws_url), self.opts.assets, self.on_spot_tick, sources=(self.cfg.fair_value.source,),
+                clock=self.clock, stale_after_s=float(self.cfg.fair_value.stale_seconds), backoff=Backoff(rng=jitter),
+            )  # fmt: skip
+            self._spot_task = asyncio.get_running_loop().create_task(self.spot.run(), name="aq-spot-feed")
         self.alerts.start()
+
+    def _rtds_url(self, ws_url: str) -> str:
+        """The reference price socket: configured (the real venue's by the ``run`` command), the
+        in-process exchange's, or a separately served embedded exchange's beside its channels."""
+        if self.opts.rtds_url:
+            return self.opts.rtds_url
+        if self.exchange is not None:
+            return str(self.exchange.rtds_url)
+        return ws_url + "/ws/rtds"
 
     def _restore(self, now_ms: int) -> None:
         """Windows not yet resolved, their positions and orders, and the halts, from the store."""
@@ -592,6 +646,7 @@ class Bot:
         await self.metrics.stop()
         await self.market.stop()
         await self.user.stop()
+        await self._stop_spot()
         await self.rest.close()
         await self.discovery.close()
         if self.exchange is not None:
@@ -617,6 +672,7 @@ class Bot:
             stream = getattr(self, name, None)
             if stream is not None:
                 await stream.stop()
+        await self._stop_spot()
         for name in ("rest", "discovery"):
             client = getattr(self, name, None)
             if client is not None:
@@ -629,6 +685,12 @@ class Bot:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+
+    async def _stop_spot(self) -> None:
+        if self.spot is not None:
+            await self.spot.stop()
+            await cancel_and_wait(self._spot_task)
+            self.spot = None
 
     def close(self) -> None:
         """Release a bot that was built but not run (its store and the store's lock)."""

@@ -14,6 +14,7 @@ import orjson
 
 from active_quoting.clock import SYSTEM, Clock
 from active_quoting.errors import CredentialsError
+from active_quoting.venue.spot_feed import RTDS_URL
 
 if TYPE_CHECKING:
     from active_quoting.options import RunOptions
@@ -205,6 +206,7 @@ def run_options(args: argparse.Namespace) -> tuple[RunOptions, str]:
     clob = _url("--exchange-url", args.exchange_url, ("http://", "https://"))
     gamma = _url("--gamma-url", args.gamma_url, ("http://", "https://"))
     ws = _url("--ws-url", args.ws_url, ("ws://", "wss://"))
+    rtds = _url("--rtds-url", args.rtds_url, ("ws://", "wss://"))
     base = RunOptions(
         assets=assets,
         seed=args.seed,
@@ -220,7 +222,8 @@ def run_options(args: argparse.Namespace) -> tuple[RunOptions, str]:
         raise UsageError("--market only applies to the embedded exchange")
     if args.venue != "polymarket":
         for flag, given in (("--live", args.live), ("--key-file", args.key_file), ("--funder", args.funder),
-                            ("--ws-url", args.ws_url), ("--signature-type", args.signature_type)):  # fmt: skip
+                            ("--ws-url", args.ws_url), ("--rtds-url", args.rtds_url),
+                            ("--signature-type", args.signature_type)):  # fmt: skip
             if given:
                 raise UsageError(f"{flag} only applies to --venue polymarket")
         if bool(clob) != bool(gamma):
@@ -251,6 +254,7 @@ def run_options(args: argparse.Namespace) -> tuple[RunOptions, str]:
         clob_url=clob,
         gamma_url=gamma or POLYMARKET_GAMMA,
         ws_url=ws or ("" if args.exchange_url else POLYMARKET_WS),
+        rtds_url=rtds or ("" if args.exchange_url else RTDS_URL),
         private_key=key,
         funder=args.funder,
         signature_type=args.signature_type,
@@ -438,12 +442,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--config", help="TOML config (defaults: the design's parameter defaults)")
     p.add_argument("--db", default="active-quoting.db", help="SQLite store (kept across restarts)")
-    p.add_argument("--strategy", default="active", choices=("active", "only50", "naive"))
+    p.add_argument("--strategy", default="active", choices=("active", "only50", "naive", "spot"),
+                   help="spot: active with the fair value from the reference price and the spot-move guard")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT (0 = any free port)")
     p.add_argument("--status", action="store_true", help="print the live status (in place on a terminal)")
     p.add_argument("--exchange-url", help="CLOB URL: a separately served embedded exchange, or the venue's override")
     p.add_argument("--gamma-url", help="Gamma URL (with --exchange-url, or the venue's override)")
     p.add_argument("--ws-url", help="WebSocket base URL (venue override)")
+    p.add_argument("--rtds-url", help="the reference price socket (fair value; venue override of " + RTDS_URL + ")")
     p.add_argument("--key-file", help="--venue polymarket: file with the private key (else AQ_PRIVATE_KEY)")
     p.add_argument("--funder", help="--venue polymarket: maker address for signature types 1 and 2")
     p.add_argument("--signature-type", type=int, default=0, choices=(0, 1, 2))

@@ -27,6 +27,7 @@ class RunOptions:
     clob_url: str = ""  # a separately served exchange (embedded or the real venue) instead of an in-process one
     gamma_url: str = ""
     ws_url: str = ""  # default: the CLOB URL with a ws(s) scheme
+    rtds_url: str = ""  # the reference price socket (fair value); default: the embedded exchange's, or the venue's
     private_key: str = ""  # the real venue only; the embedded one gets a throwaway key
     funder: str | None = None
     signature_type: int = 0
