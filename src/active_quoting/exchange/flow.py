@@ -61,6 +61,10 @@ class FlowConfig:
     # RTDS socket publishes); their orders are then held taker_delay_ms like any taker's. A maker
     # that sees the tick and cancels within reaction + taker delay is out of their way.
     informed_reaction_ms: int = 150
+    # The background makers price off the underlying as it was this long ago: the venue's book
+    # lags spot (its makers are slower than the informed takers), so after a jump it is stale
+    # for a moment and only a maker watching spot itself gets out of the way. 0: at once.
+    house_lag_ms: int = 0
     # Recorded spot paths (asset -> exchange.spot.SpotPath) replacing the random walk for those
     # assets: strikes and resolutions then follow the venue's rule on the real feed.
     spot_paths: dict[str, Any] = field(default_factory=dict)
@@ -117,6 +121,7 @@ class MarketFlow:
             self.spot[a] = path.price_at(path.start_s)
         self.windows: list[Window] = []
         self.last_jump: dict[str, float] = {}
+        self._seen: dict[str, deque[tuple[float, float]]] = {a: deque() for a in self.cfg.assets}  # (t, spot)
         self.informed_orders = 0
         # (jump time, order id) of the newest informed orders, for tests and diagnostics.
         self.informed_log: deque[tuple[float, str]] = deque(maxlen=256)
@@ -219,11 +224,23 @@ class MarketFlow:
                 shock += self.rng.gauss(0.0, self.cfg.jump_sigma)
                 self.last_jump[a] = now
             self.spot[a] *= math.exp(shock)
+        if self.cfg.house_lag_ms:
+            keep = now - self.cfg.house_lag_ms / 1000
+            for a, seen in self._seen.items():
+                seen.append((now, self.spot[a]))
+                while len(seen) > 1 and seen[1][0] <= keep:
+                    seen.popleft()  # the first entry stays the one in force at now - lag
 
-    def fair_up(self, w: Window, now: float) -> float:
+    def house_spot(self, asset: str, now: float) -> float:
+        """The underlying as the background makers see it (``house_lag_ms`` ago)."""
+        seen = self._seen.get(asset)
+        return seen[0][1] if self.cfg.house_lag_ms and seen else self.spot[asset]  # the oldest kept: lag ago
+
+    def fair_up(self, w: Window, now: float, spot: float | None = None) -> float:
         tau = max(w.end - now, 1e-3) / (365 * 24 * 3600)
         sigma = (self.cfg.pricing_vol or self.vol[w.asset]) * math.sqrt(tau)
-        return _phi(math.log(self.spot[w.asset] / w.strike) / sigma) if sigma > 0 else 0.5
+        s = self.spot[w.asset] if spot is None else spot
+        return _phi(math.log(s / w.strike) / sigma) if sigma > 0 else 0.5
 
     # -- traders ------------------------------------------------------------------------
 
@@ -246,7 +263,7 @@ class MarketFlow:
         m = w.market
         if m.resolved or not m.accepting or now < w.start - self.cfg.window_s:
             return
-        fair = self.fair_up(w, now)
+        fair = self.fair_up(w, now, self.house_spot(w.asset, now))
         tick = m.tick
         center = min(max(round(fair * SCALE / tick) * tick, tick), SCALE - tick)
         live = self.ex.engine.live

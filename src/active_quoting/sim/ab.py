@@ -4,7 +4,8 @@ interval over seeds of net P&L and its parts, fill rate, markouts, time in coold
 switches; and each variant's paired difference against the first one.
 
 A variant is a strategy name with optional config overrides: ``active``, ``only50``,
-``naive``, or ``active:momentum.cooldown_seconds=1,quote.offset_ticks=1``.
+``naive``, ``spot`` (active + fair value + spot-move guard), or
+``active:momentum.cooldown_seconds=1,quote.offset_ticks=1``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ METRICS = (
     ("mk15", "markout 15 s"),
     ("mk30", "markout 30 s"),
     ("mk60", "markout 60 s"),
+    ("fv0", "edge vs fair value at the fill (USDC/share)"),
+    ("fv1", "markout vs fair value 1 s"),
+    ("fv5", "markout vs fair value 5 s"),
     ("cooldown_h", "momentum cooldown (market-hours)"),
     ("kills", "kill switches cleared by the operator"),
 )
@@ -62,6 +66,7 @@ def _run(job: tuple[str, SimConfig]) -> tuple[str, int, dict[str, Any]]:
 def metrics_of(summary: dict[str, Any]) -> dict[str, float]:
     r = summary["report"]
     mk = summary.get("markouts_per_share") or {}
+    fv = summary.get("markouts_vs_fair") or {}
 
     def f(v: Any) -> float:
         return float(v) if v is not None else math.nan
@@ -79,6 +84,9 @@ def metrics_of(summary: dict[str, Any]) -> dict[str, float]:
         "mk15": f(mk.get("15")),
         "mk30": f(mk.get("30")),
         "mk60": f(mk.get("60")),
+        "fv0": f(fv.get("0")),
+        "fv1": f(fv.get("1")),
+        "fv5": f(fv.get("5")),
         "cooldown_h": f(r.get("cooldown_s")) / 3600,
         "kills": float(summary.get("operator_clears", 0)),
     }

@@ -102,8 +102,18 @@ def _config(args: argparse.Namespace):  # -> SimConfig
     return SimConfig(
         hours=args.hours, assets=assets, window_s=args.window_seconds, faults=args.faults, crashes=args.crashes,
         market=args.market, operator_clear_s=args.operator_clear_minutes * 60, progress=not args.quiet,
-        spot_csv=_spot_csv(args.spot_csv),
+        spot_csv=_spot_csv(args.spot_csv), house_lag_ms=args.house_lag_ms,
     )  # fmt: skip
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of ms, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
 
 
 def _spot_csv(path: str | None) -> str:
@@ -229,6 +239,8 @@ def add_subcommand(sub: Any) -> None:
                    help="a simulated operator clears a kill switch or market halt this long after it fires (0: never)")
     p.add_argument("--spot-csv", help="a recorded Chainlink feed (e.g. the real BTC day) driving the first asset; "
                    "the run starts where it starts")  # fmt: skip
+    p.add_argument("--house-lag-ms", type=_non_negative_int, default=2000,
+                   help="how long the venue's background book lags spot (informed takers act after 150 ms)")
     p.add_argument("--workers", type=int, default=2, help="simulations run at once (A/B)")
     p.add_argument("--report", help="write the A/B table as HTML here")
     p.add_argument("--json", help="write the summary (soak) or the table and runs (A/B) as JSON here")

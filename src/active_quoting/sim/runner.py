@@ -62,6 +62,9 @@ class SimConfig:
     entry_delay_ms: int = 15  # our requests reach the matching engine
     md_delay_ms: int = 15  # market frames reach us
     taker_delay_ms: int = 50  # the venue's hold on marketable orders (crypto markets)
+    # The venue's book lags spot: its background makers price off the underlying as it was this
+    # long ago, while informed takers act 150 ms after a jump (an assumption, see README).
+    house_lag_ms: int = 2000
     operator_clear_s: float = 1800.0
     check_every_s: float = 1.0
     progress: bool = False
@@ -139,11 +142,13 @@ class Simulation:
     # -- the bot -------------------------------------------------------------------------
 
     def _new_bot(self, duration_s: float) -> Bot:
-        cfg = load_config(env=dict(self.cfg.config_env))
+        # every strategy reads the reference feed, so all are measured against fair value too
+        cfg = load_config(env={"AQ_FAIR_VALUE_OBSERVE": "true", **self.cfg.config_env})
         opts = RunOptions(
             assets=self.cfg.assets, duration_s=duration_s, seed=self.cfg.seed, window_s=self.cfg.window_s,
             stop_before_end_s=stop_before_end(self.cfg.window_s), db=self.db, strategy=self.cfg.strategy,
-            clob_url=self.exchange.clob_url, gamma_url=self.exchange.gamma_url, journal=False, sim_seed=self.cfg.seed,
+            clob_url=self.exchange.clob_url, gamma_url=self.exchange.gamma_url, rtds_url=self.exchange.rtds_url,
+            journal=False, sim_seed=self.cfg.seed,
             status_every_s=60.0,
         )  # fmt: skip
         bot = Bot(cfg, opts, clock=self.clock)
@@ -311,7 +316,7 @@ class Simulation:
         await self.exchange.start()
         self.flow = MarketFlow(self.exchange, FlowConfig(
             assets=self.cfg.assets, window_s=self.cfg.window_s, seed=self.cfg.seed, step_ms=self.cfg.flow_step_ms,
-            taker_delay_ms=self.cfg.taker_delay_ms, **MARKETS[self.cfg.market],
+            taker_delay_ms=self.cfg.taker_delay_ms, house_lag_ms=self.cfg.house_lag_ms, **MARKETS[self.cfg.market],
             spot_paths={self.cfg.assets[0]: self.spot} if self.spot is not None else {},
         ))  # fmt: skip
         self.flow.start()
@@ -384,6 +389,7 @@ class Simulation:
             "invariants": self.monitor.summary(),
             "report": {k: _plain(v) for k, v in total.items()},
             "markouts_per_share": _markouts(report),
+            "markouts_vs_fair": self._vs_fair(),
             "fills": len(fills),
             "fills_digest": _digest(fills),
             "orders": dict(bot.orders.counts) if bot is not None and hasattr(bot, "orders") else {},
@@ -394,6 +400,16 @@ class Simulation:
             "resolutions": self._resolutions(),
             "events": self.events[:200],
         }
+
+    def _vs_fair(self) -> dict[str, float | None]:
+        """Markout per share against the window's fair value (0: at the fill), over the fills the
+        last bot process saw with a reference price (a crash loses the earlier ones: they are
+        not stored)."""
+        bot = self.bot
+        if bot is None or not hasattr(bot, "analytics"):
+            return {}
+        vs = bot.analytics.report()["total"].get("vs_fair") or {}
+        return {str(h): (float(v["avg_per_share"]) if v["avg_per_share"] is not None else None) for h, v in vs.items()}
 
     def _resolutions(self) -> list[dict[str, Any]]:
         """The windows the exchange resolved: slug, start, end, and whether Up won."""
