@@ -184,7 +184,7 @@ class Simulation:
         for t in list(bot._timers) + list(bot._tasks._tasks):
             t.cancel()
         await asyncio.sleep(0)
-        for stream in (getattr(bot, "market", None), getattr(bot, "user", None)):
+        for stream in (getattr(bot, "market", None), getattr(bot, "user", None), getattr(bot, "spot", None)):
             if stream is not None:
                 await stream.stop()
         if getattr(bot, "rest", None) is not None:
