@@ -15,6 +15,14 @@ available) but delivers what each side receives (bought tokens, sale collateral)
 trade is mined (``deliver``). Until then a just-bought token cannot be sold: a SELL beyond the
 settled, unreserved balance is refused with the venue's "not enough balance / allowance"
 message. A trade that fails instead (``fail_trade``) gives back what it took.
+
+Allowances as on chain: a BUY needs the account's collateral allowance to the exchange its
+market trades on (CTF Exchange V2, or ExchangeV3 for a Protocol-V2 market) to cover what its
+resting BUYs reserve plus the new order; a SELL needs the CTF approval (``setApprovalForAll``)
+of that exchange. An account approves everything without limit unless ``set_allowance`` /
+``set_approval`` say otherwise; a refusal carries the venue's text ("not enough balance /
+allowance: the allowance is not enough -> spender: ..., allowance: ..."). Allowances are
+checked at placement, not consumed by settlement (approvals are max-uint in practice).
 """
 
 from __future__ import annotations
@@ -25,11 +33,17 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from active_quoting import core
+from active_quoting.venue.signing import CONTRACTS
 
 BUY, SELL = "BUY", "SELL"
 BID, ASK = 0, 1
 SCALE = core.PRICE_SCALE  # price units per 1.0
 LOT = 10_000  # 0.01 share
+BALANCE_REFUSAL = "not enough balance / allowance: the balance is not enough"
+ALLOWANCE_REFUSAL = "not enough balance / allowance: the allowance is not enough"
+NOT_ENOUGH_BALANCE = "INVALID_ORDER_NOT_ENOUGH_BALANCE"
+EXCHANGE_V2 = CONTRACTS[137].exchange_v2
+EXCHANGE_V3 = CONTRACTS[137].exchange_v3
 
 
 class EngineError(Exception):
@@ -50,6 +64,17 @@ class Account:
     reserved_tokens: dict[str, int] = field(default_factory=dict)
     rebates: dict[str, Fraction] = field(default_factory=dict)  # market -> USDC
     fees_paid: Fraction = Fraction(0)
+    # What the account approved where it differs from "everything, unlimited": collateral
+    # allowance per spender (lower-case address -> micro-USDC) and CTF approvals per operator.
+    allowances: dict[str, int] = field(default_factory=dict)
+    approvals: dict[str, bool] = field(default_factory=dict)
+
+    def allowance(self, spender: str) -> int | None:
+        """Collateral allowance to ``spender`` in micro-USDC; None: unlimited."""
+        return self.allowances.get(spender.lower())
+
+    def approved(self, operator: str) -> bool:
+        return self.approvals.get(operator.lower(), True)
 
 
 @dataclass
@@ -151,6 +176,11 @@ class Market:
             return sorted(bids), sorted(asks, reverse=True)
         return sorted((SCALE - p, q) for p, q in asks), sorted(((SCALE - p, q) for p, q in bids), reverse=True)
 
+    @property
+    def spender(self) -> str:
+        """The exchange that settles this market's orders: the one its allowances must cover."""
+        return EXCHANGE_V3 if self.order_version == 3 else EXCHANGE_V2
+
     def next_hash(self) -> str:
         self.hashes += 1
         return hashlib.sha1(f"{self.condition_id}:{self.hashes}".encode()).hexdigest()
@@ -220,6 +250,18 @@ class Engine:
         if token:
             acct.tokens[token] = acct.tokens.get(token, 0) + shares
 
+    def set_allowance(self, address: str, spender: str, amount: int | None) -> None:
+        """The account's collateral allowance to ``spender`` (micro-USDC; None = unlimited)."""
+        acct = self.account(address)
+        if amount is None:
+            acct.allowances.pop(spender.lower(), None)
+        else:
+            acct.allowances[spender.lower()] = amount
+
+    def set_approval(self, address: str, operator: str, approved: bool) -> None:
+        """The account's CTF ``setApprovalForAll`` for ``operator``."""
+        self.account(address).approvals[operator.lower()] = approved
+
     # -- orders -------------------------------------------------------------------------
 
     def place(self, order: Order, now_ms: int) -> Result:
@@ -253,6 +295,7 @@ class Engine:
         if order.post_only and crosses:
             raise EngineError(f"invalid post-only order: order {order.id} crosses book", "INVALID_POST_ONLY_ORDER")
         acct = self.account(order.account)
+        self._check_allowance(acct, m, order)
         self._reserve(acct, order, order.size)
         self._seq += 1
         order.seq = self._seq
@@ -286,21 +329,30 @@ class Engine:
             if o.account != account
         )
 
+    def _check_allowance(self, acct: Account, m: Market, order: Order) -> None:
+        """A BUY's collateral allowance must cover every resting BUY's reservation plus this
+        order; a SELL needs the exchange approved as CTF operator (the venue's wording)."""
+        spender = m.spender
+        if order.side == BUY:
+            allowance = acct.allowance(spender)
+            if allowance is not None and acct.reserved + _notional(order.size, order.price) > allowance:
+                raise EngineError(
+                    f"{ALLOWANCE_REFUSAL} -> spender: {spender}, allowance: {allowance}", NOT_ENOUGH_BALANCE
+                )
+        elif not acct.approved(spender):
+            raise EngineError(f"{ALLOWANCE_REFUSAL} -> spender: {spender}, allowance: 0", NOT_ENOUGH_BALANCE)
+
     def _reserve(self, acct: Account, order: Order, size: int) -> None:
         if order.side == BUY:
             need = _notional(size, order.price)
             if acct.collateral < need:
-                raise EngineError(
-                    "not enough balance / allowance: the balance is not enough", "INVALID_ORDER_NOT_ENOUGH_BALANCE"
-                )
+                raise EngineError(BALANCE_REFUSAL, NOT_ENOUGH_BALANCE)
             acct.collateral -= need
             acct.reserved += need
         else:
             have = acct.tokens.get(order.token, 0)
             if have < size:
-                raise EngineError(
-                    "not enough balance / allowance: the balance is not enough", "INVALID_ORDER_NOT_ENOUGH_BALANCE"
-                )
+                raise EngineError(BALANCE_REFUSAL, NOT_ENOUGH_BALANCE)
             acct.tokens[order.token] = have - size
             acct.reserved_tokens[order.token] = acct.reserved_tokens.get(order.token, 0) + size
 

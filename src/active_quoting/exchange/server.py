@@ -34,7 +34,21 @@ from active_quoting import core
 from active_quoting.aio import TaskSet
 from active_quoting.clock import SYSTEM, Clock
 from active_quoting.exchange import messages
-from active_quoting.exchange.engine import ASK, BID, BUY, SCALE, SELL, Engine, EngineError, Market, Order, Result, Trade
+from active_quoting.exchange.engine import (
+    ALLOWANCE_REFUSAL,
+    ASK,
+    BID,
+    BUY,
+    NOT_ENOUGH_BALANCE,
+    SCALE,
+    SELL,
+    Engine,
+    EngineError,
+    Market,
+    Order,
+    Result,
+    Trade,
+)
 from active_quoting.exchange.faults import Faults
 from active_quoting.exchange.rtds import RtdsHub
 from active_quoting.venue.signing import (
@@ -223,6 +237,7 @@ class Exchange:
             ("/data/trades", self.h_trades),
             ("/rebates/current", self.h_rebates),
             ("/balance-allowance", self.h_balance),
+            ("/balance-allowance/update", self.h_balance),  # no cache to refresh: the same answer
             ("/api/geoblock", self.h_geoblock),
             ("/ws/market", self.ws_market),
             ("/ws/user", self.ws_user),
@@ -824,14 +839,42 @@ class Exchange:
         # do not move funds on chain); undelivered trades are not in it yet.
         if request.query.get("asset_type", "COLLATERAL").upper() == "CONDITIONAL":
             held = acct.tokens.get(token, 0) + acct.reserved_tokens.get(token, 0)
-            return _json({"balance": str(held), "allowances": self._allowances(key.address)})
+            return _json({"balance": str(held), "allowances": self._allowances(key.address, conditional=True)})
         return _json({"balance": str(acct.collateral + acct.reserved), "allowances": self._allowances(key.address)})
 
-    def _allowances(self, address: str) -> dict[str, str]:
-        """What the account approved, per spender (the exchanges and the neg-risk adapter): all
-        of them, unlimited, unless a test revoked some (``revoked_allowances``)."""
+    def _allowances(self, address: str, conditional: bool = False) -> dict[str, str]:
+        """What the account approved, per spender (the exchanges and the neg-risk adapter), as
+        the venue reports it: the collateral allowance in micro-USDC, or for tokens the CTF
+        approval (max-uint when approved, "0" when not). Unlimited unless set otherwise
+        (``set_allowance`` / ``set_approval``, enforced on orders) or revoked for the report
+        alone (``revoked_allowances``)."""
         revoked = self.revoked_allowances.get(address.lower(), set())
-        return {s: MAX_ALLOWANCE for s in ALLOWANCE_SPENDERS if s.lower() not in revoked}
+        acct = self.engine.account(address)
+        out = {}
+        for s in ALLOWANCE_SPENDERS:
+            if conditional:
+                amount = MAX_ALLOWANCE if acct.approved(s) else "0"
+            else:
+                limit = acct.allowance(s)
+                amount = MAX_ALLOWANCE if limit is None else str(limit)
+            out[s] = "0" if s.lower() in revoked else amount
+        return out
+
+    def _check_revoked(self, order: Order) -> None:
+        """A spender revoked for the account (``revoked_allowances``) is neither allowed
+        collateral nor approved for tokens: the order is refused as the venue refuses it."""
+        spender = self.engine.by_token[order.token].spender
+        if spender.lower() in self.revoked_allowances.get(order.account.lower(), set()):
+            raise EngineError(f"{ALLOWANCE_REFUSAL} -> spender: {spender}, allowance: 0", NOT_ENOUGH_BALANCE)
+
+    def set_allowance(self, address: str, spender: str, amount: int | None) -> None:
+        """An account's collateral allowance to one spender (micro-USDC; None: unlimited), as an
+        ERC-20 ``approve`` would set it; BUY orders beyond it are refused."""
+        self.engine.set_allowance(address, spender, amount)
+
+    def set_approval(self, address: str, operator: str, approved: bool) -> None:
+        """An account's CTF ``setApprovalForAll`` for one operator; SELL orders need it."""
+        self.engine.set_approval(address, operator, approved)
 
     async def h_geoblock(self, request: web.Request) -> web.Response:
         """``polymarket.com/api/geoblock``: whether orders from this IP are refused."""
@@ -874,6 +917,7 @@ class Exchange:
     def _place(self, entry: dict[str, Any], key: ApiKey) -> dict[str, Any]:
         try:
             order = self._parse_order(entry, key)
+            self._check_revoked(order)
             if self.faults.server_error_share and self.rng.random() < self.faults.server_error_share:
                 return {"_status": 500, "error": "could not run the execution"}
             result = self.engine.place(order, self.clock.ms())

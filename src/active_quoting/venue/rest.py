@@ -78,6 +78,16 @@ class OrderResult:
 
 
 @dataclass(frozen=True)
+class BalanceAllowance:
+    """``GET /balance-allowance``: the balance (micro-USDC for collateral, micro-shares for a
+    token) and the allowance per spender (micro-USDC; for tokens the CTF approval: 0 when not
+    approved)."""
+
+    balance: int
+    allowances: dict[str, int]
+
+
+@dataclass(frozen=True)
 class CancelResult:
     canceled: tuple[str, ...]
     not_canceled: dict[str, str]
@@ -459,6 +469,23 @@ class RestClient:
         if after:
             params["after"] = str(after)
         return await self._paginated("/data/trades", params)
+
+    async def balance_allowance(self, token_id: str = "", signature_type: int | None = None) -> BalanceAllowance:
+        """The collateral balance and allowances (no ``token_id``) or one conditional token's.
+        ``signature_type`` defaults to the signer's (the venue answers for that wallet)."""
+        if signature_type is None:
+            signature_type = self.signer.signature_type if self.signer is not None else 0
+        params = {"asset_type": "CONDITIONAL" if token_id else "COLLATERAL", "signature_type": str(signature_type)}
+        if token_id:
+            params["token_id"] = token_id
+        out = await self._request("GET", "/balance-allowance", params=params, auth=True)
+        if not isinstance(out, dict):
+            raise VenueError("bad_request", f"unexpected balance-allowance reply: {str(out)[:200]}")
+        try:
+            allowances = {str(s): int(a or 0) for s, a in (out.get("allowances") or {}).items()}
+            return BalanceAllowance(int(out.get("balance") or 0), allowances)
+        except (TypeError, ValueError, AttributeError):
+            raise VenueError("bad_request", f"unexpected balance-allowance reply: {str(out)[:200]}") from None
 
     async def heartbeat(self) -> str:
         """``POST /v1/heartbeats`` chaining the returned id; on 400 the id in the body is adopted."""

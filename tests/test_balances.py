@@ -1,0 +1,192 @@
+"""Balances against the embedded exchange over real sockets: read from /balance-allowance, kept
+current from our fills (MATCHED pays, MINED delivers, FAILED reverts) exactly as the venue moves
+them, free amounts after what our resting orders reserve (the venue refuses a BUY beyond them),
+allowances that cap them, and reconciliation against the inventory."""
+
+from __future__ import annotations
+
+import pytest
+
+from active_quoting.clock import ManualClock
+from active_quoting.model import BUY, SELL, OrderIntent, PendingOrder
+from active_quoting.strategy.balances import COLLATERAL, Balances, Difference, QuoteCaps
+from active_quoting.strategy.inventory import InventoryManager
+from active_quoting.venue.orders import build_order
+from active_quoting.venue.rest import RestClient
+from active_quoting.venue.signing import CONTRACTS
+from exchange_peer import CID, DOWN, SH, UP
+from loopback_ws import wait_for
+from test_exchange import maker_and_taker
+
+EXCHANGE = CONTRACTS[137].exchange_v2
+PAPER = 10_000 * SH  # the exchange's paper balance for a new account, micro-USDC
+BALANCE = "not enough balance / allowance: the balance is not enough"
+
+
+def balances_for(rest: RestClient, clock: ManualClock | None = None) -> Balances:
+    published: list[tuple[str, int]] = []
+    b = Balances(
+        rest, clock or ManualClock(), publish=lambda asset, bal, allow, market="": published.append((asset, bal))
+    )
+    b.register_market(CID, UP, DOWN, spender=EXCHANGE, label="btc-updown-15m-1780000000")
+    b.published = published  # type: ignore[attr-defined]
+    return b
+
+
+@pytest.mark.asyncio
+async def test_balances_are_read_and_free_collateral_follows_resting_buys(ex):
+    async with maker_and_taker(ex, [UP, DOWN], [CID]) as (maker, taker, rest, trest, rec, md, market, _):
+        b = balances_for(rest)
+        assert b.free_collateral({}) == 0 and b.quote_caps(CID, {}) == QuoteCaps(0, 0, 0)  # nothing read yet
+        assert await b.refresh() == 3 and b.reads == 3 and b.read_errors == 0
+        assert b.balance() == PAPER and b.balance(UP) == 0 and b.allowances()[EXCHANGE.lower()] == 2**256 - 1
+        assert sorted(b.published) == sorted([(COLLATERAL, PAPER), (UP, 0), (DOWN, 0)])  # to the metrics
+        # A resting BUY of 15,000 Up at 0.50 reserves 7,500 pUSD: the venue's balance does not move
+        # (orders move nothing on chain), what is free does.
+        (big,) = await rest.post_orders([build_order(maker, UP, 0, 5000, 15_000 * SH, 100)])
+        assert big.accepted and big.status == "live"
+        pending = {CID: [PendingOrder(UP, BUY, 5000, 15_000 * SH)]}
+        await b.refresh()
+        assert b.balance() == PAPER
+        assert b.free_collateral(pending) == 2_500 * SH
+        assert b.quote_caps(CID, pending) == QuoteCaps(2_500 * SH, 0, 0)
+        # The venue agrees to the micro-USDC: a BUY of one lot more than is free is refused, one of
+        # exactly what is free is accepted (BUY Down at 0.40: 6,250 shares are 2,500 pUSD).
+        (over,) = await rest.post_orders([build_order(maker, DOWN, 0, 4000, 6_250 * SH + 10_000, 100)])
+        assert not over.accepted and over.error_kind == "balance" and over.error == BALANCE
+        (exact,) = await rest.post_orders([build_order(maker, DOWN, 0, 4000, 6_250 * SH, 100)])
+        assert exact.accepted, exact.error
+        pending[CID].append(PendingOrder(DOWN, BUY, 4000, 6_250 * SH))
+        assert b.free_collateral(pending) == 0
+        # Cancelled: the reservations are gone, the collateral is free again.
+        cancel = await rest.cancel_orders([big.order_hash, exact.order_hash])
+        assert sorted(cancel.canceled) == sorted([big.order_hash, exact.order_hash])
+        await b.refresh()
+        assert b.balance() == PAPER and b.free_collateral({}) == PAPER
+
+
+@pytest.mark.asyncio
+async def test_a_zero_allowance_leaves_nothing_to_quote_with(ex):
+    async with maker_and_taker(ex, [UP, DOWN], [CID]) as (maker, taker, rest, trest, rec, md, market, _):
+        ex.engine.credit(maker.address, token=UP, shares=10 * SH)
+        ex.set_allowance(maker.address, EXCHANGE, 0)
+        ex.set_approval(maker.address, EXCHANGE, False)
+        b = balances_for(rest)
+        await b.refresh()
+        assert b.balance() == PAPER and b.balance(UP) == 10 * SH
+        assert b.free_collateral({}) == PAPER  # no spender named: the balance alone
+        assert b.quote_caps(CID, {}) == QuoteCaps(0, 0, 0)  # the market's exchange may take nothing
+        (bid,) = await rest.post_orders([build_order(maker, UP, 0, 4800, 10 * SH, 100)])
+        (ask,) = await rest.post_orders([build_order(maker, UP, 1, 5500, 10 * SH, 100)])
+        assert not bid.accepted and not ask.accepted  # the exchange refuses what the caps forbid
+        assert "the allowance is not enough" in bid.error and "the allowance is not enough" in ask.error
+        ex.set_allowance(maker.address, EXCHANGE, 3 * SH)
+        ex.set_approval(maker.address, EXCHANGE, True)
+        await b.refresh()
+        assert b.quote_caps(CID, {}) == QuoteCaps(3 * SH, 10 * SH, 0)
+
+
+@pytest.mark.asyncio
+async def test_fills_move_the_balances_as_the_venue_does_and_differences_find_a_mismatch(ex):
+    async with maker_and_taker(ex, [UP, DOWN], [CID]) as (maker, taker, rest, trest, rec, md, market, _):
+        ex.cfg.settle_delays_ms = (600, 1200)  # MATCHED long enough to look at it
+        await wait_for(lambda: market.is_readable(UP) and ex.user_sockets)
+        inv = InventoryManager()
+        inv.register_market(CID, UP, DOWN)
+        b = balances_for(rest)
+        await b.refresh()
+        (bid,) = await rest.post_orders([build_order(maker, UP, 0, 4800, 20 * SH, 100)])  # BUY Up 20 @ 0.48
+        (t,) = await trest.post_orders([build_order(taker, DOWN, 0, 5300, 8 * SH, 100)], post_only=False)
+        assert t.status == "matched"
+        await wait_for(lambda: len(rec.fills) >= 1)
+        matched = rec.fills[0].fill
+        assert matched.status == "MATCHED" and b.apply_fill(matched) and not b.apply_fill(matched)  # repeat: no-op
+        inv.apply_fill(matched)
+        assert b.balance() == PAPER - 3_840_000 and b.balance(UP) == 0  # paid 8 x 0.48, nothing delivered
+        local = (b.balance(), b.balance(UP))
+        await b.refresh()
+        assert (b.balance(), b.balance(UP)) == local  # the venue says the same
+        assert b.differences(inv) == []
+        await wait_for(lambda: [f.fill.status for f in rec.fills][:2] == ["MATCHED", "MINED"])
+        mined = rec.fills[1].fill
+        assert b.apply_fill(mined)
+        inv.apply_fill(mined)
+        assert b.balance(UP) == 8 * SH
+        await b.refresh()
+        assert (b.balance(), b.balance(UP)) == (PAPER - 3_840_000, 8 * SH)
+        assert b.differences(inv) == []
+        # The resting remainder (12 @ 0.48) reserves 5.76 of it; a SELL of 5 Up would offer 5.
+        pending = {CID: [PendingOrder(UP, BUY, 4800, 12 * SH), PendingOrder(UP, SELL, 5500, 5 * SH)]}
+        assert b.quote_caps(CID, pending) == QuoteCaps(PAPER - 3_840_000 - 5_760_000, 3 * SH, 0)
+        # Shares appear at the venue that no fill of ours explains: reported, once read.
+        ex.engine.credit(maker.address, token=UP, shares=7 * SH)
+        assert b.differences(inv) == []
+        await b.refresh()
+        assert b.differences(inv) == [Difference(CID, UP, 8 * SH, 15 * SH)]
+        assert b.differences(inv)[0].diff == 7 * SH
+        b.tolerance = 7 * SH
+        assert b.differences(inv) == []  # within tolerance
+        await rest.cancel_orders([bid.order_hash])
+
+
+@pytest.mark.asyncio
+async def test_a_failed_settlement_gives_back_what_the_fill_took(ex):
+    async with maker_and_taker(ex, [UP, DOWN], [CID]) as (maker, taker, rest, trest, rec, md, market, _):
+        ex.cfg.ghost_share = 1.0  # every trade goes RETRYING -> FAILED
+        await wait_for(lambda: market.is_readable(UP) and ex.user_sockets)
+        b = balances_for(rest)
+        await b.refresh()
+        await rest.post_orders([build_order(maker, UP, 0, 4800, 20 * SH, 100)])
+        await trest.post_orders([build_order(taker, DOWN, 0, 5300, 8 * SH, 100)], post_only=False)
+        await wait_for(lambda: "FAILED" in [f.fill.status for f in rec.fills], timeout=5)
+        statuses = [f.fill.status for f in rec.fills]
+        assert statuses[0] == "MATCHED" and "MINED" not in statuses  # the fault took effect
+        for f in rec.fills:
+            b.apply_fill(f.fill)
+            if f.fill.status == "MATCHED":
+                assert b.balance() == PAPER - 3_840_000
+        assert b.balance() == PAPER and b.balance(UP) == 0
+        await b.refresh()
+        assert b.balance() == PAPER and b.balance(UP) == 0  # the venue gave it back too
+
+
+@pytest.mark.asyncio
+async def test_a_pass_budget_does_not_promise_the_same_collateral_twice(ex):
+    async with maker_and_taker(ex, [UP, DOWN], [CID]) as (maker, taker, rest, trest, rec, md, market, _):
+        ex.engine.credit(maker.address, token=DOWN, shares=10 * SH)
+        b = balances_for(rest)
+        await b.refresh()
+        budget = b.budget({})
+        assert budget.caps(CID) == QuoteCaps(PAPER, 0, 10 * SH)
+        budget.spend([
+            OrderIntent(CID, UP, BUY, 5000, 4_000 * SH, "bid", 5000),
+            OrderIntent(CID, DOWN, SELL, 4000, 6 * SH, "bid", 6000),
+        ])  # fmt: skip
+        assert budget.caps(CID) == QuoteCaps(PAPER - 2_000 * SH, 0, 4 * SH)
+
+
+@pytest.mark.asyncio
+async def test_a_read_racing_a_fill_never_overstates_the_balance(ex):
+    """A payment applied while a read is in flight is taken from the read's answer again (the
+    answer may predate it); the next read is exact."""
+    async with maker_and_taker(ex, [UP, DOWN], [CID]) as (maker, taker, rest, trest, rec, md, market, _):
+        await wait_for(lambda: market.is_readable(UP) and ex.user_sockets)
+        await rest.post_orders([build_order(maker, UP, 0, 4800, 20 * SH, 100)])
+        await trest.post_orders([build_order(taker, DOWN, 0, 5300, 8 * SH, 100)], post_only=False)
+        await wait_for(lambda: len(rec.fills) >= 1)
+        b = balances_for(rest)
+
+        class Racing:
+            """The real client; the fill arrives while the collateral read is on the wire."""
+
+            async def balance_allowance(self, token_id: str = "", signature_type: int | None = None):
+                if not token_id:
+                    b.apply_fill(rec.fills[0].fill)
+                return await rest.balance_allowance(token_id, signature_type)
+
+        b.source = Racing()
+        await b.refresh([])
+        assert b.balance() == PAPER - 2 * 3_840_000  # the venue's answer (paid) minus the payment again
+        b.source = rest
+        await b.refresh([])
+        assert b.balance() == PAPER - 3_840_000
