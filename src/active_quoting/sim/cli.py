@@ -139,13 +139,59 @@ def command(args: argparse.Namespace) -> int:
         seeds = _seeds(args.seeds)
         if args.workers < 1:
             raise SimUsageError("--workers must be >= 1")
+        recording = _recording(args, seeds)
     except SimUsageError as exc:
         print(f"active-quoting sim: {exc}", file=sys.stderr)
         return 2
+    if recording is not None:
+        return _replay(args, cfg, variants, seeds[0], recording)
     if len(variants) == 1 and len(seeds) == 1:
         return _soak(args, replace(cfg, strategy=variants[0].partition(":")[0], seed=seeds[0],
                                    config_env=_env_of(variants[0])))  # fmt: skip
     return _ab(args, cfg, variants, seeds)
+
+
+def _recording(args: argparse.Namespace, seeds: list[int]) -> Any:
+    """``--replay``: the recording, read and checked before anything runs (None without it)."""
+    if not args.replay:
+        return None
+    from active_quoting.sim.replay import ReplayError, load_recording
+
+    if args.spot_csv or args.faults != "none" or args.crashes:
+        raise SimUsageError("--replay serves a recorded feed: --spot-csv, --faults and --crashes do not apply")
+    if len(seeds) != 1:
+        raise SimUsageError("--replay: one seed (the recording is the flow)")
+    try:
+        return load_recording(args.replay)
+    except ReplayError as exc:
+        raise SimUsageError(f"--replay: {exc}") from None
+
+
+def _replay(args: argparse.Namespace, cfg: Any, variants: list[str], seed: int, recording: Any) -> int:
+    """Each variant against the recording, one after the other; the soak's summary for each."""
+    from dataclasses import replace
+
+    from active_quoting.sim.replay import ReplaySimulation, replay_config
+
+    summaries: dict[str, Any] = {}
+    ok = True
+    for variant in variants:
+        run_cfg = replay_config(replace(cfg, strategy=variant.partition(":")[0], seed=seed,
+                                        config_env=_env_of(variant)), recording)  # fmt: skip
+        summary = ReplaySimulation(run_cfg, recording).run()
+        summaries[variant] = summary
+        r, rp, inv = summary["report"], summary["replay"], summary["invariants"]
+        print(f"replay {variant}: {rp['frames']} frames, {rp['markets']} markets, {rp['recorded_trades']} recorded "
+              f"trades over {run_cfg.hours * 60:.1f} simulated min in {summary['wall_s']:.1f} s")  # fmt: skip
+        print(f"  fills {r['fills']}  net {_f(r['net_attribution'])}  realized {_f(r['realized_pnl'])}  capture "
+              f"{_f(r['spread_capture'])}  rebates {_f(r['estimated_rebate'])}  adverse {_f(r['adverse_selection'])}  "
+              f"markouts/share {summary['markouts_per_share']}  (fills digest {summary['fills_digest']})")  # fmt: skip
+        print(f"  invariants ({inv['checks']} checks): {'all held' if inv['ok'] else 'VIOLATED'}")
+        ok = ok and inv["ok"]
+    if args.json:
+        one = next(iter(summaries.values())) if len(summaries) == 1 else {"variants": summaries}
+        Path(args.json).write_text(json.dumps(one, indent=1, default=_nan_safe), encoding="utf-8")
+    return 0 if ok else 1
 
 
 def _env_of(variant: str) -> dict[str, str]:
@@ -241,6 +287,8 @@ def add_subcommand(sub: Any) -> None:
                    "the run starts where it starts")  # fmt: skip
     p.add_argument("--house-lag-ms", type=_non_negative_int, default=2000,
                    help="how long the venue's background book lags spot (informed takers act after 150 ms)")
+    p.add_argument("--replay", help="replay a recorded market feed instead of the flow: the bot's journal "
+                   "(DB.journal/) or an `exchange --record` file; its markets, windows and span set the run")
     p.add_argument("--workers", type=int, default=2, help="simulations run at once (A/B)")
     p.add_argument("--report", help="write the A/B table as HTML here")
     p.add_argument("--json", help="write the summary (soak) or the table and runs (A/B) as JSON here")
