@@ -86,15 +86,18 @@ def build_order(
 def order_body(
     order: SignedOrder, owner: str, order_type: str = "GTC", post_only: bool = True, defer_exec: bool = False
 ) -> dict[str, object]:
-    """The ``POST /order`` body (the SDK's key order; V1 bodies have no ``deferExec``)."""
+    """The ``POST /order`` body (the SDK's key order; V1 bodies have no ``deferExec``). Its
+    ``order`` is the signed order's JSON, serialized once (:attr:`SignedOrder.wire_json`) and
+    embedded as is by :func:`encode`: the bytes are those of ``order.wire``."""
     if order_type not in ORDER_TYPES:
         raise SigningError(f"order_type: expected one of {ORDER_TYPES}, got {order_type!r}")
     if post_only and order_type not in ("GTC", "GTD"):
         raise SigningError("post_only is only valid for GTC and GTD orders")
     if order.version == 1:
-        return {"order": order.wire, "owner": owner, "orderType": order_type, "postOnly": post_only}
+        order_json = orjson.Fragment(order.wire_json)
+        return {"order": order_json, "owner": owner, "orderType": order_type, "postOnly": post_only}
     return {
-        "order": order.wire,
+        "order": orjson.Fragment(order.wire_json),
         "owner": owner,
         "orderType": order_type,
         "deferExec": defer_exec,

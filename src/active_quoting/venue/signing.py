@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import coincurve
+import orjson
 import sha3
 from coincurve._libsecp256k1 import ffi as _ffi
 from coincurve._libsecp256k1 import lib as _lib
@@ -145,9 +146,10 @@ def domain_separator(version: str, chain_id: int, contract: str) -> bytes:
 
 class SignedOrder:
     """A signed order: its hash (the venue's orderID), signature, and the wire ``order`` object
-    (built on first use, in the SDK's key order)."""
+    (built on first use, in the SDK's key order) and its JSON (serialized once: a pre-signed
+    order's is made in idle time, and the journal and the request reuse the same bytes)."""
 
-    __slots__ = ("order_hash", "version", "signature", "_values", "_wire")
+    __slots__ = ("order_hash", "version", "signature", "_values", "_wire", "_json")
 
     def __init__(self, order_hash: str, version: int, signature: str, values: tuple[object, ...]) -> None:
         self.order_hash = order_hash
@@ -155,6 +157,7 @@ class SignedOrder:
         self.signature = signature
         self._values = values
         self._wire: dict[str, object] | None = None
+        self._json: bytes | None = None
 
     @property
     def wire(self) -> dict[str, object]:
@@ -166,6 +169,14 @@ class SignedOrder:
                 else _WIRE_V2(*self._values, self.signature)
             )
         return self._wire
+
+    @property
+    def wire_json(self) -> bytes:
+        """The wire ``order`` object as compact JSON (what ``orjson.dumps(self.wire)`` gives),
+        serialized on first use only."""
+        if self._json is None:
+            self._json = orjson.dumps(self.wire)
+        return self._json
 
     def __repr__(self) -> str:
         return f"SignedOrder(v{self.version}, {self.order_hash})"
