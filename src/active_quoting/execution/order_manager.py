@@ -1,11 +1,13 @@
 """The order manager: the one submit path, from desired quotes to orders on the venue.
 
-Desired quotes (per market, per Up-terms side) are diffed against our live orders; cancels go
-first (one ``DELETE /orders``), then new orders in post-only batches of at most 15 across
-markets. A per-market minimum refresh interval and a global refresh cap (token bucket) bound
-the churn. The user channel is authoritative for order state; every order is tracked from
-before it is sent (its hash is known) until the venue confirms it gone, and reconciliation
-against ``/data/orders`` resolves unknown outcomes after timeouts, 5xx and reconnects.
+Desired quotes (per market, per Up-terms side) are diffed against our live orders; the cancels
+(one ``DELETE /orders``) and the new orders (post-only batches of at most 15 across markets) go
+out together by default (``concurrent_replace``; cancels first, then orders, as an option).
+Orders matching a pre-signed ladder entry (``execution/presign.py``) go out without signing.
+A per-market minimum refresh interval and a global refresh cap (token bucket) bound the churn.
+The user channel is authoritative for order state; every order is tracked from before it is
+sent (its hash is known) until the venue confirms it gone, and reconciliation against
+``/data/orders`` resolves unknown outcomes after timeouts, 5xx and reconnects.
 
 Bookkeeping rules that keep an order from being lost:
 
@@ -44,6 +46,7 @@ from dataclasses import dataclass
 
 from active_quoting import core
 from active_quoting.clock import SYSTEM, Clock
+from active_quoting.execution.presign import LadderKey, Ladders
 from active_quoting.model import ASK, BID, BUY, SELL, OrderIntent, Pending, up_terms
 from active_quoting.observability.metrics import Metrics
 from active_quoting.store.journal import Journal
@@ -175,7 +178,7 @@ class OrderManager:
         on_success: Callable[[], None] = lambda: None,
         metrics: Metrics | None = None,
         dry_run: bool = False,
-        concurrent_replace: bool = False,
+        concurrent_replace: bool = True,
         may_place: Callable[[str], bool] = lambda market: True,
         crosses: Callable[[OrderIntent], bool] = _never_crosses,
         adopt_unknown: bool = True,
@@ -186,6 +189,11 @@ class OrderManager:
         self.dry_run = dry_run
         self.concurrent_replace = concurrent_replace
         self.salts = salts
+        # Pre-signed ladders (execution/presign.py), filled in idle time after each flush around
+        # the last order sent on each market side (_basis: token, side, price, size).
+        self.presigned: Ladders | None = None  # enable_presign turns them on
+        self._basis: dict[tuple[str, str], tuple[str, str, int, int]] = {}
+        self._presign_scheduled = False
         self.adopt_unknown = adopt_unknown  # False on a shared account: others' orders are left alone
         self.adopted: list[str] = []  # live orders found on the venue that neither memory nor store knew
         self.metrics = metrics or Metrics()
@@ -231,6 +239,7 @@ class OrderManager:
         if self._live.get(market) or any(t.market == market for t in self._places):
             return False
         self._live.pop(market, None)
+        self.forget_presigned(market)
         self.markets.pop(market, None)
         self.last_refresh.pop(market, None)
         for side in (BID, ASK):
@@ -241,6 +250,84 @@ class OrderManager:
             self._no_sell_until.pop(tracked.token, None)
         self.adopted = [oid for oid in self.adopted if oid not in gone]
         return True
+
+    def enable_presign(self, depth: int = 2, max_age_s: float = 5.0, budget: int = 8) -> Ladders:
+        """Turn pre-signed ladders on (``orders.presign``): ``depth`` ticks either side of each
+        side's last order, re-signed after ``max_age_s / 2``, never sent older than ``max_age_s``,
+        at most ``budget`` signatures per idle loop turn. Salts come from this manager's source."""
+        self.presigned = Ladders(self.signer, self.salts, depth=depth, max_age_s=max_age_s, budget=budget)
+        return self.presigned
+
+    def forget_presigned(self, market: str) -> int:
+        """Stop pre-signing for a market and drop its ladders (the bot calls this when the
+        market stops quoting; :meth:`forget_market` does it too). Returns the entries dropped."""
+        self._basis.pop((market, BID), None)
+        self._basis.pop((market, ASK), None)
+        return self.presigned.forget(market) if self.presigned is not None else 0
+
+    def presign(self, budget: int | None = None) -> int:
+        """Idle-time work: bring each market side's ladder of pre-signed orders up to date around
+        the last order sent there (at most ``budget`` signatures, default the ladders' own).
+        Never ahead of a send: nothing is signed while cancels or orders are staged. Returns how
+        many orders were signed (== budget: more may be due). :meth:`flush` schedules this
+        itself after its sends; the bot may also call it from an idle timer, so ladders stay
+        fresh while nothing is sent."""
+        lad = self.presigned
+        if lad is None or self._places or self._cancels or not self._basis:
+            return 0
+        if not self.venue.may_place(self.clock.monotonic()):
+            return 0
+        budget = lad.budget if budget is None else budget
+        now_ms = self.clock.ms()
+        signed = 0
+        for (market, quote), (token, side, price, size) in list(self._basis.items()):
+            ref = self.markets.get(market)
+            if ref is None or not self.may_place(market):
+                lad.drop(market, quote)
+                continue
+            try:
+                version = order_version_for(ref.version, self.rest.order_version)
+            except SigningError:
+                lad.drop(market, quote)
+                continue
+            fee = self.rest.cached_fee_rate(token) if version == 1 else None
+            if version == 1 and fee is None:
+                lad.drop(market, quote)  # looked up on the send path first
+                continue
+            basis = LadderKey(token, 0 if side == BUY else 1, price, size, ref.tick, version, False, fee)
+            signed += lad.fill(market, quote, basis, now_ms, budget - signed)
+            if signed >= budget:
+                break
+        return signed
+
+    def _schedule_presign(self) -> None:
+        if self.presigned is None or self._presign_scheduled or not self._basis:
+            return
+        self._presign_scheduled = True
+        asyncio.get_running_loop().call_soon(self._presign_idle)
+
+    def _presign_idle(self) -> None:
+        # One budget per loop turn: frames and answers that arrived meanwhile go first.
+        self._presign_scheduled = False
+        lad = self.presigned
+        if lad is not None and self.presign() >= lad.budget:
+            self._schedule_presign()
+
+    def _signed_order(self, t: Tracked, venue_version: int) -> SignedOrder:
+        """The signed order for ``t``: a ready pre-signed one whose every signed field is what
+        ``t`` asks for (checked by the ladder on the serialized fields), or a fresh signature."""
+        ref = self.markets[t.market]
+        version = order_version_for(ref.version, venue_version)
+        fee = self.rest.cached_fee_rate(t.token)
+        side = 0 if t.side == BUY else 1
+        now_ms = self.clock.ms()
+        if self.presigned is not None:
+            key = LadderKey(t.token, side, t.price, t.size, ref.tick, version, False, fee if version == 1 else None)
+            ready = self.presigned.take(t.market, t.quote, key, now_ms)
+            if ready is not None:
+                return ready
+        return build_order(self.signer, t.token, side, t.price, t.size, ref.tick, version=version,
+                           fee_rate_bps=fee, timestamp_ms=now_ms, salt=self.salts())  # fmt: skip
 
     def may_sell(self, token: str) -> bool:
         """False for a while after the venue refused a SELL of this token for balance."""
@@ -375,17 +462,27 @@ class OrderManager:
         self._cancels.append(o.order_id)
 
     async def flush(self) -> float:
-        """Send what was staged: cancels first (one ``DELETE /orders``), then the new orders in
-        post-only batches of at most 15. With ``concurrent_replace`` both go out together, the
-        new orders first, saving a round trip: still within every limit, because an order being
-        cancelled counts as pending until the venue confirms it gone. Returns the monotonic time
-        a venue state lets what it held back go (0.0: nothing held), for the caller to decide
+        """Send what was staged: the cancels (one ``DELETE /orders``) and the new orders in
+        post-only batches of at most 15. With ``concurrent_replace`` (the default) both go out
+        together on separate connections of the order lane, the cancel written first (it needs
+        no signing), so the new orders do not wait for its round trip: still within every limit,
+        because an order being cancelled counts as pending until the venue confirms it gone.
+        Without it, the cancels' answer comes first. Then the pre-signed ladders are refilled in
+        idle time (:meth:`presign`, scheduled after the sends). Returns the monotonic time a
+        venue state lets what it held back go (0.0: nothing held), for the caller to decide
         those markets again then (:meth:`take_venue_held`)."""
         cancels, self._cancels = self._cancels, []
         places, self._places = self._places, []
         staged_at, self._staged_at = self._staged_at, 0.0
+        try:
+            await self._send(cancels, places, staged_at)
+        finally:
+            self._schedule_presign()
+        return self.venue_resume_at() if self._venue_held or self._venue_deferred else 0.0
+
+    async def _send(self, cancels: list[str], places: list[Tracked], staged_at: float) -> None:
         if cancels and places and self.concurrent_replace:
-            await asyncio.gather(self._place(places, staged_at), self._cancel(cancels))
+            await asyncio.gather(self._cancel(cancels), self._place(places, staged_at))
         elif cancels and places:
             await self._cancel(cancels)
             await self._place(places, staged_at)
@@ -393,7 +490,6 @@ class OrderManager:
             await self._cancel(cancels)
         elif places:
             await self._place(places, staged_at)
-        return self.venue_resume_at() if self._venue_held or self._venue_deferred else 0.0
 
     def _held_back(self, t: Tracked, now: float) -> bool:
         """A post-only refusal on this market side holds back prices at least as aggressive as
@@ -449,18 +545,12 @@ class OrderManager:
         def sign(version: int, which: Sequence[Tracked]) -> list[SignedOrder]:
             # Everything is signed before anything is registered: a version the signer cannot
             # build leaves no half-registered batch.
-            signed = [
-                build_order(self.signer, t.token, 0 if t.side == BUY else 1, t.price, t.size,
-                            self.markets[t.market].tick,
-                            version=order_version_for(self.markets[t.market].version, version),
-                            fee_rate_bps=self.rest.cached_fee_rate(t.token),
-                            timestamp_ms=self.clock.ms(), salt=self.salts())
-                for t in which
-            ]  # fmt: skip
+            signed = [self._signed_order(t, version) for t in which]
             for t, o in zip(which, signed, strict=True):
                 if self.journal is not None:
                     self.journal.order(encode(order_body(o, api_key)))
                 self._register(t, o.order_hash)
+                self._basis[(t.market, t.quote)] = (t.token, t.side, t.price, t.size)
             return signed
 
         def build(version: int) -> list[SignedOrder]:

@@ -88,8 +88,19 @@ class OrdersConfig:
     # (managed, cancelled at shutdown: a dedicated account, where they can only be ours, e.g. sent
     # just before a crash), "cancel" (at startup) or "ignore" (an account shared with other tools).
     unknown_orders: str = "adopt"
-    # Send a requote's cancels and new orders together (one round trip less) instead of cancels first.
-    concurrent_replace: bool = False
+    # Send a requote's cancels and new orders together on separate connections (one round trip
+    # less; the order being cancelled counts against every limit until the venue confirms it
+    # gone); false: cancels first, the new orders after their answer.
+    concurrent_replace: bool = True
+    # Pre-signed order ladders: in idle time, sign each market side's likely next orders (its
+    # last price and presign_ticks ticks either side, same token, side, size, tick and version);
+    # a requote that matches one exactly sends it without signing. Entries are re-signed after
+    # half of presign_max_age_seconds and never sent older (the order timestamp is its creation
+    # time); presign_budget bounds the signatures per idle loop turn.
+    presign: bool = True
+    presign_ticks: int = 2
+    presign_max_age_seconds: Decimal = Decimal("5")
+    presign_budget: int = 8
     post_only: bool = True
     # The venue's dead-man switch: with heartbeats sent, the venue cancels every order of the
     # account ~10 s after they stop (a crashed bot leaves nothing resting - but after a clean
@@ -305,6 +316,9 @@ def validate(cfg: Config) -> Config:
     _require(o.unknown_orders in policies, "orders.unknown_orders", "must be 'adopt', 'cancel' or 'ignore'")
     _require(1 <= o.batch_size <= 15, "orders.batch_size", "must be between 1 and 15 (the venue's batch limit)")
     _require(o.post_only, "orders.post_only", "must be true: a maker never sends an order that can take")
+    _require(0 <= o.presign_ticks <= 10, "orders.presign_ticks", "must be between 0 and 10")
+    _require(1 <= o.presign_max_age_seconds <= 60, "orders.presign_max_age_seconds", "must be between 1 and 60 seconds")
+    _require(1 <= o.presign_budget <= 64, "orders.presign_budget", "must be between 1 and 64")
     _require(f.cache_ttl_seconds >= 0, "fees.cache_ttl_seconds", "must not be negative")
     _require(
         bool(a.markout_horizons_seconds) and all(h > 0 for h in a.markout_horizons_seconds),
