@@ -18,6 +18,15 @@ Worst-case liability of a binary market: what is lost if the worse outcome wins,
 cost of everything held minus what every outcome pays (an Up/Down pair is worth 1 at
 resolution): ``max(0, cost_up + cost_down - min(up, down))``; it holds for short positions too.
 
+With pending orders the worst case is taken over which of them fill, outcome by outcome: the
+loss if Up wins counts every pending order that raises it (BUYs of Down, SELLs of Up) and none
+that would lower it (an order that may never fill pairs nothing off), and the loss if Down wins
+likewise. So a resting ask never makes room for a bid (nor a bid for an ask): whatever subset of
+our orders fills, a limit the rooms respected holds. A pending SELL raises its token's loss by
+what the fill takes off the cost basis ``(1 - min(avg, price))`` per share, for the shares held
+(the venue sells only tokens it holds for us; any it holds that we have not counted yet come
+from buys whose fills more than offset it).
+
 Settled shares: holdings count MATCHED shares, but the venue delivers a token only when its
 trade is mined. ``sellable(market)`` is what may be SOLD now: shares of MINED/CONFIRMED buys
 minus every SELL already matched (the venue has already taken those from the balance).
@@ -326,20 +335,42 @@ class InventoryManager:
             m.cost_units = -(-cost.numerator * UNITS_PER_USDC // cost.denominator)
         return m.cost_units
 
-    def _liability_of(self, m: _Market, pending: MarketPending) -> int:
-        up, down = m.positions[m.up].shares, m.positions[m.down].shares
+    def _outcome_losses(self, m: _Market, pending: MarketPending) -> tuple[int, int]:
+        """(loss if Up wins, loss if Down wins) in 1e-10 USDC, each with every pending order
+        that raises it filled and none that would lower it: the worst case over which of our
+        orders fill, per outcome. Negative: that outcome pays more than the cost."""
+        up_pos, down_pos = m.positions[m.up], m.positions[m.down]
         cost = self._cost_units(m)
+        loss_up = cost - up_pos.shares * core.PRICE_SCALE
+        loss_down = cost - down_pos.shares * core.PRICE_SCALE
+        sold = {m.up: 0, m.down: 0}  # shares the pending SELLs already claimed, per token
         for token, side, price, size in pending:
-            if side != BUY:
-                continue
-            if token == m.up:
-                up += size
-            elif token == m.down:
-                down += size
-            else:
+            if token not in sold:
                 raise InventoryError(f"pending order on token {token!r} is not in this market")
-            cost += price * size  # price unit x micro-share = 1e-10 USDC
-        return max(0, cost - min(up, down) * core.PRICE_SCALE)
+            if side == BUY:
+                # Pays 1 per share if its token wins: it only raises the other outcome's loss.
+                if token == m.up:
+                    loss_down += price * size  # price unit x micro-share = 1e-10 USDC
+                else:
+                    loss_up += price * size
+                continue
+            pos = m.positions[token]
+            covered = max(0, min(size, pos.shares - sold[token]))
+            sold[token] += covered
+            if covered:
+                # The fill takes avg x size off the cost basis and size off the shares: the loss
+                # if its token wins rises by (1 - avg) per share (the sale price when lower, for
+                # a position the replay finds short). avg floored: never less risk than there is.
+                avg = pos.cost.numerator * UNITS_PER_USDC // (pos.cost.denominator * pos.shares)
+                per_share = core.PRICE_SCALE - min(price, avg)
+                if token == m.up:
+                    loss_up += per_share * covered
+                else:
+                    loss_down += per_share * covered
+        return loss_up, loss_down
+
+    def _liability_of(self, m: _Market, pending: MarketPending) -> int:
+        return max(0, *self._outcome_losses(m, pending))
 
     def _liability_units(self, market: str, pending: MarketPending = ()) -> int:
         m = self._market(market)
@@ -349,7 +380,8 @@ class InventoryManager:
         return self._liability_of(m, pending)
 
     def liability(self, market: str, pending: MarketPending = ()) -> Fraction:
-        """Worst-case loss (USDC), as if every pending BUY (token, side, price, size) filled."""
+        """Worst-case loss (USDC) over the outcomes and over which pending orders (token, side,
+        price, size) fill: each outcome's loss counts the pending orders that raise it."""
         return Fraction(self._liability_units(market, pending), UNITS_PER_USDC)
 
     def total_liability(self, pending: Pending | None = None) -> Fraction:
@@ -386,6 +418,7 @@ class InventoryManager:
             if pos.shares and mark is not None and mark != core.NO_PRICE:
                 total += _usdc(mark, pos.shares) / 2 - pos.cost
         return total
+
     # -- limits -----------------------------------------------------------------------
 
     def rooms(
@@ -396,10 +429,13 @@ class InventoryManager:
     ) -> tuple[int, int, int, int]:
         """(bid_room, ask_room, bid_room_usdc, ask_room_usdc) for the quote engine, Up-terms.
 
-        Pending orders count as filled. Position room is what keeps |net| within the
-        position limit; liability room is what keeps the market and the total within their
-        limits. The side that reduces exposure is credited 1 USDC per share it can pair off:
-        buying the complement of what is held lowers the worst case until the pair is flat.
+        Pending orders on a side count as filled for that side; the other side's pending orders
+        are not credited (they may never fill). Position room is what keeps |net| within the
+        position limit. Liability room is per outcome: a bid (long Up-terms) raises the loss if
+        Down wins, an ask the loss if Up wins, so each side's room is what keeps its outcome's
+        worst-case loss within the market and total limits, whatever else of ours fills. The
+        side that reduces exposure gets its pair-off credit from the same figure: buying the
+        complement of what is held adds nothing to the other outcome's loss.
         """
         if not 0 <= multiplier_pct <= 100:
             raise InventoryError(f"multiplier_pct must be in [0, 100], got {multiplier_pct}")
@@ -420,10 +456,12 @@ class InventoryManager:
         # Integer arithmetic in 1e-10 USDC units; floors, so never more room than there is.
         limit_m = int(self.max_liability_market * UNITS_PER_USDC) * multiplier_pct // 100
         limit_t = int(self.max_liability_total * UNITS_PER_USDC) * multiplier_pct // 100
-        room = min(limit_m - self._liability_units(market, mine), limit_t - self._total_units(pending))
-        room_micro = max(0, room // (UNITS_PER_USDC // SHARE))
-        bid_usdc = room_micro + max(0, -net - bid_pending)
-        ask_usdc = room_micro + max(0, net - ask_pending)
+        loss_up, loss_down = self._outcome_losses(m, mine)
+        others = self._total_units(pending) - max(0, loss_up, loss_down)  # the other markets' worst cases
+        cap = min(limit_m, limit_t - others)
+        per_micro = UNITS_PER_USDC // SHARE  # 1e-10 USDC units per micro-USDC
+        bid_usdc = max(0, (cap - loss_down) // per_micro)  # a bid raises the loss if Down wins
+        ask_usdc = max(0, (cap - loss_up) // per_micro)  # an ask the loss if Up wins
         return (
             min(bid_room, core.MAX_AMOUNT),
             min(ask_room, core.MAX_AMOUNT),
