@@ -181,3 +181,21 @@ async def test_the_naive_quoter_stays_within_the_limit_while_only_its_bids_fill(
             assert inv.liability(CID) <= LIMIT, f"round {_}: liability {float(inv.liability(CID)):.2f} USDC"
         assert bid_fills >= 1 and ask_rested == 4  # the bid did fill; the ask rested throughout
         assert inv.liability(CID) > LIMIT - 1  # the room was used up to the limit, not beyond
+
+
+@pytest.mark.asyncio
+async def test_an_order_staged_in_a_pass_counts_against_the_total_for_the_markets_decided_after_it(ex):
+    inv = InventoryManager()
+    inv.max_liability_total = Fraction(15)
+    inv.register_market(CID, UP, DOWN)
+    inv.register_market("N", "U2", "D2")  # decided later in the same pass
+    async with _maker(ex) as (om, rest, clock):
+        bid = OrderIntent(CID, UP, BUY, 5000, 20 * SH, BID, 5000)  # 10 USDC if Up loses
+        keep = SideDecision(core.NO_PRICE, 0, core.KEEP)
+        assert om.stage(MarketDecision(CID, SideDecision(5000, 20 * SH, core.PLACE), keep, False, 100), [bid], 0.0)
+        assert om.pending() == {CID: [(UP, BUY, 5000, 20 * SH)]}
+        assert inv.rooms("N", om.pending())[2] == 5 * SH  # 15 total - the 10 staged in the other market
+        await om.flush()
+        (sent,) = om.live(CID)
+        assert sent.status == "LIVE" and len(ex.engine.live_orders()) == 1
+        assert om.pending() == {CID: [(UP, BUY, 5000, 20 * SH)]}  # sent: counted once, not twice

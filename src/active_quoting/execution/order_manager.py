@@ -411,8 +411,11 @@ class OrderManager:
         return Resting(mine[0].quote_price, sum(x.remaining for x in mine))
 
     def pending(self) -> Pending:
+        """What our orders still commit, per market, for the limits: every order not confirmed
+        gone (sent, live, unknown, being cancelled) and every order staged and not sent yet, so
+        a market decided after another in the same pass sees what that one will place."""
         out: Pending = {}
-        for o in self._iter_live(None):
+        for o in itertools.chain(self._iter_live(None), self._places):
             out.setdefault(o.market, []).append((o.token, o.side, o.price, o.remaining))
         return out
 
