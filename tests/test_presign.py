@@ -248,3 +248,16 @@ async def test_the_same_salt_source_gives_the_same_ladders(ex):
             assert om.presigned is not None
             hashes.append(sorted(o.order_hash for o in om.presigned.ready(CID, BID).values()))
     assert hashes[0] == hashes[1] and len(hashes[0]) == 5
+
+
+@pytest.mark.asyncio
+async def test_a_tick_change_keeps_the_markets_order_version(ex):
+    async with _manager(ex, dry_run=True) as (om, clock, _):
+        lad = om.presigned
+        assert lad is not None
+        om.add_market(MarketRef(CID, UP, DOWN, TICK, "v2"))  # Protocol V2: orders for ExchangeV3
+        await _requote(om, clock, 4700, core.PLACE)
+        om.cancel_off_grid(CID, 10)
+        assert om.markets[CID].version == "v2" and om.markets[CID].tick == 10
+        await _requote(om, clock, 4800, core.PLACE)
+        assert {(k.tick, k.version) for k in lad.ready(CID, BID)} == {(10, 3)}  # not signed for V2 after the change

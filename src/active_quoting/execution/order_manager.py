@@ -42,7 +42,7 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from active_quoting import core
 from active_quoting.clock import SYSTEM, Clock
@@ -800,7 +800,8 @@ class OrderManager:
         the new grid (the venue would refuse them if sent now; the next quote replaces them)."""
         ref = self.markets.get(market)
         if ref is not None:
-            self.markets[market] = MarketRef(ref.condition_id, ref.up, ref.down, tick)
+            # Only the tick changed: the market's version (which order version it signs) stays.
+            self.markets[market] = replace(ref, tick=tick)
         staged = 0
         for o in self.live(market):
             if o.price % tick and not o.cancel_requested:
