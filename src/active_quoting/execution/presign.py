@@ -99,6 +99,9 @@ class Ladders:
         self.refresh_ms = self.max_age_ms // 2
         self.budget = budget  # signatures per idle call, so one call never holds the loop long
         self._ladders: dict[tuple[str, str], dict[LadderKey, _Entry]] = {}
+        # Sides whose ladder is complete for a basis: (basis, oldest entry's ms). fill() returns
+        # at once for them until the basis changes, an entry is taken or the oldest is due.
+        self._complete: dict[tuple[str, str], tuple[LadderKey, int]] = {}
         self.counts: Counter[str] = Counter(hits=0, misses=0, stale=0, mismatch=0, evicted=0, signed=0, failed=0)
 
     # -- use -----------------------------------------------------------------------------
@@ -108,6 +111,8 @@ class Ladders:
         (a miss) when there is none, it is too old, or its signed fields are not ``key``'s."""
         ladder = self._ladders.get((market, quote))
         entry = ladder.pop(key, None) if ladder is not None else None
+        if entry is not None:
+            self._complete.pop((market, quote), None)
         if entry is None:
             self.counts["misses"] += 1
             return None
@@ -161,13 +166,17 @@ class Ladders:
         """Bring this side's ladder to the keys around ``basis`` (its price and ``depth`` ticks
         either side, same everything else): entries that no longer fit or are past half their
         age are evicted, missing ones signed, at most ``budget``. Returns how many were signed."""
+        side = (market, quote)
+        done = self._complete.get(side)
+        if done is not None and done[0] == basis and now_ms - done[1] <= self.refresh_ms:
+            return 0
         wanted = []
         for k in self.offsets:
             price = basis.price + k * basis.tick
             if basis.tick <= price <= core.MAX_PRICE - basis.tick and price % basis.tick == 0:
                 wanted.append(LadderKey(basis.token, basis.side, price, basis.size, basis.tick, basis.version,
                                         basis.neg_risk, basis.fee_rate_bps))  # fmt: skip
-        ladder = self._ladders.setdefault((market, quote), {})
+        ladder = self._ladders.setdefault(side, {})
         keep = set(wanted)
         for key in [k for k, e in ladder.items() if k not in keep or now_ms - e.made_ms > self.refresh_ms]:
             del ladder[key]
@@ -191,8 +200,12 @@ class Ladders:
             ladder[key] = _Entry(order, now_ms)
             signed += 1
         self.counts["signed"] += signed
+        if len(ladder) == len(wanted) and ladder:
+            self._complete[side] = (basis, min(e.made_ms for e in ladder.values()))
+        else:
+            self._complete.pop(side, None)
         if not ladder:
-            del self._ladders[(market, quote)]
+            del self._ladders[side]
         return signed
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -200,6 +213,7 @@ class Ladders:
     def drop(self, market: str, quote: str) -> int:
         """Drop one side's ladder; returns how many entries went."""
         ladder = self._ladders.pop((market, quote), None)
+        self._complete.pop((market, quote), None)
         n = len(ladder) if ladder else 0
         self.counts["evicted"] += n
         return n
