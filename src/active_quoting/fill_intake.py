@@ -20,6 +20,7 @@ from active_quoting import core
 from active_quoting.clock import Clock
 from active_quoting.errors import UnitsError
 from active_quoting.model import CONFIRMED, FAILED, FINAL_STATUSES, MATCHED, MINED, RETRYING, Fill
+from active_quoting.strategy.balances import Balances
 from active_quoting.strategy.inventory import InventoryError
 from active_quoting.venue.user_codec import FillTracker, FillUpdate, TradeEvent
 from active_quoting.windows import WindowLifecycle
@@ -42,6 +43,7 @@ class FillIntake:
         self.unaccounted = 0  # fills the inventory refused (logged)
         self.latest_ms = 0  # newest fill time known
         self.floor_ms = 0  # recovery never asks for trades before this (the store's first run)
+        self.balances: Balances | None = None  # set by the bot: live fills move the venue balances
 
     def restore(self, fills: Iterable[Fill]) -> None:
         """Stored fills of the windows being tracked rebuild their positions."""
@@ -76,6 +78,8 @@ class FillIntake:
         self._t_ms[f.key] = f.t_ms
         self.parts.store.fill(f)
         self._apply(f)
+        if self.balances is not None:
+            self.balances.apply_fill(f)  # the venue's balances move with it until the next read
         now_ms = self.clock.ms()
         if previous is None:
             self.seen += 1

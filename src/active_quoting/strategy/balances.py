@@ -50,6 +50,7 @@ from active_quoting.model import (
 )
 from active_quoting.venue.errors import VenueError
 from active_quoting.venue.rest import BalanceAllowance
+from active_quoting.venue.signing import CONTRACTS
 
 _log = logging.getLogger(__name__)
 
@@ -368,3 +369,12 @@ class CapsBudget:
                 self.spent_usdc += notional(i.price, i.size)
             else:
                 self.spent_tokens[i.token] = self.spent_tokens.get(i.token, 0) + i.size
+
+
+def spender_for(version: str, neg_risk: bool, chain_id: int) -> str:
+    """The exchange a market's orders settle on (whose allowance its BUYs need): ExchangeV3 for
+    Protocol-V2 markets, else the (neg-risk) exchange of CLOB V2."""
+    c = CONTRACTS[chain_id]
+    if version == "v2":
+        return c.exchange_v3
+    return c.neg_risk_exchange_v2 if neg_risk else c.exchange_v2

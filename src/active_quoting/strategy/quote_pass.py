@@ -18,6 +18,7 @@ from active_quoting import core
 from active_quoting.discovery import WindowInfo
 from active_quoting.execution.order_manager import OrderManager
 from active_quoting.model import ASK, BID, SELL, OrderIntent, Pending, PendingOrder
+from active_quoting.strategy.balances import Balances, CapsBudget, QuoteCaps, spender_for
 from active_quoting.strategy.config import Config
 from active_quoting.strategy.fair_value import Fair, FairValues
 from active_quoting.strategy.inventory import InventoryManager
@@ -39,6 +40,7 @@ class MarketView:
     reserved: tuple[int, int] = (0, 0)  # Up and Down shares our live SELLs of this market still hold
     fair: Fair | None = None  # Up's fair value from the reference price, when known
     fair_margin: int = 0  # how far inside fair value the quotes stay
+    caps: QuoteCaps | None = None  # what the venue balances leave free for new orders (None: not checked)
 
 
 class Strategy(Protocol):
@@ -56,9 +58,9 @@ class ActiveStrategy:
         f = view.fair
         d = self.quoter.decide(
             w.condition_id, view.book, view.now_ms, view.resting_bid, view.resting_ask, view.pending, w.min_size,
-            *((f.price, view.fair_margin, f.band) if f is not None else ()),
+            *((f.price, view.fair_margin, f.band) if f is not None else ()), caps=view.caps,
         )  # fmt: skip
-        return d, self.quoter.intents(w.condition_id, w.up, w.down, d, view.reserved)
+        return d, self.quoter.intents(w.condition_id, w.up, w.down, d, view.reserved, view.caps)
 
 
 class Only50Strategy:
@@ -120,12 +122,16 @@ class QuotePass:
         orders: OrderManager,
         readable_book: Callable[[str], Any],  # token -> core.Book or None when not readable
         fair_values: FairValues | None = None,  # the reference price's fair values, when enabled
+        balances: Balances | None = None,  # the venue's balances: new orders only within what is free
+        chain_id: int = 137,
     ) -> None:
         self.strategy = strategy
         self.windows = windows
         self.orders = orders
         self.readable_book = readable_book
         self.fair_values = fair_values
+        self.balances = balances
+        self.chain_id = chain_id
         self.passes = 0
         self.decisions = 0
 
@@ -137,27 +143,41 @@ class QuotePass:
         now_ms = int(now * 1000)
         pending: Pending | None = None
         fv = self.fair_values
+        budget: CapsBudget | None = None
         decided = []
         for cid in markets:
             w = self.windows.get(cid)
             if w is not None and self.windows.is_quoting(cid):
                 if pending is None:
                     pending = self.orders.pending()
+                    budget = self.balances.budget(pending) if self.balances is not None else None
                 fair = fv.fair(w.info, now_ms) if fv is not None else None
                 view = MarketView(
                     w.info, self.readable_book(w.info.up), self.orders.resting(cid, BID),
                     self.orders.resting(cid, ASK), pending, now_ms, self._reserved(w.info, pending.get(cid, [])),
                     fair, fv.margin(fair) if fv is not None and fair is not None else 0,
+                    self._caps(budget, w.info),
                 )  # fmt: skip
                 if fv is not None:
                     fv.decided(cid, fair)
                 decision, intents = self.strategy.decide(view)
-                self.orders.stage(decision, intents, now)
+                if self.orders.stage(decision, intents, now):
+                    if budget is not None:
+                        budget.spend(intents)
+                    pending = self.orders.pending()  # what this market staged counts for the markets after it
                 decided.append(cid)
             elif self.orders.live(cid):
                 self.orders.stage(MarketDecision(cid, _CANCEL_SIDE, _CANCEL_SIDE, False, 0), [], now)
         self.decisions += len(decided)
         return decided
+
+    def _caps(self, budget: CapsBudget | None, info: WindowInfo) -> QuoteCaps | None:
+        if budget is None or self.balances is None:
+            return None
+        if info.condition_id not in self.balances.markets():
+            spender = spender_for(info.version, info.neg_risk, self.chain_id)
+            self.balances.register_market(info.condition_id, info.up, info.down, spender, info.slug)
+        return budget.caps(info.condition_id)
 
     def _reserved(self, info: WindowInfo, mine: list[PendingOrder]) -> tuple[int, int]:
         """Shares our live SELLs in this market (``mine``) hold on the venue (until it confirms

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from active_quoting import core
 from active_quoting.model import ASK, BID, BUY, SELL, OrderIntent, Pending
+from active_quoting.strategy.balances import QuoteCaps
 from active_quoting.strategy.config import Config
 from active_quoting.strategy.inventory import SHARE, InventoryManager
 from active_quoting.strategy.momentum import MomentumDetector
@@ -95,10 +96,13 @@ class MarketQuoter:
         fair: int = core.NO_PRICE,
         fair_margin: int = 0,
         fair_band: int = 0,
+        caps: QuoteCaps | None = None,
     ) -> MarketDecision:
         """``fair``: Up's fair value from the reference price (NO_PRICE: none); the bid stays at
         or below fair - ``fair_margin``, the ask at or above fair + margin, both pulled while
-        ``fair_band`` is wider than the configured maximum."""
+        ``fair_band`` is wider than the configured maximum. ``caps``: what the venue balances
+        leave free; each side's new BUY notional is held to half the free collateral (either
+        side may be expressed as a BUY)."""
         mult = self.risk.multiplier_pct(market)
         hot = self.momentum.is_active(market, now_ms)
         readable = book is not None and not book.desynced
@@ -109,6 +113,9 @@ class MarketQuoter:
         else:
             best_bid, best_ask, tick = book.best_bid(), book.best_ask(), book.tick
         rooms = self.inventory.rooms(market, pending, mult) if mult else (0, 0, 0, 0)
+        if caps is not None:
+            half = caps.buy_usdc // 2
+            rooms = (rooms[0], rooms[1], min(rooms[2], half), min(rooms[3], half))
         position = max(-core.MAX_POSITION, min(core.MAX_POSITION, self.inventory.net_up(market)))
         out = self.engine.decide(
             best_bid,
@@ -135,7 +142,8 @@ class MarketQuoter:
         return MarketDecision(market, bid, ask, hot, mult)
 
     def intents(
-        self, market: str, up: str, down: str, decision: MarketDecision, reserved: tuple[int, int] = (0, 0)
+        self, market: str, up: str, down: str, decision: MarketDecision, reserved: tuple[int, int] = (0, 0),
+        caps: QuoteCaps | None = None,
     ) -> list[OrderIntent]:
         """The venue orders the sides to place or replace become. Only settled shares not
         reserved by our resting SELLs can be sold (the venue refuses a SELL of tokens not yet
@@ -143,6 +151,8 @@ class MarketQuoter:
         bid without such Down a BUY of Up. ``reserved``: (Up, Down) shares our live SELLs hold."""
         up_held, down_held = self.inventory.sellable(market)
         up_free, down_free = max(0, up_held - reserved[0]), max(0, down_held - reserved[1])
+        if caps is not None:  # the venue's word on what is settled and not offered
+            up_free, down_free = min(up_free, caps.sell_up), min(down_free, caps.sell_down)
         out = []
         if decision.bid.action in (core.PLACE, core.REPLACE):
             out.append(intent(market, up, down, BID, decision.bid.price, decision.bid.size, down_free))
