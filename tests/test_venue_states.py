@@ -134,7 +134,7 @@ async def rig(store: Store | None = None) -> AsyncIterator[Rig]:
 
     om = OrderManager(
         rest, signer, store, min_refresh_ms=0, global_cap_per_sec=1000, clock=clock, on_error=on_error,
-        on_success=lambda: risk.on_success(clock.ms(), "orders"),
+        on_success=lambda: risk.on_success(clock.ms(), "orders"), concurrent_replace=False,  # one 425 per replace
     )  # fmt: skip
     om.add_market(MarketRef(CID, UP, DOWN, 100))
     om.add_market(MarketRef(CID2, UP2, DOWN2, 100))

@@ -45,6 +45,7 @@ from active_quoting.options import RunOptions
 from active_quoting.status import StatusPublisher, render_status
 from active_quoting.store.journal import Journal, JournalWriteError
 from active_quoting.store.sqlite import Store, StoreWriteError
+from active_quoting.strategy.balances import Balances, spender_for
 from active_quoting.strategy.config import Config
 from active_quoting.strategy.fair_value import FairValues
 from active_quoting.strategy.inventory import InventoryManager
@@ -79,6 +80,7 @@ def throwaway_key(seed: int) -> str:
 class Bot:
     shutdown_cancel_s = 30.0  # how long shutdown keeps cancelling and confirming before it gives up
     full_pass_s = 0.5  # every market is decided again at least this often, frames or not
+    balances_every_s = 10.0  # the venue's balances and allowances read again (fills move them meanwhile)
 
     def __init__(self, cfg: Config, opts: RunOptions, clock: Clock = SYSTEM) -> None:
         cfg = strategy_config(opts.strategy, cfg)
@@ -107,6 +109,8 @@ class Bot:
         self._next_full_pass = 0.0
         self.exchange: Any = None
         self._started_ms = clock.ms()
+        self._balance_diffs: set[tuple[str, str]] = set()
+        self.balance_mismatches = 0
         self.run_id = f"{self._started_ms}"
 
     # -- listeners: venue events to their owners ------------------------------------------
@@ -298,6 +302,7 @@ class Bot:
         now_ms = int(now * 1000)
         for cid in self.windows.advance(now):
             self.scheduler.mark(cid)  # stopped quoting: the pass cancels what rests there
+            self.orders.forget_presigned(cid)
         self.risk.tick(now_ms)
         self._act_on_risk()
         self._tasks.spawn(self.orders.retry_cancels())
@@ -318,6 +323,7 @@ class Bot:
         for cid in pruned:
             if self.fair_values is not None:
                 self.fair_values.forget(cid)
+            self.balances.forget(cid)
             self.fills.forget(cid, self.user.fills)
             self.risk.forget_market(cid)
             self.metrics.forget(market=slugs[cid])
@@ -335,6 +341,29 @@ class Bot:
         for line in halts.apply_requests(self.store, self.risk, now_ms):
             _log.warning("operator: %s", line)
         self.store.run_heartbeat(self.run_id, self._started_ms, now_ms)
+
+    def _register_balances(self) -> None:
+        for w in self.windows.active():
+            if w.cid not in self.balances.markets():
+                spender = spender_for(w.info.version, w.info.neg_risk, self.signer.chain_id)
+                self.balances.register_market(w.cid, w.info.up, w.info.down, spender, w.info.slug)
+
+    async def _refresh_balances(self) -> None:
+        """The venue's balances and allowances read again; a position that differs from the
+        venue's balance at two reads in a row (not a read racing a settlement) is reported."""
+        self._register_balances()
+        await self.balances.refresh()
+        now = {(d.market, d.token): d for d in self.balances.differences(self.inventory)}
+        for key, d in now.items():
+            if key in self._balance_diffs:
+                self.balance_mismatches += 1
+                w = self.windows.get(d.market)
+                name = w.info.slug if w else d.market
+                venue, ours = core.format_size(d.venue), core.format_size(d.ours)
+                text = f"{name}: the venue holds {venue} shares, our fills say {ours}"
+                _log.warning("balance mismatch: %s", text)
+                self.alerts.notify("balance", text)
+        self._balance_diffs = set(now)
 
     def _persist_analytics(self, now_ms: int) -> None:
         """Markouts as they resolve and cooldown time as it accrues: a kill -9 loses at most
@@ -475,6 +504,9 @@ class Bot:
             on_error=lambda kind: self.risk.on_error(self.clock.ms(), kind, "orders"),
             on_success=lambda: self.risk.on_success(self.clock.ms(), "orders"),
         )  # fmt: skip
+        o = self.cfg.orders
+        if o.presign:  # a requote takes an order signed ahead in idle time
+            self.orders.enable_presign(o.presign_ticks, float(o.presign_max_age_seconds), o.presign_budget)
         self.discovery = Discovery(gamma_url, self.opts.window_s, clob=self.rest)
         jitter = random.Random(opts.sim_seed) if opts.sim_seed is not None else None
         self.market = MarketStream(
@@ -495,9 +527,13 @@ class Bot:
         )
         self.windows = WindowLifecycle(parts, stop_before_end_s=opts.stop_before_end_s, linger_s=opts.linger_s)
         self.fills = FillIntake(self.windows, self.alerts, self.clock)
+        self.balances = Balances(
+            self.rest, self.clock, signature_type=self.signer.signature_type, publish=self.metrics.set_balance
+        )
+        self.fills.balances = self.balances
         self.quote_pass = QuotePass(
             self.strategy, self.windows, self.orders, self._readable_book,
-            self.fair_values if self.cfg.fair_value.enabled else None,
+            self.fair_values if self.cfg.fair_value.enabled else None, self.balances, self.signer.chain_id,
         )  # fmt: skip
         self.scheduler = PassScheduler(self.quote_pass, self.orders, self.clock, self.metrics, self._tasks)
         self.status = StatusPublisher(self)
@@ -512,6 +548,8 @@ class Bot:
                 await self.orders.reconcile()
         await self._reconcile()  # fills missed while down, ended windows included
         await self._lookup_resolutions()
+        self._register_balances()
+        await self.balances.refresh()  # nothing is quoted beyond what the venue says is free
         await self.market.start()
         await self.user.start()
         if self.fair_values is not None:
@@ -569,6 +607,7 @@ class Bot:
         self._every(1.0, self._housekeeping, "housekeeping")
         self._every(self.opts.status_every_s, self._publish_status, "status")
         self._every(10.0, self._reconcile, "reconciliation")
+        self._every(self.balances_every_s, self._refresh_balances, "balances")
         self._every(5.0, self._heartbeats, "heartbeat")
         try:
             if self._stop.is_set():
