@@ -39,8 +39,12 @@ def test_fair_below_the_book_lowers_the_bid(impl):
     e = impl.QuoteEngine()
     out = decide(e, 4900, 5100, 4650, 100, 0)  # bid at most 0.4550 -> 0.45
     assert out[::3] == (4500, 5100)
-    # a resting bid at the touch is replaced by the bounded one
+    # a resting bid at the touch is beyond the bound: exposed, cancelled now (not replaced: a
+    # cancel is never held back by the refresh limits); the bounded one follows on a later pass
     out = decide(e, 4900, 5100, 4650, 100, 0, rest_bid=(4900, 20 * SH))
+    assert out[:3] == (4500, 22_220_000, CANCEL)
+    # a resting bid inside the bound but off target is replaced as usual
+    out = decide(e, 4900, 5100, 4650, 100, 0, rest_bid=(4200, 20 * SH))
     assert out[:3] == (4500, 22_220_000, REPLACE)
 
 

@@ -236,7 +236,9 @@ class QuoteEngine:
         ``ceil_to_tick(fair + fair_margin)``; a bid pushed below one tick or an ask above
         1 - tick is not quoted. When ``max_fair_band`` > 0 and ``fair_band`` (the fair value's
         half-band) exceeds it, both sides are pulled (CANCEL what rests), with or without
-        ``fair``. Without these arguments the decision is exactly the book-only one.
+        ``fair``. A resting quote beyond that bound would be replaced: it is cancelled instead
+        (exposed: out now; the replacement follows on a later pass). Without these arguments the
+        decision is exactly the book-only one.
         """
         # Validated up front, in the compiled twin's order, so both refuse the same input alike.
         _check(min_size, 0, MAX_AMOUNT, "min_size")
@@ -269,11 +271,15 @@ class QuoteEngine:
             bid = NO_PRICE
         if ask_size == 0:
             ask = NO_PRICE
-        return (
-            bid,
-            bid_size,
-            self.action(resting_bid_price, resting_bid_size, bid, bid_size, tick),
-            ask,
-            ask_size,
-            self.action(resting_ask_price, resting_ask_size, ask, ask_size, tick),
-        )
+        bid_action = self.action(resting_bid_price, resting_bid_size, bid, bid_size, tick)
+        ask_action = self.action(resting_ask_price, resting_ask_size, ask, ask_size, tick)
+        if fair != NO_PRICE:
+            # A resting quote beyond the fair bound is exposed: cancelled now (a cancel is never
+            # held back), its replacement placed by a later pass.
+            if bid_action == REPLACE and resting_bid_price > floor_to_tick(fair - fair_margin, tick):
+                bid_action = CANCEL
+            if ask_action == REPLACE and resting_ask_price != NO_PRICE and resting_ask_price < ceil_to_tick(
+                fair + fair_margin, tick
+            ):
+                ask_action = CANCEL
+        return (bid, bid_size, bid_action, ask, ask_size, ask_action)

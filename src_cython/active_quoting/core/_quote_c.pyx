@@ -249,5 +249,13 @@ cdef class QuoteEngine:
             bid = t.NO_PRICE
         if ask_size == 0:
             ask = t.NO_PRICE
-        return (bid, bid_size, self._action(rbp, rbs, bid, bid_size, tk),
-                ask, ask_size, self._action(rap, ras, ask, ask_size, tk))
+        bid_action = self._action(rbp, rbs, bid, bid_size, tk)
+        ask_action = self._action(rap, ras, ask, ask_size, tk)
+        if fv != t.NO_PRICE:
+            # A resting quote beyond the fair bound is exposed: cancelled now (a cancel is never
+            # held back), its replacement placed by a later pass.
+            if bid_action == REPLACE and rbp > _floor_tick(fv - fm, tk):
+                bid_action = CANCEL
+            if ask_action == REPLACE and rap != t.NO_PRICE and rap < _ceil_tick(fv + fm, tk):
+                ask_action = CANCEL
+        return (bid, bid_size, bid_action, ask, ask_size, ask_action)
