@@ -7,20 +7,129 @@ timeouts, the exchange's flow and settlement, the bot's timers, WebSocket pings)
 time; the bot and the exchange read it through :class:`LoopClock`, the one injectable clock.
 
 Sockets stay real (loopback): the bytes the bot reads are exactly the bytes the venue would
-send. A write on a loopback socket is readable by its peer when the write returns, so a
-zero-timeout poll that finds nothing means nothing is in flight, and jumping is safe.
+send. The loop's model is that a byte written is readable by its peer at the next poll. Loopback
+delivers a segment synchronously, but TCP does not always send what it is given: with
+``TCP_NODELAY`` every frame is its own segment, and once a burst of frames fills the congestion
+window (about ten segments) before the peer has read, the rest waits in the sender's queue for
+the peer's ACK - which the peer's kernel may delay by up to its delayed-ACK timer (40 ms and
+more of *real* time, and whether it delays depends on real-time heuristics such as pingpong
+mode). Whether that data was readable at a given poll then depended on the wall clock, and two
+runs of one seed diverged (a market frame and a reference-price frame arriving in one instant
+were decided in one pass or in two). So before every poll the loop settles its sockets: any
+TCP connection of the process whose send queue holds unsent bytes (``SIOCOUTQNSD``) has its
+peer told to ACK now (``TCP_QUICKACK``), which releases the data into the peer's receive
+queue before the poll looks. ``released`` counts those, ``settle_waits`` the rare cases that
+needed real time on top (bounded; ``unsettled`` counts any that never cleared).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import selectors
+import socket
+import sys
+import time
+from asyncio import selector_events
 from typing import Any
+
+# linux/sockios.h: the bytes of a TCP send queue not yet sent (SIOCOUTQ counts unacked too).
+SIOCOUTQNSD = 0x894B
+_SETTLE = sys.platform.startswith("linux") and hasattr(socket, "TCP_QUICKACK")
+# A send queue that settling could not clear at once (it never happened in the runs measured) is
+# waited for in real time, up to past the longest delayed ACK (200 ms), then given up (counted).
+SETTLE_LIMIT_S = 0.5
+_READ_CHUNK = 1 << 18
+
+_Addr = Any  # a socket address as getsockname/getpeername return it
+
+
+class _Socket:
+    """A connected socket whose reads first return what the loop took out of the kernel's
+    receive queue early (``pushback``), then the kernel's; everything else goes to the socket."""
+
+    __slots__ = ("_real", "pushback", "eof", "error")
+
+    def __init__(self, real: socket.socket) -> None:
+        self._real = real
+        self.pushback = bytearray()
+        self.eof = False
+        self.error: OSError | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def drain(self) -> None:
+        """Move everything the kernel holds for us into ``pushback`` (an empty receive queue is
+        what lets the kernel acknowledge at once)."""
+        while not self.eof and self.error is None:
+            try:
+                data = self._real.recv(_READ_CHUNK)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.error = exc
+                return
+            if not data:
+                self.eof = True
+                return
+            self.pushback += data
+
+    def _pending(self) -> bool:
+        return bool(self.pushback) or self.eof or self.error is not None
+
+    def recv(self, size: int, *flags: int) -> bytes:
+        if not self._pending():
+            return self._real.recv(size, *flags)
+        self.drain()  # a read returns what one read of the kernel's queue would have
+        if self.pushback:
+            data = bytes(self.pushback[:size])
+            del self.pushback[:size]
+            return data
+        return self._end()
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, *flags: int) -> int:
+        if not self._pending():
+            return self._real.recv_into(buffer, nbytes, *flags)
+        self.drain()
+        if self.pushback:
+            view = memoryview(buffer).cast("B")
+            n = min(len(view), nbytes or len(view), len(self.pushback))
+            view[:n] = self.pushback[:n]
+            del self.pushback[:n]
+            return n
+        self._end()
+        return 0
+
+    def _end(self) -> bytes:
+        if self.error is not None:
+            exc, self.error = self.error, None
+            raise exc
+        return b""  # end of stream, as often as asked
+
+
+class _Transport(selector_events._SelectorSocketTransport):  # type: ignore[name-defined,misc]
+    """The stock socket transport, known to its loop while connected, so that the loop can
+    settle its connection before each poll."""
+
+    def __init__(self, loop: VirtualTimeLoop, sock: socket.socket, *args: Any) -> None:
+        super().__init__(loop, sock, *args)
+        self._vsock: _Socket | None = None
+        if loop._track(self, sock):
+            self._vsock = self._sock = _Socket(sock)  # type: ignore[assignment]
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        loop = self._loop
+        if isinstance(loop, VirtualTimeLoop):
+            loop._untrack(self)
+        super()._call_connection_lost(exc)
 
 
 class _JumpingSelector(selectors.BaseSelector):
-    """Wraps the real selector: polls without waiting; when nothing is ready and the loop
-    would have waited ``timeout`` seconds for its next timer, moves virtual time instead."""
+    """Wraps the real selector: settles the loop's connections, then polls without waiting; when
+    nothing is ready and the loop would have waited ``timeout`` seconds for its next timer,
+    moves virtual time instead. Ready sockets come in the order their connections were made,
+    not in the order the kernel happened to queue them."""
 
     def __init__(self, loop: VirtualTimeLoop) -> None:
         self._real = selectors.DefaultSelector()
@@ -36,14 +145,40 @@ class _JumpingSelector(selectors.BaseSelector):
         return self._real.modify(fileobj, events, data)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        loop = self._loop
+        loop.settle()
         ready = self._real.select(0)
-        if ready or timeout == 0:
+        if loop._pushed:
+            ready = self._with_pushback(ready)
+        if ready:
+            if len(ready) > 1:
+                ready.sort(key=loop._order)
+            return ready
+        if timeout == 0:
             return ready
         if timeout is None:
             # No timer at all: only another thread can wake the loop (its self-pipe).
             return self._real.select(None)
-        self._loop.advance(timeout)
+        loop.advance(timeout)
         return []
+
+    def _with_pushback(self, ready: list[tuple[selectors.SelectorKey, int]]) -> list[tuple[selectors.SelectorKey, int]]:
+        """Data the loop took out of a receive queue is readable as if it were still there."""
+        fds = {key.fd: i for i, (key, _) in enumerate(ready)}
+        keys = self._real.get_map()
+        for fd, vsock in list(self._loop._pushed.items()):
+            if not vsock._pending():
+                del self._loop._pushed[fd]
+                continue
+            key = keys.get(fd) if keys is not None else None
+            if key is None or not key.events & selectors.EVENT_READ:
+                continue  # reading paused: it waits, as it would have in the kernel
+            if fd in fds:
+                k, mask = ready[fds[fd]]
+                ready[fds[fd]] = (k, mask | selectors.EVENT_READ)
+            else:
+                ready.append((key, selectors.EVENT_READ))
+        return ready
 
     def close(self) -> None:
         self._real.close()
@@ -57,6 +192,16 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self._now = 0.0
         self.jumps = 0
         self.jumped_s = 0.0
+        # connected TCP transports of this loop by (local address, peer address): a socket's
+        # peer in the same process is the entry with the two swapped
+        self._conns: dict[tuple[_Addr, _Addr], _Transport] = {}
+        self._seq: dict[int, int] = {}  # fd -> the order its connection was made
+        self._next_seq = 0
+        self._pushed: dict[int, _Socket] = {}  # fd -> a socket with data taken out early
+        self._unsent = bytearray(4)
+        self.released = 0  # send queues found holding data back before a poll, and released
+        self.settle_waits = 0  # ... of which needed real time as well
+        self.unsettled = 0  # ... of which had not cleared after SETTLE_LIMIT_S
         super().__init__(selector=_JumpingSelector(self))
 
     def time(self) -> float:
@@ -67,6 +212,90 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             self._now += seconds
             self.jumps += 1
             self.jumped_s += seconds
+
+    def _make_socket_transport(
+        self, sock: socket.socket, protocol: Any, waiter: Any = None, *, extra: Any = None, server: Any = None
+    ) -> asyncio.Transport:
+        return _Transport(self, sock, protocol, waiter, extra, server)
+
+    def _track(self, transport: _Transport, sock: socket.socket) -> bool:
+        fd = sock.fileno()
+        self._seq[fd] = self._next_seq
+        self._next_seq += 1
+        if not _SETTLE or sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return False
+        try:
+            key = (sock.getsockname(), sock.getpeername())
+        except OSError:
+            return False  # not connected (any more): nothing to settle
+        self._conns[key] = transport
+        return True
+
+    def _untrack(self, transport: _Transport) -> None:
+        for key, t in list(self._conns.items()):
+            if t is transport:
+                del self._conns[key]
+        fd = transport._sock_fd
+        if self._seq.get(fd) is not None and transport._sock is not None:
+            self._seq.pop(fd, None)
+        self._pushed.pop(fd, None)
+
+    def _order(self, event: tuple[selectors.SelectorKey, int]) -> tuple[int, int]:
+        fd = event[0].fd
+        seq = self._seq.get(fd)
+        return (0, seq) if seq is not None else (1, fd)
+
+    def _held(self) -> list[tuple[tuple[_Addr, _Addr], _Transport]]:
+        held = []
+        buf = self._unsent
+        for key, transport in self._conns.items():
+            fd = transport._sock_fd
+            try:
+                fcntl.ioctl(fd, SIOCOUTQNSD, buf)
+            except OSError:
+                continue
+            if buf != b"\0\0\0\0":
+                held.append((key, transport))
+        return held
+
+    def settle(self) -> None:
+        """Make every byte written so far readable by its peer at the next poll. TCP may hold
+        data in a send queue until the peer acknowledges what it has; the peer's kernel
+        acknowledges at once when its receive queue is empty and it is told to (quick ACK), so
+        the loop empties that queue into the peer's pushback and tells it."""
+        if not self._conns:
+            return
+        held = self._held()
+        if not held:
+            return
+        self.released += len(held)
+        waited = False
+        deadline = 0.0
+        while held:
+            for (local, remote), _ in held:
+                peer = self._conns.get((remote, local))
+                vsock = peer._vsock if peer is not None else None
+                if vsock is None:
+                    continue
+                vsock.drain()
+                if vsock._pending():
+                    self._pushed[peer._sock_fd] = vsock  # type: ignore[union-attr]
+                try:
+                    vsock._real.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+                except OSError:
+                    pass
+            held = self._held()
+            if not held:
+                return
+            # Real time only decides how long settling takes, never what the next poll sees.
+            now = time.monotonic()
+            if not waited:
+                waited, deadline = True, now + SETTLE_LIMIT_S
+                self.settle_waits += 1
+            elif now >= deadline:
+                self.unsettled += 1
+                return
+            time.sleep(0.0002)
 
 
 class LoopClock:

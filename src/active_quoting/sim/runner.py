@@ -421,10 +421,18 @@ class Simulation:
         return out
 
     def run(self) -> dict[str, Any]:
+        # The bot's WebSockets must use the loop's own transports, which it settles before each
+        # poll (sim/loop.py); picows would otherwise bring aiofastnet's, which read the kernel
+        # directly, and TCP's delayed ACKs (real time) decided what the bot saw: runs diverged.
+        import picows.api
+
+        aiofastnet = picows.api._HAS_AIOFASTNET
+        picows.api._HAS_AIOFASTNET = False
         asyncio.set_event_loop(self.loop)
         try:
             return self.loop.run_until_complete(self._main())
         finally:
+            picows.api._HAS_AIOFASTNET = aiofastnet
             self.loop.close()
             asyncio.set_event_loop(None)
             if self._tmp is not None:
