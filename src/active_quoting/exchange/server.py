@@ -71,6 +71,9 @@ async def _send_text(ws: web.WebSocketResponse, text: str) -> None:
         pass  # the subscriber went away between publication and send; its handler cleans up
 
 
+# A queued frame due within this is written now: sleeping a float remainder that the loop's
+# clock cannot represent would not advance virtual time.
+SEND_SLACK_S = 1e-6
 HEARTBEAT_TIMEOUT_S = 15.0  # 10 s plus the 5 s buffer
 CUSTOM_FEATURE_EVENTS = frozenset({"best_bid_ask", "new_market", "market_resolved"})
 END_CURSOR = "LTE="
@@ -178,7 +181,9 @@ class Exchange:
     def __init__(self, config: ExchangeConfig | None = None, clock: Clock = SYSTEM) -> None:
         self.cfg = config or ExchangeConfig()
         self.clock = clock
-        self._outbox: dict[web.WebSocketResponse, deque[str]] = {}  # frames not yet written, per socket
+        # Frames not yet written, per socket, in publication order, each with the monotonic time
+        # it may leave (the latency model): one FIFO per socket, never the loop's timer heap.
+        self._outbox: dict[web.WebSocketResponse, deque[tuple[float, str]]] = {}
         self._outbox_wake: dict[web.WebSocketResponse, asyncio.Future[None]] = {}
         self.engine = Engine()
         self.faults = Faults()
@@ -348,24 +353,39 @@ class Exchange:
 
     # -- publication --------------------------------------------------------------------
 
-    def _send(self, ws: web.WebSocketResponse, frame: bytes) -> None:
-        """Queue a frame for a subscriber: one sender per socket, in order (no task per frame)."""
+    def _send(self, ws: web.WebSocketResponse, frame: bytes, delay_s: float = 0.0) -> None:
+        """Queue a frame for a subscriber, to leave ``delay_s`` from now: one sender per socket,
+        frames written in the order they were queued (no task per frame).
+
+        The delay is kept in the socket's queue rather than in a ``call_later`` per frame:
+        timers due at the same instant have no order in asyncio's heap, and frames published
+        in one instant (a cancel and a place reaching the engine together, a ``price_change``
+        and its ``best_bid_ask``) were written in a scrambled order, which a subscriber's book
+        cannot survive (sizes are absolute per level; the stated top is after the frame)."""
         self.sent_frames += 1
         box = self._outbox.get(ws)
         if box is None:
             box = self._outbox[ws] = deque()
             self._tasks.spawn(self._sender(ws, box))
-        box.append(frame.decode())
+        box.append((self.clock.monotonic() + delay_s if delay_s > 0 else 0.0, frame.decode()))
         waiter = self._outbox_wake.pop(ws, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def _sender(self, ws: web.WebSocketResponse, box: deque[str]) -> None:
+    async def _sender(self, ws: web.WebSocketResponse, box: deque[tuple[float, str]]) -> None:
         loop = asyncio.get_running_loop()
         try:
             while not ws.closed:
-                while box:
-                    await _send_text(ws, box.popleft())
+                while box and not ws.closed:
+                    due, text = box[0]
+                    wait = due - self.clock.monotonic()
+                    if wait > SEND_SLACK_S:  # a frame behind it is due no earlier: FIFO holds
+                        await self.clock.sleep(wait)
+                        continue
+                    box.popleft()
+                    await _send_text(ws, text)
+                if ws.closed:
+                    break
                 waiter = self._outbox_wake[ws] = loop.create_future()
                 await waiter
         finally:
@@ -386,10 +406,7 @@ class Exchange:
             if custom_only and ws not in self.custom_feature:
                 continue
             if tokens is None or subs & tokens:
-                if self.cfg.md_delay_ms:
-                    asyncio.get_running_loop().call_later(self.cfg.md_delay_ms / 1000, self._send, ws, frame)
-                else:
-                    self._send(ws, frame)
+                self._send(ws, frame, self.cfg.md_delay_ms / 1000)
 
     def _publish(self, result: Result) -> None:
         now = str(self.clock.ms())
