@@ -561,11 +561,16 @@ class Engine:
         return result
 
     def resolve(self, condition_id: str, winner: str) -> Result:
-        """Close a market: cancel its orders, pay 1 per winning share (tokens are redeemed)."""
+        """Close a market: cancel its orders, pay 1 per winning share (tokens are redeemed).
+
+        The levels the cancels empty are in the result like any cancel's: a subscriber's book
+        must see them go (without them it kept the closed market's last levels, and a REST
+        probe of the silent market found the book moved)."""
         m = self.markets[condition_id]
         result = Result()
         for o in self.live_orders(market=condition_id):
             _, _, r = self.cancel(o.id, reason="market resolved")
+            result.changes += r.changes
             result.touched += r.touched
             result.canceled += r.canceled
         m.resolved = winner
