@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 SOURCES := $(shell find src_cython -name '*.pyx' -o -name '*.pxd') setup.py pyproject.toml
 COMPILED := active_quoting.core._units_c active_quoting.core._book_c active_quoting.core._quote_c active_quoting.core._markout_c active_quoting.core._fair_c
 
-.PHONY: run test test-debug lint bench latency build clean sim
+.PHONY: run test test-debug lint bench bench-compare latency build clean sim
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,17 @@ test-debug: $(PY)
 bench: $(STAMP)
 	AQ_REQUIRE_EXTENSIONS=1 $(PY) -m pytest -q benchmarks --benchmark-group-by=group \
 		--benchmark-columns=min,median,mean,stddev,rounds --benchmark-sort=name
+
+# Regression check on ratios measured within one run (compiled/twin, ours/SDK, ours/stock) against
+# benchmarks/baseline.json: exit 1 when a ratio dropped beyond the margin (25%) or a benchmark is
+# missing. The core pairs take about a minute; LATENCY=1 adds the black-box harness (3-4 minutes).
+LATENCY ?= 0
+bench-compare: $(STAMP)
+	@if [ "$(LATENCY)" = 1 ]; then \
+		out=$$(mktemp -d)/latency.json && \
+		AQ_REQUIRE_EXTENSIONS=1 $(PY) benchmarks/latency.py --moves 48 --json $$out && \
+		AQ_REQUIRE_EXTENSIONS=1 $(PY) benchmarks/compare.py --latency $$out; \
+	else AQ_REQUIRE_EXTENSIONS=1 $(PY) benchmarks/compare.py; fi
 
 # Black-box: the venue in its own process stamps a touch-moving frame and the requests that follow;
 # the bot as a user starts it against json + dict book + py-clob-client-v2 (about 3 minutes).
