@@ -76,7 +76,7 @@ clean:
 
 # The bot on virtual time: a short A/B of the strategies (2 seeds x 2 simulated hours x 4 markets),
 # then a short soak with every fault and a crash. SIM_ARGS overrides the A/B's arguments.
-SIM_ARGS ?= --hours 2 --markets 4 --seeds 1-2 --strategy active,only50,naive --report sim-ab.html
+SIM_ARGS ?= --hours 2 --markets 4 --seeds 1-2 --strategy active,spot,only50,naive --report sim-ab.html
 sim: $(STAMP)
 	$(VENV)/bin/active-quoting sim $(SIM_ARGS)
 	$(VENV)/bin/active-quoting sim --hours 2 --markets 4 --faults default --crashes 1
