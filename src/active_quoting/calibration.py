@@ -5,7 +5,10 @@ core's fair value (:func:`active_quoting.core.fair_up`, with its online
 :class:`~active_quoting.core.VolEstimator` fed the feed up to each moment, under the day's point
 settlement rule: ``twap_ms=0``) at several times before each market's end. Its probability of Up
 is scored against the recorded outcome, next to two baselines: the naive 0.5 and "the current
-price is at or above the strike" (1 or 0). Per horizon: Brier scores, the model's log-loss and a
+price is at or above the strike" (1 or 0). The model and the baselines see at each moment only
+the ticks received by then (``recv_ms``), as the live bot does: a Chainlink tick arrives about
+1.3 s after its own timestamp, so scoring on the feed's timestamps would hand them the future
+(a quarter of the time left at 5 s before the end). Per horizon: Brier scores, the model's log-loss and a
 reliability table. The feed's own rule must reproduce every recomputable outcome first (a feed
 that does not is not the feed that settled these markets; the command fails loudly).
 
@@ -147,6 +150,25 @@ def load_feed(path: Path) -> SpotPath:
         raise CalibrationError(f"{path}: not a readable Chainlink prices CSV: {exc}") from exc
 
 
+def load_arrivals(path: Path) -> list[tuple[int, int, int]]:
+    """Every row of the recorded feed as (receive ms, feed ms, price 1e18), in the order they
+    arrived (a row without ``recv_ms`` is taken as received at its own timestamp)."""
+    rows: list[tuple[int, int, int]] = []
+    try:
+        opener = gzip.open if str(path).endswith(".gz") else open
+        with opener(path, "rt", newline="") as f:  # type: ignore[operator]
+            for row in csv.DictReader(f):
+                t = int(row["feed_ts_ms"])
+                recv = int(row["recv_ms"]) if row["recv_ms"] else t
+                rows.append((recv, t, int(row["full_accuracy_value"])))
+    except KeyError as exc:
+        raise CalibrationError(f"{path}: missing column {exc} (need feed_ts_ms, full_accuracy_value, recv_ms)") from exc
+    except (ValueError, TypeError, OSError, EOFError, csv.Error, UnicodeDecodeError) as exc:
+        raise CalibrationError(f"{path}: not a readable Chainlink prices CSV: {exc}") from exc
+    rows.sort()
+    return rows
+
+
 def load_markets(path: Path) -> list[Market]:
     """One market per JSON line: ``slug``, ``start_sec``, ``end_sec``, ``strike_value`` (1e18
     integer string or null), ``outcome_prices`` (["1","0"] = Up won)."""
@@ -229,11 +251,19 @@ def score(
     half_life_s: int = DEFAULT_HALF_LIFE_S,
     floor_ppm: int = DEFAULT_FLOOR_PPM,
     initial_ppm: int = DEFAULT_INITIAL_PPM,
+    arrivals: list[tuple[int, int, int]] | None = None,
 ) -> tuple[list[Point], dict[int, int]]:
-    """The model, fed the feed in time order, at ``end - h`` for every market with a strike and
-    every horizon ``h`` whose moment lies inside the feed. Returns the points and, per horizon,
-    how many markets were skipped for lying outside it."""
+    """The model at ``end - h`` for every market with a strike and every horizon ``h`` whose
+    moment lies inside the feed, fed what had arrived by that moment: ``arrivals`` (receive ms,
+    feed ms, price 1e18) in arrival order, taken as the live bot takes ticks (a tick not newer
+    than the newest kept is dropped, one of the same timestamp corrects the price, the
+    volatility sees each timestamp once). Without ``arrivals`` every tick counts as received at
+    its own timestamp. Returns the points and, per horizon, how many markets were skipped for
+    lying outside the feed or before its first arrival."""
     from active_quoting import core
+
+    if arrivals is None:
+        arrivals = [(t, t, p) for t, p in zip(feed.times, feed.prices, strict=True)]
 
     to_spot = SCALE_18 // core.SPOT_SCALE  # 1e18 -> 1e-8: exact integer division
     first_ms, last_ms = feed.times[0], feed.times[-1]
@@ -251,12 +281,20 @@ def score(
     moments.sort(key=lambda x: (x[0], x[1], x[2].slug))
     vol = core.VolEstimator(half_life_s * 1000, floor_ppm, initial_ppm)
     points: list[Point] = []
-    i, n = 0, len(feed.times)
+    i, n = 0, len(arrivals)
+    last_ts, exact = -1, 0
     for t, h, m in moments:
-        while i < n and feed.times[i] <= t * 1000:
-            vol.update(feed.prices[i] // to_spot, feed.times[i])
+        while i < n and arrivals[i][0] <= t * 1000:
+            _, ts, price = arrivals[i]
             i += 1
-        exact = feed.prices[i - 1]
+            if ts > last_ts:
+                vol.update(price // to_spot, ts)
+                last_ts, exact = ts, price
+            elif ts == last_ts:
+                exact = price  # a correction of the newest second
+        if last_ts < 0:
+            skipped[h] += 1  # nothing received yet
+            continue
         assert m.strike is not None
         spot, strike, sigma = exact // to_spot, m.strike // to_spot, int(vol.sigma_ppm)
         prob, band = core.fair_up(spot, strike, sigma, h * 1000, 0, 0, 0, BAND_HORIZON_MS)
@@ -374,7 +412,7 @@ def calibrate(
             f"the feed's settlement rule disagrees with {len(outcomes.mismatches)} of {outcomes.recomputable} "
             "recomputable markets:\n  " + "\n  ".join(outcomes.mismatches)
         )
-    points, skipped = score(feed, markets, horizons, half_life_s, floor_ppm, initial_ppm)
+    points, skipped = score(feed, markets, horizons, half_life_s, floor_ppm, initial_ppm, load_arrivals(prices))
     progress(f"scored {len(points)} market-moments")
     return Calibration(
         str(prices), str(markets_path), len(feed.times), half_life_s, floor_ppm, initial_ppm,
@@ -399,7 +437,8 @@ def render_text(cal: Calibration) -> str:
         f"fair value on the real day: {o.markets} markets, {o.with_strike} with a strike; "
         f"outcomes reproduced by the feed's rule: {o.reproduced} of {o.recomputable} recomputable",
         f"volatility: EWMA half-life {cal.half_life_s} s, floor {cal.floor_ppm / 1e6:.2f}, "
-        f"initial {cal.initial_ppm / 1e6:.2f} (annualised); settlement: the point rule (twap 0)",
+        f"initial {cal.initial_ppm / 1e6:.2f} (annualised); settlement: the point rule (twap 0); "
+        "ticks as received (recv_ms)",
         "",
         f"{'before end':>10} {'n':>5} {'Brier model':>12} {'Brier 0.5':>10} {'Brier S>=K':>11} "
         f"{'logloss model':>14} {'logloss 0.5':>12} {'half-band':>10} {'model - 0.5':>17} {'model - S>=K':>17}",
