@@ -14,7 +14,6 @@ delay). PING/PONG is the exchange's common WebSocket loop.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -57,7 +56,7 @@ def _symbols(topic: str, filters: object) -> set[str] | None:
 class RtdsHub:
     """Subscribers of the RTDS socket and what each asked for; publication of spot prices."""
 
-    def __init__(self, send: Callable[[Any, bytes], None], clock: Clock, delay_ms: int = 0) -> None:
+    def __init__(self, send: Callable[[Any, bytes, float], None], clock: Clock, delay_ms: int = 0) -> None:
         self._send = send
         self.clock = clock
         self.delay_ms = delay_ms
@@ -131,7 +130,5 @@ class RtdsHub:
             f'"payload":{{"symbol":"{symbol}","timestamp":{ts_ms},"value":{format_units(units)}}}}}'
         ).encode()
         for ws in targets:
-            if self.delay_ms:
-                asyncio.get_running_loop().call_later(self.delay_ms / 1000, self._send, ws, frame)
-            else:
-                self._send(ws, frame)
+            # the delay rides in the socket's own queue: frames due at one instant keep their order
+            self._send(ws, frame, self.delay_ms / 1000)
