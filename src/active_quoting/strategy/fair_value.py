@@ -5,9 +5,14 @@ above the price to beat. This module keeps, per asset, the recent reference tick
 volatility estimate (:class:`core.VolEstimator`), and per window its strike and the settlement
 rule; the probability and its band come from the core (:func:`core.fair_up`).
 
-* Strike: the latest tick at or before the window's start (the venue's rule), from the ticks
-  kept here; Gamma's ``priceToBeat`` (it appears about a minute in) is authoritative when known.
-  A bot started mid-window without either has no fair value for it (quotes fall back to the book).
+* Strike: the previous window's settlement value (``priceToBeat(N) == finalPrice(N-1)``,
+  POLYMARKET.md §8): under the point rule the latest tick at or before the window's start, under
+  a TWAP rule the same average over the ``twap_s`` before the start as the window's own
+  settlement; from the ticks kept here, and only when they cover that stretch with no gap
+  longer than ``stale_seconds`` (a feed that was down at the start gives no strike rather than
+  an old price). Gamma's ``priceToBeat`` (it appears about a minute in) is authoritative when
+  known. A bot started mid-window without either has no fair value for it (quotes fall back to
+  the book).
 * Settlement: the point rule (the last value at the end) or the Chainlink TWAP over the window's
   last ``twap_s`` seconds (Gamma's ``cryptoMarketConfig``); inside the TWAP the observed part's
   average is known and passed to the core.
@@ -123,18 +128,23 @@ class FairValues:
         start_ms = info.start * 1000
         if not a.ticks or a.ticks[-1][0] <= start_ms:
             return None  # no tick after the start yet: the start second may still bring one
-        before = None
-        after = False
+        twap = self.twap_ms(info)
+        from_ms = start_ms - twap  # the previous window's settlement stretch (an instant: the point rule)
+        prev_ts = before = None
         for ts, price in a.ticks:
-            if ts <= start_ms:
-                before = price
-            else:
-                after = True
+            if ts <= from_ms:
+                prev_ts, before = ts, price  # in force at from_ms
+                continue
+            if ts > start_ms:
                 break
-        if before is None or not after:
-            return None  # the start is not covered (started mid-window) or not yet final
-        self._strikes[info.condition_id] = before
-        return before
+            if prev_ts is None or ts - prev_ts > self.stale_ms:
+                return None  # the stretch is not covered, or the feed was down inside it
+            prev_ts, before = ts, price
+        if prev_ts is None or before is None or start_ms - prev_ts > self.stale_ms:
+            return None  # the start is not covered (started mid-window, history gone) or the feed was down
+        strike = _average(a.ticks, from_ms, start_ms) if twap else before
+        self._strikes[info.condition_id] = strike
+        return strike
 
     def twap_ms(self, info: WindowInfo) -> int:
         if self.cfg.settlement == "point":
