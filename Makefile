@@ -60,14 +60,15 @@ LATENCY ?= 0
 bench-compare: $(STAMP)
 	@if [ "$(LATENCY)" = 1 ]; then \
 		out=$$(mktemp -d)/latency.json && \
-		AQ_REQUIRE_EXTENSIONS=1 $(PY) benchmarks/latency.py --moves 48 --json $$out && \
+		AQ_REQUIRE_EXTENSIONS=1 $(PY) benchmarks/latency.py --scenario market --moves 48 --json $$out && \
 		AQ_REQUIRE_EXTENSIONS=1 $(PY) benchmarks/compare.py --latency $$out; \
 	else AQ_REQUIRE_EXTENSIONS=1 $(PY) benchmarks/compare.py; fi
 
 # Black-box: the venue in its own process stamps a touch-moving frame and the requests that follow;
-# the bot as a user starts it against json + dict book + py-clob-client-v2 (about 3 minutes).
+# the bot as a user starts it against json + dict book + py-clob-client-v2; then spot moves on the
+# RTDS socket against the bot run --strategy spot, to the cancel of the exposed quote (about 6 minutes).
 latency: $(STAMP)
-	AQ_REQUIRE_EXTENSIONS=1 $(PY) benchmarks/latency.py --moves 48
+	AQ_REQUIRE_EXTENSIONS=1 $(PY) benchmarks/latency.py --scenario all --moves 48
 
 clean:
 	rm -rf build $(VENV) src/*.egg-info

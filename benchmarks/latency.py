@@ -29,8 +29,22 @@ What a pipeline does on a move is its own decision (the bot pulls both quotes on
 move, momentum; it may not answer a 2-tick one-sided move at all): unanswered moves are
 counted, not timed.
 
-Run: ``make latency`` (prints the table; ``--moves N --period S --dump``). About 30 s of
-start-up plus ``moves * period``.
+**Spot move to cancel** (``--scenario spot``, issue 13's target): the same venue process also
+serves the reference-price socket (``/ws/rtds``); it publishes the btc Chainlink price once a
+second (as the real feed does), and Gamma's ``priceToBeat`` for the bot's window is that price,
+so the window's fair value starts at 0.50. The bot runs ``--strategy spot`` (fair value and the
+spot-move guard on; everything else default). Every ``--period`` seconds the venue moves spot,
+alternately down and up and back, each pull move sized (with a copy of the bot's volatility
+model fed the same ticks) to take Up's fair value to 0.25 or 0.75, far past the quotes' bound
+(fair -/+ band + margin), so the resting bid (down) or ask (up) must be pulled. The pull move's
+RTDS frame is stamped when it is handed to the bot's socket; its answer is the first byte of
+the first ``DELETE /order(s)`` within ``--horizon`` that names the exposed quote (the venue
+looks the cancelled ids up: the bid on a drop, the ask on a rise); the first cancel of any
+quote is shown beside it. A pull move whose exposed quote is not cancelled in time is counted,
+not timed. No stock column: the stock pipeline does not read spot.
+
+Run: ``make latency`` (both scenarios; prints the tables; ``--scenario market|spot|all --moves N
+--period S --dump --json OUT``). About 30 s of start-up plus ``moves * period`` per scenario.
 """
 
 from __future__ import annotations
@@ -58,6 +72,12 @@ CYCLE = (("up 3", 3, 3), ("down 3", -3, -3), ("ask in 2", 0, -2), ("ask out 2", 
 # The stock reactor answers the first touch change of a move and lets the rest of its frames pass.
 STOCK_DEBOUNCE_S = 0.05
 CASES = ("one order", "two-sided requote", "pure cancel")
+SPOT_CASE = "spot move -> cancel"
+SPOT0_USD = 100_000  # the reference price (btc/usd) the window's strike is set to
+RTDS_NEEDLE = '"crypto_prices_chainlink"'
+# (name, direction) per period: a pull move, then back to the strike
+SPOT_CYCLE = (("spot down", -1), ("back", 0), ("spot up", 1), ("back", 0))
+SPOT_TARGET = 2500  # how far a pull move takes Up's fair value from 0.50 (price units: 0.25)
 
 
 # -- the venue process -------------------------------------------------------------------------
@@ -70,13 +90,16 @@ async def venue(args: argparse.Namespace) -> None:
     from active_quoting.exchange.engine import BUY, SCALE
     from active_quoting.exchange.flow import FlowConfig, MarketFlow
     from active_quoting.exchange.server import Exchange, ExchangeConfig
+    from active_quoting.model import up_terms
     from active_quoting.venue.signing import OrderSigner
 
     clock = time.monotonic_ns
     first_byte: dict[object, int] = {}
-    requests: list[tuple[int, str, str, str, int, bool]] = []  # (ns, method, path, address, orders, lane)
+    # (ns, method, path, address, orders posted, lane, the Up-terms quotes a cancel names: "ask,bid")
+    requests: list[tuple[int, str, str, str, int, bool, str]] = []
     moves: list[tuple[int, str]] = []  # (ns the frame was written, "market kind")
-    armed: list[str] = []  # the move whose frame is being written
+    o_up: dict[str, str] = {}  # market -> its Up token
+    armed: list[tuple[str, str]] = []  # (what its frame contains, the move) being written
 
     original_received = web_protocol.RequestHandler.data_received
 
@@ -94,18 +117,24 @@ async def venue(args: argparse.Namespace) -> None:
                                               ("DELETE", "/orders")):  # fmt: skip
             body = await request.read()
             n = 0
+            quotes = ""
             if request.method == "POST":
                 n = len(json.loads(body)) if request.path == "/orders" else 1
+            else:  # which of our quotes the cancel pulls (the spot scenario checks the exposed one)
+                ids = json.loads(body) if request.path == "/orders" else [json.loads(body).get("orderID")]
+                named = [ex.engine.orders.get(i) for i in ids if isinstance(i, str)]
+                quotes = ",".join(sorted({up_terms(o.token == o_up.get(o.market, ""), o.side, o.price)[0]
+                                          for o in named if o is not None}))  # fmt: skip
             sender = request.headers.get("POLY_ADDRESS", "").lower()
             lane = request.headers.get("User-Agent", "") == "active-quoting"  # venue/lane.py's requests
-            requests.append((t, request.method, request.path, sender, n, lane))
+            requests.append((t, request.method, request.path, sender, n, lane, quotes))
         return await handler(request)
 
     original_send_text = server_mod._send_text
 
     async def stamped_send_text(ws: Any, text: str) -> None:
-        if armed and '"price_change"' in text:
-            moves.append((clock(), armed.pop()))
+        if armed and armed[0][0] in text:
+            moves.append((clock(), armed.pop()[1]))
         await original_send_text(ws, text)
 
     server_mod._send_text = stamped_send_text  # type: ignore[assignment]
@@ -128,6 +157,7 @@ async def venue(args: argparse.Namespace) -> None:
     ours_m, stock_m = (next(w.market for w in flow.windows if w.asset == a and w.start <= now < w.end)
                        for a in ("btc", "eth"))  # fmt: skip
     tick = ours_m.tick
+    o_up.update({m.condition_id: m.up for m in (ours_m, stock_m)})
     house: dict[str, dict[tuple[int, int], str]] = {ours_m.condition_id: {}, stock_m.condition_id: {}}
 
     async def shift(m: Any, bid_center: int, ask_center: int, kind: str = "") -> None:
@@ -157,7 +187,7 @@ async def venue(args: argparse.Namespace) -> None:
             else:
                 result = ex.engine.cancel(mine.pop(key))[2]
             if kind and top() != before:
-                armed[:] = [f"{m.condition_id} {kind}"]
+                armed[:] = [('"price_change"', f"{m.condition_id} {kind}")]
                 kind = ""
             ex._publish(result)
             await asyncio.sleep(0)  # the frame is written before the next step
@@ -166,6 +196,17 @@ async def venue(args: argparse.Namespace) -> None:
     for m in (ours_m, stock_m):
         await shift(m, center, center)
     stock_address = OrderSigner(STOCK_KEY).address.lower()
+    spot = args.scenario == "spot"
+    if spot:
+        from active_quoting.exchange.rtds import format_units
+        from active_quoting.venue.spot_feed import SPOT_SCALE
+
+        strike = SPOT0_USD * SPOT_SCALE
+        for g in ex.gamma_markets:  # the price to beat, as Gamma serves it once the window runs
+            if g["conditionId"] == ours_m.condition_id:
+                g["eventMetadata"] = {"priceToBeat": format_units(strike)}
+        ticker = SpotTicker(ex, strike, armed)
+        ticker_task = asyncio.get_running_loop().create_task(ticker.run())
     print(json.dumps({"clob": ex.clob_url, "gamma": ex.gamma_url, "up": stock_m.up, "down": stock_m.down,
                       "stock": stock_address}), flush=True)  # fmt: skip
 
@@ -175,7 +216,7 @@ async def venue(args: argparse.Namespace) -> None:
         )
 
     deadline = time.monotonic() + args.ready_timeout
-    while not (ours_live() and len(ex.market_sockets) >= 2):
+    while not (ours_live() and (ex.rtds.active if spot else len(ex.market_sockets) >= 2)):
         if time.monotonic() > deadline:
             print(json.dumps({"error": "the bot never quoted (or the stock reactor never subscribed)"}), flush=True)
             await ex.stop()
@@ -183,8 +224,16 @@ async def venue(args: argparse.Namespace) -> None:
         await asyncio.sleep(0.1)
     await asyncio.sleep(args.period)
 
+    if spot:
+        end_ms = int(next(w.end for w in flow.windows if w.market is ours_m) * 1000)
+        for i in range(args.moves):
+            kind, direction = SPOT_CYCLE[i % len(SPOT_CYCLE)]
+            ticker.move(direction, end_ms, f"{ours_m.condition_id} {kind}" if direction else "")
+            await asyncio.sleep(args.period)
+        ticker.stop = True
+        await ticker_task
     bid_c = ask_c = center
-    for i in range(args.moves):
+    for i in range(0 if spot else args.moves):
         kind, d_bid, d_ask = CYCLE[i % len(CYCLE)]
         bid_c += d_bid * tick
         ask_c += d_ask * tick
@@ -193,12 +242,65 @@ async def venue(args: argparse.Namespace) -> None:
             await asyncio.sleep(args.period / 2)
     markets = {"ours": ours_m.condition_id, "stock": stock_m.condition_id}
     Path(args.out).write_text(json.dumps({"moves": moves, "requests": requests, "stock": stock_address,
-                                          "markets": markets}))  # fmt: skip
+                                          "markets": markets, "sized": ticker.sized if spot else []}))  # fmt: skip
     print(json.dumps({"done": len(moves)}), flush=True)
     stop = asyncio.Event()  # served until the harness has stopped the bot
     asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
     await stop.wait()
     await ex.stop()
+
+
+class SpotTicker:
+    """The btc reference price on the venue's RTDS socket: one Chainlink tick a second (the
+    topic's rate; a price the bot sees stop for 5 s is stale), the value changed by
+    :meth:`move`. A copy of the bot's volatility model (``fair_value`` defaults) takes the same
+    ticks, so a pull move can be sized to a fair value whatever the estimate has become."""
+
+    def __init__(self, ex: Any, strike: int, armed: list[tuple[str, str]]) -> None:
+        from active_quoting import core
+        from active_quoting.strategy.config import FairValueConfig
+
+        self.cfg = FairValueConfig()
+        ppm = 1_000_000
+        impl = core.load(core.IMPL)  # the implementation the bot's process selects too
+        self.vol = impl.VolEstimator(self.cfg.vol_half_life_seconds * 1000, int(self.cfg.vol_floor * ppm),
+                                     int(self.cfg.vol_initial * ppm))  # fmt: skip
+        self.fair_up = impl.fair_up
+        self.ex, self.strike, self.value, self.armed = ex, strike, strike, armed
+        self.label = ""
+        self.stop = False
+        self.sized: list[tuple[int, int, int]] = []  # per pull move: (spot, sigma ppm, fair aimed at)
+
+    def move(self, direction: int, end_ms: int, label: str) -> None:
+        """The next tick moves spot: back to the strike (0), or far enough down (-1) / up (+1)
+        that Up's fair value is 0.50 -/+ ``SPOT_TARGET`` when the tick arrives (about 1 s on)."""
+        if direction == 0:
+            self.value = self.strike
+            return
+        tau = end_ms - int(time.time() * 1000) - 1000
+        aim = 5000 + direction * SPOT_TARGET
+        sigma = self.vol.sigma_ppm
+        lo, hi = self.strike // 2, self.strike * 2  # fair is monotone in spot: bisect
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.fair_up(mid, self.strike, sigma, tau, 0, 0, 0, self.cfg.horizon_ms)[0] < aim:
+                lo = mid
+            else:
+                hi = mid
+        self.value = hi
+        self.label = label
+        self.sized.append((hi, sigma, aim))
+
+    async def run(self) -> None:
+        while not self.stop:
+            await asyncio.sleep(1.2 - time.time() % 1.0)  # 0.2 s into each second: one tick a second
+            now = time.time()
+            if self.label:
+                self.armed[:] = [(RTDS_NEEDLE, self.label)]
+                self.label = ""
+            if self.ex.rtds.active:
+                self.vol.update(self.value, int(now) * 1000)  # the Chainlink payload's second
+            self.ex.rtds.publish("btc", self.value, now)
 
 
 # -- the stock pipeline ------------------------------------------------------------------------
@@ -383,10 +485,12 @@ def pick_window(now: float, need_s: float) -> int:
     return 3600
 
 
-def harness(args: argparse.Namespace) -> int:
+def run_scenario(args: argparse.Namespace, scenario: str) -> tuple[dict[str, Any], Path] | None:
+    """The venue, the bot and (market scenario) the stock pipeline, each in its own process,
+    until the venue has made its moves; the venue's record of moves and requests."""
     here = Path(__file__).resolve()
     py = sys.executable
-    tmp = Path(tempfile.mkdtemp(prefix="aq-latency-"))
+    tmp = Path(tempfile.mkdtemp(prefix=f"aq-latency-{scenario}-"))
     out = tmp / "venue.json"
     need = 60 + args.moves * args.period
     window = pick_window(time.time(), need + 120)
@@ -394,25 +498,28 @@ def harness(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     try:
         v = subprocess.Popen([py, str(here), "venue", "--out", str(out), "--moves", str(args.moves), "--period",
-                              str(args.period), "--window-seconds", str(window)], stdout=subprocess.PIPE)  # fmt: skip
+                              str(args.period), "--window-seconds", str(window), "--scenario", scenario],
+                             stdout=subprocess.PIPE)  # fmt: skip
         procs.append(v)
         assert v.stdout is not None
         info = json.loads(v.stdout.readline())
         script = Path(py).parent / "active-quoting"  # the command a user types, from this environment
         command = [str(script)] if script.exists() else [py, "-m", "active_quoting.cli"]
+        strategy = ["--strategy", "spot"] if scenario == "spot" else []
         bot = subprocess.Popen([*command, "run", "--exchange-url", info["clob"], "--gamma-url",
                                 info["gamma"], "--assets", "btc", "--window-seconds", str(window), "--duration",
-                                str(int(need + 60)), "--db", str(tmp / "run.db")],
+                                str(int(need + 60)), "--db", str(tmp / "run.db"), *strategy],
                                stdout=subprocess.DEVNULL, stderr=open(tmp / "bot.log", "wb"), env=env)  # fmt: skip
         procs.append(bot)
-        st = subprocess.Popen([py, str(here), "stock", "--clob", info["clob"], "--up", info["up"], "--down",
-                               info["down"]], stderr=open(tmp / "stock.log", "wb"))  # fmt: skip
-        procs.append(st)
+        if scenario == "market":
+            st = subprocess.Popen([py, str(here), "stock", "--clob", info["clob"], "--up", info["up"], "--down",
+                                   info["down"]], stderr=open(tmp / "stock.log", "wb"))  # fmt: skip
+            procs.append(st)
         done = json.loads(v.stdout.readline() or "{}")
         if "done" not in done:
-            print(f"latency harness: venue says {done}; logs in {tmp}", file=sys.stderr)
-            return 1
-        result = json.loads(out.read_text())
+            print(f"latency harness ({scenario}): venue says {done}; logs in {tmp}", file=sys.stderr)
+            return None
+        return json.loads(out.read_text()), tmp
     finally:
         for p in reversed(procs):  # the stock, then the bot (which cancels its orders), then the venue
             if p.poll() is None:
@@ -421,28 +528,98 @@ def harness(args: argparse.Namespace) -> int:
                 p.wait(40)
             except subprocess.TimeoutExpired:
                 p.kill()
-    requests = [tuple(r[:5]) for r in result["requests"]]
-    on_lane = sum(1 for r in result["requests"] if r[3] != result["stock"] and r[5])
-    of_ours = sum(1 for r in result["requests"] if r[3] != result["stock"])
-    stock_address = result["stock"]
-    horizon = int(args.horizon * 1e9)
-    mine = [(t, k.split(" ", 1)[1]) for t, k in result["moves"] if k.startswith(result["markets"]["ours"])]
-    other = [(t, k.split(" ", 1)[1]) for t, k in result["moves"] if k.startswith(result["markets"]["stock"])]
-    ours = classify(mine, requests, lambda a: a and a != stock_address, horizon)  # type: ignore[arg-type]
-    theirs = classify(other, requests, lambda a: a == stock_address, horizon)  # type: ignore[arg-type]
-    moves = sorted(mine + other)
-    if args.dump:
-        events = [(t, f"move {k}") for t, k in moves]
-        events += [(r[0], f"  {'stock' if r[3] == stock_address else 'ours '} {r[1]} {r[2]} {r[4]}") for r in requests]
-        t0 = moves[0][0] if moves else 0
-        for t, e in sorted(events):
-            print(f"{(t - t0) / 1e6:12.3f} ms  {e}")
+
+
+def classify_spot(moves: list[tuple[int, str]], requests: list[tuple[int, str, str, str, int, bool, str]],
+                  horizon_ns: int, who: Any) -> dict[str, Any]:  # fmt: skip
+    """Per pull move, within ``horizon_ns``: the first ``DELETE`` of the bot's that pulls the
+    exposed quote (the bid on a drop, the ask on a rise: the case), the first cancel of any
+    quote, and the first request of any kind; a pull move whose exposed quote is not cancelled
+    in time is counted, not timed."""
+    out: dict[str, Any] = {SPOT_CASE: [], "first cancel": [], "first request": [], "unanswered": 0}
+    bounds = [t for t, _ in moves] + [1 << 62]
+    for i, (t0, kind) in enumerate(moves):
+        end = min(bounds[i + 1], t0 + horizon_ns)
+        mine = sorted(r for r in requests if who(r[3]) and t0 <= r[0] < end)
+        if mine:
+            out["first request"].append(mine[0][0] - t0)
+        cancels = [r for r in mine if r[1] == "DELETE"]
+        if cancels:
+            out["first cancel"].append(cancels[0][0] - t0)
+        exposed = "bid" if kind == "spot down" else "ask"  # the quote fair value moved through
+        pulled = [r[0] for r in cancels if exposed in r[6].split(",")]
+        if pulled:
+            out[SPOT_CASE].append(pulled[0] - t0)
+        else:
+            out["unanswered"] += 1
+    return out
+
+
+def _dump(moves: list[tuple[int, str]], requests: list[tuple[int, str, str, str, int, bool, str]], stock_address: str) -> None:
+    events = [(t, f"move {k}") for t, k in moves]
+    events += [(r[0], f"  {'stock' if r[3] == stock_address else 'ours '} {r[1]} {r[2]} {r[4]} {r[6]}") for r in requests]
+    t0 = moves[0][0] if moves else 0
+    for t, e in sorted(events):
+        print(f"{(t - t0) / 1e6:12.3f} ms  {e}")
+
+
+def spot_table(spot: dict[str, Any]) -> str:
+    head = f"{'case':20} {'n':>4} {'p50':>8} {'p90':>8} {'p99':>8}"
+    lines = [head, "-" * len(head)]
+    for case in (SPOT_CASE, "first cancel", "first request"):
+        a = spot[case]
+        a50 = statistics.median(a) / 1000 if a else float("nan")
+        lines.append(f"{case:20} {len(a):>4} {a50:>8.0f} {pct(a, 0.9):>8.0f} {pct(a, 0.99):>8.0f}")
+    lines.append(f"pull moves whose exposed quote (the bid on a drop, the ask on a rise) was not cancelled within the "
+                 f"horizon: {spot['unanswered']}")
+    return "\n".join(lines)
+
+
+def harness(args: argparse.Namespace) -> int:
     from active_quoting import core
 
-    print(f"core: {core.IMPL}; {len(moves)} touch-moving frames, {args.period}s apart; microseconds from the "
-          f"frame written to the request's first byte at the venue (CLOCK_MONOTONIC, venue process)")  # fmt: skip
-    print(table(ours, theirs))
-    print(f"ours: {on_lane} of {of_ours} order/cancel requests on the order lane; bot log and store: {tmp}")
+    scenarios = ("market", "spot") if args.scenario == "all" else (args.scenario,)
+    report: dict[str, Any] = {"core": core.IMPL, "period_s": args.period, "horizon_s": args.horizon,
+                              "load": os.getloadavg(), "cases": {}}  # fmt: skip
+    horizon = int(args.horizon * 1e9)
+    for scenario in scenarios:
+        ran = run_scenario(args, scenario)
+        if ran is None:
+            return 1
+        result, tmp = ran
+        requests = [tuple(r[:5]) for r in result["requests"]]
+        stock_address = result["stock"]
+        on_lane = sum(1 for r in result["requests"] if r[3] != stock_address and r[5])
+        of_ours = sum(1 for r in result["requests"] if r[3] != stock_address)
+        mine = [(t, k.split(" ", 1)[1]) for t, k in result["moves"] if k.startswith(result["markets"]["ours"])]
+        other = [(t, k.split(" ", 1)[1]) for t, k in result["moves"] if k.startswith(result["markets"]["stock"])]
+        ours_who = lambda a, stock=stock_address: bool(a) and a != stock  # noqa: E731
+        if args.dump:
+            _dump(sorted(mine + other), [tuple(r) for r in result["requests"]], stock_address)  # type: ignore[misc]
+        if scenario == "market":
+            ours = classify(mine, requests, ours_who, horizon)  # type: ignore[arg-type]
+            theirs = classify(other, requests, lambda a, stock=stock_address: a == stock, horizon)  # type: ignore[arg-type]
+            print(f"core: {core.IMPL}; {len(mine) + len(other)} touch-moving frames, {args.period}s apart; "
+                  f"microseconds from the frame written to the request's first byte at the venue "
+                  f"(CLOCK_MONOTONIC, venue process)")  # fmt: skip
+            print(table(ours, theirs))
+            for case in (*CASES, "first request"):
+                report["cases"][case] = {"ours": ours[case], "stock": theirs[case]}
+            report["unanswered"] = {"ours": ours["unanswered"], "stock": theirs["unanswered"]}
+        else:
+            spot = classify_spot(mine, [tuple(r) for r in result["requests"]], horizon, ours_who)  # type: ignore[misc]
+            print(f"core: {core.IMPL}; bot --strategy spot; {len(mine)} spot pull moves (RTDS Chainlink frames), "
+                  f"{2 * args.period}s apart; microseconds from the frame written to the cancel's first byte "
+                  f"at the venue (CLOCK_MONOTONIC, venue process)")  # fmt: skip
+            print(spot_table(spot))
+            report["spot"] = {SPOT_CASE: spot[SPOT_CASE], "first cancel": spot["first cancel"],
+                              "first request": spot["first request"], "unanswered": spot["unanswered"],
+                              "moves": len(mine),
+                              "sized": result.get("sized", [])}  # fmt: skip
+        print(f"ours: {on_lane} of {of_ours} order/cancel requests on the order lane; bot log and store: {tmp}")
+    report["load_after"] = os.getloadavg()
+    if args.json:
+        Path(args.json).write_text(json.dumps(report))
     return 0
 
 
@@ -455,6 +632,7 @@ def main() -> None:
     p.add_argument("--period", type=float, default=3.0)
     p.add_argument("--window-seconds", type=int, default=3600)
     p.add_argument("--ready-timeout", type=float, default=60.0)
+    p.add_argument("--scenario", choices=("market", "spot"), default="market")
     p = sub.add_parser("rtt", help="round trips on the order lane and on aiohttp, venue in its own process")
     p.add_argument("--rounds", type=int, default=500)
     p = sub.add_parser("stock")
@@ -465,6 +643,9 @@ def main() -> None:
     parser.add_argument("--period", type=float, default=3.0)
     parser.add_argument("--horizon", type=float, default=0.1, help="seconds after a move its answers count")
     parser.add_argument("--dump", action="store_true", help="print every move and request")
+    parser.add_argument("--scenario", choices=("market", "spot", "all"), default="all",
+                        help="market frames (ours against stock), spot moves (--strategy spot), or both")
+    parser.add_argument("--json", help="write every sample (ns) per case here (benchmarks/compare.py --latency)")
     args = parser.parse_args()
     if args.cmd == "venue":
         import uvloop
