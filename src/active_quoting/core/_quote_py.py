@@ -236,8 +236,9 @@ class QuoteEngine:
         ``ceil_to_tick(fair + fair_margin)``; a bid pushed below one tick or an ask above
         1 - tick is not quoted. When ``max_fair_band`` > 0 and ``fair_band`` (the fair value's
         half-band) exceeds it, both sides are pulled (CANCEL what rests), with or without
-        ``fair``. A resting quote beyond that bound would be replaced: it is cancelled instead
-        (exposed: out now; the replacement follows on a later pass). Without these arguments the
+        ``fair``. A resting quote beyond that bound, kept or replaced by the book-made
+        decision, is cancelled instead (exposed: out now; the replacement follows on a later
+        pass). Without these arguments the
         decision is exactly the book-only one.
         """
         # Validated up front, in the compiled twin's order, so both refuse the same input alike.
@@ -275,11 +276,14 @@ class QuoteEngine:
         ask_action = self.action(resting_ask_price, resting_ask_size, ask, ask_size, tick)
         if fair != NO_PRICE:
             # A resting quote beyond the fair bound is exposed: cancelled now (a cancel is never
-            # held back), its replacement placed by a later pass.
-            if bid_action == REPLACE and resting_bid_price > floor_to_tick(fair - fair_margin, tick):
+            # held back), its replacement placed by a later pass. Kept ones too: the refresh
+            # hysteresis must not leave a quote up to threshold - 1 ticks beyond the bound.
+            if bid_action in (KEEP, REPLACE) and resting_bid_price > floor_to_tick(fair - fair_margin, tick):
                 bid_action = CANCEL
-            if ask_action == REPLACE and resting_ask_price != NO_PRICE and resting_ask_price < ceil_to_tick(
-                fair + fair_margin, tick
+            if (
+                ask_action in (KEEP, REPLACE)
+                and resting_ask_price != NO_PRICE
+                and resting_ask_price < ceil_to_tick(fair + fair_margin, tick)
             ):
                 ask_action = CANCEL
         return (bid, bid_size, bid_action, ask, ask_size, ask_action)

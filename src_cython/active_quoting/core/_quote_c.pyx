@@ -253,9 +253,9 @@ cdef class QuoteEngine:
         ask_action = self._action(rap, ras, ask, ask_size, tk)
         if fv != t.NO_PRICE:
             # A resting quote beyond the fair bound is exposed: cancelled now (a cancel is never
-            # held back), its replacement placed by a later pass.
-            if bid_action == REPLACE and rbp > _floor_tick(fv - fm, tk):
+            # held back), its replacement placed by a later pass; kept ones too (the twin says why).
+            if (bid_action == KEEP or bid_action == REPLACE) and rbp > _floor_tick(fv - fm, tk):
                 bid_action = CANCEL
-            if ask_action == REPLACE and rap != t.NO_PRICE and rap < _ceil_tick(fv + fm, tk):
+            if (ask_action == KEEP or ask_action == REPLACE) and rap != t.NO_PRICE and rap < _ceil_tick(fv + fm, tk):
                 ask_action = CANCEL
         return (bid, bid_size, bid_action, ask, ask_size, ask_action)
