@@ -349,7 +349,10 @@ def validate(cfg: Config) -> Config:
     _require(fv.settlement in ("auto", "point", "twap"), "fair_value.settlement", "must be 'auto', 'point' or 'twap'")
     _require(0 <= fv.margin <= Decimal("0.5"), "fair_value.margin", "must be a price in [0, 0.5]")
     _require(0 <= fv.max_band <= 1, "fair_value.max_band", "must be a price in [0, 1]")
-    _require(fv.vol_half_life_seconds >= 1, "fair_value.vol_half_life_seconds", "must be at least 1 second")
+    # the estimator takes up to a day; it is built at an asset's first tick, so a bad value must stop here
+    _require(1 <= fv.vol_half_life_seconds <= 86_400, "fair_value.vol_half_life_seconds", "must be in [1, 86400] s")
+    for key in ("margin", "max_band", "guard_move"):  # prices: on the core's 1e-4 grid
+        _require(getattr(fv, key) % Decimal("0.0001") == 0, f"fair_value.{key}", "must be a multiple of 0.0001")
     _require(Decimal("0.001") <= fv.vol_floor <= 50, "fair_value.vol_floor", "must be in [0.001, 50] (annualised)")
     _require(fv.vol_floor <= fv.vol_initial <= 50, "fair_value.vol_initial", "must be in [vol_floor, 50]")
     _require(1 <= fv.horizon_ms <= 600_000, "fair_value.horizon_ms", "must be in [1, 600000] ms")
