@@ -290,3 +290,38 @@ def test_cancelling_run_closes_the_socket():
             await venue.ex.stop()
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_the_chainlink_feed_is_heard_its_lag_after_its_stamp_binance_at_once():
+    """The real Chainlink feed reaches subscribers ~1.3 s after its second-aligned stamp; the
+    exchange models that lag on the Chainlink topic only (Binance prices are not held)."""
+
+    async def main():
+        venue = await Venue.start(("btc",), chainlink_lag_ms=1300)
+        got: list[SpotTick] = []
+        feeds = [SpotFeed(venue.ex.rtds_url, ["btc"], got.append, sources=(source,), clock=venue.clock,
+                          backoff=fast()) for source in ("chainlink", "binance")]  # fmt: skip
+        tasks = [asyncio.create_task(f.run()) for f in feeds]
+        try:
+            socks = venue.ex.rtds.sockets
+            await wait_for(lambda: len(socks) == 2 and all(len(subs) == 1 for subs in socks.values()))
+            stamp = venue.clock.time()
+            venue.step()  # publishes at `stamp`, then moves the clock one step on
+            await wait_for(lambda: any(t.source == "binance" for t in got))
+            await asyncio.sleep(0.2)
+            assert [t.source for t in got] == ["binance"]
+            second_ms = int(stamp * 1000) // 1000 * 1000
+            venue.clock.advance((second_ms + 1299) / 1000 - venue.clock.time())
+            await asyncio.sleep(0.2)
+            assert [t.source for t in got] == ["binance"]
+            venue.clock.advance(0.002)  # (a ms of float slack)
+            await wait_for(lambda: len(got) == 2)
+            assert got[1].source == "chainlink" and got[1].ts_ms == second_ms
+        finally:
+            for f in feeds:
+                await f.stop()
+            for t in tasks:
+                await t
+            await venue.ex.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))

@@ -14,6 +14,7 @@ delay). PING/PONG is the exchange's common WebSocket loop.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -56,10 +57,14 @@ def _symbols(topic: str, filters: object) -> set[str] | None:
 class RtdsHub:
     """Subscribers of the RTDS socket and what each asked for; publication of spot prices."""
 
-    def __init__(self, send: Callable[[Any, bytes, float], None], clock: Clock, delay_ms: int = 0) -> None:
+    def __init__(
+        self, send: Callable[[Any, bytes, float], None], clock: Clock, delay_ms: int = 0, chainlink_lag_ms: int = 0
+    ) -> None:
         self._send = send
         self.clock = clock
         self.delay_ms = delay_ms
+        self.chainlink_lag_ms = chainlink_lag_ms
+        self._pending: set[asyncio.Task[None]] = set()  # lagged Chainlink frames not yet released
         # socket -> topic -> symbols (ALL: every symbol)
         self.sockets: dict[Any, dict[str, set[str] | None]] = {}
         self.frozen = False  # publishes nothing (a feed outage), sockets stay open
@@ -102,6 +107,11 @@ class RtdsHub:
         for ws in list(self.sockets):
             await ws.close()
 
+    def cancel_pending(self) -> None:
+        """Lagged frames not yet released are dropped (the exchange stops)."""
+        for task in list(self._pending):
+            task.cancel()
+
     def publish(self, asset: str, units: int, now: float) -> None:
         """The underlying of ``asset`` is ``units`` (1e-8 USD) at exchange time ``now``."""
         if self.frozen:
@@ -110,10 +120,23 @@ class RtdsHub:
         second = now_ms // 1000
         if second > self._chainlink_second.get(asset, -1):
             self._chainlink_second[asset] = second
-            self._broadcast(CHAINLINK_TOPIC, f"{asset}/usd", units, second * 1000, now_ms)
+            release = second * 1000 + self.chainlink_lag_ms
+            if self.chainlink_lag_ms and release / 1000 > now:  # stamped at the second, heard lag_ms after it
+                self._later(release, CHAINLINK_TOPIC, f"{asset}/usd", units, second * 1000, release)
+            else:
+                self._broadcast(CHAINLINK_TOPIC, f"{asset}/usd", units, second * 1000, now_ms)
         if units != self._binance_last.get(asset):
             self._binance_last[asset] = units
             self._broadcast(BINANCE_TOPIC, f"{asset}usdt", units, now_ms, now_ms)
+
+    def _later(self, at_ms: int, *frame: Any) -> None:
+        async def release() -> None:
+            await self.clock.sleep(at_ms / 1000 - self.clock.time())  # the task may start a step later
+            if not self.frozen:
+                self._broadcast(*frame)
+
+        self._pending.add(task := asyncio.get_running_loop().create_task(release()))
+        task.add_done_callback(self._pending.discard)
 
     def _broadcast(self, topic: str, symbol: str, units: int, ts_ms: int, now_ms: int) -> None:
         targets = []
