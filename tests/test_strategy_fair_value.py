@@ -14,7 +14,7 @@ from active_quoting.analytics.fills import FillAnalytics
 from active_quoting.discovery import WindowInfo
 from active_quoting.model import BUY, CONFIRMED, FAILED, Fill
 from active_quoting.strategy.config import ConfigError, FairValueConfig, load_config
-from active_quoting.strategy.fair_value import FairValues, spot_units
+from active_quoting.strategy.fair_value import Fair, FairValues, spot_units
 from active_quoting.strategy.inventory import InventoryManager
 from active_quoting.strategy.momentum import MomentumDetector
 from active_quoting.strategy.quoting import MarketQuoter
@@ -114,7 +114,18 @@ def test_the_guard_names_markets_whose_fair_value_moved_since_decided() -> None:
     assert fv.moved([w], (START + 3) * 1000) == [w.condition_id]
     assert fv.moved([w], (START + 3) * 1000 + 60_000) == [w.condition_id]  # the feed went stale: decide again
     fv.forget(w.condition_id)
-    assert fv.moved([w], (START + 3) * 1000) == []
+    assert fv.moved([w], (START + 3) * 1000 + 60_000) == []  # never decided and no fair value: nothing to redo
+    # a market quoted on the book alone (no fair value when decided) is decided again once there is one
+    assert fv.moved([w], (START + 3) * 1000) == [w.condition_id]
+
+
+def test_exposed_quotes_are_those_beyond_the_fair_bound() -> None:
+    fv = FairValues(FairValueConfig(enabled=True, margin=Decimal("0.01")))
+    fair = Fair(price=4_000, band=100, spot=0)  # bound: bid <= 0.38, ask >= 0.42
+    assert fv.exposed(fair, 100, 3_800, 4_200) == (False, False)
+    assert fv.exposed(fair, 100, 3_900, 4_100) == (True, True)
+    assert fv.exposed(fair, 100, core.NO_PRICE, core.NO_PRICE) == (False, False)
+    assert fv.exposed(fair, 10, 3_801, 4_199) == (True, True)  # on a finer grid the bound is finer too
 
 
 def test_out_of_order_ticks_are_counted_not_used_and_a_same_second_correction_wins() -> None:

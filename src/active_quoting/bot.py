@@ -39,7 +39,7 @@ from active_quoting.discovery import Discovery
 from active_quoting.execution.order_manager import OrderManager
 from active_quoting.execution.scheduler import PassScheduler
 from active_quoting.fill_intake import FillIntake
-from active_quoting.model import BUY, OrderIntent, up_terms
+from active_quoting.model import ASK, BID, BUY, OrderIntent, up_terms
 from active_quoting.observability.metrics import Metrics
 from active_quoting.options import RunOptions
 from active_quoting.status import StatusPublisher, render_status
@@ -51,6 +51,7 @@ from active_quoting.strategy.fair_value import FairValues
 from active_quoting.strategy.inventory import InventoryManager
 from active_quoting.strategy.momentum import MomentumDetector
 from active_quoting.strategy.quote_pass import QuotePass, make_strategy, strategy_config
+from active_quoting.strategy.quoting import MarketDecision, SideDecision
 from active_quoting.strategy.risk import RiskManager
 from active_quoting.venue.market_codec import LastTradePriceEvent, MarketResolvedEvent
 from active_quoting.venue.market_data import MarketData
@@ -66,6 +67,8 @@ from active_quoting.windows import WindowLifecycle, WindowParts
 __all__ = ["AlreadyRunning", "Bot", "RunOptions", "render_status", "throwaway_key"]
 
 _log = logging.getLogger(__name__)
+_CANCEL = SideDecision(core.NO_PRICE, 0, core.CANCEL)
+_UNTOUCHED = SideDecision(core.NO_PRICE, 0, core.NONE)
 
 
 class AlreadyRunning(RuntimeError):
@@ -175,9 +178,32 @@ class Bot:
             moved = fv.moved([info for info in mine if self.windows.is_quoting(info.condition_id)], now_ms)
             if moved:
                 t = self.clock.perf()
+                if self.scheduler.running and self._cancel_exposed(moved, now_ms):
+                    # a pass is waiting for the venue: the exposed quotes go now, not after it
+                    self._tasks.spawn(self.orders.send_cancels())
                 for cid in moved:
                     self.scheduler.mark(cid, t)
                 self.scheduler.request()
+
+    def _cancel_exposed(self, markets: list[str], now_ms: int) -> bool:
+        """Stage the cancel of every resting quote the fair value left exposed in ``markets``;
+        True when any was staged."""
+        fv = self.fair_values
+        staged = False
+        for cid in markets:
+            w = self.windows.get(cid)
+            fair = fv.fair(w.info, now_ms) if fv is not None and w is not None else None
+            if w is None or fair is None:
+                continue
+            book = self.market.md.books.get(w.info.up)
+            tick = book.tick if book is not None else w.info.tick
+            bid, ask = self.orders.resting(cid, BID), self.orders.resting(cid, ASK)
+            out_bid, out_ask = fv.exposed(fair, tick, bid.price, ask.price)  # type: ignore[union-attr]
+            if out_bid or out_ask:
+                side = lambda out: _CANCEL if out else _UNTOUCHED  # noqa: E731
+                self.orders.stage(MarketDecision(cid, side(out_bid), side(out_ask), False, 0), [], now_ms / 1000)
+                staged = True
+        return staged
 
     def on_tick_size_change(self, asset_id: str, tick: int) -> None:
         cid = self.windows.market_of(asset_id)

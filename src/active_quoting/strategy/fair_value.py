@@ -197,12 +197,21 @@ class FairValues:
         out = []
         for info in windows:
             before = self._decided.get(info.condition_id)
-            if before is None:
-                continue
             f = self.fair(info, now_ms)
-            if f is None or abs(f.price - before) >= self.guard_move:
+            if before is None:
+                if f is not None:
+                    out.append(info.condition_id)  # quoted on the book alone until now: decide with it
+            elif f is None or abs(f.price - before) >= self.guard_move:
                 out.append(info.condition_id)  # moved, or the reference went away: decide again
         return out
+
+    def exposed(self, fair: Fair, tick: int, bid_price: int, ask_price: int) -> tuple[bool, bool]:
+        """Which of our resting quotes (NO_PRICE: none) the fair value has left exposed: a bid
+        above fair - margin, an ask below fair + margin (the quote engine's bound)."""
+        margin = self.margin(fair)
+        bid = bid_price != core.NO_PRICE and bid_price > core.floor_to_tick(fair.price - margin, tick)
+        ask = ask_price != core.NO_PRICE and ask_price < core.ceil_to_tick(fair.price + margin, tick)
+        return bid, ask
 
 
 def _average(ticks: deque[tuple[int, int]], from_ms: int, to_ms: int) -> int:
