@@ -25,12 +25,14 @@ needed real time on top (bounded; ``unsettled`` counts any that never cleared).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import selectors
 import socket
 import sys
 import time
 from asyncio import selector_events
+from collections.abc import Iterator
 from typing import Any
 
 # linux/sockios.h: the bytes of a TCP send queue not yet sent (SIOCOUTQ counts unacked too).
@@ -46,18 +48,27 @@ _Addr = Any  # a socket address as getsockname/getpeername return it
 
 class _Socket:
     """A connected socket whose reads first return what the loop took out of the kernel's
-    receive queue early (``pushback``), then the kernel's; everything else goes to the socket."""
+    receive queue early (``pushback``), then the kernel's; a write marks its transport in the
+    loop's ``written`` (only a socket written to since the last poll can hold unsent bytes);
+    everything else goes to the socket."""
 
-    __slots__ = ("_real", "pushback", "eof", "error")
+    __slots__ = ("_real", "_fd", "_transport", "_written", "pushback", "eof", "error")
 
-    def __init__(self, real: socket.socket) -> None:
+    def __init__(self, real: socket.socket, transport: _Transport, written: dict[int, _Transport]) -> None:
         self._real = real
+        self._fd = real.fileno()
+        self._transport = transport
+        self._written = written
         self.pushback = bytearray()
         self.eof = False
         self.error: OSError | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
+
+    def send(self, data: Any, *flags: int) -> int:
+        self._written[self._fd] = self._transport
+        return self._real.send(data, *flags)
 
     def drain(self) -> None:
         """Move everything the kernel holds for us into ``pushback`` (an empty receive queue is
@@ -115,8 +126,9 @@ class _Transport(selector_events._SelectorSocketTransport):  # type: ignore[name
     def __init__(self, loop: VirtualTimeLoop, sock: socket.socket, *args: Any) -> None:
         super().__init__(loop, sock, *args)
         self._vsock: _Socket | None = None
+        self._vkey: tuple[_Addr, _Addr] | None = None  # (local, peer) while tracked
         if loop._track(self, sock):
-            self._vsock = self._sock = _Socket(sock)  # type: ignore[assignment]
+            self._vsock = self._sock = _Socket(sock, self, loop._written)  # type: ignore[assignment]
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
         loop = self._loop
@@ -188,6 +200,10 @@ class _JumpingSelector(selectors.BaseSelector):
 
 
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    # Read by code that picks its own transports (venue/ws.py: picows' aiofastnet reads the
+    # kernel directly, which this loop cannot settle): on this loop, use the loop's.
+    virtual_time = True
+
     def __init__(self) -> None:
         self._now = 0.0
         self.jumps = 0
@@ -198,6 +214,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self._seq: dict[int, int] = {}  # fd -> the order its connection was made
         self._next_seq = 0
         self._pushed: dict[int, _Socket] = {}  # fd -> a socket with data taken out early
+        self._written: dict[int, _Transport] = {}  # fd -> a connection written to since the last settle
         self._unsent = bytearray(4)
         self.released = 0  # send queues found holding data back before a poll, and released
         self.settle_waits = 0  # ... of which needed real time as well
@@ -229,13 +246,17 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         except OSError:
             return False  # not connected (any more): nothing to settle
         self._conns[key] = transport
+        transport._vkey = key
         return True
 
     def _untrack(self, transport: _Transport) -> None:
-        for key, t in list(self._conns.items()):
-            if t is transport:
-                del self._conns[key]
+        key = transport._vkey
+        if key is not None and self._conns.get(key) is transport:
+            del self._conns[key]
+        transport._vkey = None
         fd = transport._sock_fd
+        if self._written.get(fd) is transport:
+            del self._written[fd]
         if self._seq.get(fd) is not None and transport._sock is not None:
             self._seq.pop(fd, None)
         self._pushed.pop(fd, None)
@@ -245,34 +266,41 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         seq = self._seq.get(fd)
         return (0, seq) if seq is not None else (1, fd)
 
-    def _held(self) -> list[tuple[tuple[_Addr, _Addr], _Transport]]:
+    def _held(self, transports: Any) -> list[_Transport]:
+        """Those of ``transports`` (still connected) whose send queue holds unsent bytes."""
         held = []
         buf = self._unsent
-        for key, transport in self._conns.items():
-            fd = transport._sock_fd
+        for transport in transports:
+            if transport._vkey is None:
+                continue
             try:
-                fcntl.ioctl(fd, SIOCOUTQNSD, buf)
+                fcntl.ioctl(transport._sock_fd, SIOCOUTQNSD, buf)
             except OSError:
                 continue
             if buf != b"\0\0\0\0":
-                held.append((key, transport))
+                held.append(transport)
         return held
 
     def settle(self) -> None:
         """Make every byte written so far readable by its peer at the next poll. TCP may hold
         data in a send queue until the peer acknowledges what it has; the peer's kernel
         acknowledges at once when its receive queue is empty and it is told to (quick ACK), so
-        the loop empties that queue into the peer's pushback and tells it."""
-        if not self._conns:
+        the loop empties that queue into the peer's pushback and tells it. Only the connections
+        written to since the last settle are looked at: a send queue only grows by a write, and
+        settling leaves every queue it looked at empty (or counted ``unsettled``, and looked at
+        again before the next poll)."""
+        if not self._written:
             return
-        held = self._held()
+        held = self._held(self._written.values())
+        self._written.clear()
         if not held:
             return
         self.released += len(held)
         waited = False
         deadline = 0.0
         while held:
-            for (local, remote), _ in held:
+            for transport in held:
+                local, remote = transport._vkey or (None, None)
                 peer = self._conns.get((remote, local))
                 vsock = peer._vsock if peer is not None else None
                 if vsock is None:
@@ -284,7 +312,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
                     vsock._real.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
                 except OSError:
                     pass
-            held = self._held()
+            held = self._held(held)
             if not held:
                 return
             # Real time only decides how long settling takes, never what the next poll sees.
@@ -294,8 +322,28 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
                 self.settle_waits += 1
             elif now >= deadline:
                 self.unsettled += 1
+                for transport in held:
+                    self._written[transport._sock_fd] = transport
                 return
             time.sleep(0.0002)
+
+
+@contextlib.contextmanager
+def aiohttp_on_loop_time(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """aiohttp's client connector expires pooled keep-alive connections by ``time.monotonic()``
+    (``aiohttp.connector.monotonic``: the release time of a connection against its cleanup,
+    which runs on the loop's timers), so which requests found a pooled connection and which
+    opened a new one (another connection, later in the loop's order of ready sockets) depended
+    on the wall clock, and simulations of one seed diverged. aiohttp has no option for its
+    clock: while this is active, that name reads the loop's time."""
+    import aiohttp.connector
+
+    real = aiohttp.connector.monotonic
+    aiohttp.connector.monotonic = loop.time
+    try:
+        yield
+    finally:
+        aiohttp.connector.monotonic = real
 
 
 class LoopClock:

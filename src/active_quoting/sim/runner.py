@@ -38,7 +38,7 @@ from active_quoting.exchange.spot import SpotPath
 from active_quoting.options import RunOptions, stop_before_end
 from active_quoting.report import build_report
 from active_quoting.sim.invariants import InvariantMonitor
-from active_quoting.sim.loop import LoopClock, VirtualTimeLoop
+from active_quoting.sim.loop import LoopClock, VirtualTimeLoop, aiohttp_on_loop_time
 from active_quoting.store.sqlite import Store
 from active_quoting.strategy.config import load_config
 
@@ -352,6 +352,7 @@ class Simulation:
             await asyncio.gather(*leftovers, return_exceptions=True)
         wall = time.perf_counter() - t_wall
         self._final_check()
+        self._settle_check()
         last_hour = math.ceil(total / 3600)
         if not self.hours or self.hours[-1].hour < last_hour:
             self._hour(last_hour)
@@ -367,6 +368,18 @@ class Simulation:
         left = self.exchange.engine.live_orders(account=bot.signer.address)
         if left:
             self.monitor.record("managed", self.clock.time(), f"{len(left)} orders of ours rest after the shutdown")
+
+    def _settle_check(self) -> None:
+        """The loop's model held: every byte written was readable by its peer at the next poll.
+        A send queue that settling could not clear in real time means what a poll saw depended
+        on the wall clock, so the run may not reproduce: a violation (``settled``)."""
+        loop = self.loop
+        if loop.unsettled:
+            self.monitor.counts.setdefault("settled", 0)
+            self.monitor.record("settled", self.clock.time(), (
+                f"{loop.unsettled} send queues still held data after settling (sim/loop.py SETTLE_LIMIT_S): "
+                f"what the polls saw depended on the wall clock"
+            ))  # fmt: skip
 
     async def _started(self, bot: Bot, task: asyncio.Task[None]) -> None:
         while not hasattr(bot, "quote_pass") and not task.done():
@@ -385,6 +398,7 @@ class Simulation:
         total = report["total"]
         sim_s = self.cfg.hours * 3600
         bot = self.bot
+        loop = self.loop
         return {
             "config": asdict(self.cfg),
             "wall_s": round(wall_s, 2),
@@ -398,6 +412,9 @@ class Simulation:
             "orders": dict(bot.orders.counts) if bot is not None and hasattr(bot, "orders") else {},
             "crashes": self.crashes,
             "operator_clears": self.operator_clears,
+            # the loop's settling (sim/loop.py): send queues released before a poll, those that
+            # needed real time, those that never cleared (a violation: see _settle_check)
+            "loop": {"released": loop.released, "settle_waits": loop.settle_waits, "unsettled": loop.unsettled},
             "killed_at_end": bool(bot.risk.killed) if bot is not None else False,
             "hours": [asdict(h) for h in self.hours],
             "resolutions": self._resolutions(),
@@ -424,18 +441,11 @@ class Simulation:
         return out
 
     def run(self) -> dict[str, Any]:
-        # The bot's WebSockets must use the loop's own transports, which it settles before each
-        # poll (sim/loop.py); picows would otherwise bring aiofastnet's, which read the kernel
-        # directly, and TCP's delayed ACKs (real time) decided what the bot saw: runs diverged.
-        import picows.api
-
-        aiofastnet = picows.api._HAS_AIOFASTNET
-        picows.api._HAS_AIOFASTNET = False
         asyncio.set_event_loop(self.loop)
         try:
-            return self.loop.run_until_complete(self._main())
+            with aiohttp_on_loop_time(self.loop):
+                return self.loop.run_until_complete(self._main())
         finally:
-            picows.api._HAS_AIOFASTNET = aiofastnet
             self.loop.close()
             asyncio.set_event_loop(None)
             if self._tmp is not None:

@@ -112,6 +112,13 @@ class _Listener(WSListener):  # type: ignore[misc]
         return False
 
 
+def _use_aiofastnet() -> bool | None:
+    """picows' transport choice: its default (aiofastnet when installed) except on the
+    simulator's virtual-time loop (``virtual_time``), which must own every transport - it settles
+    them before each poll (sim/loop.py), and aiofastnet's read the kernel behind its back."""
+    return False if getattr(asyncio.get_running_loop(), "virtual_time", False) else None
+
+
 class Connection:
     """One WebSocket connection kept alive: connect, greet, read, reconnect with backoff."""
 
@@ -203,6 +210,7 @@ class Connection:
                     auto_ping_idle_timeout=self.ping_interval,
                     auto_ping_reply_timeout=self.pong_timeout,
                     websocket_handshake_timeout=10,
+                    use_aiofastnet=_use_aiofastnet(),
                 )
             except (ValueError, TypeError):
                 raise  # a configuration or programming error: retrying cannot help
