@@ -65,6 +65,9 @@ class SimConfig:
     # The venue's book lags spot: its background makers price off the underlying as it was this
     # long ago, while informed takers act 150 ms after a jump (an assumption, see README).
     house_lag_ms: int = 2000
+    # The Chainlink reference feed is heard this long after its stamp (the recorded day: 1.3 s
+    # median from stamp to arrival); the Binance topic only md_delay_ms.
+    chainlink_lag_ms: int = 1300
     operator_clear_s: float = 1800.0
     check_every_s: float = 1.0
     progress: bool = False
@@ -314,7 +317,7 @@ class Simulation:
     async def _main(self) -> dict[str, Any]:
         self.exchange = Exchange(ExchangeConfig(
             seed=self.cfg.seed, entry_delay_ms=self.cfg.entry_delay_ms, md_delay_ms=self.cfg.md_delay_ms,
-            ghost_share=GHOST_SHARE if self.cfg.faults != "none" else 0.0,
+            chainlink_lag_ms=self.cfg.chainlink_lag_ms, ghost_share=GHOST_SHARE if self.cfg.faults != "none" else 0.0,
         ), clock=self.clock)  # fmt: skip
         await self.exchange.start()
         self.flow = MarketFlow(self.exchange, FlowConfig(
