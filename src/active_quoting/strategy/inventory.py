@@ -100,6 +100,9 @@ class _Market:
     # Cached integer figures for the limits (1e-10 USDC), None until asked after a change.
     cost_units: int | None = None
     liability_units: int | None = None
+    # (loss if Up wins, loss if Down wins) per pending-order list, until the positions change:
+    # a quote pass asks for every market's figure once per market it decides.
+    losses: dict[tuple[PendingOrder, ...], tuple[int, int]] = field(default_factory=dict)
 
 
 def _usdc(price_units: int, micro: int) -> Fraction:
@@ -311,6 +314,7 @@ class InventoryManager:
     def _changed(self, market: str) -> None:
         m = self._markets[market]
         m.cost_units = None
+        m.losses.clear()
         self._dirty.add(market)
 
     def _refresh_total(self) -> None:
@@ -339,6 +343,15 @@ class InventoryManager:
         """(loss if Up wins, loss if Down wins) in 1e-10 USDC, each with every pending order
         that raises it filled and none that would lower it: the worst case over which of our
         orders fill, per outcome. Negative: that outcome pays more than the cost."""
+        key = tuple(pending)
+        known = m.losses.get(key)
+        if known is None:
+            if len(m.losses) >= 64:
+                m.losses.clear()  # bounded: the pending lists of a few passes
+            known = m.losses[key] = self._compute_losses(m, key)
+        return known
+
+    def _compute_losses(self, m: _Market, pending: MarketPending) -> tuple[int, int]:
         up_pos, down_pos = m.positions[m.up], m.positions[m.down]
         cost = self._cost_units(m)
         loss_up = cost - up_pos.shares * core.PRICE_SCALE

@@ -161,7 +161,7 @@ class QuotePass:
                 if fv is not None:
                     fv.decided(cid, fair)
                 decision, intents = self.strategy.decide(view)
-                if self.orders.stage(decision, intents, now):
+                if self.orders.stage(decision, intents, now) and intents:
                     if budget is not None:
                         budget.spend(intents)
                     pending = self.orders.pending()  # what this market staged counts for the markets after it
