@@ -111,11 +111,11 @@ class InvariantMonitor:
         # positions, limits, fills
         cfg = bot.cfg.inventory
         max_pos = int(cfg.max_position_per_market * 1_000_000)
-        for cid, w in bot.windows.windows.items():
-            if w.winner:
-                continue
+        live = {cid: w for cid, w in bot.windows.windows.items() if not w.winner}
+        tokens = {t for w in live.values() for t in (w.info.up, w.info.down)}
+        owed = venue_owes(engine, me, bot.rest.creds.api_key, tokens, int(now - 300) * 1000)  # one walk for all
+        for cid, w in live.items():
             up, down = bot.inventory.held(cid)
-            owed = venue_owes(engine, me, bot.rest.creds.api_key, {w.info.up, w.info.down}, int(now - 300) * 1000)
             self._persisting("positions", cid, now, f"{w.info.slug}: bot ({up}, {down}) venue "
                              f"({owed[w.info.up]}, {owed[w.info.down]})",
                              (up, down) != (owed[w.info.up], owed[w.info.down]))  # fmt: skip
