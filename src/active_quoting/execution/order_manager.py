@@ -437,7 +437,8 @@ class OrderManager:
         expressing its sides to place or replace. Returns False when the refresh limits hold it
         back (a cancel-only change is never held back)."""
         sides = {BID: decision.bid, ASK: decision.ask}
-        touching = {s for s, d in sides.items() if d.action in (core.REPLACE, core.CANCEL, core.PLACE)}
+        # a list, in sides' order (a set of strings iterates in a per-process hash order)
+        touching = [s for s, d in sides.items() if d.action in (core.REPLACE, core.CANCEL, core.PLACE)]
         if not touching:
             return True
         only_cancels = all(sides[s].action == core.CANCEL for s in touching)

@@ -378,7 +378,6 @@ class Simulation:
         on the wall clock, so the run may not reproduce: a violation (``settled``)."""
         loop = self.loop
         if loop.unsettled:
-            self.monitor.counts.setdefault("settled", 0)
             self.monitor.record("settled", self.clock.time(), (
                 f"{loop.unsettled} send queues still held data after settling (sim/loop.py SETTLE_LIMIT_S): "
                 f"what the polls saw depended on the wall clock"
