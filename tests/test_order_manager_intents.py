@@ -171,3 +171,21 @@ def test_the_refresh_limiter_runs_on_the_injected_clock():
     assert limiter.take() and limiter.take() and not limiter.take()
     clock.advance(0.5)
     assert limiter.take() and not limiter.take()
+
+
+@pytest.mark.asyncio
+async def test_the_refresh_limits_hold_back_new_orders_never_a_side_that_must_go(ex):
+    """Within the refresh interval a decision that replaces one side and pulls the other is held
+    back as a whole, except the pull: a quote left exposed (the spot-move guard) goes at once."""
+    async with _manager(ex) as (om, clock, me):
+        om.min_refresh_ms = 500
+        assert om.stage(*_decision(_intent(UP, BUY, 4700), _intent(DOWN, BUY, 4600)), clock.time())
+        await om.flush()
+        clock.advance(0.1)  # inside the refresh interval
+        decision, intents = _decision(_intent(UP, BUY, 4600), cancel=ASK)
+        decision = MarketDecision(CID, SideDecision(4600, 10 * SH, core.REPLACE), decision.ask, False, 100)
+        assert not om.stage(decision, intents, clock.time())  # held back ...
+        await om.flush()
+        live = {(o.token, o.price) for o in ex.engine.live_orders(account=me)}
+        assert live == {(UP, 4700)}  # ... but the ask was cancelled; the bid not replaced yet
+        assert om.counts["placed"] == 2

@@ -445,19 +445,28 @@ class OrderManager:
         if not only_cancels:
             last = self.last_refresh.get(decision.market, 0.0)
             if (now_s - last) * 1000 < self.min_refresh_ms or not self.limiter.take():
+                # The refresh limits hold back new orders, never a side that must go (pulled,
+                # or exposed beyond fair value): its cancel is staged all the same.
+                self._stage_side_cancels(decision.market, [s for s in touching if sides[s].action == core.CANCEL])
                 return False
         self.last_refresh[decision.market] = now_s
         if not self._staged_at:
             self._staged_at = self.clock.perf()
-        for s in touching:
-            if sides[s].action in (core.REPLACE, core.CANCEL):
-                for o in self.live(decision.market):
-                    if o.quote == s and not o.cancel_requested:
-                        self._stage_cancel(o)
+        going = [s for s in touching if sides[s].action in (core.REPLACE, core.CANCEL)]
+        self._stage_side_cancels(decision.market, going)
         for i in intents:
             if sides[i.quote].action in (core.PLACE, core.REPLACE):
                 self._places.append(Tracked("", i.market, i.token, i.side, i.price, i.size, i.quote, i.quote_price))
         return True
+
+    def _stage_side_cancels(self, market: str, quotes: list[str]) -> None:
+        if not quotes:
+            return
+        if not self._staged_at:
+            self._staged_at = self.clock.perf()
+        for o in self.live(market):
+            if o.quote in quotes and not o.cancel_requested:
+                self._stage_cancel(o)
 
     def _stage_cancel(self, o: Tracked) -> None:
         o.cancel_requested = True
