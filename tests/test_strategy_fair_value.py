@@ -201,3 +201,30 @@ def test_markouts_against_fair_value_and_a_ghost_taken_back_out() -> None:
 def test_bad_fair_value_config_names_the_key(var: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(env={var: value})
+
+
+def test_markouts_against_fair_value_are_stored_as_they_resolve_and_reported(tmp_path) -> None:
+    from active_quoting.report import build_report, render_text
+    from active_quoting.store.sqlite import Store
+
+    a = FillAnalytics()
+    store = Store(tmp_path / "s.db")
+    store.market("m", "btc-updown-15m-1", "11", "22", 0, 900)
+    a.on_mid("11", 0, 10_000)
+    a.on_fair("11", 0, 2 * 4_000)
+    fill = Fill("t1", "o1", "m", "11", BUY, 4_800, 10_000_000, CONFIRMED, t_ms=1_000)
+    store.fill(fill)
+    assert a.on_fill(fill, 1_000)
+    a.on_fair("11", 7_000, 2 * 3_000)
+    for row in a.take_resolved_fair():
+        store.fair_markout(*row)
+    assert a.take_resolved_fair() == []  # each once
+    a.flush(70_000)
+    for row in a.take_resolved_fair():
+        store.fair_markout(*row)
+    store.flush()
+    report = build_report(store)
+    store.close()
+    vs = report["vs_fair_per_share"]
+    assert vs[0] == vs[5] == Fraction(-8, 100) and vs[15] == Fraction(-18, 100) and set(vs) == {0, 1, 5, 15, 30, 60}
+    assert "against fair value" in render_text(report)

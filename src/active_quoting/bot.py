@@ -397,6 +397,8 @@ class Bot:
         self.analytics.flush(now_ms)
         for trade_id, order_id, horizon_s, value in self.analytics.take_resolved():
             self.store.markout(trade_id, order_id, horizon_s, value)
+        for trade_id, order_id, horizon_s, value in self.analytics.take_resolved_fair():
+            self.store.fair_markout(trade_id, order_id, horizon_s, value)
         for cid, ms in self.momentum.take_cooldown_ms(now_ms).items():
             self.store.add_cooldown_ms(cid, ms)
 

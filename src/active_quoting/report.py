@@ -107,6 +107,18 @@ def build_report(store: Store, toxicity_horizon_s: int = 5, toxicity_threshold_u
         }
     counts = store.order_counts()
     placed = sum(counts.values())
+    # Against the window's fair value (the reference price): per horizon, volume-weighted over
+    # the counted fills that have one (0: the edge at the fill).
+    sizes = {f.key: f.size for fs in by_market.values() for f in fs if f.status != FAILED}
+    fair_rows: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for trade_id, order_id, horizon, value in store.fair_markouts():
+        size = sizes.get((trade_id, order_id))
+        if size:
+            fair_rows[horizon].append((value, size))
+    vs_fair = {
+        h: Fraction(sum(v * q for v, q in rows), 2 * 10_000 * sum(q for _, q in rows))
+        for h, rows in sorted(fair_rows.items())
+    }
     total_fills = sum(r["fills"] for r in per.values())
     return {
         "markets": per,
@@ -126,6 +138,7 @@ def build_report(store: Store, toxicity_horizon_s: int = 5, toxicity_threshold_u
         },
         "order_counts": counts,
         "horizons_s": horizons,
+        "vs_fair_per_share": vs_fair,
         "risk_events": [
             {"t_ms": t, "scope": s, "from": o, "to": n, "reason": r} for t, s, o, n, r in store.risk_events()
         ],
@@ -159,6 +172,10 @@ def render_text(report: dict[str, Any]) -> str:
         f"refresh rate: {_f(t['refresh_rate_per_min'], 1)} cancels/min over {_f(t['run_s'], 0)} s  "
         f"momentum cooldown: {_f(t['cooldown_s'], 1)} market-seconds"
     )
+    fair = report.get("vs_fair_per_share") or {}
+    if fair:
+        marks = "  ".join(f"{'at fill' if h == 0 else f'{h}s'} {_f(v)}" for h, v in fair.items())
+        lines.append(f"against fair value (USDC/share, from the reference price): {marks}")
     for slug, r in report["markets"].items():
         if r.get("oversold_shares"):
             lines.append(

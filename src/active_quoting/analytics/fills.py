@@ -88,6 +88,8 @@ class FillAnalytics:
         self._fair_trackers: dict[str, Any] = {}
         self._fair_index: dict[tuple[str, str], tuple[str, int]] = {}
         self._fair_failed: dict[str, set[int]] = {}
+        self._fair_keys: dict[str, list[tuple[str, str]]] = {}  # per token, the fill key of each fair tracker index
+        self._fair_taken: dict[str, tuple[int, int]] = {}
 
     def tracker(self, token: str):  # -> core.MarkoutTracker
         t = self._trackers.get(token)
@@ -176,6 +178,7 @@ class FillAnalytics:
             side = 0 if fill.side == BUY else 1
             at = fair_tracker.add_fill(fill.t_ms or now_ms, side, fill.price, fill.size)
             self._fair_index[fill.key] = (fill.token, at)
+            self._fair_keys.setdefault(fill.token, []).append(fill.key)
         edge = tracker.at_fill(index)
         if edge != core.UNAVAILABLE:
             st.capture += edge * fill.size * _HALF_UNIT_SHARE
@@ -213,6 +216,8 @@ class FillAnalytics:
             self._taken.pop(token, None)
             self._fair_trackers.pop(token, None)
             self._fair_failed.pop(token, None)
+            self._fair_keys.pop(token, None)
+            self._fair_taken.pop(token, None)
             gone.append(token)
         if st is not None:
             for key in st.keys:
@@ -222,6 +227,8 @@ class FillAnalytics:
             for token in st.tokens:
                 self._fair_trackers.pop(token, None)
                 self._fair_failed.pop(token, None)
+                self._fair_keys.pop(token, None)
+                self._fair_taken.pop(token, None)
                 self._trackers.pop(token, None)
                 self._taken.pop(token, None)
                 self.fill_keys.pop(token, None)
@@ -359,29 +366,11 @@ class FillAnalytics:
         markout in half price units; horizon 0 is the edge at the fill), each once - persisted
         as they resolve, so a kill -9 loses at most one call's worth. Horizons resolve in time
         order, and so do the fills of a token: a cursor per token skips the finished ones."""
-        out: list[tuple[str, str, int, int]] = []
-        for token, tracker in self._trackers.items():
-            keys = self.fill_keys.get(token, [])
-            count = min(tracker.fill_count, len(keys))  # type: ignore[attr-defined]
-            failed = self._failed.get(token, ())
-            first, done = self._taken.get(token, (0, 0))  # first unfinished fill, its values taken
-            i = first
-            while i < count:
-                values = [tracker.at_fill(i)] + [tracker.markout(i, h) for h in range(len(self.horizons_s))]  # type: ignore[attr-defined]
-                horizons = (0, *self.horizons_s)
-                start = done if i == first else 0
-                j = start
-                while j < len(values) and values[j] != core.PENDING:
-                    if values[j] != core.UNAVAILABLE and i not in failed:
-                        out.append((keys[i][0], keys[i][1], horizons[j], values[j]))
-                    j += 1
-                if j < len(values):  # this fill waits for later horizons, and so do the ones after it
-                    self._taken[token] = (i, j)
-                    break
-                i += 1
-            else:
-                self._taken[token] = (count, 0)
-        return out
+        return _take(self._trackers, self.fill_keys, self._failed, self._taken, self.horizons_s)
+
+    def take_resolved_fair(self) -> list[tuple[str, str, int, int]]:
+        """As :meth:`take_resolved`, against fair value."""
+        return _take(self._fair_trackers, self._fair_keys, self._fair_failed, self._fair_taken, self.horizons_s)
 
     def resolved_markouts(self):  # type: ignore[no-untyped-def]
         """(trade id, order id, horizon seconds, markout in half price units) for every resolved
@@ -426,3 +415,33 @@ class FillAnalytics:
             acc["avg_per_share"] = acc["pnl"] / acc["shares"] if acc["shares"] else None  # type: ignore[operator]
         total["vs_fair"] = vs_fair
         return {"markets": per, "total": total}
+
+
+def _take(
+    trackers: dict[str, Any], fill_keys: dict[str, list[tuple[str, str]]], failed_of: dict[str, set[int]],
+    taken: dict[str, tuple[int, int]], horizons_s: tuple[int, ...],
+) -> list[tuple[str, str, int, int]]:
+    """What :meth:`FillAnalytics.take_resolved` walks: per token tracker, the fills' values not
+    yet taken (``taken``: token -> (first unfinished fill, values taken of it))."""
+    out: list[tuple[str, str, int, int]] = []
+    horizons = (0, *horizons_s)
+    for token, tracker in trackers.items():
+        keys = fill_keys.get(token, [])
+        count = min(tracker.fill_count, len(keys))
+        failed = failed_of.get(token, ())
+        first, done = taken.get(token, (0, 0))
+        i = first
+        while i < count:
+            values = [tracker.at_fill(i)] + [tracker.markout(i, h) for h in range(len(horizons_s))]
+            j = done if i == first else 0
+            while j < len(values) and values[j] != core.PENDING:
+                if values[j] != core.UNAVAILABLE and i not in failed:
+                    out.append((keys[i][0], keys[i][1], horizons[j], values[j]))
+                j += 1
+            if j < len(values):  # this fill waits for later horizons, and so do the ones after it
+                taken[token] = (i, j)
+                break
+            i += 1
+        else:
+            taken[token] = (count, 0)
+    return out

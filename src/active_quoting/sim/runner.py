@@ -408,7 +408,7 @@ class Simulation:
             "invariants": self.monitor.summary(),
             "report": {k: _plain(v) for k, v in total.items()},
             "markouts_per_share": _markouts(report),
-            "markouts_vs_fair": self._vs_fair(),
+            "markouts_vs_fair": {str(h): float(v) for h, v in report["vs_fair_per_share"].items()},
             "fills": len(fills),
             "fills_digest": _digest(fills),
             "orders": dict(bot.orders.counts) if bot is not None and hasattr(bot, "orders") else {},
@@ -422,16 +422,6 @@ class Simulation:
             "resolutions": self._resolutions(),
             "events": self.events[:200],
         }
-
-    def _vs_fair(self) -> dict[str, float | None]:
-        """Markout per share against the window's fair value (0: at the fill), over the fills the
-        last bot process saw with a reference price (a crash loses the earlier ones: they are
-        not stored)."""
-        bot = self.bot
-        if bot is None or not hasattr(bot, "analytics"):
-            return {}
-        vs = bot.analytics.report()["total"].get("vs_fair") or {}
-        return {str(h): (float(v["avg_per_share"]) if v["avg_per_share"] is not None else None) for h, v in vs.items()}
 
     def _resolutions(self) -> list[dict[str, Any]]:
         """The windows the exchange resolved: slug, start, end, and whether Up won."""

@@ -86,6 +86,13 @@ MIGRATIONS = [
     CREATE TABLE runs (run_id TEXT PRIMARY KEY, started_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL);
     INSERT INTO runs SELECT 'before-schema-2', 0, CAST(value AS INTEGER) FROM kv WHERE key = 'run_ms';
     """,
+    # Markouts against the window's fair value (from the reference price) beside the mid's.
+    """
+    CREATE TABLE fair_markouts (
+        trade_id TEXT NOT NULL, order_id TEXT NOT NULL, horizon_s INTEGER NOT NULL, value_x2 INTEGER NOT NULL,
+        PRIMARY KEY (trade_id, order_id, horizon_s)
+    );
+    """,
 ]
 
 _OPEN_STATUSES = "('LIVE', 'SENT', 'UNKNOWN', 'CANCELING')"
@@ -482,6 +489,13 @@ class Store:
 
     def markouts(self) -> list[tuple[str, str, int, int]]:
         return self._query("SELECT trade_id, order_id, horizon_s, value_x2 FROM markouts")
+
+    def fair_markout(self, trade_id: str, order_id: str, horizon_s: int, value_x2: int) -> None:
+        """A resolved markout against fair value (horizon 0: the edge at the fill); first wins."""
+        self._write(("INSERT OR IGNORE INTO fair_markouts VALUES (?,?,?,?)", (trade_id, order_id, horizon_s, value_x2)))
+
+    def fair_markouts(self) -> list[tuple[str, str, int, int]]:
+        return self._query("SELECT trade_id, order_id, horizon_s, value_x2 FROM fair_markouts")
 
     def risk_events(self) -> list[tuple[int, str, str, str, str]]:
         return self._query("SELECT t_ms, scope, old, new, reason FROM risk_events ORDER BY id")
