@@ -94,7 +94,7 @@ def clob_market(m: Market) -> dict[str, Any]:
         "ao": m.accepting,
         "mbf": 1000,
         "tbf": 1000,
-        "v": "v1",
+        "v": "v2" if m.order_version == 3 else "v1",  # Protocol-V2 markets (ExchangeV3) say "v2", as on Gamma
     }
     if m.fees.rate:
         out["fd"] = {"r": float(m.fees.rate), "e": m.fees.exponent, "to": m.fees.taker_only}

@@ -41,7 +41,7 @@ import itertools
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from active_quoting import core
@@ -573,6 +573,7 @@ class OrderManager:
             return out
 
         async def prepare(version: int, indices: Sequence[int]) -> None:
+            await self._reread_versions(dict.fromkeys(trackers[i].market for i in indices))
             await self._with_fee_rates([trackers[i] for i in indices], version)
 
         def rebuild(version: int, indices: Sequence[int]) -> list[SignedOrder]:
@@ -695,6 +696,29 @@ class OrderManager:
         self.orders.pop(t.order_id, None)
         self._venue_held.add(t.market)
 
+    async def _reread_versions(self, markets: Iterable[str]) -> None:
+        """After ``order_version_mismatch``: besides the venue's ``/version`` (re-read by the
+        REST client), each refused order's market is read again (``/clob-markets``, its ``v``), so
+        a market that is on Protocol V2 after all signs for ExchangeV3 from now on. A failed read
+        keeps what discovery said (counted); nothing here waits out a 425/429."""
+        for cid in markets:
+            ref = self.markets.get(cid)
+            if ref is None:
+                continue
+            try:
+                info = await self.rest.clob_market(cid, wait=False)
+            except VenueError as err:
+                self.counts["version_reread_failed"] += 1
+                _log.warning("order version mismatch: market %s… not read again: %s", cid[:12], err)
+                continue
+            seen = info.version.lower()
+            if seen and seen != (ref.version or "v1").lower():
+                _log.warning("market %s… is on version %r (was %r): its orders are re-signed", cid[:12], seen,
+                             ref.version)  # fmt: skip
+                self.counts["market_version_changes"] += 1
+                self.markets[cid] = replace(ref, version=seen)
+                self.forget_presigned(cid)
+
     async def _with_fee_rates(self, trackers: Sequence[Tracked], version: int) -> list[Tracked]:
         """The orders that can be signed for venue order ``version`` now: those signed as
         version 1 need their token's fee rate (``GET /fee-rate``, cached by the REST client),
@@ -706,7 +730,7 @@ class OrderManager:
                 continue
             if self.rest.cached_fee_rate(t.token) is None:
                 try:
-                    await self.rest.fee_rate(t.token)
+                    await self.rest.fee_rate(t.token, wait=False)
                 except VenueError as err:
                     self.counts["fee_lookup_failed"] += 1
                     _log.warning("no fee rate for token %s…: %s; its order is not sent", t.token[:10], err)

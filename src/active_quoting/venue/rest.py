@@ -214,7 +214,7 @@ class RestClient:
                 decoded = raw.decode("utf-8", "replace")
             if 200 <= status < 300:
                 return decoded
-            err = classify(status, decoded, retry_header)
+            err = classify(status, decoded, retry_header, self.clock())
             self.counts[err.kind] += 1
             if wait and err.kind == "engine_restart" and attempt < self.max_restart_retries:
                 # The engine restarts in ~90 s windows; nothing was accepted, state is kept.
@@ -273,8 +273,9 @@ class RestClient:
         self.clock_offset = offset if abs(offset) > CLOCK_SKEW_TOLERANCE else 0
         return offset
 
-    async def version(self) -> int:
-        out = await self._request("GET", "/version")
+    async def version(self, *, wait: bool = True) -> int:
+        """``GET /version``: the venue's order version (``wait``: see :meth:`_request`)."""
+        out = await self._request("GET", "/version", wait=wait)
         self.order_version = int(out["version"])
         return self.order_version
 
@@ -295,13 +296,14 @@ class RestClient:
         out = await self._request("GET", "/neg-risk", params={"token_id": token_id})
         return bool(out["neg_risk"])
 
-    async def fee_rate(self, token_id: str) -> int:
-        """``/fee-rate`` ``base_fee`` (bps), cached for ``fee_ttl`` seconds."""
+    async def fee_rate(self, token_id: str, *, wait: bool = True) -> int:
+        """``/fee-rate`` ``base_fee`` (bps), cached for ``fee_ttl`` seconds (``wait``: see
+        :meth:`_request`; the order path passes False, a flush must not sleep)."""
         now = self.clock()
         hit = self._fees.get(token_id)
         if hit is not None and now - hit[1] < self.fee_ttl:
             return hit[0]
-        out = await self._request("GET", "/fee-rate", params={"token_id": token_id})
+        out = await self._request("GET", "/fee-rate", params={"token_id": token_id}, wait=wait)
         fee = int(out.get("base_fee") or 0)
         self._fees[token_id] = (fee, now)
         return fee
@@ -313,8 +315,8 @@ class RestClient:
             return None
         return hit[0]
 
-    async def clob_market(self, condition_id: str) -> MarketInfo:
-        r = await self._request("GET", f"/clob-markets/{condition_id}")
+    async def clob_market(self, condition_id: str, *, wait: bool = True) -> MarketInfo:
+        r = await self._request("GET", f"/clob-markets/{condition_id}", wait=wait)
         fd = r.get("fd") or {}
         rate = fd.get("r")
         return MarketInfo(
@@ -389,7 +391,8 @@ class RestClient:
         wait: bool = True,
     ) -> list[OrderResult]:
         """Sign (``build(order_version)``) and post orders. On ``order_version_mismatch`` the
-        venue's version is re-read, the refused orders are re-signed for it and posted once more:
+        venue's version is re-read (a failed read is counted, never raised: it keeps the version
+        known), the refused orders are re-signed for it and posted once more:
         ``rebuild(version, indices)`` signs just those (in that order) when given, otherwise
         ``build(version)`` is called again and those indices taken. A ``SigningError`` from the
         first signing propagates (nothing was sent); from the re-signing, the refused orders come
@@ -401,7 +404,14 @@ class RestClient:
         redo = [i for i, r in enumerate(results) if r.error_kind == "version_mismatch"]
         if redo:
             before = self.order_version
-            await self.version()
+            try:
+                await self.version(wait=wait)
+            except VenueError as err:
+                # Not raised: the others keep the answers the venue gave them (raising would lose
+                # what it accepted); the refused ones are re-signed all the same (``prepare`` may
+                # find their market's own version moved).
+                self.counts["version_reread_failed"] += 1
+                _log.warning("order version mismatch: the venue's version could not be read again: %s", err)
             _log.warning(
                 "order version mismatch: venue is on version %s (was %s); re-signing", self.order_version, before
             )
