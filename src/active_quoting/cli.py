@@ -451,8 +451,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ws-url", help="WebSocket base URL (venue override)")
     p.add_argument("--rtds-url", help="the reference price socket (fair value; venue override of " + RTDS_URL + ")")
     p.add_argument("--key-file", help="--venue polymarket: file with the private key (else AQ_PRIVATE_KEY)")
-    p.add_argument("--funder", help="--venue polymarket: maker address for signature types 1 and 2")
-    p.add_argument("--signature-type", type=int, default=0, choices=(0, 1, 2))
+    p.add_argument(
+        "--funder", help="--venue polymarket: the maker: proxy or Safe (types 1, 2) or deposit wallet (type 3)"
+    )
+    p.add_argument(
+        "--signature-type", type=int, default=0, choices=(0, 1, 2, 3),
+        help="--venue polymarket: 0 EOA, 1 proxy, 2 Safe, 3 deposit wallet (POLY_1271, accounts since May 2026)",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("status", help="the live status of a running (or the last of a stopped) bot, from its store")

@@ -25,8 +25,10 @@ bad_request         any other 4xx
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
+from email.utils import parsedate_to_datetime
 
 from active_quoting.errors import ActiveQuotingError
 
@@ -68,14 +70,37 @@ def kind_of_message(message: str) -> str | None:
     return None
 
 
-def classify(status: int, body: object, retry_after_header: str | None = None) -> VenueError:
-    """Turn a non-2xx response into a VenueError (``body`` is the decoded JSON or text)."""
-    err = _classify(status, body, retry_after_header)
+def retry_after_seconds(header: str | None, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait: delay-seconds (``"30"``) or an HTTP-date
+    (``"Wed, 21 Oct 2026 07:28:00 GMT"``, RFC 9110 10.2.3), counted from ``now`` (wall seconds;
+    a date cannot be read without it). None when absent or unreadable; never negative, NaN or
+    infinite (a date in the past is 0)."""
+    if not header:
+        return None
+    text = header.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        if now is None:
+            return None
+        try:
+            seconds = parsedate_to_datetime(text).timestamp() - now
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def classify(status: int, body: object, retry_after_header: str | None = None, now: float | None = None) -> VenueError:
+    """Turn a non-2xx response into a VenueError (``body`` is the decoded JSON or text; ``now``
+    the wall time, to read a ``Retry-After`` given as an HTTP-date)."""
+    err = _classify(status, body, retry_after_header, now)
     err.body = body
     return err
 
 
-def _classify(status: int, body: object, retry_after_header: str | None) -> VenueError:
+def _classify(status: int, body: object, retry_after_header: str | None, now: float | None) -> VenueError:
     message = ""
     code = ""
     retry_after: float | None = None
@@ -83,14 +108,11 @@ def _classify(status: int, body: object, retry_after_header: str | None) -> Venu
         message = str(body.get("error") or body.get("errorMsg") or body.get("message") or "")
         code = str(body.get("code") or "")
         if isinstance(body.get("retry_after_seconds"), int | float):
-            retry_after = float(body["retry_after_seconds"])
+            retry_after = retry_after_seconds(str(body["retry_after_seconds"]))
     elif body is not None:
         message = str(body)[:300]
-    if retry_after is None and retry_after_header:
-        try:
-            retry_after = float(retry_after_header)
-        except ValueError:
-            retry_after = None
+    if retry_after is None:
+        retry_after = retry_after_seconds(retry_after_header, now)
     if status == 425:
         return VenueError("engine_restart", message or "matching engine restarting", status, retry_after)
     if status == 429:
