@@ -222,3 +222,17 @@ def test_run_signature_type_3_without_a_funder_names_the_funder(tmp_path):
     assert out.returncode == 2
     assert "invalid choice" not in out.stderr and "funder" in out.stderr, out.stderr
     assert MAKER_KEY[2:] not in out.stderr + out.stdout
+
+
+def test_run_options_never_show_the_key_or_the_api_secret(monkeypatch):
+    from active_quoting.cli import build_parser, run_options
+
+    monkeypatch.setenv("AQ_PRIVATE_KEY", MAKER_KEY)
+    secret, passphrase = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlYw==", "pass-phrase-0123"
+    monkeypatch.setenv("AQ_API_KEY", "11111111-2222-3333-4444-555555555555")
+    monkeypatch.setenv("AQ_API_SECRET", secret)
+    monkeypatch.setenv("AQ_API_PASSPHRASE", passphrase)
+    opts, line = run_options(build_parser().parse_args(["run", "--venue", "polymarket"]))
+    assert opts.private_key == MAKER_KEY and opts.api_creds is not None and opts.api_creds[1] == secret
+    for text in (repr(opts), str(opts), line):
+        assert MAKER_KEY[2:] not in text and secret not in text and passphrase not in text

@@ -28,10 +28,11 @@ class RunOptions:
     gamma_url: str = ""
     ws_url: str = ""  # default: the CLOB URL with a ws(s) scheme
     rtds_url: str = ""  # the reference price socket (fair value); default: the embedded exchange's, or the venue's
-    private_key: str = ""  # the real venue only; the embedded one gets a throwaway key
+    # Secrets: never in the repr (a logged or traced RunOptions would otherwise carry them).
+    private_key: str = field(default="", repr=False)  # the real venue only; the embedded one gets a throwaway key
     funder: str | None = None
     signature_type: int = 0
-    api_creds: tuple[str, str, str] | None = None  # else derived with the L1 flow
+    api_creds: tuple[str, str, str] | None = field(default=None, repr=False)  # else derived with the L1 flow
     sim_seed: int | None = None  # the simulator's: order salts and reconnect jitter drawn from it (reproducible runs)
     journal: bool = True  # raw frames and order bodies to DB.journal/ (the simulator turns it off)
     dry_run: bool = False  # the full pipeline, orders built and signed but never sent
