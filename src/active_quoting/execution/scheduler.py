@@ -37,7 +37,6 @@ class PassScheduler:
         self.dirty: dict[str, float] = {}  # market -> perf time of the first frame not yet decided on
         self.stopped = False
         self._running: asyncio.Task[None] | None = None
-        self._kick_pending = False
         self.coalesced = 0  # requests folded into a pass already due
         self._waking: asyncio.Task[None] | None = None
         self.venue_wakes = 0  # passes asked for because a venue state passed
@@ -57,15 +56,10 @@ class PassScheduler:
             self.dirty.setdefault(m, 0.0)
 
     def request(self) -> None:
-        """Ask for a pass as soon as the current callback returns (frames of one loop turn are
-        decided together)."""
-        if self._kick_pending or self.stopped:
-            return
-        self._kick_pending = True
-        asyncio.get_running_loop().call_soon(self._kick)
-
-    def _kick(self) -> None:
-        self._kick_pending = False
+        """Start a pass over what is marked unless one runs (it takes the new marks when its
+        sends return). The pass's first step runs right after the callbacks already due in this
+        loop turn (frames read together are decided together), one turn sooner than a kick
+        through ``call_soon`` that then spawns it."""
         if self._running is None and self.dirty and not self.stopped:
             self._running = self.tasks.spawn(self._run())
 
