@@ -5,8 +5,9 @@ and the venue's balances are read and shown."""
 from __future__ import annotations
 
 import asyncio
+import gc
 
-from active_quoting.bot import Bot
+from active_quoting.bot import GC_GEN0_THRESHOLD, Bot
 from active_quoting.options import RunOptions
 from active_quoting.store.sqlite import Store
 from active_quoting.strategy.balances import COLLATERAL
@@ -51,3 +52,5 @@ def test_a_small_account_is_never_refused_for_balance(tmp_path):
     assert min(seen_free) >= 0
     assert bot.orders.counts["rejected"] == 0
     check_positions(bot)
+    # what start-up built is out of the collector's sight, young collections rarer
+    assert gc.get_freeze_count() > 10_000 and gc.get_threshold()[0] == GC_GEN0_THRESHOLD

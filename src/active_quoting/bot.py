@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import gc
 import hashlib
 import logging
 import os
@@ -67,6 +68,7 @@ from active_quoting.windows import WindowLifecycle, WindowParts
 __all__ = ["AlreadyRunning", "Bot", "RunOptions", "render_status", "throwaway_key"]
 
 _log = logging.getLogger(__name__)
+GC_GEN0_THRESHOLD = 50_000  # allocations between young collections (the default 700 collects every few frames)
 _CANCEL = SideDecision(core.NO_PRICE, 0, core.CANCEL)
 _UNTOUCHED = SideDecision(core.NO_PRICE, 0, core.NONE)
 
@@ -628,6 +630,12 @@ class Bot:
         except BaseException:
             await self._close_partial()
             raise
+        # What start-up built (codecs, books, signer tables, connections) is kept for the whole
+        # run: moved out of the collector's sight, and young collections made rarer, so no
+        # collection walks it between a frame and the order it causes (issue 11: no GC pause).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(GC_GEN0_THRESHOLD, 50, 100)
         if self.opts.metrics_port is not None:
             _log.warning("metrics at %s", await self.metrics.serve(self.opts.metrics_port))
         self._every(self.opts.loop_ms / 1000, self._risk_tick, "risk tick")
