@@ -120,6 +120,21 @@ def test_global_drawdown_trips_kill_switch_until_cleared():
     assert any("kill switch" in e.reason and e.cancel_all for e in r.drain_events())
 
 
+def test_a_cleared_drawdown_kill_switch_measures_from_where_it_was_cleared():
+    """The operator accepts the loss: the same P&L does not trip it again at the next update (a
+    simulated day stayed killed for 17 hours); a further 100 USDC down does."""
+    r = rm(max_drawdown_per_market_usdc=Decimal(1000), max_drawdown_global_usdc=Decimal(100))
+    r.on_pnl(0, "A", Fraction(-105))
+    assert r.killed
+    r.clear_kill_switch(1_000, "ops")
+    r.drain_events()
+    r.on_pnl(2_000, "A", Fraction(-105))
+    r.on_pnl(3_000, "A", Fraction(-150))
+    assert not r.killed and not [e for e in r.drain_events() if "kill switch" in e.reason]
+    r.on_pnl(4_000, "A", Fraction(-205))
+    assert r.killed
+
+
 def test_manual_kill():
     r = rm()
     r.kill(5, "operator")

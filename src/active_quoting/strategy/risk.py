@@ -208,6 +208,9 @@ class RiskManager:
             return
         self.killed = False
         self.kill_reason = ""
+        # The operator accepts the loss so far: the global high-water mark restarts from here
+        # (else a drawdown kill would fire again at the next P&L update, for ever).
+        self._peak_global = self._retired_pnl + self._pnl_sum
         self._causes.pop("errors", None)
         self._streak.clear()
         self._recent_errors.clear()
