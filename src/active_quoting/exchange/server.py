@@ -1146,10 +1146,13 @@ class Exchange:
         subs.update(assets)
         if msg.get("custom_feature_enabled"):
             self.custom_feature.add(ws)
-        now_ms = self.clock.ms()
-        books = [messages.book_msg(self.engine.by_token[a], a, now_ms) for a in assets if a in self.engine.by_token]
         if not self.faults.freeze_market:
-            self._send(ws, orjson.dumps(books))
+            self._send(ws, orjson.dumps(self._subscribed_books(assets)))
+
+    def _subscribed_books(self, assets: list[str]) -> list[dict[str, Any]]:
+        """The ``book`` snapshots a new subscription to ``assets`` gets (the tokens known)."""
+        now_ms = self.clock.ms()
+        return [messages.book_msg(self.engine.by_token[a], a, now_ms) for a in assets if a in self.engine.by_token]
 
     def _user_sub(self, ws: web.WebSocketResponse, msg: dict[str, Any]) -> None:
         if "auth" in msg:

@@ -47,7 +47,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from active_quoting import core, model
 from active_quoting.clock import Clock
@@ -482,17 +481,8 @@ class ReplayExchange(Exchange):
             "tick_size": core.format_price(m.tick), "event_type": "book", "last_trade_price": "",
         }  # fmt: skip
 
-    def _market_sub(self, ws: web.WebSocketResponse, msg: dict[str, Any]) -> None:
-        assets = [str(a) for a in msg.get("assets_ids", [])]
-        subs = self.market_sockets.setdefault(ws, set())
-        if msg.get("operation") == "unsubscribe":
-            subs.difference_update(assets)
-            return
-        subs.update(assets)
-        if msg.get("custom_feature_enabled"):
-            self.custom_feature.add(ws)
-        books = [self._book(a) for a in assets if a in self.queue.up_token]
-        self._send(ws, orjson.dumps(books))
+    def _subscribed_books(self, assets: list[str]) -> list[dict[str, Any]]:
+        return [self._book(a) for a in assets if a in self.queue.up_token]  # the recorded books
 
     def _rest_book(self, token: str) -> dict[str, Any]:
         m = self._market_of(token)
