@@ -381,6 +381,12 @@ class Bot:
         venue's balance at two reads in a row (not a read racing a settlement) is reported."""
         self._register_balances()
         await self.balances.refresh()
+        age = self.balances.age()
+        if age is None or age > 3 * self.balances_every_s:
+            # quoting goes on from the last read moved by our own fills (payments at once,
+            # receipts when settled: never more than there is), but an operator should know
+            since = "never read" if age is None else f"last read {age:.0f} s ago"
+            self.alerts.notify("balance", f"venue balances {since} ({self.balances.read_errors} failed reads)")
         now = {(d.market, d.token): d for d in self.balances.differences(self.inventory)}
         for key, d in now.items():
             if key in self._balance_diffs:
