@@ -117,7 +117,10 @@ def test_bot_survives_every_fault(tmp_path):
         steps = [  # each fault, and the counter that proves it reached the bot
             ("duplicate_user_trades", {}, lambda: user.fills.duplicates),
             ("delay_user", {"ms": 300}, lambda: ex.faults.delayed),
-            ("engine_restart", {"restart_s": 5.0, "post_only_s": 2.0}, lambda: rest.counts["engine_restart"]),
+            # with Retry-After: without it the bot holds orders for the venue's whole ~90 s window,
+            # and the faults after this one would find nothing placed to act on
+            ("engine_restart", {"restart_s": 5.0, "post_only_s": 2.0, "retry_after": True},
+             lambda: rest.counts["engine_restart"]),
             ("timeout_after_place", {"count": 1, "hold_seconds": 6.0}, lambda: rest.counts["timeout"]),
             ("drop_ws", {"channel": "market"}, lambda: market.shards[0].connects),
             ("malformed_frame", {}, lambda: market.md.errors),
