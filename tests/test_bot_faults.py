@@ -97,6 +97,7 @@ def test_bot_survives_every_fault(tmp_path):
     invalidated: list[int] = []
     off_grid: list[list[tuple[str, int, str]]] = []
     took_effect: dict[str, int] = {}
+    states: list[object] = []  # why a fault found nothing to act on (for the failure message)
 
     async def script():
         while not hasattr(bot, "exchange") or bot.exchange is None or not getattr(bot, "orders", None):
@@ -143,6 +144,8 @@ def test_bot_survives_every_fault(tmp_path):
                     _hit_our_order(ex, me)
                 await asyncio.sleep(0.1)
             took_effect[f"{name}{args.get('channel', '')}"] = effect() - before
+            if effect() == before:
+                states.append((name, bot.orders.venue_status(), dict(bot.orders.counts), bot.risk.state))
             ex.faults.duplicate_user_trades = False
             ex.faults.server_error_share = 0.0
             ex.faults.delay_user_ms = 0
@@ -172,7 +175,7 @@ def test_bot_survives_every_fault(tmp_path):
     assert bot.exchange.engine.live_orders(account=bot.signer.address) == []
     counts = bot.orders.counts
     assert counts["placed"] > 0 and invalidated and invalidated[0] >= 1  # the venue-side cancels were noticed
-    assert len(took_effect) == 9 and all(took_effect.values()), f"faults without effect: {took_effect}"
+    assert len(took_effect) == 9 and all(took_effect.values()), f"faults without effect: {took_effect} {states}"
     for o in bot.orders.orders.values():
         if o.side == "BUY":  # collateral put up: price x size, at most ORDER_SIZE (or the minimum size)
             assert o.size <= max(5_000_000, 10_000_000 * 10_000 // max(o.price, 1) + 10_000)
