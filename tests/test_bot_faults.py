@@ -118,15 +118,15 @@ def test_bot_survives_every_fault(tmp_path):
         steps = [  # each fault, and the counter that proves it reached the bot
             ("duplicate_user_trades", {}, lambda: user.fills.duplicates),
             ("delay_user", {"ms": 300}, lambda: ex.faults.delayed),
-            # with Retry-After: without it the bot holds orders for the venue's whole ~90 s window,
-            # and the faults after this one would find nothing placed to act on
-            ("engine_restart", {"restart_s": 5.0, "post_only_s": 2.0, "retry_after": True},
-             lambda: rest.counts["engine_restart"]),
             ("timeout_after_place", {"count": 1, "hold_seconds": 6.0}, lambda: rest.counts["timeout"]),
             ("drop_ws", {"channel": "market"}, lambda: market.shards[0].connects),
             ("malformed_frame", {}, lambda: market.md.errors),
             ("rate_limit_burst", {"count": 3}, lambda: rest.counts["rate_limited"]),
             ("server_errors", {"share": 0.5}, lambda: rest.counts["server_error"]),
+            # last of the submit faults (the bot holds its orders while the venue restarts, and those
+            # after it would find less to act on); with Retry-After, else that is the venue's ~90 s
+            ("engine_restart", {"restart_s": 5.0, "post_only_s": 2.0, "retry_after": True},
+             lambda: rest.counts["engine_restart"]),
             ("drop_ws", {"channel": "user"}, lambda: user.conn.connects),
         ]  # fmt: skip
         trade_faults = ("duplicate_user_trades", "delay_user")
