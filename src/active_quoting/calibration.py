@@ -34,14 +34,18 @@ import orjson
 
 from active_quoting.clock import SYSTEM, Clock
 from active_quoting.exchange.spot import SCALE_18, SpotPath
+from active_quoting.strategy.config import FairValueConfig
+from active_quoting.strategy.fair_value import vol_ppm
 
 PROB_SCALE = 10_000  # probabilities from the core: 1e-4 units
 HORIZONS_S = (240, 180, 120, 60, 30, 10, 5)
 BUCKETS = 10  # reliability buckets of 0.1
-DEFAULT_HALF_LIFE_S = 300
-DEFAULT_FLOOR_PPM = 100_000  # 0.10 annualised
-DEFAULT_INITIAL_PPM = 400_000  # 0.40 annualised, before the estimator has seen anything
-BAND_HORIZON_MS = 1000  # the half-band: fair's move under a one-sigma spot move over this
+# The model as the bot runs it by default (strategy.config.FairValueConfig): what is scored.
+_FV = FairValueConfig()
+DEFAULT_HALF_LIFE_S = _FV.vol_half_life_seconds
+DEFAULT_FLOOR_PPM = vol_ppm(_FV.vol_floor)
+DEFAULT_INITIAL_PPM = vol_ppm(_FV.vol_initial)  # before the estimator has seen anything
+BAND_HORIZON_MS = _FV.horizon_ms  # the half-band: fair's move under a one-sigma spot move over this
 PROGRESS_AFTER_S = 2.0  # stay quiet on runs shorter than this
 DAY = "real-btc-2026-06-08"
 DEFAULT_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / DAY

@@ -44,6 +44,11 @@ class Fair:
     spot: int  # the reference price it was computed from (1e-8 USD)
 
 
+def vol_ppm(value: Decimal) -> int:
+    """An annualised volatility (a decimal, 0.37) in the core's ppm (370_000)."""
+    return int(value * 1_000_000)
+
+
 def spot_units(value: Decimal) -> int:
     """A decimal USD price (Gamma's priceToBeat) in the feed's units, rounded half up."""
     return int((value * core.SPOT_SCALE).to_integral_value(rounding="ROUND_HALF_UP"))
@@ -54,9 +59,8 @@ class _Asset:
 
     def __init__(self, cfg: FairValueConfig) -> None:
         self.ticks: deque[tuple[int, int]] = deque()  # (feed ms, price), feed-time order
-        ppm = lambda d: int(d * 1_000_000)  # noqa: E731 - annualised decimal -> ppm
         self.vol = core.VolEstimator(
-            cfg.vol_half_life_seconds * 1000, ppm(cfg.vol_floor), ppm(cfg.vol_initial)
+            cfg.vol_half_life_seconds * 1000, vol_ppm(cfg.vol_floor), vol_ppm(cfg.vol_initial)
         )
         self.last_seen_ms = -1  # the bot's clock when the last tick arrived
 
