@@ -48,7 +48,7 @@ from active_quoting.store.journal import Journal, JournalWriteError
 from active_quoting.store.sqlite import Store, StoreWriteError
 from active_quoting.strategy.balances import Balances, spender_for
 from active_quoting.strategy.config import Config
-from active_quoting.strategy.fair_value import FairValues
+from active_quoting.strategy.fair_value import Fair, FairValues
 from active_quoting.strategy.inventory import InventoryManager
 from active_quoting.strategy.momentum import MomentumDetector
 from active_quoting.strategy.quote_pass import QuotePass, make_strategy, strategy_config
@@ -170,37 +170,40 @@ class Bot:
             w.info for w in self.windows.windows.values() if w.info.asset == tick.asset and w.info.end > now_ms // 1000
         ]
         fv.on_tick(tick.asset, tick.price, tick.ts_ms, now_ms, mine)
+        fairs = {info.condition_id: fv.fair(info, now_ms) for info in mine}  # once per window and tick
         for info in mine:
-            fair = fv.fair(info, now_ms)
+            fair = fairs[info.condition_id]
             if fair is not None:
                 _, down = up_terms(False, BUY, fair.price)  # the Down token's fair value
                 self.analytics.on_fair(info.up, now_ms, 2 * fair.price)
                 self.analytics.on_fair(info.down, now_ms, 2 * down)
         if self.cfg.fair_value.enabled and self.cfg.fair_value.guard:
-            moved = fv.moved([info for info in mine if self.windows.is_quoting(info.condition_id)], now_ms)
+            moved = [
+                cid for cid, fair in fairs.items() if self.windows.is_quoting(cid) and fv.moved_since_decided(cid, fair)
+            ]
             if moved:
                 t = self.clock.perf()
-                if self.scheduler.running and self._cancel_exposed(moved, now_ms):
+                if self.scheduler.running and self._cancel_exposed(moved, fairs, now_ms):
                     # a pass is waiting for the venue: the exposed quotes go now, not after it
                     self._tasks.spawn(self.orders.send_cancels())
                 for cid in moved:
                     self.scheduler.mark(cid, t)
                 self.scheduler.request()
 
-    def _cancel_exposed(self, markets: list[str], now_ms: int) -> bool:
-        """Stage the cancel of every resting quote the fair value left exposed in ``markets``;
-        True when any was staged."""
+    def _cancel_exposed(self, markets: list[str], fairs: dict[str, Fair | None], now_ms: int) -> bool:
+        """Stage the cancel of every resting quote the fair value (``fairs``) left exposed in
+        ``markets``; True when any was staged."""
         fv = self.fair_values
         staged = False
         for cid in markets:
             w = self.windows.get(cid)
-            fair = fv.fair(w.info, now_ms) if fv is not None and w is not None else None
-            if w is None or fair is None:
+            fair = fairs.get(cid)
+            if fv is None or w is None or fair is None:
                 continue
             book = self.market.md.books.get(w.info.up)
             tick = book.tick if book is not None else w.info.tick
             bid, ask = self.orders.resting(cid, BID), self.orders.resting(cid, ASK)
-            out_bid, out_ask = fv.exposed(fair, tick, bid.price, ask.price)  # type: ignore[union-attr]
+            out_bid, out_ask = fv.exposed(fair, tick, bid.price, ask.price)
             if out_bid or out_ask:
                 side = lambda out: _CANCEL if out else _UNTOUCHED  # noqa: E731
                 self.orders.stage(MarketDecision(cid, side(out_bid), side(out_ask), False, 0), [], now_ms / 1000)

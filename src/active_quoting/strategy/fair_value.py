@@ -198,16 +198,15 @@ class FairValues:
     def moved(self, windows: Iterable[WindowInfo], now_ms: int) -> list[str]:
         """Markets (of the given quoted windows) whose fair value is now at least the guard's
         move from where it was when they were last decided."""
-        out = []
-        for info in windows:
-            before = self._decided.get(info.condition_id)
-            f = self.fair(info, now_ms)
-            if before is None:
-                if f is not None:
-                    out.append(info.condition_id)  # quoted on the book alone until now: decide with it
-            elif f is None or abs(f.price - before) >= self.guard_move:
-                out.append(info.condition_id)  # moved, or the reference went away: decide again
-        return out
+        return [i.condition_id for i in windows if self.moved_since_decided(i.condition_id, self.fair(i, now_ms))]
+
+    def moved_since_decided(self, market: str, fair: Fair | None) -> bool:
+        """Whether ``market``, whose fair value is now ``fair``, must be decided again: it moved
+        by the guard's threshold, the reference went away, or it was quoted on the book alone."""
+        before = self._decided.get(market)
+        if before is None:
+            return fair is not None
+        return fair is None or abs(fair.price - before) >= self.guard_move
 
     def exposed(self, fair: Fair, tick: int, bid_price: int, ask_price: int) -> tuple[bool, bool]:
         """Which of our resting quotes (NO_PRICE: none) the fair value has left exposed: a bid
