@@ -46,7 +46,7 @@ from active_quoting.options import RunOptions
 from active_quoting.status import StatusPublisher, render_status
 from active_quoting.store.journal import Journal, JournalWriteError
 from active_quoting.store.sqlite import Store, StoreWriteError
-from active_quoting.strategy.balances import Balances, spender_for
+from active_quoting.strategy.balances import Balances
 from active_quoting.strategy.config import Config
 from active_quoting.strategy.fair_value import Fair, FairValues
 from active_quoting.strategy.inventory import InventoryManager
@@ -375,9 +375,7 @@ class Bot:
 
     def _register_balances(self) -> None:
         for w in self.windows.active():
-            if w.cid not in self.balances.markets():
-                spender = spender_for(w.info.version, w.info.neg_risk, self.signer.chain_id)
-                self.balances.register_market(w.cid, w.info.up, w.info.down, spender, w.info.slug)
+            self.balances.register_window(w.info, self.signer.chain_id)
 
     async def _refresh_balances(self) -> None:
         """The venue's balances and allowances read again; a position that differs from the

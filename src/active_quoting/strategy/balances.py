@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from active_quoting.clock import SYSTEM, Clock
+from active_quoting.discovery import WindowInfo
 from active_quoting.model import (
     BUY,
     CONFIRMED,
@@ -171,6 +172,12 @@ class Balances:
         for token in (up, down):
             self._token_market[token] = market
             self.assets.setdefault(token, Asset())
+
+    def register_window(self, info: WindowInfo, chain_id: int) -> None:
+        """Track a window's market (once), its orders' exchange as the spender."""
+        if info.condition_id not in self._markets:
+            spender = spender_for(info.version, info.neg_risk, chain_id)
+            self.register_market(info.condition_id, info.up, info.down, spender, info.slug)
 
     def forget(self, market: str) -> None:
         """Drop a market once resolved and redeemed (its tokens are collateral again)."""

@@ -18,7 +18,7 @@ from active_quoting import core
 from active_quoting.discovery import WindowInfo
 from active_quoting.execution.order_manager import OrderManager
 from active_quoting.model import ASK, BID, SELL, OrderIntent, Pending, PendingOrder
-from active_quoting.strategy.balances import Balances, CapsBudget, QuoteCaps, spender_for
+from active_quoting.strategy.balances import Balances, CapsBudget, QuoteCaps
 from active_quoting.strategy.config import Config
 from active_quoting.strategy.fair_value import Fair, FairValues
 from active_quoting.strategy.inventory import InventoryManager
@@ -174,9 +174,7 @@ class QuotePass:
     def _caps(self, budget: CapsBudget | None, info: WindowInfo) -> QuoteCaps | None:
         if budget is None or self.balances is None:
             return None
-        if info.condition_id not in self.balances.markets():
-            spender = spender_for(info.version, info.neg_risk, self.chain_id)
-            self.balances.register_market(info.condition_id, info.up, info.down, spender, info.slug)
+        self.balances.register_window(info, self.chain_id)  # a window quoted before the next refresh
         return budget.caps(info.condition_id)
 
     def _reserved(self, info: WindowInfo, mine: list[PendingOrder]) -> tuple[int, int]:
