@@ -1,24 +1,41 @@
-"""Latency harness, black-box: a touch-moving market frame written by the venue -> the first byte
-of each order or cancel request that follows, at the venue.
+"""Latency harness, black-box: a touch-moving market frame handed to a pipeline's socket -> the
+first byte of each order or cancel request that follows, both stamped by a proxy in front of the
+venue.
 
-Three processes, one clock (``CLOCK_MONOTONIC``, ``time.monotonic_ns`` in the venue process):
+Six processes, one clock (``CLOCK_MONOTONIC``, ``time.monotonic_ns``):
 
-* **venue** (``latency.py venue``): the embedded exchange with two up/down windows (btc for the
-  bot, eth for the stock pipeline, so neither's orders move the other's book) whose house book
-  (4 levels a side, 6 ticks wide) stands still between moves. Every ``--period`` seconds both
-  books move the same way (``CYCLE``: whole book up 3 ticks and back, the ask in 2 and out, the
-  bid in 2 and out; the eth book half a period after the btc one, so the two pipelines never
-  compete for the machine's two cores), one order at a time as the venue publishes; the ``price_change`` frame of
-  the first step that moves the house touch is the move's frame, stamped when it is handed to
-  the subscriber's socket. The server protocol's ``data_received`` stamps the first byte of
-  every HTTP request; each ``POST /order(s)`` and ``DELETE /order(s)`` is recorded with that
-  stamp, its sender (``POLY_ADDRESS``) and how many orders it carries.
-* **ours**: ``active-quoting run --exchange-url ... --gamma-url ...`` exactly as a user starts it
-  against a separately served exchange: default configuration, store and journal on.
+* **venue** (``latency.py venue``): the embedded exchange with three up/down windows (btc for the
+  bot, eth for the stock pipeline, sol for the floor, so no pipeline's orders move another's
+  book) whose house book (4 levels a side, 6 ticks wide) stands still between moves. Every
+  ``--period`` seconds the books move the same way (``CYCLE``: whole book up 3 ticks and back,
+  the ask in 2 and out, the bid in 2 and out; eth a third of a period after btc and sol two
+  thirds, so no two pipelines react at the same time on the machine's two cores), one order at a
+  time as the venue publishes; the ``price_change`` frame of the first step that moves the house
+  touch is the move's frame: the venue records the digest of its exact text. Each
+  ``POST /order(s)`` and ``DELETE /order(s)`` is recorded with its sender (``POLY_ADDRESS``),
+  its ``POLY_SIGNATURE`` and how many orders it carries. The venue's own stamps (the frame handed
+  to aiohttp, the server protocol's ``data_received``) are kept: the old method, printed beside.
+* **proxy** (``latency.py proxy``, :class:`StampingProxy`): a uvloop ``asyncio.Protocol`` relay,
+  raw bytes, TCP_NODELAY both sides; every connection a pipeline opens to the CLOB URL (REST and
+  WebSocket) goes through it, Gamma goes direct. It stamps each WebSocket frame from the
+  exchange when its write to the client's socket returns (frames parsed across chunks after
+  the ``101``; payload digest, connection) and the first byte of each HTTP request from a client
+  on arrival, before forwarding it (method, path, ``POLY_ADDRESS``, ``POLY_SIGNATURE``). The
+  venue is busy publishing a move's several steps to several subscribers; measured at the
+  venue, that cost was in every sample (see benchmarks/README.md).
+* **ours**: ``active-quoting run --exchange-url <proxy> --gamma-url ...`` exactly as a user
+  starts it against a separately served exchange: default configuration, store and journal on.
 * **stock** (``latency.py stock``): ``json`` + a dict book + py-clob-client-v2 (``create_order``,
   ``post_order``/``post_orders``, ``cancel_orders``; tick-size, neg-risk and version caches
   warm) on the eth market stream. On the first touch change of a move it posts one order if the
   bid moved up, two if the ask moved down, and cancels what it holds otherwise.
+* **floor** (``latency.py floor``): an instant reactor on the sol stream (picows, ``orjson``, a
+  prebuilt signed ``DELETE /orders`` written to a pre-opened keep-alive connection on the first
+  touch change of a move): the harness's own cost, which nothing can beat.
+
+The harness joins the records: a move's time is the proxy's stamp of the first frame with the
+move frame's digest, a request's the proxy's stamp of the request with its signature (by order
+of arrival per method, path and sender when a request has none; counted).
 
 A request belongs to the last move of its pipeline's market written before it, if it came
 within ``--horizon`` (later ones, such as the bot's re-quote when a momentum cooldown ends, are
@@ -37,7 +54,7 @@ spot-move guard on; everything else default). Every ``--period`` seconds the ven
 alternately down and up and back, each pull move sized (with a copy of the bot's volatility
 model fed the same ticks) to take Up's fair value to 0.25 or 0.75, far past the quotes' bound
 (fair -/+ band + margin), so the resting bid (down) or ask (up) must be pulled. The pull move's
-RTDS frame is stamped when it is handed to the bot's socket; its answer is the first byte of
+RTDS frame is stamped when the proxy hands it to the bot's socket; its answer is the first byte of
 the first ``DELETE /order(s)`` within ``--horizon`` that names the exposed quote (the venue
 looks the cancelled ids up: the bid on a drop, the ask on a rise); the first cancel of any
 quote is shown beside it. A pull move whose exposed quote is not cancelled in time is counted,
@@ -45,15 +62,21 @@ not timed. No stock column: the stock pipeline does not read spot.
 
 Run: ``make latency`` (both scenarios; prints the tables; ``--scenario market|spot|all --moves N
 --period S --dump --json OUT``). About 30 s of start-up plus ``moves * period`` per scenario.
+The spot scenario has no stock or floor pipeline; its frames and cancels are stamped at the proxy
+the same way.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -61,8 +84,10 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 STOCK_KEY = "0x" + "22" * 32  # throwaway
+FLOOR_KEY = "0x" + "33" * 32  # throwaway
 HOUSE = "0x0000000000000000000000000000000000000001"
 HALF, LEVELS = 3, 4  # the house book: 4 levels a side, 3 ticks from its centre (6 ticks wide)
 # (name, bid centre move, ask centre move) in ticks: whole-book shifts of 2 (past the refresh
@@ -80,6 +105,361 @@ SPOT_CYCLE = (("spot down", -1), ("back", 0), ("spot up", 1), ("back", 0))
 SPOT_TARGET = 2500  # how far a pull move takes Up's fair value from 0.50 (price units: 0.25)
 
 
+# -- the stamping proxy ------------------------------------------------------------------------
+
+WS_DATA_OPCODES = frozenset({0, 1, 2})  # continuation, text, binary: control frames are not stamped
+HEAD_LIMIT = 1 << 16  # an HTTP head longer than this is not parsed (stamping stops on that connection)
+
+
+def payload_digest(payload: bytes) -> str:
+    """What the venue and the proxy both record of a frame: blake2b of its payload (the text)."""
+    return hashlib.blake2b(payload, digest_size=16).hexdigest()
+
+
+def _ws_header(buf: bytes | bytearray | memoryview) -> tuple[int, int, int, bytes] | None:
+    """(header length, payload length, opcode, mask key or b"") of the WebSocket frame at the
+    start of ``buf`` (RFC 6455 5.2), or None while ``buf`` holds less than the whole header."""
+    if len(buf) < 2:
+        return None
+    b1 = buf[1]
+    size = b1 & 0x7F
+    hlen = 2 + (2 if size == 126 else 8 if size == 127 else 0) + (4 if b1 & 0x80 else 0)
+    if len(buf) < hlen:
+        return None
+    if size == 126:
+        size = int.from_bytes(buf[2:4], "big")
+    elif size == 127:
+        size = int.from_bytes(buf[2:10], "big")
+    mask = bytes(buf[hlen - 4 : hlen]) if b1 & 0x80 else b""
+    return hlen, size, buf[0] & 0x0F, mask
+
+
+class FrameStamper:
+    """The exchange -> client bytes of one connection. Until the end of the first response head
+    nothing is known; a ``101`` makes it a WebSocket connection, whose frames are then followed
+    across chunks (headers and payloads split anywhere, several frames per chunk); any other
+    status means plain HTTP, not parsed further (nothing is timed on that direction).
+
+    :meth:`feed` is called after the chunk was written to the client, with the time that write
+    returned; every data frame whose last byte is in the chunk is appended to ``out`` as
+    ``(t, opcode, payload)``."""
+
+    __slots__ = ("mode", "head", "hdr", "remaining", "parts", "op", "mask")
+    HEAD, WS, OFF = 0, 1, 2
+
+    def __init__(self) -> None:
+        self.mode = self.HEAD
+        self.head = bytearray()
+        self.hdr = bytearray()  # a frame header split across chunks
+        self.remaining = -1  # payload bytes still to come; -1: between frames
+        self.parts: list[bytes] = []
+        self.op = 0
+        self.mask = b""
+
+    def feed(self, data: bytes, t: int, out: list[tuple[int, int, bytes]]) -> None:
+        if self.mode == self.OFF:
+            return
+        if self.mode == self.HEAD:
+            start = max(0, len(self.head) - 3)
+            self.head += data
+            end = self.head.find(b"\r\n\r\n", start)
+            if end < 0:
+                if len(self.head) > HEAD_LIMIT:
+                    self.mode = self.OFF
+                return
+            status = bytes(self.head[:13])
+            data = bytes(self.head[end + 4 :])
+            self.head = bytearray()
+            if not (status.startswith(b"HTTP/1.") and status[8:13] == b" 101 "):
+                self.mode = self.OFF
+                return
+            self.mode = self.WS
+        i, n = 0, len(data)
+        while i < n:
+            if self.remaining < 0:  # a header
+                if self.hdr:
+                    held = len(self.hdr)
+                    buf: Any = self.hdr + data[i : i + 14 - held]
+                else:
+                    held = 0
+                    buf = data[i : i + 14]
+                h = _ws_header(buf)
+                if h is None:  # everything left is the start of a header
+                    self.hdr = bytearray(buf)
+                    return
+                hlen, self.remaining, self.op, self.mask = h
+                i += hlen - held
+                self.hdr = bytearray()
+                self.parts = []
+                if self.remaining == 0:
+                    self._emit(t, out)
+                continue
+            take = min(self.remaining, n - i)
+            self.parts.append(data[i : i + take])
+            i += take
+            self.remaining -= take
+            if self.remaining == 0:
+                self._emit(t, out)
+
+    def _emit(self, t: int, out: list[tuple[int, int, bytes]]) -> None:
+        self.remaining = -1
+        if self.op in WS_DATA_OPCODES:
+            payload = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+            if self.mask:  # server frames are never masked; a masked one is unmasked for its digest
+                payload = bytes(b ^ self.mask[k & 3] for k, b in enumerate(payload))
+            out.append((t, self.op, payload))
+        self.parts = []
+
+
+class RequestStamper:
+    """The client -> exchange bytes of one connection: HTTP/1.1 requests, back to back on a
+    keep-alive connection (``Content-Length`` or chunked bodies), until an upgrade to WebSocket
+    (the client's frames are then not parsed).
+
+    :meth:`feed` is called with the time the chunk arrived (taken before it was forwarded):
+    each request whose first byte is in the chunk is stamped with it, and appended to ``out``
+    as ``(t, method, path, POLY_ADDRESS, POLY_SIGNATURE)`` once its head is complete (a head
+    split across chunks keeps the stamp of its first byte)."""
+
+    __slots__ = ("mode", "head", "t0", "remaining", "line")
+    HEAD, BODY, CHUNK_SIZE, CHUNK_DATA, TRAILER, OFF = range(6)
+
+    def __init__(self) -> None:
+        self.mode = self.HEAD
+        self.head = bytearray()
+        self.t0 = 0
+        self.remaining = 0
+        self.line = bytearray()  # a chunk-size or trailer line split across chunks
+
+    def feed(self, data: bytes, t: int, out: list[tuple[int, str, str, str, str]]) -> None:
+        i, n = 0, len(data)
+        while i < n:
+            mode = self.mode
+            if mode == self.OFF:
+                return
+            if mode == self.HEAD:
+                if not self.head:
+                    while i < n and data[i] in b"\r\n":  # stray line breaks between requests (RFC 9112 2.2)
+                        i += 1
+                    if i == n:
+                        return
+                    self.t0 = t
+                start = max(0, len(self.head) - 3)
+                self.head += data[i:]
+                end = self.head.find(b"\r\n\r\n", start)
+                if end < 0:
+                    if len(self.head) > HEAD_LIMIT:
+                        self.mode = self.OFF
+                    return
+                i = n - (len(self.head) - end - 4)  # the first byte after the head in data
+                head = bytes(self.head[:end])
+                self.head = bytearray()
+                self._request(head, out)
+            elif mode == self.BODY:
+                take = min(self.remaining, n - i)
+                i += take
+                self.remaining -= take
+                if self.remaining == 0:
+                    self.mode = self.HEAD
+            elif mode == self.CHUNK_DATA:  # the chunk and its CRLF
+                take = min(self.remaining, n - i)
+                i += take
+                self.remaining -= take
+                if self.remaining == 0:
+                    self.mode = self.CHUNK_SIZE
+            else:  # CHUNK_SIZE or TRAILER: a line
+                j = data.find(b"\n", i)
+                if j < 0:
+                    self.line += data[i:]
+                    return
+                line = bytes(self.line + data[i:j]).strip()
+                self.line = bytearray()
+                i = j + 1
+                if mode == self.TRAILER:
+                    if not line:
+                        self.mode = self.HEAD
+                    continue
+                size = int(line.split(b";", 1)[0] or b"0", 16)
+                if size == 0:
+                    self.mode = self.TRAILER
+                else:
+                    self.remaining, self.mode = size + 2, self.CHUNK_DATA
+
+    def _request(self, head: bytes, out: list[tuple[int, str, str, str, str]]) -> None:
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(b" ")
+        method = parts[0].decode("latin-1")
+        path = parts[1].decode("latin-1").split("?", 1)[0] if len(parts) > 1 else ""
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
+        out.append((self.t0, method, path, headers.get("poly_address", "").lower(), headers.get("poly_signature", "")))
+        if headers.get("upgrade", "").lower() == "websocket":
+            self.mode = self.OFF
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            self.mode = self.CHUNK_SIZE
+        else:
+            self.remaining = int(headers.get("content-length", "0") or 0)
+            self.mode = self.BODY if self.remaining else self.HEAD
+
+
+def _nodelay(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+
+class StampingProxy:
+    """A TCP relay on 127.0.0.1 in front of the exchange: every client connection gets its own
+    to the exchange, bytes go both ways unchanged, and the two stampers above record what the
+    harness times (one ``time.monotonic_ns`` clock, this process). Per-chunk work on the path
+    is a clock read and a write; parsing happens after the chunk was handed on."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.frames: list[tuple[int, int, int, bytes]] = []  # (t, connection, opcode, payload)
+        self.requests: list[tuple[int, int, str, str, str, str]] = []  # (t, conn, method, path, address, sig)
+        self.connections = 0
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self, port: int = 0) -> str:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: _ClientSide(self), "127.0.0.1", port)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    def records(self) -> dict[str, Any]:
+        return {
+            "frames": [(t, c, op, payload_digest(p)) for t, c, op, p in self.frames],
+            "requests": [list(r) for r in self.requests],
+        }
+
+
+class _ClientSide(asyncio.Protocol):
+    def __init__(self, proxy: StampingProxy) -> None:
+        self.proxy = proxy
+        self.up: _ExchangeSide | None = None
+        self.transport: Any = None
+        self.pending: list[bytes] = []  # what the client sent before the exchange side was open
+        self.stamper = RequestStamper()
+        self.reqs: list[tuple[int, str, str, str, str]] = []
+        self.closed = False
+        proxy.connections += 1
+        self.id = proxy.connections
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        _nodelay(transport)
+        asyncio.get_running_loop().create_task(self._open())
+
+    async def _open(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            _, up = await loop.create_connection(lambda: _ExchangeSide(self), self.proxy.host, self.proxy.port)
+        except OSError:
+            self.transport.close()
+            return
+        self.up = up
+        if self.closed:
+            up.transport.close()
+            return
+        for chunk in self.pending:
+            up.transport.write(chunk)
+        self.pending.clear()
+
+    def data_received(self, data: bytes) -> None:
+        t = time.monotonic_ns()  # stamp, then forward
+        if self.up is not None:
+            self.up.transport.write(data)
+        else:
+            self.pending.append(data)
+        if self.stamper.mode != RequestStamper.OFF:
+            self.stamper.feed(data, t, self.reqs)
+            if self.reqs:
+                self.proxy.requests.extend((r[0], self.id, *r[1:]) for r in self.reqs)
+                self.reqs.clear()
+
+    def pause_writing(self) -> None:
+        if self.up is not None:
+            self.up.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.up is not None:
+            self.up.transport.resume_reading()
+
+    def eof_received(self) -> bool:
+        if self.up is not None and self.up.transport.can_write_eof():
+            self.up.transport.write_eof()
+            return True
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.up is not None:
+            self.up.transport.close()
+
+
+class _ExchangeSide(asyncio.Protocol):
+    def __init__(self, client: _ClientSide) -> None:
+        self.client = client
+        self.transport: Any = None
+        self.stamper = FrameStamper()
+        self.out: list[tuple[int, int, bytes]] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        _nodelay(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.client.transport.write(data)
+        t = time.monotonic_ns()  # the frame is in the client's socket: its write returned
+        if self.stamper.mode != FrameStamper.OFF:
+            self.stamper.feed(data, t, self.out)
+            if self.out:
+                cid = self.client.id
+                self.client.proxy.frames.extend((ft, cid, op, p) for ft, op, p in self.out)
+                self.out.clear()
+
+    def pause_writing(self) -> None:
+        self.client.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.client.transport.resume_reading()
+
+    def eof_received(self) -> bool:
+        if self.client.transport.can_write_eof():
+            self.client.transport.write_eof()
+            return True
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client.transport.close()
+
+
+async def proxy(args: argparse.Namespace) -> None:
+    """``latency.py proxy --target URL --out FILE``: serve until SIGINT/SIGTERM, then write the
+    records (frame digests, requests) to ``--out``."""
+    target = urlsplit(args.target)
+    px = StampingProxy(target.hostname or "127.0.0.1", target.port or 80)
+    url = await px.start()
+    print(json.dumps({"url": url}), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await px.stop()
+    Path(args.out).write_text(json.dumps(px.records()))
+
+
 # -- the venue process -------------------------------------------------------------------------
 
 
@@ -95,11 +475,13 @@ async def venue(args: argparse.Namespace) -> None:
 
     clock = time.monotonic_ns
     first_byte: dict[object, int] = {}
-    # (ns, method, path, address, orders posted, lane, the Up-terms quotes a cancel names: "ask,bid")
-    requests: list[tuple[int, str, str, str, int, bool, str]] = []
-    moves: list[tuple[int, str]] = []  # (ns the frame was written, "market kind")
+    # (ns, method, path, address, orders posted, lane, the Up-terms quotes a cancel names: "ask,bid",
+    # POLY_SIGNATURE: how the harness finds the request among the proxy's)
+    requests: list[tuple[int, str, str, str, int, bool, str, str]] = []
+    # (ns the frame was handed to send, "market kind", digest of the frame's text: the proxy's key)
+    moves: list[tuple[int, str, str]] = []
     o_up: dict[str, str] = {}  # market -> its Up token
-    armed: list[tuple[str, str]] = []  # (what its frame contains, the move) being written
+    armed: list[tuple[tuple[str, ...], str]] = []  # (what its frame contains, all of it; the move) being written
 
     original_received = web_protocol.RequestHandler.data_received
 
@@ -127,14 +509,18 @@ async def venue(args: argparse.Namespace) -> None:
                                           for o in named if o is not None}))  # fmt: skip
             sender = request.headers.get("POLY_ADDRESS", "").lower()
             lane = request.headers.get("User-Agent", "") == "active-quoting"  # venue/lane.py's requests
-            requests.append((t, request.method, request.path, sender, n, lane, quotes))
+            signature = request.headers.get("POLY_SIGNATURE", "")
+            requests.append((t, request.method, request.path, sender, n, lane, quotes, signature))
         return await handler(request)
 
     original_send_text = server_mod._send_text
 
     async def stamped_send_text(ws: Any, text: str) -> None:
-        if armed and armed[0][0] in text:
-            moves.append((clock(), armed.pop()[1]))
+        if armed and all(needle in text for needle in armed[0][0]):
+            t, label = clock(), armed.pop()[1]
+            await original_send_text(ws, text)
+            moves.append((t, label, payload_digest(text.encode())))  # the exact text sent, after the send
+            return
         await original_send_text(ws, text)
 
     server_mod._send_text = stamped_send_text  # type: ignore[assignment]
@@ -150,15 +536,16 @@ async def venue(args: argparse.Namespace) -> None:
     finally:
         web.Application = application  # type: ignore[misc]
 
-    flow = MarketFlow(ex, FlowConfig(assets=("btc", "eth"), window_s=args.window_seconds, noise_takers_per_s=0.0,
+    flow = MarketFlow(ex, FlowConfig(assets=("btc", "eth", "sol"), window_s=args.window_seconds, noise_takers_per_s=0.0,
                                      jump_prob_per_s=0.0))  # fmt: skip
     now = time.time()
     flow.ensure_windows(now)  # the windows (Gamma records, markets); their books are ours to move
-    ours_m, stock_m = (next(w.market for w in flow.windows if w.asset == a and w.start <= now < w.end)
-                       for a in ("btc", "eth"))  # fmt: skip
+    ours_m, stock_m, floor_m = (next(w.market for w in flow.windows if w.asset == a and w.start <= now < w.end)
+                                for a in ("btc", "eth", "sol"))  # fmt: skip
     tick = ours_m.tick
-    o_up.update({m.condition_id: m.up for m in (ours_m, stock_m)})
-    house: dict[str, dict[tuple[int, int], str]] = {ours_m.condition_id: {}, stock_m.condition_id: {}}
+    pipelines = (ours_m, stock_m, floor_m)
+    o_up.update({m.condition_id: m.up for m in pipelines})
+    house: dict[str, dict[tuple[int, int], str]] = {m.condition_id: {} for m in pipelines}
 
     async def shift(m: Any, bid_center: int, ask_center: int, kind: str = "") -> None:
         """Move one market's house book (bids from ``bid_center - HALF``, asks from
@@ -187,15 +574,16 @@ async def venue(args: argparse.Namespace) -> None:
             else:
                 result = ex.engine.cancel(mine.pop(key))[2]
             if kind and top() != before:
-                armed[:] = [('"price_change"', f"{m.condition_id} {kind}")]
+                armed[:] = [(('"price_change"', m.condition_id), f"{m.condition_id} {kind}")]
                 kind = ""
             ex._publish(result)
             await asyncio.sleep(0)  # the frame is written before the next step
 
     center = SCALE // 2
-    for m in (ours_m, stock_m):
+    for m in pipelines:
         await shift(m, center, center)
     stock_address = OrderSigner(STOCK_KEY).address.lower()
+    floor_address = OrderSigner(FLOOR_KEY).address.lower()
     spot = args.scenario == "spot"
     if spot:
         from active_quoting.exchange.rtds import format_units
@@ -208,7 +596,7 @@ async def venue(args: argparse.Namespace) -> None:
         ticker = SpotTicker(ex, strike, armed)
         ticker_task = asyncio.get_running_loop().create_task(ticker.run())
     print(json.dumps({"clob": ex.clob_url, "gamma": ex.gamma_url, "up": stock_m.up, "down": stock_m.down,
-                      "stock": stock_address}), flush=True)  # fmt: skip
+                      "floor_up": floor_m.up, "stock": stock_address, "floor": floor_address}), flush=True)  # fmt: skip
 
     def ours_live() -> bool:
         return bool(ex.engine.live_orders(market=ours_m.condition_id, account=None)) and any(
@@ -216,9 +604,10 @@ async def venue(args: argparse.Namespace) -> None:
         )
 
     deadline = time.monotonic() + args.ready_timeout
-    while not (ours_live() and (ex.rtds.active if spot else len(ex.market_sockets) >= 2)):
+    while not (ours_live() and (ex.rtds.active if spot else len(ex.market_sockets) >= 3)):
         if time.monotonic() > deadline:
-            print(json.dumps({"error": "the bot never quoted (or the stock reactor never subscribed)"}), flush=True)
+            print(json.dumps({"error": "the bot never quoted (or the stock or floor reactor never subscribed)"}),
+                  flush=True)  # fmt: skip
             await ex.stop()
             return
         await asyncio.sleep(0.1)
@@ -237,12 +626,13 @@ async def venue(args: argparse.Namespace) -> None:
         kind, d_bid, d_ask = CYCLE[i % len(CYCLE)]
         bid_c += d_bid * tick
         ask_c += d_ask * tick
-        for m in (ours_m, stock_m):  # half a period apart: each pipeline has the machine to itself
+        for m in pipelines:  # a third of a period apart: each pipeline has the machine to itself
             await shift(m, bid_c, ask_c, kind)
-            await asyncio.sleep(args.period / 2)
-    markets = {"ours": ours_m.condition_id, "stock": stock_m.condition_id}
+            await asyncio.sleep(args.period / 3)
+    markets = {"ours": ours_m.condition_id, "stock": stock_m.condition_id, "floor": floor_m.condition_id}
     Path(args.out).write_text(json.dumps({"moves": moves, "requests": requests, "stock": stock_address,
-                                          "markets": markets, "sized": ticker.sized if spot else []}))  # fmt: skip
+                                          "floor": floor_address, "markets": markets,
+                                          "sized": ticker.sized if spot else []}))  # fmt: skip
     print(json.dumps({"done": len(moves)}), flush=True)
     stop = asyncio.Event()  # served until the harness has stopped the bot
     asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
@@ -256,7 +646,7 @@ class SpotTicker:
     :meth:`move`. A copy of the bot's volatility model (``fair_value`` defaults) takes the same
     ticks, so a pull move can be sized to a fair value whatever the estimate has become."""
 
-    def __init__(self, ex: Any, strike: int, armed: list[tuple[str, str]]) -> None:
+    def __init__(self, ex: Any, strike: int, armed: list[tuple[tuple[str, ...], str]]) -> None:
         from active_quoting import core
         from active_quoting.strategy.config import FairValueConfig
 
@@ -296,7 +686,7 @@ class SpotTicker:
             await asyncio.sleep(1.2 - time.time() % 1.0)  # 0.2 s into each second: one tick a second
             now = time.time()
             if self.label:
-                self.armed[:] = [(RTDS_NEEDLE, self.label)]
+                self.armed[:] = [((RTDS_NEEDLE,), self.label)]
                 self.label = ""
             if self.ex.rtds.active:
                 self.vol.update(self.value, int(now) * 1000)  # the Chainlink payload's second
@@ -370,6 +760,108 @@ def stock(args: argparse.Namespace) -> None:
                         react(book, last)
 
     asyncio.run(run())
+
+
+# -- the floor pipeline ------------------------------------------------------------------------
+
+
+def floor(args: argparse.Namespace) -> None:
+    """The harness's own cost: an instant reactor on the sol market. picows reads the market
+    stream, ``orjson`` decodes a frame, and on a change of the Up touch a prebuilt, signed
+    ``DELETE /orders`` (an unknown id) is written to a pre-opened keep-alive connection; the
+    next request is built after the bytes are out. Nothing real can answer a frame faster
+    through the same venue, proxy and loopback."""
+    import uvloop
+
+    uvloop.run(_floor(args))
+
+
+async def _floor(args: argparse.Namespace) -> None:
+    import orjson
+    from picows import WSListener, WSMsgType, ws_connect
+    from py_clob_client_v2.client import ClobClient
+
+    from active_quoting.venue.signing import OrderSigner
+
+    loop = asyncio.get_running_loop()
+    creds = await loop.run_in_executor(None, lambda: ClobClient(args.clob, chain_id=137, key=FLOOR_KEY)
+                                       .create_or_derive_api_key())  # fmt: skip
+    address = OrderSigner(FLOOR_KEY).address
+    secret = base64.urlsafe_b64decode(creds.api_secret)
+    url = urlsplit(args.clob)
+    body = json.dumps(["0x" + "00" * 32], separators=(",", ":")).encode()
+
+    def build() -> bytes:
+        ts = str(int(time.time()))
+        sig = base64.urlsafe_b64encode(hmac.new(secret, f"{ts}DELETE/orders".encode() + body, hashlib.sha256)
+                                       .digest()).decode()  # fmt: skip
+        return (f"DELETE /orders HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nPOLY_ADDRESS: {address}\r\nPOLY_SIGNATURE: {sig}\r\n"
+                f"POLY_TIMESTAMP: {ts}\r\nPOLY_API_KEY: {creds.api_key}\r\nPOLY_PASSPHRASE: "
+                f"{creds.api_passphrase}\r\n\r\n").encode() + body  # fmt: skip
+
+    class Lane(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+            _nodelay(transport)
+
+        def data_received(self, data: bytes) -> None:
+            pass  # the answers: not_canceled, not timed
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            lost.set_result(None) if not lost.done() else None
+
+    lost: asyncio.Future[None] = loop.create_future()
+    _, lane = await loop.create_connection(Lane, url.hostname, url.port)
+    ready = [build()]
+    last: list[tuple[float, float] | None] = [None]
+    up = args.up
+    quiet_until = [0]
+    clock = time.monotonic_ns
+    sends: list[tuple[int, int]] = []  # (frame read, request written): where the floor's own time goes
+
+    def send(t_read: int) -> None:
+        lane.transport.write(ready[0])
+        sends.append((t_read, clock()))
+        quiet_until[0] = t_read + int(STOCK_DEBOUNCE_S * 1e9)  # a move's first touch change only, as the stock
+        ready[0] = build()  # after the bytes are out
+
+    class Listener(WSListener):  # type: ignore[misc]
+        def on_ws_connected(self, transport: Any) -> None:
+            transport.send(WSMsgType.TEXT, json.dumps({"assets_ids": [up], "type": "market"}).encode())
+
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            t_read = clock()
+            if frame.msg_type != WSMsgType.TEXT:
+                return
+            data = orjson.loads(frame.get_payload_as_bytes())
+            for msg in data if isinstance(data, list) else (data,):
+                kind = msg.get("event_type")
+                if kind == "price_change":
+                    for ch in msg["price_changes"]:
+                        if ch["asset_id"] == up:
+                            top = (float(ch["best_bid"]), float(ch["best_ask"]))
+                            if last[0] is not None and top != last[0] and t_read >= quiet_until[0]:
+                                send(t_read)
+                            last[0] = top
+                            break
+                elif kind == "book" and msg.get("asset_id") == up:
+                    last[0] = (max((float(lv["price"]) for lv in msg["bids"]), default=0.0),
+                               min((float(lv["price"]) for lv in msg["asks"]), default=1.0))  # fmt: skip
+
+        def on_ws_disconnected(self, transport: Any) -> None:
+            lost.set_result(None) if not lost.done() else None
+
+    ws_url = args.clob.replace("http", "ws", 1) + "/ws/market"
+    transport, _ = await ws_connect(Listener, ws_url)
+    stop = loop.create_future()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: stop.set_result(None) if not stop.done() else None)
+    await asyncio.wait([stop, lost], return_when=asyncio.FIRST_COMPLETED)
+    transport.disconnect()
+    lane.transport.close()
+    if args.out:
+        Path(args.out).write_text(json.dumps(sends))
 
 
 # -- a round trip on each REST path ------------------------------------------------------------
@@ -457,22 +949,110 @@ def classify(
     return out
 
 
+ORDER_PATHS = frozenset({("POST", "/order"), ("POST", "/orders"), ("DELETE", "/order"), ("DELETE", "/orders")})
+
+
+def join(
+    venue: dict[str, Any], proxy: dict[str, Any]
+) -> tuple[list[tuple[int, str]], list[tuple[Any, ...]], dict[str, int]]:
+    """The venue's moves and order/cancel requests on the proxy's clock.
+
+    A move is the first frame the proxy handed to a client with the digest of the move frame's
+    text, at or after the venue's own stamp (same ``CLOCK_MONOTONIC``); a request is the
+    proxy's request with the same ``POLY_SIGNATURE`` (the first not yet taken), or, with no
+    signature to go by, the next proxy request of the same (method, path, sender) in order of
+    arrival (counted: ``fallbacks``). Moves and requests the proxy has no record of are dropped
+    and counted. Returns ``(moves, requests, counts)``: moves as ``(t, "market kind")``,
+    requests as the venue's first seven fields with the proxy's stamp."""
+    by_digest: dict[str, list[int]] = {}
+    for t, _conn, _op, digest in proxy["frames"]:
+        by_digest.setdefault(digest, []).append(t)
+    counts = {"moves": 0, "moves unmatched": 0, "requests": 0, "by signature": 0, "fallbacks": 0,
+              "requests unmatched": 0}  # fmt: skip
+    moves: list[tuple[int, str]] = []
+    for tv, label, digest in venue["moves"]:
+        stamps = [t for t in by_digest.get(digest, ()) if t >= tv]
+        if stamps:
+            moves.append((min(stamps), label))
+            counts["moves"] += 1
+        else:
+            counts["moves unmatched"] += 1
+    by_sig: dict[str, list[int]] = {}
+    by_key: dict[tuple[str, str, str], list[int]] = {}
+    for i, (_t, _conn, method, path, _address, sig) in enumerate(proxy["requests"]):
+        if sig and (method, path) in ORDER_PATHS:
+            by_sig.setdefault(sig, []).append(i)
+    taken: set[int] = set()
+    stamped: list[tuple[Any, ...] | None] = []
+    later: list[int] = []  # venue requests left for the fallback
+    for r in venue["requests"]:
+        sig = r[7] if len(r) > 7 else ""
+        queue = by_sig.get(sig) if sig else None
+        if queue:
+            i = queue.pop(0)
+            taken.add(i)
+            stamped.append((proxy["requests"][i][0], *r[1:7]))
+            counts["by signature"] += 1
+        else:
+            stamped.append(None)
+            later.append(len(stamped) - 1)
+    for i, (_t, _conn, method, path, address, _sig) in enumerate(proxy["requests"]):
+        if i not in taken and (method, path) in ORDER_PATHS:
+            by_key.setdefault((method, path, address), []).append(i)
+    for k in later:
+        r = venue["requests"][k]
+        queue = by_key.get((r[1], r[2], r[3]))
+        if queue:
+            stamped[k] = (proxy["requests"][queue.pop(0)][0], *r[1:7])
+            counts["fallbacks"] += 1
+        else:
+            counts["requests unmatched"] += 1
+    requests = [r for r in stamped if r is not None]
+    counts["requests"] = len(requests)
+    return moves, requests, counts
+
+
+def floor_breakdown(
+    moves: list[tuple[int, str]], requests: list[tuple[Any, ...]], sends: list[list[int]], who: Any, horizon_ns: int
+) -> dict[str, list[int]]:
+    """Where the floor's time goes, per move it answered: the proxy's frame stamp -> the floor's
+    read of the frame (the proxy's write, loopback, the reader's wake-up and frame parse), the
+    read -> the request written (decode, decide, write), the write -> the proxy's stamp of its
+    first byte (loopback and the proxy's wake-up). All on ``CLOCK_MONOTONIC``."""
+    out: dict[str, list[int]] = {"frame -> read": [], "read -> written": [], "written -> stamped": []}
+    mine = sorted(r[0] for r in requests if who(r[3]))
+    for t0, _ in moves:
+        read = next((s for s in sends if t0 <= s[0] < t0 + horizon_ns), None)
+        stamped = next((t for t in mine if read is not None and t >= read[1]), None)
+        if read is None or stamped is None or stamped >= t0 + horizon_ns:
+            continue
+        out["frame -> read"].append(read[0] - t0)
+        out["read -> written"].append(read[1] - read[0])
+        out["written -> stamped"].append(stamped - read[1])
+    return out
+
+
 def pct(samples: list[int], q: float) -> float:
     s = sorted(samples)
     return s[min(len(s) - 1, int(q * len(s)))] / 1000 if s else float("nan")
 
 
-def table(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
-    head = f"{'case':20} {'n':>4} {'ours p50':>9} {'p90':>8} {'p99':>8}  {'n':>4} {'stock p50':>9} {'p90':>8} {'p99':>8}  {'stock/ours':>10}"
+def table(ours: dict[str, Any], theirs: dict[str, Any], base: dict[str, Any] | None = None) -> str:
+    """Per case: ours, stock, the floor pipeline (when given) and stock/ours at p50."""
+    cols = [("ours", ours), ("stock", theirs)] + ([("floor", base)] if base is not None else [])
+    head = f"{'case':20}" + "".join(f" {'n':>4} {name + ' p50':>9} {'p90':>8} {'p99':>8} " for name, _ in cols)
+    head += f" {'stock/ours':>10}"
     lines = [head, "-" * len(head)]
     for case in (*CASES, "first request"):
+        row = f"{case:20}"
+        for _, c in cols:
+            a = c[case]
+            a50 = statistics.median(a) / 1000 if a else float("nan")
+            row += f" {len(a):>4} {a50:>9.0f} {pct(a, 0.9):>8.0f} {pct(a, 0.99):>8.0f} "
         a, b = ours[case], theirs[case]
-        a50 = statistics.median(a) / 1000 if a else float("nan")
-        b50 = statistics.median(b) / 1000 if b else float("nan")
-        ratio = f"{b50 / a50:9.2f}x" if a and b else f"{'-':>10}"
-        lines.append(f"{case:20} {len(a):>4} {a50:>9.0f} {pct(a, 0.9):>8.0f} {pct(a, 0.99):>8.0f}  "
-                     f"{len(b):>4} {b50:>9.0f} {pct(b, 0.9):>8.0f} {pct(b, 0.99):>8.0f}  {ratio}")  # fmt: skip
-    lines.append(f"moves unanswered: ours {ours['unanswered']}, stock {theirs['unanswered']}")
+        ratio = f"{statistics.median(b) / statistics.median(a):9.2f}x" if a and b else f"{'-':>10}"
+        lines.append(f"{row} {ratio}")
+    lines.append("moves unanswered: " + ", ".join(f"{name} {c['unanswered']}" for name, c in cols))
     return "\n".join(lines)
 
 
@@ -485,13 +1065,14 @@ def pick_window(now: float, need_s: float) -> int:
     return 3600
 
 
-def run_scenario(args: argparse.Namespace, scenario: str) -> tuple[dict[str, Any], Path] | None:
-    """The venue, the bot and (market scenario) the stock pipeline, each in its own process,
-    until the venue has made its moves; the venue's record of moves and requests."""
+def run_scenario(args: argparse.Namespace, scenario: str) -> tuple[dict[str, Any], dict[str, Any], Path] | None:
+    """The venue, the stamping proxy in front of it, the bot and (market scenario) the stock and
+    floor pipelines, each in its own process, until the venue has made its moves; the venue's
+    record of moves and requests, and the proxy's."""
     here = Path(__file__).resolve()
     py = sys.executable
     tmp = Path(tempfile.mkdtemp(prefix=f"aq-latency-{scenario}-"))
-    out = tmp / "venue.json"
+    out, px_out = tmp / "venue.json", tmp / "proxy.json"
     need = 60 + args.moves * args.period
     window = pick_window(time.time(), need + 120)
     procs: list[subprocess.Popen[bytes]] = []
@@ -503,31 +1084,45 @@ def run_scenario(args: argparse.Namespace, scenario: str) -> tuple[dict[str, Any
         procs.append(v)
         assert v.stdout is not None
         info = json.loads(v.stdout.readline())
+        px = subprocess.Popen([py, str(here), "proxy", "--target", info["clob"], "--out", str(px_out)],
+                              stdout=subprocess.PIPE, stderr=open(tmp / "proxy.log", "wb"))  # fmt: skip
+        procs.append(px)
+        assert px.stdout is not None
+        clob = json.loads(px.stdout.readline())["url"]  # every pipeline's CLOB and WebSocket traffic
         script = Path(py).parent / "active-quoting"  # the command a user types, from this environment
         command = [str(script)] if script.exists() else [py, "-m", "active_quoting.cli"]
         strategy = ["--strategy", "spot"] if scenario == "spot" else []
-        bot = subprocess.Popen([*command, "run", "--exchange-url", info["clob"], "--gamma-url",
+        bot = subprocess.Popen([*command, "run", "--exchange-url", clob, "--gamma-url",
                                 info["gamma"], "--assets", "btc", "--window-seconds", str(window), "--duration",
                                 str(int(need + 60)), "--db", str(tmp / "run.db"), *strategy],
                                stdout=subprocess.DEVNULL, stderr=open(tmp / "bot.log", "wb"), env=env)  # fmt: skip
         procs.append(bot)
         if scenario == "market":
-            st = subprocess.Popen([py, str(here), "stock", "--clob", info["clob"], "--up", info["up"], "--down",
+            st = subprocess.Popen([py, str(here), "stock", "--clob", clob, "--up", info["up"], "--down",
                                    info["down"]], stderr=open(tmp / "stock.log", "wb"))  # fmt: skip
             procs.append(st)
+            fl = subprocess.Popen([py, str(here), "floor", "--clob", clob, "--up", info["floor_up"], "--out",
+                                   str(tmp / "floor.json")],
+                                  stderr=open(tmp / "floor.log", "wb"))  # fmt: skip
+            procs.append(fl)
         done = json.loads(v.stdout.readline() or "{}")
         if "done" not in done:
             print(f"latency harness ({scenario}): venue says {done}; logs in {tmp}", file=sys.stderr)
             return None
-        return json.loads(out.read_text()), tmp
     finally:
-        for p in reversed(procs):  # the stock, then the bot (which cancels its orders), then the venue
+        # the floor and the stock, then the bot (which cancels its orders through the proxy), then
+        # the proxy (which writes its records), then the venue
+        for p in reversed(procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
             try:
                 p.wait(40)
             except subprocess.TimeoutExpired:
                 p.kill()
+    if not px_out.exists():
+        print(f"latency harness ({scenario}): the proxy wrote no records; logs in {tmp}", file=sys.stderr)
+        return None
+    return json.loads(out.read_text()), json.loads(px_out.read_text()), tmp
 
 
 def classify_spot(moves: list[tuple[int, str]], requests: list[tuple[int, str, str, str, int, bool, str]],
@@ -555,9 +1150,12 @@ def classify_spot(moves: list[tuple[int, str]], requests: list[tuple[int, str, s
     return out
 
 
-def _dump(moves: list[tuple[int, str]], requests: list[tuple[int, str, str, str, int, bool, str]], stock_address: str) -> None:
+def _dump(
+    moves: list[tuple[int, str]], requests: list[tuple[Any, ...]], stock_address: str, floor_address: str
+) -> None:
     events = [(t, f"move {k}") for t, k in moves]
-    events += [(r[0], f"  {'stock' if r[3] == stock_address else 'ours '} {r[1]} {r[2]} {r[4]} {r[6]}") for r in requests]
+    who = {stock_address: "stock", floor_address: "floor"}
+    events += [(r[0], f"  {who.get(r[3], 'ours '):5} {r[1]} {r[2]} {r[4]} {r[6]}") for r in requests]
     t0 = moves[0][0] if moves else 0
     for t, e in sorted(events):
         print(f"{(t - t0) / 1e6:12.3f} ms  {e}")
@@ -575,47 +1173,85 @@ def spot_table(spot: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _p50(samples: list[int]) -> str:
+    return f"{statistics.median(samples) / 1000:.0f}" if samples else "-"
+
+
 def harness(args: argparse.Namespace) -> int:
     from active_quoting import core
 
     scenarios = ("market", "spot") if args.scenario == "all" else (args.scenario,)
     report: dict[str, Any] = {"core": core.IMPL, "period_s": args.period, "horizon_s": args.horizon,
-                              "load": os.getloadavg(), "cases": {}}  # fmt: skip
+                              "load": os.getloadavg(), "cases": {}, "venue_stamped": {}}  # fmt: skip
     horizon = int(args.horizon * 1e9)
     for scenario in scenarios:
         ran = run_scenario(args, scenario)
         if ran is None:
             return 1
-        result, tmp = ran
-        requests = [tuple(r[:5]) for r in result["requests"]]
-        stock_address = result["stock"]
-        on_lane = sum(1 for r in result["requests"] if r[3] != stock_address and r[5])
-        of_ours = sum(1 for r in result["requests"] if r[3] != stock_address)
-        mine = [(t, k.split(" ", 1)[1]) for t, k in result["moves"] if k.startswith(result["markets"]["ours"])]
-        other = [(t, k.split(" ", 1)[1]) for t, k in result["moves"] if k.startswith(result["markets"]["stock"])]
-        ours_who = lambda a, stock=stock_address: bool(a) and a != stock  # noqa: E731
+        result, proxied, tmp = ran
+        stock_address, floor_address = result["stock"], result.get("floor", "")
+        moves, requests7, counts = join(result, proxied)
+        requests = [tuple(r[:5]) for r in requests7]
+        v_requests = [tuple(r[:5]) for r in result["requests"]]  # the venue's own stamps (the old method)
+        on_lane = sum(1 for r in result["requests"] if r[3] not in (stock_address, floor_address) and r[5])
+        of_ours = sum(1 for r in result["requests"] if r[3] not in (stock_address, floor_address))
+        markets = result["markets"]
+
+        def of(market: str, ms: list[Any], markets: dict[str, str] = markets) -> list[tuple[int, str]]:
+            return [(m[0], m[1].split(" ", 1)[1]) for m in ms if m[1].startswith(markets[market])]
+
+        mine, other, base = of("ours", moves), of("stock", moves), of("floor", moves)
+        ours_who = lambda a, s=stock_address, f=floor_address: bool(a) and a not in (s, f)  # noqa: E731
+        stock_who = lambda a, s=stock_address: a == s  # noqa: E731
+        floor_who = lambda a, f=floor_address: a == f  # noqa: E731
         if args.dump:
-            _dump(sorted(mine + other), [tuple(r) for r in result["requests"]], stock_address)  # type: ignore[misc]
+            _dump(sorted(mine + other + base), requests7, stock_address, floor_address)
+        joined = (f"proxy records: {counts['moves']} moves found by frame digest ({counts['moves unmatched']} not "
+                  f"found), {counts['by signature']} requests by POLY_SIGNATURE, {counts['fallbacks']} by order of "
+                  f"arrival, {counts['requests unmatched']} not found")  # fmt: skip
         if scenario == "market":
             ours = classify(mine, requests, ours_who, horizon)  # type: ignore[arg-type]
-            theirs = classify(other, requests, lambda a, stock=stock_address: a == stock, horizon)  # type: ignore[arg-type]
-            print(f"core: {core.IMPL}; {len(mine) + len(other)} touch-moving frames, {args.period}s apart; "
-                  f"microseconds from the frame written to the request's first byte at the venue "
-                  f"(CLOCK_MONOTONIC, venue process)")  # fmt: skip
-            print(table(ours, theirs))
+            theirs = classify(other, requests, stock_who, horizon)  # type: ignore[arg-type]
+            floor_c = classify(base, requests, floor_who, horizon)  # type: ignore[arg-type]
+            v_moves = [(m[0], m[1]) for m in result["moves"]]
+            old = {name: classify(of(name, v_moves), v_requests, who, horizon)["first request"]  # type: ignore[arg-type]
+                   for name, who in (("ours", ours_who), ("stock", stock_who), ("floor", floor_who))}  # fmt: skip
+            print(f"core: {core.IMPL}; {len(mine) + len(other) + len(base)} touch-moving frames, {args.period}s "
+                  f"apart per market (btc ours, eth stock, sol floor, a third of a period apart); microseconds "
+                  f"from the frame handed to the client's socket to the request's first byte, both at the "
+                  f"stamping proxy (CLOCK_MONOTONIC, proxy process)")  # fmt: skip
+            print(table(ours, theirs, floor_c))
+            print(f"first request p50 as the venue stamps it (the old method, same run): ours {_p50(old['ours'])}, "
+                  f"stock {_p50(old['stock'])}, floor {_p50(old['floor'])} us; at the proxy: ours "
+                  f"{_p50(ours['first request'])}, stock {_p50(theirs['first request'])}, floor "
+                  f"{_p50(floor_c['first request'])} us")  # fmt: skip
+            sends = json.loads((tmp / "floor.json").read_text()) if (tmp / "floor.json").exists() else []
+            parts = floor_breakdown(base, requests7, sends, floor_who, horizon)
+            print("floor, where its time goes (p50/p90 us): " + "; ".join(
+                f"{k} {_p50(v)}/{pct(v, 0.9):.0f}" for k, v in parts.items()))  # fmt: skip
+            report["floor_breakdown"] = parts
+            print(joined)
             for case in (*CASES, "first request"):
-                report["cases"][case] = {"ours": ours[case], "stock": theirs[case]}
-            report["unanswered"] = {"ours": ours["unanswered"], "stock": theirs["unanswered"]}
+                report["cases"][case] = {"ours": ours[case], "stock": theirs[case], "floor": floor_c[case]}
+            report["venue_stamped"]["first request"] = old
+            report["unanswered"] = {"ours": ours["unanswered"], "stock": theirs["unanswered"],
+                                    "floor": floor_c["unanswered"]}  # fmt: skip
         else:
-            spot = classify_spot(mine, [tuple(r) for r in result["requests"]], horizon, ours_who)  # type: ignore[misc]
+            spot = classify_spot(mine, requests7, horizon, ours_who)  # type: ignore[arg-type]
+            v_spot = classify_spot([(m[0], m[1].split(" ", 1)[1]) for m in result["moves"]],
+                                   [tuple(r[:7]) for r in result["requests"]], horizon, ours_who)  # fmt: skip
             print(f"core: {core.IMPL}; bot --strategy spot; {len(mine)} spot pull moves (RTDS Chainlink frames), "
-                  f"{2 * args.period}s apart; microseconds from the frame written to the cancel's first byte "
-                  f"at the venue (CLOCK_MONOTONIC, venue process)")  # fmt: skip
+                  f"{2 * args.period}s apart; microseconds from the frame handed to the bot's socket to the "
+                  f"cancel's first byte, both at the stamping proxy (CLOCK_MONOTONIC, proxy process)")  # fmt: skip
             print(spot_table(spot))
+            print(f"as the venue stamps it (the old method, same run), p50: exposed-quote cancel "
+                  f"{_p50(v_spot[SPOT_CASE])}, first cancel {_p50(v_spot['first cancel'])} us")  # fmt: skip
+            print(joined)
             report["spot"] = {SPOT_CASE: spot[SPOT_CASE], "first cancel": spot["first cancel"],
                               "first request": spot["first request"], "unanswered": spot["unanswered"],
-                              "moves": len(mine),
+                              "moves": len(mine), "venue_stamped_first_cancel": v_spot["first cancel"],
                               "sized": result.get("sized", [])}  # fmt: skip
+        report.setdefault("joins", {})[scenario] = counts
         print(f"ours: {on_lane} of {of_ours} order/cancel requests on the order lane; bot log and store: {tmp}")
     report["load_after"] = os.getloadavg()
     if args.json:
@@ -635,6 +1271,13 @@ def main() -> None:
     p.add_argument("--scenario", choices=("market", "spot"), default="market")
     p = sub.add_parser("rtt", help="round trips on the order lane and on aiohttp, venue in its own process")
     p.add_argument("--rounds", type=int, default=500)
+    p = sub.add_parser("proxy", help="the stamping proxy in front of the venue (the harness starts it)")
+    p.add_argument("--target", required=True, help="the venue's CLOB URL")
+    p.add_argument("--out", required=True, help="where its records go when it is stopped")
+    p = sub.add_parser("floor", help="the instant reactor on the sol market (the harness starts it)")
+    p.add_argument("--clob", required=True)
+    p.add_argument("--up", required=True)
+    p.add_argument("--out", help="where its own stamps (frame read, request written) go when it is stopped")
     p = sub.add_parser("stock")
     p.add_argument("--clob", required=True)
     p.add_argument("--up", required=True)
@@ -651,6 +1294,12 @@ def main() -> None:
         import uvloop
 
         uvloop.run(venue(args))
+    elif args.cmd == "proxy":
+        import uvloop
+
+        uvloop.run(proxy(args))
+    elif args.cmd == "floor":
+        floor(args)
     elif args.cmd == "stock":
         stock(args)
     elif args.cmd == "rtt":
