@@ -35,6 +35,11 @@ class Faults:
     server_error_share: float = 0.0  # share of order submits answered 500 (not placed)
     timeout_after_place: int = 0  # the next N submits are placed, then the answer is held back
     hold_seconds: float = 10.0
+    # The next N cancel requests (DELETE /order, /orders, /cancel-all, /cancel-market-orders) are
+    # carried out, then their answer is held back cancel_hold_seconds: the caller times out not
+    # knowing which of its orders went.
+    timeout_after_cancel: int = 0
+    cancel_hold_seconds: float = 10.0
     duplicate_user_trades: bool = False
     delay_user_ms: int = 0
     reorder_user: bool = False
@@ -48,6 +53,7 @@ class Faults:
     cancel_only_answers: int = 0
     post_only_answers: int = 0
     rate_limit_answers: int = 0
+    held_cancels: int = 0  # cancel answers held back by timeout_after_cancel
 
     def start_restart(
         self, now: float, restart_s: float = 90.0, post_only_s: float = 120.0, retry_after: bool = False
@@ -116,6 +122,10 @@ FAULTS: dict[str, Callable[..., Any]] = {
     "timeout_after_place": lambda ex, count=1, hold_seconds=10.0: (
         setattr(ex.faults, "timeout_after_place", count),
         setattr(ex.faults, "hold_seconds", hold_seconds),
+    ),
+    "timeout_after_cancel": lambda ex, count=1, hold_seconds=10.0: (
+        setattr(ex.faults, "timeout_after_cancel", count),
+        setattr(ex.faults, "cancel_hold_seconds", hold_seconds),
     ),
     "malformed_frame": lambda ex, payload="{not json": ex.send_raw_market(payload.encode()),
     "tick_size_change": lambda ex, market, tick="0.001": ex.force_tick_size(market, core.parse_price(tick)),

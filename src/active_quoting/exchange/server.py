@@ -1020,12 +1020,22 @@ class Exchange:
                 self._publish(result)
         return {"canceled": canceled, "not_canceled": not_canceled}
 
+    async def _cancel_reply(self, key: ApiKey, ids: list[str]) -> web.Response:
+        """The cancels carried out by the engine; under ``timeout_after_cancel`` their answer is
+        held back ``cancel_hold_seconds`` (longer than a client's timeout: it cannot tell what went)."""
+        reply = _json(self._cancel_ids(key, ids))
+        if self.faults.timeout_after_cancel > 0:
+            self.faults.timeout_after_cancel -= 1
+            self.faults.held_cancels += 1
+            await self.clock.sleep(self.faults.cancel_hold_seconds)
+        return reply
+
     async def h_cancel(self, request: web.Request) -> web.Response:
         body = await request.read()
         key = await self._l2(request, body)
         await self._entry_delay()
-        fault = self._fault(True)
-        return fault or self._limit(key, 1, 1) or _json(self._cancel_ids(key, [orjson.loads(body)["orderID"]]))
+        refused = self._fault(True) or self._limit(key, 1, 1)
+        return refused or await self._cancel_reply(key, [orjson.loads(body)["orderID"]])
 
     async def h_cancel_many(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -1034,14 +1044,15 @@ class Exchange:
         ids = orjson.loads(body)
         if len(ids) > 1000:
             return _err("Invalid payload: at most 1000 order ids")
-        fault = self._fault(True)
-        return fault or self._limit(key, 1, len(ids)) or _json(self._cancel_ids(key, ids))
+        refused = self._fault(True) or self._limit(key, 1, len(ids))
+        return refused or await self._cancel_reply(key, ids)
 
     async def h_cancel_all(self, request: web.Request) -> web.Response:
         key = await self._l2(request, await request.read())
         fault = self._fault(True)
         ids = [o.id for o in self.engine.live_orders(account=key.address)]
-        return fault or self._limit(key, 1, 1 + len(ids)) or _json(self._cancel_ids(key, ids))
+        refused = fault or self._limit(key, 1, 1 + len(ids))
+        return refused or await self._cancel_reply(key, ids)
 
     async def h_cancel_market(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -1049,7 +1060,8 @@ class Exchange:
         args = orjson.loads(body) if body else {}
         ids = [o.id for o in self.engine.live_orders(key.address, args.get("market", ""), args.get("asset_id", ""))]
         fault = self._fault(True)
-        return fault or self._limit(key, 1, 1 + len(ids)) or _json(self._cancel_ids(key, ids))
+        refused = fault or self._limit(key, 1, 1 + len(ids))
+        return refused or await self._cancel_reply(key, ids)
 
     async def h_orders_list(self, request: web.Request) -> web.Response:
         await self._slow(self.faults.slow_data_s)

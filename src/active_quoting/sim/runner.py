@@ -93,6 +93,7 @@ FAULT_MENU: tuple[tuple[str, dict[str, Any], float], ...] = (
     ("rate_limit_burst", {"count": 5}, 0),
     ("server_errors", {"share": 0.3}, 20),
     ("timeout_after_place", {"count": 1, "hold_seconds": 8.0}, 0),
+    ("timeout_after_cancel", {"count": 1, "hold_seconds": 8.0}, 0),  # the bot's requests time out after 5 s
     ("duplicate_user_trades", {"on": True}, 60),
     ("delay_user", {"ms": 400}, 60),
     ("malformed_frame", {}, 0),
@@ -413,6 +414,7 @@ class Simulation:
             "fills_digest": _digest(fills),
             "orders": dict(bot.orders.counts) if bot is not None and hasattr(bot, "orders") else {},
             "crashes": self.crashes,
+            "faults_fired": _faults_fired(self.exchange.faults),
             "operator_clears": self.operator_clears,
             # the loop's settling (sim/loop.py): send queues released before a poll, those that
             # needed real time, those that never cleared (a violation: see _settle_check)
@@ -461,6 +463,15 @@ def _markouts(report: dict[str, Any]) -> dict[str, float]:
                 den += float(r["volume_shares"])
         out[str(h)] = round(num / den, 6) if den else None  # type: ignore[assignment]
     return out
+
+
+def _faults_fired(f: Any) -> dict[str, int]:
+    """What the exchange's faults answered or did (proof that they took effect)."""
+    return {
+        "restart_answers": f.restart_answers, "cancel_only_answers": f.cancel_only_answers,
+        "post_only_answers": f.post_only_answers, "rate_limit_answers": f.rate_limit_answers,
+        "held_cancels": f.held_cancels, "duplicated": f.duplicated, "delayed": f.delayed,
+    }  # fmt: skip
 
 
 def _rss_kb() -> int:
