@@ -99,7 +99,7 @@ STOCK_DEBOUNCE_S = 0.05
 CASES = ("one order", "two-sided requote", "pure cancel")
 SPOT_CASE = "spot move -> cancel"
 SPOT0_USD = 100_000  # the reference price (btc/usd) the window's strike is set to
-RTDS_NEEDLE = '"crypto_prices_chainlink"'
+RTDS_NEEDLE = b'"crypto_prices_chainlink"'
 # (name, direction) per period: a pull move, then back to the strike
 SPOT_CYCLE = (("spot down", -1), ("back", 0), ("spot up", 1), ("back", 0))
 SPOT_TARGET = 2500  # how far a pull move takes Up's fair value from 0.50 (price units: 0.25)
@@ -479,9 +479,9 @@ async def venue(args: argparse.Namespace) -> None:
     # POLY_SIGNATURE: how the harness finds the request among the proxy's)
     requests: list[tuple[int, str, str, str, int, bool, str, str]] = []
     # (ns the frame was handed to send, "market kind", digest of the frame's text: the proxy's key)
-    moves: list[tuple[int, str, str]] = []
+    moves: list[list[Any]] = []
     o_up: dict[str, str] = {}  # market -> its Up token
-    armed: list[tuple[tuple[str, ...], str]] = []  # (what its frame contains, all of it; the move) being written
+    armed: list[tuple[tuple[bytes, ...], str]] = []  # (what its frame contains, all of it; the move) being written
 
     original_received = web_protocol.RequestHandler.data_received
 
@@ -513,17 +513,44 @@ async def venue(args: argparse.Namespace) -> None:
             requests.append((t, request.method, request.path, sender, n, lane, quotes, signature))
         return await handler(request)
 
+    # A move's frame is recognised when it is queued for a subscriber (``Exchange._send``: every
+    # market and RTDS frame, whatever the write path behind it) and stamped, the old way, when it
+    # is handed to the socket: by ``_send_text`` (one ``send_str`` per frame) or, where the
+    # exchange writes the due frames itself, ``_text_frame`` (called just before that write).
+    # Until one of them sees it, the move keeps the time it was queued.
+    pending: dict[bytes, list[Any]] = {}
+    original_send = server_mod.Exchange._send
+
+    def stamped_send(self: Any, ws: Any, frame: bytes, delay_s: float = 0.0) -> None:
+        if armed and all(needle in frame for needle in armed[0][0]):
+            label = armed.pop()[1]
+            entry = [clock(), label, payload_digest(frame)]
+            moves.append(entry)
+            pending[frame] = entry
+        original_send(self, ws, frame, delay_s)
+
+    server_mod.Exchange._send = stamped_send  # type: ignore[method-assign]  # before the instance (RTDS binds it)
     original_send_text = server_mod._send_text
 
     async def stamped_send_text(ws: Any, text: str) -> None:
-        if armed and all(needle in text for needle in armed[0][0]):
-            t, label = clock(), armed.pop()[1]
-            await original_send_text(ws, text)
-            moves.append((t, label, payload_digest(text.encode())))  # the exact text sent, after the send
-            return
+        if pending:
+            entry = pending.pop(text.encode(), None)
+            if entry is not None:
+                entry[0] = clock()
         await original_send_text(ws, text)
 
     server_mod._send_text = stamped_send_text  # type: ignore[assignment]
+    original_text_frame = getattr(server_mod, "_text_frame", None)
+    if original_text_frame is not None:
+
+        def stamped_text_frame(payload: bytes) -> bytes:
+            if pending:
+                entry = pending.pop(payload, None)
+                if entry is not None:
+                    entry[0] = clock()
+            return original_text_frame(payload)
+
+        server_mod._text_frame = stamped_text_frame
     application = web.Application
 
     def with_middleware(*a: Any, **kw: Any) -> web.Application:
@@ -574,7 +601,7 @@ async def venue(args: argparse.Namespace) -> None:
             else:
                 result = ex.engine.cancel(mine.pop(key))[2]
             if kind and top() != before:
-                armed[:] = [(('"price_change"', m.condition_id), f"{m.condition_id} {kind}")]
+                armed[:] = [((b'"price_change"', m.condition_id.encode()), f"{m.condition_id} {kind}")]
                 kind = ""
             ex._publish(result)
             await asyncio.sleep(0)  # the frame is written before the next step
@@ -646,7 +673,7 @@ class SpotTicker:
     :meth:`move`. A copy of the bot's volatility model (``fair_value`` defaults) takes the same
     ticks, so a pull move can be sized to a fair value whatever the estimate has become."""
 
-    def __init__(self, ex: Any, strike: int, armed: list[tuple[tuple[str, ...], str]]) -> None:
+    def __init__(self, ex: Any, strike: int, armed: list[tuple[tuple[bytes, ...], str]]) -> None:
         from active_quoting import core
         from active_quoting.strategy.config import FairValueConfig
 
@@ -818,11 +845,12 @@ async def _floor(args: argparse.Namespace) -> None:
     up = args.up
     quiet_until = [0]
     clock = time.monotonic_ns
-    sends: list[tuple[int, int]] = []  # (frame read, request written): where the floor's own time goes
+    sends: list[tuple[int, int, int]] = []  # (frame read, write called, write returned): where its time goes
 
     def send(t_read: int) -> None:
+        t_write = clock()
         lane.transport.write(ready[0])
-        sends.append((t_read, clock()))
+        sends.append((t_read, clock(), t_write))
         quiet_until[0] = t_read + int(STOCK_DEBOUNCE_S * 1e9)  # a move's first touch change only, as the stock
         ready[0] = build()  # after the bytes are out
 
@@ -1017,9 +1045,11 @@ def floor_breakdown(
 ) -> dict[str, list[int]]:
     """Where the floor's time goes, per move it answered: the proxy's frame stamp -> the floor's
     read of the frame (the proxy's write, loopback, the reader's wake-up and frame parse), the
-    read -> the request written (decode, decide, write), the write -> the proxy's stamp of its
-    first byte (loopback and the proxy's wake-up). All on ``CLOCK_MONOTONIC``."""
-    out: dict[str, list[int]] = {"frame -> read": [], "read -> written": [], "written -> stamped": []}
+    read -> the request written (decode, decide; then the write call itself, shown apart: on
+    loopback the kernel runs the receiver's TCP path and wakes the proxy inside it), the write
+    -> the proxy's stamp of its first byte (the proxy's wake-up). All on ``CLOCK_MONOTONIC``."""
+    out: dict[str, list[int]] = {"frame -> read": [], "read -> written": [], "of which the write call": [],
+                                 "written -> stamped": []}  # fmt: skip
     mine = sorted(r[0] for r in requests if who(r[3]))
     for t0, _ in moves:
         read = next((s for s in sends if t0 <= s[0] < t0 + horizon_ns), None)
@@ -1028,6 +1058,8 @@ def floor_breakdown(
             continue
         out["frame -> read"].append(read[0] - t0)
         out["read -> written"].append(read[1] - read[0])
+        if len(read) > 2:
+            out["of which the write call"].append(read[1] - read[2])
         out["written -> stamped"].append(stamped - read[1])
     return out
 
