@@ -71,6 +71,17 @@ async def _send_text(ws: web.WebSocketResponse, text: str) -> None:
         pass  # the subscriber went away between publication and send; its handler cleans up
 
 
+def _text_frame(payload: bytes) -> bytes:
+    """One final, unmasked text frame (RFC 6455 5.2): the bytes aiohttp's writer sends for
+    ``send_str`` on a connection without compression."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
+
+
 # A queued frame due within this is written now: sleeping a float remainder that the loop's
 # clock cannot represent would not advance virtual time.
 SEND_SLACK_S = 1e-6
@@ -186,8 +197,11 @@ class Exchange:
         self.clock = clock
         # Frames not yet written, per socket, in publication order, each with the monotonic time
         # it may leave (the latency model): one FIFO per socket, never the loop's timer heap.
-        self._outbox: dict[web.WebSocketResponse, deque[tuple[float, str]]] = {}
+        self._outbox: dict[web.WebSocketResponse, deque[tuple[float, bytes]]] = {}
         self._outbox_wake: dict[web.WebSocketResponse, asyncio.Future[None]] = {}
+        # The transport of each uncompressed socket: the frames due together are written to it
+        # in one call (the same bytes as one send_str each, a tenth of the system calls).
+        self._ws_transport: dict[web.WebSocketResponse, asyncio.Transport] = {}
         self.engine = Engine()
         self.faults = Faults()
         self.rng = random.Random(self.cfg.seed)
@@ -371,23 +385,34 @@ class Exchange:
         if box is None:
             box = self._outbox[ws] = deque()
             self._tasks.spawn(self._sender(ws, box))
-        box.append((self.clock.monotonic() + delay_s if delay_s > 0 else 0.0, frame.decode()))
+        box.append((self.clock.monotonic() + delay_s if delay_s > 0 else 0.0, frame))
         waiter = self._outbox_wake.pop(ws, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def _sender(self, ws: web.WebSocketResponse, box: deque[tuple[float, str]]) -> None:
+    async def _sender(self, ws: web.WebSocketResponse, box: deque[tuple[float, bytes]]) -> None:
         loop = asyncio.get_running_loop()
         try:
             while not ws.closed:
                 while box and not ws.closed:
-                    due, text = box[0]
+                    due, frame = box[0]
                     wait = due - self.clock.monotonic()
                     if wait > SEND_SLACK_S:  # a frame behind it is due no earlier: FIFO holds
                         await self.clock.sleep(wait)
                         continue
-                    box.popleft()
-                    await _send_text(ws, text)
+                    transport = self._ws_transport.get(ws)
+                    if transport is None:
+                        box.popleft()
+                        await _send_text(ws, frame.decode())
+                        continue
+                    # Everything due now, in order, in one write: what the peer reads at its next
+                    # poll is the same either way (one send_str each never yielded in between).
+                    until = self.clock.monotonic() + SEND_SLACK_S
+                    frames = []
+                    while box and box[0][0] <= until:
+                        frames.append(_text_frame(box.popleft()[1]))
+                    if not transport.is_closing():
+                        transport.write(b"".join(frames))
                 if ws.closed:
                     break
                 waiter = self._outbox_wake[ws] = loop.create_future()
@@ -464,8 +489,11 @@ class Exchange:
                 )
         for trade in result.trades:
             self._publish_trade(trade)
-        for order in result.touched:
-            self._user_order_event(order)
+        if result.touched:
+            listening = {key.key for key, _ in self.user_sockets.values()}
+            for order in result.touched:
+                if order.owner in listening:  # most are the house's and the takers': nobody listens
+                    self._user_order_event(order)
 
     def _check_tick(self, m: Market) -> None:
         bid, ask = m.best(BID), m.best(ASK)
@@ -1129,6 +1157,8 @@ class Exchange:
     ) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True, max_msg_size=1 << 20)
         await ws.prepare(request)
+        if not ws.compress and request.transport is not None:
+            self._ws_transport[ws] = request.transport  # type: ignore[assignment]
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -1144,6 +1174,7 @@ class Exchange:
         finally:
             registry.pop(ws, None)
             self.custom_feature.discard(ws)
+            self._ws_transport.pop(ws, None)
             waiter = self._outbox_wake.pop(ws, None)  # its sender sees the socket closed and ends
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
