@@ -42,15 +42,22 @@ def venue_owes(engine: Any, address: str, owner_key: str, tokens: set[str], sinc
 
 def venue_fill_keys(engine: Any, owner_key: str, market: str) -> set[tuple[str, str]]:
     """(trade id, order id) of every leg of ours the venue matched in ``market``."""
-    keys = set()
+    return venue_fill_keys_by_market(engine, owner_key, {market})[market]
+
+
+def venue_fill_keys_by_market(engine: Any, owner_key: str, markets: set[str]) -> dict[str, set[tuple[str, str]]]:
+    """:func:`venue_fill_keys` of several markets in one walk over our trades (a walk per
+    market cost markets x trades, and the trades grow all day)."""
+    keys: dict[str, set[tuple[str, str]]] = {m: set() for m in markets}
     for trade in engine.by_owner.get(owner_key, ()):
-        if trade.market != market:
+        found = keys.get(trade.market)
+        if found is None:
             continue
         if trade.taker.owner == owner_key:
-            keys.add((trade.id, trade.taker.id))
+            found.add((trade.id, trade.taker.id))
         for mf in trade.makers:
             if mf.order.owner == owner_key:
-                keys.add((trade.id, mf.order.id))
+                found.add((trade.id, mf.order.id))
     return keys
 
 
@@ -114,6 +121,8 @@ class InvariantMonitor:
         live = {cid: w for cid, w in bot.windows.windows.items() if not w.winner}
         tokens = {t for w in live.values() for t in (w.info.up, w.info.down)}
         owed = venue_owes(engine, me, bot.rest.creds.api_key, tokens, int(now - 300) * 1000)  # one walk for all
+        every_minute = self.checks % 60 == 0
+        venue_fills = venue_fill_keys_by_market(engine, bot.rest.creds.api_key, set(live)) if every_minute else {}
         for cid, w in live.items():
             up, down = bot.inventory.held(cid)
             self._persisting("positions", cid, now, f"{w.info.slug}: bot ({up}, {down}) venue "
@@ -126,8 +135,8 @@ class InvariantMonitor:
             liability = bot.inventory.liability(cid)
             if liability > cfg.max_liability_per_market_usdc + bot.cfg.orders.order_size_usdc:
                 self._violate("limits", now, f"{w.info.slug}: liability {float(liability):.2f} USDC")
-            if self.checks % 60 == 0:  # every simulated minute: our fills against the venue's trades
-                ours = venue_fill_keys(engine, bot.rest.creds.api_key, cid)
+            if every_minute:  # every simulated minute: our fills against the venue's trades
+                ours = venue_fills[cid]
                 counted = set(bot.inventory.fill_keys(cid))
                 self._persisting("fills", cid, now, f"{w.info.slug}: {len(ours - counted)} of the venue's fills of "
                                  f"ours not counted, {len(counted - ours)} counted the venue does not have",
