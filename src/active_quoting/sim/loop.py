@@ -353,6 +353,9 @@ class LoopClock:
     def __init__(self, loop: asyncio.AbstractEventLoop, epoch: float) -> None:
         self.loop = loop
         self.epoch = epoch
+        # The loop's own method, not a call through this one: these are read millions of times
+        # a run (the exchange's and the bot's every timestamp).
+        self.monotonic = self.perf = loop.time  # type: ignore[method-assign]
 
     def time(self) -> float:
         return self.epoch + self.loop.time()
