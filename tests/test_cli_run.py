@@ -291,7 +291,8 @@ def test_polymarket_live_until_stopped_by_sigterm_cancels_and_reports(tmp_path):
                      env=env)  # fmt: skip
         with stopped_on_exit(proc):
             wait_for("our orders rest on the exchange", lambda: served.live_orders_of(ME), proc)
-            assert stored_orders(db).get("LIVE")
+            # the store follows once the bot has the venue's answer (and its writer has committed)
+            wait_for("the store records them live", lambda: stored_orders(db).get("LIVE"), proc)
             # one bot per store: a second one is refused while this one runs
             second = run("run", "--venue", "polymarket", "--live", "--assets", "btc", "--window-seconds", "30",
                          "--db", str(db), "--exchange-url", served.ex.clob_url, "--gamma-url", served.ex.gamma_url,

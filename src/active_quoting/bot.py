@@ -144,19 +144,23 @@ class Bot:
                 if getattr(ev, "asset_id", "") and hasattr(ev, "bids"):
                     touched.add(ev.asset_id)
         frame_t = self.market.last_frame_t
+        moved = []
         for token in touched:
             cid = windows.market_of(token)
             book = books.get(token)
             if cid is None or book is None:
                 continue
+            moved.append((token, book))
             self.scheduler.mark(cid, frame_t)
-            self.analytics.on_mid(token, now, book.mid_x2())
             w = windows.get(cid)
             if w is not None and token == w.info.up:
-                # Our own orders are in the book: the detector reads the market without them.
+                # The detector is an input of the decision (a sweep pulls the quotes in this very
+                # pass). Our own orders are in the book: it reads the market without them.
                 self.momentum.on_book(cid, now, book, *self.orders.own_levels(cid))
-        if touched:
-            self.scheduler.request()
+        if moved:
+            self.scheduler.request()  # the pass and its requests: written before this returns
+            for token, book in moved:  # analytics only after the bytes are out
+                self.analytics.on_mid(token, now, book.mid_x2())
 
     def on_spot_tick(self, tick: SpotTick) -> None:
         """A reference price (the RTDS feed): fair values move; with the guard on, a market

@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from active_quoting import core
+from active_quoting.aio import start_now
 from active_quoting.clock import SYSTEM, Clock
 from active_quoting.execution.presign import LadderKey, Ladders
 from active_quoting.model import ASK, BID, BUY, SELL, OrderIntent, Pending, up_terms
@@ -217,6 +218,8 @@ class OrderManager:
         self._no_sell_until: dict[str, float] = {}  # token -> monotonic time its SELLs may go again
         self._cancels: list[str] = []
         self._places: list[Tracked] = []
+        # orders tracked but not yet stored or journaled (written right after the send)
+        self._unrecorded: list[tuple[Tracked, str, SignedOrder | None, str]] = []
         self._seq = itertools.count(1)
         self.venue = VenueStates(rng)  # 425 / 503 / 429 states; seed ``rng`` for a reproducible jitter
         self._venue_held: set[str] = set()  # markets whose places a venue state held back
@@ -495,7 +498,13 @@ class OrderManager:
 
     async def _send(self, cancels: list[str], places: list[Tracked], staged_at: float) -> None:
         if cancels and places and self.concurrent_replace:
-            await asyncio.gather(self._cancel(cancels), self._place(places, staged_at))
+            # The cancel's request is written now (start_now runs it up to its wait), the new
+            # orders' right after, in the same turn; each answer is handled as it comes.
+            cancelling = start_now(self._cancel(cancels))
+            try:
+                await self._place(places, staged_at)
+            finally:
+                await cancelling
         elif cancels and places:
             await self._cancel(cancels)
             await self._place(places, staged_at)
@@ -553,16 +562,13 @@ class OrderManager:
         trackers = await self._with_fee_rates(sendable, self.rest.order_version)
         if not trackers:
             return
-        api_key = self.rest.creds.api_key if self.rest.creds else ""
 
         def sign(version: int, which: Sequence[Tracked]) -> list[SignedOrder]:
             # Everything is signed before anything is registered: a version the signer cannot
             # build leaves no half-registered batch.
             signed = [self._signed_order(t, version) for t in which]
             for t, o in zip(which, signed, strict=True):
-                if self.journal is not None:
-                    self.journal.order(encode(order_body(o, api_key)))
-                self._register(t, o.order_hash)
+                self._register(t, o.order_hash, o)
                 self._basis[(t.market, t.quote)] = (t.token, t.side, t.price, t.size)
             return signed
 
@@ -668,24 +674,42 @@ class OrderManager:
             return False
         return True
 
-    def _register(self, t: Tracked, order_hash: str) -> None:
+    def _register(self, t: Tracked, order_hash: str, signed: SignedOrder | None = None) -> None:
         """Track ``t`` under the hash it is about to be sent with. A tracker re-signed after its
         first hash was refused leaves that hash behind: the stored row says so, and nothing
-        keeps it (a cancel never targets a hash the venue refused)."""
-        if t.order_id:
-            self.orders.pop(t.order_id, None)
-            self._live.get(t.market, {}).pop(t.order_id, None)
-            if self.store:
-                self.store.order_state(
-                    t.order_id, "REJECTED", None, f"order_version_mismatch: re-signed as {order_hash}"
-                )
+        keeps it (a cancel never targets a hash the venue refused).
+
+        Tracking in memory is immediate; the store's row and the journal's copy of the order
+        (``signed``) are written just after the request is on the wire (:meth:`_record_sent`,
+        scheduled for the end of this loop turn, and before any later write about the order). A
+        crash in between loses only those records: the hash is known, and reconciliation adopts
+        what the venue holds."""
+        replaced = t.order_id
+        if replaced:
+            self.orders.pop(replaced, None)
+            self._live.get(t.market, {}).pop(replaced, None)
         t.order_id = order_hash
         t.sent_ms = self.clock.ms()
         t.status = "SENT"
         self.orders[order_hash] = t
         self._live.setdefault(t.market, {})[order_hash] = t
-        if self.store:
-            self.store.order_sent(order_hash, t.market, t.token, t.side, t.price, t.size, "SENT")
+        if self.store or (self.journal is not None and signed is not None):
+            self._unrecorded.append((t, order_hash, signed, replaced))
+            if len(self._unrecorded) == 1:
+                asyncio.get_running_loop().call_soon(self._record_sent)
+
+    def _record_sent(self) -> None:
+        """Write what :meth:`_register` left for after the send: each order's row (and the row
+        of a hash it replaced) and its journal copy, in the order they were sent."""
+        pending, self._unrecorded = self._unrecorded, []
+        api_key = self.rest.creds.api_key if self.rest.creds else ""
+        for t, order_hash, signed, replaced in pending:
+            if self.store and replaced:
+                self.store.order_state(replaced, "REJECTED", None, f"order_version_mismatch: re-signed as {order_hash}")
+            if self.journal is not None and signed is not None:
+                self.journal.order(encode(order_body(signed, api_key)))
+            if self.store:
+                self.store.order_sent(order_hash, t.market, t.token, t.side, t.price, t.size, "SENT")
 
     def _not_placed(self, t: Tracked, kind: str) -> None:
         """The venue answered this order's submit with a state (425, 503, 429): it was not
@@ -901,6 +925,8 @@ class OrderManager:
                 if by_id is not None:
                     by_id.pop(t.order_id, None)
         if self.store and t.order_id:
+            if self._unrecorded:
+                self._record_sent()  # its row first: a state is never written ahead of it
             self.store.order_state(t.order_id, status, matched, reason)
 
     # -- the venue's word ---------------------------------------------------------------

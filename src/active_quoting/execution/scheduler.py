@@ -57,13 +57,15 @@ class PassScheduler:
 
     def request(self) -> None:
         """Start a pass over what is marked unless one runs (it takes the new marks when its
-        sends return). The pass's first step runs right after the callbacks already due in this
-        loop turn (frames read together are decided together), one turn sooner than a kick
-        through ``call_soon`` that then spawns it."""
+        sends return). The pass runs at once, in the caller's turn (the frame handler's): the
+        decision, the signing and the requests handed to the kernel all happen before this
+        returns; only the wait for the venue's answers goes on as a task. A request made while
+        that first step runs (an event it causes) only marks: the running pass takes it."""
         if self._running is None and self.dirty and not self.stopped:
-            self._running = self.tasks.spawn(self._run())
+            self.tasks.spawn_now(self._run())
 
     async def _run(self) -> None:
+        self._running = asyncio.current_task()  # from its first step on, which runs inside request()
         try:
             while self.dirty and not self.stopped:
                 dirty, self.dirty = self.dirty, {}
