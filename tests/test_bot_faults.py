@@ -127,8 +127,7 @@ def test_bot_survives_every_fault(tmp_path):
             ("engine_restart", {"restart_s": 5.0, "post_only_s": 2.0, "retry_after": True},
              lambda: rest.counts["engine_restart"]),
             ("server_errors", {"share": 0.5}, lambda: rest.counts["server_error"]),
-            # last of the submit faults: its 429s count toward the circuit breaker, and a halted bot
-            # places nothing for a fault after it to act on
+            # 429s are obeyed (Retry-After, a slower refresh cap), not counted toward the breaker
             ("rate_limit_burst", {"count": 3}, lambda: rest.counts["rate_limited"]),
             ("drop_ws", {"channel": "user"}, lambda: user.conn.connects),
         ]  # fmt: skip

@@ -71,13 +71,14 @@ def test_stale_is_per_market_silence_without_confirmation():
     assert [(e.scope, e.new, e.cancel_all) for e in r.drain_events()] == [("A", HALTED, True), ("A", NORMAL, False)]
 
 
-def test_consecutive_errors_exclude_venue_restarts_and_post_only():
+def test_consecutive_errors_exclude_venue_restarts_post_only_and_rate_limits():
     r = RiskManager(RiskConfig(circuit_breaker_recovery_seconds=Decimal(10), max_consecutive_errors=3),
                     error_window_s=1)  # fmt: skip
     for _ in range(10):
         r.on_error(0, "engine_restart")
         r.on_error(0, "post_only_reject")
-    assert r.state == NORMAL and r.consecutive_errors == 0
+        r.on_error(0, "rate_limited")
+    assert r.state == NORMAL and r.consecutive_errors == 0 and r.errors_by_kind["rate_limited"] == 10
     r.on_error(0, "http_500")
     r.on_error(0, "timeout")
     r.on_success(1)

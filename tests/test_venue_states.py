@@ -249,6 +249,8 @@ async def test_a_long_retry_after_is_honoured_cancels_still_go_and_the_refresh_c
         assert r.resting() == {} and r.ex.faults.rate_limit_answers == 1
         assert r.om.venue_state == "rate_limited" and T0 + 60.0 <= r.om.venue_state_until <= T0 + 66.0
         assert r.om.limiter.rate == 500 and r.om.counts["refresh_slowed"] == 1  # from 1000/s
+        assert r.errors == ["rate_limited"]  # counted by kind ...
+        assert r.risk.state == NORMAL and r.risk.consecutive_errors == 0  # ... not toward the circuit breaker
         assert r.om.orders == {} or all(t.status == "CANCELED" for t in r.om.orders.values())
         r.clock.set(r.om.venue_state_until + 0.01)
         await until(lambda: r.resting() == {CID: 4900}, "placing to resume after Retry-After")

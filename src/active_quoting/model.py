@@ -38,8 +38,10 @@ class Fill:
 
 
 # Venue error kinds that are part of normal venue life, not errors for the risk manager's count:
-# a matching-engine restart (425) and a post-only order refused for crossing.
-NOT_ERRORS = frozenset({"engine_restart", "post_only_reject"})
+# a matching-engine restart (425), a post-only order refused for crossing, and a rate limit (429:
+# its answer is obeyed, Retry-After waited out and the refresh cap slowed; halting on a burst of
+# them would cancel everything, which only sends more requests into the limit).
+NOT_ERRORS = frozenset({"engine_restart", "post_only_reject", "rate_limited"})
 
 
 # The Up-terms quote an order expresses. A binary market is quoted in Up terms; an order on the
