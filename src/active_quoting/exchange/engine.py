@@ -27,7 +27,6 @@ checked at placement, not consumed by settlement (approvals are max-uint in prac
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections import deque
 from dataclasses import dataclass, field
@@ -183,16 +182,8 @@ class Market:
         return EXCHANGE_V3 if self.order_version == 3 else EXCHANGE_V2
 
     def next_hash(self) -> str:
-        """sha1 of ``condition_id:n`` for the n-th book change (one per published level)."""
         self.hashes += 1
-        h = _hash_prefix(self.condition_id).copy()  # the prefix hashed once per market, not per change
-        h.update(str(self.hashes).encode())
-        return h.hexdigest()
-
-
-@functools.lru_cache(maxsize=256)
-def _hash_prefix(condition_id: str) -> hashlib._Hash:
-    return hashlib.sha1(f"{condition_id}:".encode())
+        return hashlib.sha1(f"{self.condition_id}:{self.hashes}".encode()).hexdigest()
 
 
 @dataclass
