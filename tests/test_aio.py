@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 
 import pytest
@@ -88,6 +89,7 @@ def test_start_now_makes_its_task_current_during_the_first_step() -> None:
 
         caller = asyncio.current_task()
         task = start_now(coro())
+        assert seen == [task]  # the first step ran before start_now returned, as the task
         assert asyncio.current_task() is caller  # the caller's task is restored
         await task
         assert seen == [task, task]
@@ -157,13 +159,19 @@ def test_cancelling_a_started_task_unwinds_the_coroutine_where_it_waits() -> Non
             await task2
         assert unwound == ["finally"]
 
-        # cancelled before its own first step ran at all
+        # cancelled before its own first step ran at all: the coroutine gets CancelledError
+        # where it waits (not GeneratorExit), the future it waited on is cancelled, and its
+        # cleanup may still wait for something (as a lane request aborting its connection does)
         unwound.clear()
         gate3 = loop.create_future()
 
         async def coro3() -> None:
             try:
                 await gate3
+            except asyncio.CancelledError:
+                unwound.append("cancelled")
+                await asyncio.sleep(0)  # cleanup that waits
+                raise
             finally:
                 unwound.append("finally")
 
@@ -171,8 +179,7 @@ def test_cancelling_a_started_task_unwinds_the_coroutine_where_it_waits() -> Non
         task3.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task3
-        await asyncio.sleep(0)
-        assert unwound == ["finally"]
+        assert unwound == ["cancelled", "finally"] and gate3.cancelled()
 
     asyncio.run(main())
 
@@ -208,5 +215,31 @@ def test_spawn_now_reports_a_failure_by_the_coroutines_name() -> None:
             await t
         await asyncio.sleep(0)
         assert [str(e) for e in failures] == ["boom"] and len(tasks) == 0
+
+    asyncio.run(main())
+
+
+def test_start_now_is_a_task_in_its_own_context_and_refuses_a_bad_yield() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="caller")
+
+    async def main() -> None:
+        async def sets() -> str:
+            var.set("task")
+            await asyncio.sleep(0)
+            return var.get()
+
+        task = start_now(sets())
+        assert var.get() == "caller"  # the first step's context is the task's, not the caller's
+        assert await task == "task"
+
+        class Odd:
+            def __await__(self):  # type: ignore[no-untyped-def]
+                yield "not a future"
+
+        async def odd() -> None:
+            await Odd()
+
+        with pytest.raises(RuntimeError):  # what a plain task says of it, not a silent resume
+            await start_now(odd())
 
     asyncio.run(main())

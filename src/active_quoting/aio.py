@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import collections.abc
+import contextvars
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -24,64 +26,93 @@ def start_now(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
     its first real suspension (what Python 3.12's eager tasks do). A hot path uses this where a
     plain task would put a loop turn between a decision and its bytes on the wire: everything
     ``coro`` does before it first waits (for a venue's answer, say) is done when this returns.
-    During that first step the returned task is the current task (``asyncio.current_task()``,
-    timeouts and cancellation scopes see it, not the caller's); from its first wait on it runs
-    as any task: its outcome, its exception and ``cancel()`` are the task's."""
+
+    The first step runs as the task would run it: in the task's own context, with the task as
+    ``asyncio.current_task()`` (timeouts and cancel scopes see it, not the caller's). The task
+    then takes over the wait that step announced, exactly as ``Task.__step`` would have
+    (:class:`_Started`): from there on its outcome, its exceptions and ``cancel()`` are a
+    plain task's, including a ``cancel()`` that comes before the task's own first step."""
     loop = asyncio.get_running_loop()
-    first: list[Any] = []
-    task = loop.create_task(_resumed(coro, first))  # its own first step only reads ``first``
+    context = contextvars.copy_context()
+    started = _Started(coro)
+    task = loop.create_task(started, context=context)  # type: ignore[arg-type]
     caller = asyncio.current_task(loop)
     if caller is not None:
         asyncio.tasks._leave_task(loop, caller)
     asyncio.tasks._enter_task(loop, task)
     try:
-        first.append(("yield", coro.send(None)))
+        started.first = ("yield", context.run(coro.send, None))
     except StopIteration as stop:
-        first.append(("return", stop.value))
+        started.first = ("return", stop.value)
     except (KeyboardInterrupt, SystemExit):
+        started.first = ("raise", asyncio.CancelledError())  # the task ends quietly; the caller gets it
         raise
     except BaseException as exc:  # noqa: BLE001 - the task's outcome
-        first.append(("raise", exc))
+        started.first = ("raise", exc)
     finally:
         asyncio.tasks._leave_task(loop, task)
         if caller is not None:
             asyncio.tasks._enter_task(loop, caller)
-    if first[0][0] == "yield":
-        # cancelled before its own first step ran (which never starts ``_resumed``): ``coro`` is
-        # suspended mid-way and must still unwind (its finally blocks, its bookkeeping)
-        task.add_done_callback(lambda t: coro.close() if t.cancelled() and len(first) == 1 else None)
     return task
 
 
-async def _resumed(coro: Coroutine[Any, Any, Any], first: list[Any]) -> Any:
-    """Drive ``coro`` on from its first step's outcome (``first``) as the task it would have
-    been: it reads each awaited future's outcome itself when resumed, and a cancellation of this
-    task that did not go through the future it waits on is thrown into it."""
-    how, yielded = first[0]
-    first.append("driven")
-    if how == "return":
-        return yielded
-    if how == "raise":
-        raise yielded
-    while True:
-        throw: BaseException | None = None
-        try:
-            if yielded is None:
-                await asyncio.sleep(0)  # a bare yield: one turn of the loop
-            else:
-                # as a task would: take over the wait the coroutine announced (a future left
-                # marked blocking refuses a second await), then wait on it ourselves
-                yielded._asyncio_future_blocking = False
-                await yielded
-        except asyncio.CancelledError:
-            if yielded is None or not yielded.cancelled():
-                throw = asyncio.CancelledError()
-        except BaseException:  # noqa: BLE001, S110 - the coroutine reads the future's exception itself
-            pass
-        try:
-            yielded = coro.throw(throw) if throw is not None else coro.send(None)
-        except StopIteration as stop:
-            return stop.value
+class _Started(collections.abc.Coroutine):  # type: ignore[type-arg]
+    """The coroutine a :func:`start_now` task runs: ``coro`` with its first step already taken.
+    The task's first ``send`` gets that step's outcome (the future it waits on, still marked
+    blocking, so the task adopts the wait; or its result or exception); a ``throw`` before then
+    (the task cancelled before its first step) cancels that future, as ``Task.cancel`` would
+    have through it, and goes into ``coro`` where it waits. Then everything passes through."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self.coro = coro
+        self.first: tuple[str, Any] | None = None
+
+    def send(self, value: Any) -> Any:
+        first, self.first = self.first, None
+        if first is None:
+            return self.coro.send(value)
+        how, what = first
+        if how == "yield":
+            return what
+        if how == "return":
+            raise StopIteration(what)
+        raise what
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        first, self.first = self.first, None
+        exc = typ if val is None and isinstance(typ, BaseException) else val
+        if first is not None:
+            how, what = first
+            if how != "yield":  # it had finished: nothing is left to throw into
+                raise exc if exc is not None else typ
+            if isinstance(what, asyncio.Future) and isinstance(exc, asyncio.CancelledError):
+                what.cancel()
+        return self.coro.throw(exc) if exc is not None else self.coro.throw(typ, val, tb)
+
+    def close(self) -> None:
+        self.first = None
+        self.coro.close()
+
+    def __await__(self) -> Any:
+        raise TypeError("a started coroutine is driven by its task, not awaited")
+
+    @property
+    def cr_frame(self) -> Any:
+        return self.coro.cr_frame  # type: ignore[attr-defined]
+
+    @property
+    def cr_code(self) -> Any:
+        return self.coro.cr_code  # type: ignore[attr-defined]
+
+    @property
+    def cr_running(self) -> bool:
+        return self.coro.cr_running  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def cr_await(self) -> Any:
+        return self.coro.cr_await  # type: ignore[attr-defined]
 
 
 class TaskSet:
@@ -90,8 +121,7 @@ class TaskSet:
     logged with its traceback and handed to ``on_error``, never dropped silently."""
 
     def __init__(self, log: logging.Logger, on_error: Callable[[BaseException], None] | None = None) -> None:
-        self._tasks: set[asyncio.Future[Any]] = set()
-        self._names: dict[asyncio.Future[Any], str] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._log = log
         self._on_error = on_error
 
@@ -103,22 +133,19 @@ class TaskSet:
 
     def spawn_now(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """:meth:`spawn`, but ``coro`` runs at once up to its first wait (:func:`start_now`)."""
-        name = coro.__qualname__
         task = start_now(coro)
         self._tasks.add(task)
-        self._names[task] = name
         task.add_done_callback(self._done)
         return task
 
-    def _done(self, task: asyncio.Future[Any]) -> None:
+    def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        name = self._names.pop(task, None)
         if task.cancelled():
             return
         exc = task.exception()
         if exc is not None:
-            if name is None:
-                name = task.get_coro().__qualname__ if isinstance(task, asyncio.Task) else "?"  # type: ignore[union-attr]
+            coro = task.get_coro()
+            name = (coro.coro if isinstance(coro, _Started) else coro).__qualname__  # type: ignore[union-attr]
             self._log.error("background task %s failed: %r", name, exc, exc_info=exc)
             if self._on_error is not None:
                 self._on_error(exc)
