@@ -37,9 +37,13 @@ class Recorder:
     def __init__(self):
         self.events, self.ticks, self.states, self.stale = [], [], [], []
         self.orders, self.fills, self.user_states, self.reconciles = [], [], [], 0
+        self.reads = 0
 
     def on_market_events(self, events):
         self.events += events
+
+    def on_market_read(self):
+        self.reads += 1
 
     def on_tick_size_change(self, asset_id, tick):
         self.ticks.append((asset_id, tick))

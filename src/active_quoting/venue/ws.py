@@ -94,7 +94,7 @@ class _Listener(WSListener):  # type: ignore[misc]
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type in (WSMsgType.TEXT, WSMsgType.BINARY):
-            self.conn._frame(frame.get_payload_as_bytes())
+            self.conn._frame(frame.get_payload_as_bytes(), frame.last_in_buffer)
         elif frame.msg_type == WSMsgType.CLOSE:
             transport.disconnect()
 
@@ -141,6 +141,7 @@ class Connection:
         self.url = url
         self.greeting = greeting
         self.on_frame = on_frame
+        self.more_in_read = False  # set per frame: more frames of the same socket read follow
         self.on_state = on_state
         self.name = name
         self.ping_interval = ping_interval
@@ -192,10 +193,11 @@ class Connection:
         self.on_state(self, True)
         transport.send(WSMsgType.TEXT, self.greeting())
 
-    def _frame(self, payload: bytes) -> None:
+    def _frame(self, payload: bytes, last_in_read: bool = True) -> None:
         self.frames += 1
         if payload != PONG:
             self.last_data = self.clock.monotonic()
+        self.more_in_read = not last_in_read  # more frames of the same socket read follow at once
         self.on_frame(self, payload)
 
     async def _run(self) -> None:
@@ -239,6 +241,7 @@ _BOOK_EVENTS = (BookEvent, TickSizeChangeEvent, BestBidAskEvent, LastTradePriceE
 
 class MarketListener(Protocol):
     def on_market_events(self, events: list[Any]) -> None: ...
+    def on_market_read(self) -> None: ...  # the last frame of one socket read has been handled
     def on_tick_size_change(self, asset_id: str, tick: int) -> None: ...
     def on_feed_state(self, shard: int, connected: bool) -> None: ...
     def on_feed_stale(self, shard: int, reason: str) -> None: ...
@@ -246,6 +249,9 @@ class MarketListener(Protocol):
 
 class NullMarketListener:
     def on_market_events(self, events: list[Any]) -> None:
+        pass
+
+    def on_market_read(self) -> None:
         pass
 
     def on_tick_size_change(self, asset_id: str, tick: int) -> None:
@@ -420,9 +426,19 @@ class MarketStream:
         return book is not None and not book.desynced
 
     def _on_frame(self, conn: Connection, payload: bytes) -> None:
-        self.last_frame_t = self.clock.perf()  # arrival, before decode: for frame-to-decision latency
+        """One frame: decoded, applied to the books, handed to the listener; after the last frame
+        of a socket read, ``on_market_read`` (the bot decides there: frames read together are
+        decided together, in the same turn, with no hop between the read and the decision)."""
+        try:
+            self._handle(payload)
+        finally:
+            if not conn.more_in_read:
+                self.listener.on_market_read()
         if self.record is not None:
-            self.record(payload)
+            self.record(payload)  # the journal's copy: after the decision and its requests
+
+    def _handle(self, payload: bytes) -> None:
+        self.last_frame_t = self.clock.perf()  # arrival, before decode: for frame-to-decision latency
         events = self.md.on_frame(payload)
         if not events:
             return

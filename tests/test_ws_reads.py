@@ -1,0 +1,117 @@
+"""Frames read together are decided together: the market stream tells its listener when the last
+frame of one socket read has been handled (``on_market_read``), and the bot decides there, in the
+same turn, with no hop. Against a raw WebSocket peer that writes several frames in one write."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import random
+import struct
+
+import pytest
+import uvloop
+
+from active_quoting.venue.ws import MarketStream
+from synth_feed import DOWN, UP, book_frame, initial_books, price_change_frame
+
+LOOPS = ["asyncio", "uvloop"]
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def ws_frame(payload: bytes) -> bytes:
+    """A server-to-client text frame (unmasked)."""
+    n = len(payload)
+    head = struct.pack("!BB", 0x81, n) if n < 126 else struct.pack("!BBH", 0x81, 126, n) if n < 65536 else \
+        struct.pack("!BBQ", 0x81, 127, n)  # fmt: skip
+    return head + payload
+
+
+class RawPeer:
+    """Accepts one WebSocket client and writes what it is told, each batch in one write."""
+
+    def __init__(self) -> None:
+        self.writer: asyncio.StreamWriter | None = None
+        self.connected = asyncio.Event()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"sec-websocket-key"))  # fmt: skip
+        accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")  # fmt: skip
+        self.writer = writer
+        self.connected.set()
+        while await reader.read(65536):  # the client's subscription and PINGs: read and ignored
+            pass
+
+    def send(self, *payloads: bytes) -> None:
+        assert self.writer is not None
+        self.writer.write(b"".join(ws_frame(p) for p in payloads))
+
+
+class Sequence:
+    """What the listener was told, in order."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def on_market_events(self, events):  # type: ignore[no-untyped-def]
+        self.log += [type(e).__name__ for e in events]
+
+    def on_market_read(self) -> None:
+        self.log.append("read")
+
+    def on_tick_size_change(self, asset_id, tick):  # type: ignore[no-untyped-def]
+        pass
+
+    def on_feed_state(self, shard, connected):  # type: ignore[no-untyped-def]
+        pass
+
+    def on_feed_stale(self, shard, reason):  # type: ignore[no-untyped-def]
+        pass
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_frames_of_one_read_are_handled_then_decided_once(loop: str) -> None:
+    async def go() -> None:
+        peer = RawPeer()
+        server = await asyncio.start_server(peer._serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        seq = Sequence()
+        stream = MarketStream(f"ws://127.0.0.1:{port}/ws/market", listener=seq, ping_interval=5, pong_timeout=5)
+        stream.subscribe([UP, DOWN])
+        await stream.start()
+        try:
+            await asyncio.wait_for(peer.connected.wait(), 5)
+            books = initial_books(random.Random(3))
+            peer.send(book_frame(books, 1))
+            for _ in range(200):
+                if "read" in seq.log:
+                    break
+                await asyncio.sleep(0.01)
+            seq.log.clear()
+            changes = [price_change_frame(books, [(UP, "BUY", 4000 - 100 * i, 5_000_000)], 2 + i) for i in range(3)]
+            peer.send(*changes)  # three frames, one write: one read on loopback
+            for _ in range(200):
+                if "read" in seq.log:
+                    break
+                await asyncio.sleep(0.01)
+            # every frame of the read applied first, then one decision point
+            assert seq.log == ["PriceChangeEvent"] * 3 + ["read"], seq.log
+            peer.send(changes[0])
+            for _ in range(200):
+                if seq.log.count("read") == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert seq.log[4:] == ["PriceChangeEvent", "read"]  # a frame alone is decided at once
+        finally:
+            await stream.stop()
+            server.close()
+            await server.wait_closed()
+
+    factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(asyncio.wait_for(go(), 30))
