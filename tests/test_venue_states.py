@@ -117,7 +117,7 @@ async def until(cond: Callable[[], bool], what: str, timeout: float = 3.0) -> No
 
 
 @contextlib.asynccontextmanager
-async def rig(store: Store | None = None) -> AsyncIterator[Rig]:
+async def rig(store: Store | None = None, concurrent_replace: bool = False, **om_kw: object) -> AsyncIterator[Rig]:
     clock = ManualClock(T0)
     ex = Exchange(ExchangeConfig(settle_delays_ms=(50, 100)), clock=clock)
     await ex.start()
@@ -134,7 +134,9 @@ async def rig(store: Store | None = None) -> AsyncIterator[Rig]:
 
     om = OrderManager(
         rest, signer, store, min_refresh_ms=0, global_cap_per_sec=1000, clock=clock, on_error=on_error,
-        on_success=lambda: risk.on_success(clock.ms(), "orders"), concurrent_replace=False,  # one 425 per replace
+        on_success=lambda: risk.on_success(clock.ms(), "orders"),
+        concurrent_replace=concurrent_replace,  # here off by default: one 425 per replace
+        **om_kw,  # type: ignore[arg-type]
     )  # fmt: skip
     om.add_market(MarketRef(CID, UP, DOWN, 100))
     om.add_market(MarketRef(CID2, UP2, DOWN2, 100))

@@ -115,6 +115,7 @@ class Bot:
         self.exchange: Any = None
         self._started_ms = clock.ms()
         self._balance_diffs: set[tuple[str, str]] = set()
+        self._moved: dict[str, tuple[int, Any]] = {}  # token -> (ms, book) moved in this socket read
         self.balance_mismatches = 0
         self.run_id = f"{self._started_ms}"
 
@@ -144,23 +145,27 @@ class Bot:
                 if getattr(ev, "asset_id", "") and hasattr(ev, "bids"):
                     touched.add(ev.asset_id)
         frame_t = self.market.last_frame_t
-        moved = []
+        moved = self._moved
         for token in touched:
             cid = windows.market_of(token)
             book = books.get(token)
             if cid is None or book is None:
                 continue
-            moved.append((token, book))
+            moved[token] = (now, book)
             self.scheduler.mark(cid, frame_t)
             w = windows.get(cid)
             if w is not None and token == w.info.up:
                 # The detector is an input of the decision (a sweep pulls the quotes in this very
                 # pass). Our own orders are in the book: it reads the market without them.
                 self.momentum.on_book(cid, now, book, *self.orders.own_levels(cid))
-        if moved:
-            self.scheduler.request()  # the pass and its requests: written before this returns
-            for token, book in moved:  # analytics only after the bytes are out
-                self.analytics.on_mid(token, now, book.mid_x2())
+
+    def on_market_read(self) -> None:
+        """The frames of one socket read are applied: decide the markets they moved, now (the
+        pass and its requests are written before this returns), then the analytics."""
+        self.scheduler.request()
+        moved, self._moved = self._moved, {}
+        for token, (now, book) in moved.items():
+            self.analytics.on_mid(token, now, book.mid_x2())
 
     def on_spot_tick(self, tick: SpotTick) -> None:
         """A reference price (the RTDS feed): fair values move; with the guard on, a market
@@ -189,7 +194,7 @@ class Bot:
                 t = self.clock.perf()
                 if self.scheduler.running and self._cancel_exposed(moved, fairs, now_ms):
                     # a pass is waiting for the venue: the exposed quotes go now, not after it
-                    self._tasks.spawn(self.orders.send_cancels())
+                    self._tasks.spawn_now(self.orders.send_cancels())
                 for cid in moved:
                     self.scheduler.mark(cid, t)
                 self.scheduler.request()
@@ -221,7 +226,7 @@ class Bot:
             # A tick_size_change, or a snapshot whose tick differs from what discovery said:
             # orders off the new grid are cancelled now and replaced by the next quote pass.
             if self.orders.cancel_off_grid(w.cid, tick):
-                self._tasks.spawn(self.orders.send_cancels())
+                self._tasks.spawn_now(self.orders.send_cancels())
             self.scheduler.mark(w.cid, self.market.last_frame_t)
 
     def on_feed_state(self, shard: int, connected: bool) -> None:
@@ -450,7 +455,7 @@ class Bot:
     def _act_on_risk(self) -> None:
         """Risk transitions handled; a global halt's cancels go out at once."""
         if self._risk_events():
-            self._tasks.spawn(self.orders.cancel_all())
+            self._tasks.spawn_now(self.orders.cancel_all())  # written before this returns
 
     async def _heartbeats(self) -> None:
         if self.opts.dry_run or not self.cfg.orders.heartbeat:
@@ -544,6 +549,7 @@ class Bot:
             rng=random.Random(opts.sim_seed) if opts.sim_seed is not None else None,  # 429 jitter
             on_error=lambda kind: self.risk.on_error(self.clock.ms(), kind, "orders"),
             on_success=lambda: self.risk.on_success(self.clock.ms(), "orders"),
+            on_fault=self._background_failed,
         )  # fmt: skip
         o = self.cfg.orders
         if o.presign:  # a requote takes an order signed ahead in idle time

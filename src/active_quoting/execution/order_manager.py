@@ -177,6 +177,7 @@ class OrderManager:
         global_cap_per_sec: int = 10,
         on_error: Callable[[str], None] = lambda kind: None,
         on_success: Callable[[], None] = lambda: None,
+        on_fault: Callable[[BaseException], None] = lambda exc: None,
         metrics: Metrics | None = None,
         dry_run: bool = False,
         concurrent_replace: bool = True,
@@ -208,6 +209,7 @@ class OrderManager:
         self.limiter = RefreshLimiter(global_cap_per_sec, clock)
         self.on_error = on_error
         self.on_success = on_success
+        self.on_fault = on_fault  # a failure outside any task (e.g. recording a sent order)
         self.may_place = may_place
         self.crosses = crosses
         self.markets: dict[str, MarketRef] = {}
@@ -682,8 +684,11 @@ class OrderManager:
         Tracking in memory is immediate; the store's row and the journal's copy of the order
         (``signed``) are written just after the request is on the wire (:meth:`_record_sent`,
         scheduled for the end of this loop turn, and before any later write about the order). A
-        crash in between loses only those records: the hash is known, and reconciliation adopts
-        what the venue holds."""
+        crash in between loses only those records (the store's writer commits asynchronously
+        anyway): after a restart, reconciliation adopts what the venue holds for the account -
+        unless ``orders.unknown_orders = "ignore"`` (a shared account), where such an order rests
+        unmanaged (with ``orders.heartbeat`` on, the venue's dead-man switch cancels it when the
+        crashed bot's heartbeats stop)."""
         replaced = t.order_id
         if replaced:
             self.orders.pop(replaced, None)
@@ -700,16 +705,27 @@ class OrderManager:
 
     def _record_sent(self) -> None:
         """Write what :meth:`_register` left for after the send: each order's row (and the row
-        of a hash it replaced) and its journal copy, in the order they were sent."""
+        of a hash it replaced) and its journal copy, in the order they were sent. A write that
+        fails (a closed store, a full disk) is reported through ``on_fault`` (the bot's critical
+        alert); the records after it stay queued for the next attempt."""
         pending, self._unrecorded = self._unrecorded, []
         api_key = self.rest.creds.api_key if self.rest.creds else ""
-        for t, order_hash, signed, replaced in pending:
-            if self.store and replaced:
-                self.store.order_state(replaced, "REJECTED", None, f"order_version_mismatch: re-signed as {order_hash}")
-            if self.journal is not None and signed is not None:
-                self.journal.order(encode(order_body(signed, api_key)))
-            if self.store:
-                self.store.order_sent(order_hash, t.market, t.token, t.side, t.price, t.size, "SENT")
+        for i, (t, order_hash, signed, replaced) in enumerate(pending):
+            try:
+                if self.store and replaced:
+                    self.store.order_state(
+                        replaced, "REJECTED", None, f"order_version_mismatch: re-signed as {order_hash}"
+                    )
+                if self.journal is not None and signed is not None:
+                    self.journal.order(encode(order_body(signed, api_key)))
+                if self.store:
+                    self.store.order_sent(order_hash, t.market, t.token, t.side, t.price, t.size, "SENT")
+            except Exception as exc:  # noqa: BLE001 - reported, never lost silently
+                self._unrecorded[:0] = pending[i + 1 :]
+                _log.error("order %s… sent but not recorded: %r", order_hash[:10], exc)
+                self.counts["record_failed"] += 1
+                self.on_fault(exc)
+                return
 
     def _not_placed(self, t: Tracked, kind: str) -> None:
         """The venue answered this order's submit with a state (425, 503, 429): it was not

@@ -1,0 +1,105 @@
+"""The hot path of issue 11 item 2, against the embedded exchange over loopback (the order lane):
+a requested pass has decided, signed and written its requests before ``request()`` returns; a
+replace's cancel and new order are written in that same turn, the cancel first; a request made
+while a pass's first step runs only marks (the pass takes it); the rows of sent orders are
+written after the send but never behind a later state of the same order; a failure to record a
+sent order is reported, not lost."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from active_quoting import core
+from active_quoting.model import BID
+from active_quoting.store.sqlite import Store
+from active_quoting.venue import lane as lane_mod
+from test_venue_states import CID, CID2, rig, until
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every request the order lane hands to the kernel, by pool, in order."""
+    log: list[str] = []
+    send = lane_mod._Connection.send
+
+    def logged(self: lane_mod._Connection, data: bytes) -> asyncio.Future[lane_mod.LaneReply]:
+        log.append(self.pool)
+        return send(self, data)
+
+    monkeypatch.setattr(lane_mod._Connection, "send", logged)
+    return log
+
+
+@pytest.mark.asyncio
+async def test_request_decides_and_writes_before_it_returns_and_a_replace_goes_out_in_one_turn(writes):
+    async with rig(concurrent_replace=True) as r:
+        await r.om.rest.start()  # as the bot does at start: the lane's connections open
+        r.qp.prices = {CID: 4800}
+        r.sched.mark(CID)
+        r.sched.request()
+        # no await since: decided, signed, tracked and on the wire
+        assert writes == ["orders"] and r.qp.decided == [CID]
+        assert [t.status for t in r.om.live(CID)] == ["SENT"]
+        await until(lambda: r.resting() == {CID: 4800}, "the order to rest")
+        await until(lambda: not r.sched.running, "the pass to end")
+        writes.clear()
+        r.qp.prices[CID] = 4900
+        r.sched.mark(CID)
+        r.sched.request()
+        assert writes == ["cancels", "orders"]  # the same turn, the cancel first
+        await until(lambda: r.resting() == {CID: 4900}, "the replace")
+
+
+@pytest.mark.asyncio
+async def test_a_request_during_a_pass_first_step_only_marks_and_the_pass_takes_it(writes):
+    async with rig(concurrent_replace=True) as r:
+        calls: list[list[str]] = []
+        run = r.qp.run
+
+        def run_and_cause_an_event(markets, now):  # type: ignore[no-untyped-def]
+            calls.append(list(markets))
+            out = run(markets, now)
+            if len(calls) == 1:  # as an event handled inside the pass would
+                r.sched.mark(CID2)
+                r.sched.request()
+            return out
+
+        r.qp.run = run_and_cause_an_event  # type: ignore[method-assign]
+        await r.om.rest.start()
+        r.qp.prices = {CID: 4800, CID2: 4700}
+        r.sched.mark(CID)
+        r.sched.request()
+        assert calls == [[CID]] and r.sched.running  # no nested pass; the running one waits for answers
+        await until(lambda: r.resting() == {CID: 4800, CID2: 4700}, "both markets decided")
+        assert calls == [[CID], [CID2]]  # the same task decided the mark when its answers came
+
+
+@pytest.mark.asyncio
+async def test_a_sent_orders_row_is_written_before_any_later_state_of_it(tmp_path):
+    store = Store(tmp_path / "o.db")
+    try:
+        async with rig(store, dry_run=True) as r:
+            r.qp.prices = {CID: 4800}
+            await r.decide(CID)  # dry run: signed, recorded, DRY_RUN at once, in the same turn
+            store.flush()
+            rows = sqlite3.connect(tmp_path / "o.db").execute("SELECT status FROM orders").fetchall()
+            assert rows == [("DRY_RUN",)]  # not SENT: the state did not land ahead of the row
+    finally:
+        store.close()
+
+
+@pytest.mark.asyncio
+async def test_a_sent_order_that_cannot_be_recorded_is_reported(tmp_path):
+    store = Store(tmp_path / "o.db")
+    faults: list[BaseException] = []
+    async with rig(store, on_fault=faults.append) as r:
+        store.close()  # every write now raises
+        r.qp.prices = {CID: 4800}
+        r.sched.mark(CID)
+        r.sched.request()
+        await until(lambda: bool(faults), "the failure to be reported")
+        assert r.om.counts["record_failed"] == 1 and "closed" in repr(faults[0]).lower()
+        assert r.om.resting(CID, BID).price in (4800, core.NO_PRICE)  # the order itself went out
