@@ -1097,6 +1097,22 @@ def pick_window(now: float, need_s: float) -> int:
     return 3600
 
 
+def pinning(args: argparse.Namespace) -> tuple[Any, Any]:
+    """CPU affinity for the processes (``--pin``, the default on two or more CPUs): the venue and
+    the stamping proxy share CPU 0, the pipelines (the bot, the stock, the floor; they react a
+    third of a period apart) CPU 1 - as on a trading host, where the venue is another machine
+    and the bot has a core of its own. Unpinned, the kernel often wakes the venue on the bot's
+    CPU when the bot writes a request, and the bot's next write waits for the venue's handler."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if not args.pin or len(cpus) < 2:
+        return None, None
+
+    def on(cpu: int) -> Any:
+        return lambda: os.sched_setaffinity(0, {cpu})
+
+    return on(cpus[0]), on(cpus[1])
+
+
 def run_scenario(args: argparse.Namespace, scenario: str) -> tuple[dict[str, Any], dict[str, Any], Path] | None:
     """The venue, the stamping proxy in front of it, the bot and (market scenario) the stock and
     floor pipelines, each in its own process, until the venue has made its moves; the venue's
@@ -1109,15 +1125,17 @@ def run_scenario(args: argparse.Namespace, scenario: str) -> tuple[dict[str, Any
     window = pick_window(time.time(), need + 120)
     procs: list[subprocess.Popen[bytes]] = []
     env = dict(os.environ)
+    venue_cpu, pipeline_cpu = pinning(args)
     try:
         v = subprocess.Popen([py, str(here), "venue", "--out", str(out), "--moves", str(args.moves), "--period",
                               str(args.period), "--window-seconds", str(window), "--scenario", scenario],
-                             stdout=subprocess.PIPE)  # fmt: skip
+                             stdout=subprocess.PIPE, preexec_fn=venue_cpu)  # fmt: skip
         procs.append(v)
         assert v.stdout is not None
         info = json.loads(v.stdout.readline())
         px = subprocess.Popen([py, str(here), "proxy", "--target", info["clob"], "--out", str(px_out)],
-                              stdout=subprocess.PIPE, stderr=open(tmp / "proxy.log", "wb"))  # fmt: skip
+                              stdout=subprocess.PIPE, stderr=open(tmp / "proxy.log", "wb"),
+                              preexec_fn=venue_cpu)  # fmt: skip
         procs.append(px)
         assert px.stdout is not None
         clob = json.loads(px.stdout.readline())["url"]  # every pipeline's CLOB and WebSocket traffic
@@ -1127,15 +1145,16 @@ def run_scenario(args: argparse.Namespace, scenario: str) -> tuple[dict[str, Any
         bot = subprocess.Popen([*command, "run", "--exchange-url", clob, "--gamma-url",
                                 info["gamma"], "--assets", "btc", "--window-seconds", str(window), "--duration",
                                 str(int(need + 60)), "--db", str(tmp / "run.db"), *strategy],
-                               stdout=subprocess.DEVNULL, stderr=open(tmp / "bot.log", "wb"), env=env)  # fmt: skip
+                               stdout=subprocess.DEVNULL, stderr=open(tmp / "bot.log", "wb"), env=env,
+                               preexec_fn=pipeline_cpu)  # fmt: skip
         procs.append(bot)
         if scenario == "market":
             st = subprocess.Popen([py, str(here), "stock", "--clob", clob, "--up", info["up"], "--down",
-                                   info["down"]], stderr=open(tmp / "stock.log", "wb"))  # fmt: skip
+                                   info["down"]], stderr=open(tmp / "stock.log", "wb"), preexec_fn=pipeline_cpu)  # fmt: skip
             procs.append(st)
             fl = subprocess.Popen([py, str(here), "floor", "--clob", clob, "--up", info["floor_up"], "--out",
                                    str(tmp / "floor.json")],
-                                  stderr=open(tmp / "floor.log", "wb"))  # fmt: skip
+                                  stderr=open(tmp / "floor.log", "wb"), preexec_fn=pipeline_cpu)  # fmt: skip
             procs.append(fl)
         done = json.loads(v.stdout.readline() or "{}")
         if "done" not in done:
@@ -1214,7 +1233,10 @@ def harness(args: argparse.Namespace) -> int:
 
     scenarios = ("market", "spot") if args.scenario == "all" else (args.scenario,)
     report: dict[str, Any] = {"core": core.IMPL, "period_s": args.period, "horizon_s": args.horizon,
-                              "load": os.getloadavg(), "cases": {}, "venue_stamped": {}}  # fmt: skip
+                              "load": os.getloadavg(), "cases": {}, "venue_stamped": {},
+                              "pinned": pinning(args)[0] is not None}  # fmt: skip
+    print("CPUs: " + ("venue and proxy on one, the pipelines on another (--no-pin: unpinned)" if report["pinned"]
+                      else "not pinned"))  # fmt: skip
     horizon = int(args.horizon * 1e9)
     for scenario in scenarios:
         ran = run_scenario(args, scenario)
@@ -1318,6 +1340,8 @@ def main() -> None:
     parser.add_argument("--period", type=float, default=3.0)
     parser.add_argument("--horizon", type=float, default=0.1, help="seconds after a move its answers count")
     parser.add_argument("--dump", action="store_true", help="print every move and request")
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
+                        help="pin the venue and proxy to one CPU and the pipelines to another (default: on)")
     parser.add_argument("--scenario", choices=("market", "spot", "all"), default="all",
                         help="market frames (ours against stock), spot moves (--strategy spot), or both")
     parser.add_argument("--json", help="write every sample (ns) per case here (benchmarks/compare.py --latency)")
