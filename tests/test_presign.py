@@ -261,3 +261,28 @@ async def test_a_tick_change_keeps_the_markets_order_version(ex):
         assert om.markets[CID].version == "v2" and om.markets[CID].tick == 10
         await _requote(om, clock, 4800, core.PLACE)
         assert {(k.tick, k.version) for k in lad.ready(CID, BID)} == {(10, 3)}  # not signed for V2 after the change
+
+
+@pytest.mark.asyncio
+async def test_a_notional_sized_quote_hits_the_ladder_after_a_move_at_its_new_size(ex):
+    """The quote engine sizes an order by its risk (a fixed notional): a bid moved up buys fewer
+    shares. The ladder signs each rung at the size the quote would have there; a basis whose size
+    is not the notional one (cut by a room, say) keeps its own size on every rung."""
+    from active_quoting.strategy.config import Config
+    from active_quoting.strategy.quoting import notional_size
+
+    size_at = notional_size(Config())
+    async with _manager(ex) as (om, clock, me):
+        om.enable_presign(depth=4, max_age_s=5.0, budget=64, size_at=size_at)
+        lad = om.presigned
+        assert lad is not None
+        size = size_at(0, 4700)
+        assert size != size_at(0, 5000)  # the premise: the size moves with the price
+        await _requote(om, clock, 4700, core.PLACE, size=size)
+        ready = lad.ready(CID, BID)
+        assert {k.price: k.size for k in ready} == {p: size_at(0, p) for p in range(4300, 5200, TICK)}
+        await _requote(om, clock, 5000, size=size_at(0, 5000))  # a 3-tick move, the notional's size there
+        assert lad.counts["hits"] == 1 and set(_on_venue(ex, me)) == {5000}
+        await _requote(om, clock, 5000 + TICK, size=7 * SH)  # a size the notional does not give
+        assert lad.counts["hits"] == 1
+        assert {k.size for k in lad.ready(CID, BID)} == {7 * SH}  # rungs keep that basis's size

@@ -52,7 +52,7 @@ from active_quoting.strategy.fair_value import Fair, FairValues
 from active_quoting.strategy.inventory import InventoryManager
 from active_quoting.strategy.momentum import MomentumDetector
 from active_quoting.strategy.quote_pass import QuotePass, make_strategy, strategy_config
-from active_quoting.strategy.quoting import MarketDecision, SideDecision
+from active_quoting.strategy.quoting import MarketDecision, SideDecision, notional_size
 from active_quoting.strategy.risk import RiskManager
 from active_quoting.venue.market_codec import LastTradePriceEvent, MarketResolvedEvent
 from active_quoting.venue.market_data import MarketData
@@ -553,7 +553,9 @@ class Bot:
         )  # fmt: skip
         o = self.cfg.orders
         if o.presign:  # a requote takes an order signed ahead in idle time
-            self.orders.enable_presign(o.presign_ticks, float(o.presign_max_age_seconds), o.presign_budget)
+            self.orders.enable_presign(
+                o.presign_ticks, float(o.presign_max_age_seconds), o.presign_budget, notional_size(self.cfg)
+            )
         self.discovery = Discovery(gamma_url, self.opts.window_s, clob=self.rest)
         jitter = random.Random(opts.sim_seed) if opts.sim_seed is not None else None
         self.market = MarketStream(

@@ -37,6 +37,7 @@ by the REST client for its TTL), never 0; versions 2 and 3 have no fee field.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import random
@@ -194,6 +195,7 @@ class OrderManager:
         # Pre-signed ladders (execution/presign.py), filled in idle time after each flush around
         # the last order sent on each market side (_basis: token, side, price, size).
         self.presigned: Ladders | None = None  # enable_presign turns them on
+        self._size_at: Callable[[int, int], int] | None = None
         self._basis: dict[tuple[str, str], tuple[str, str, int, int]] = {}
         self._presign_scheduled = False
         self.adopt_unknown = adopt_unknown  # False on a shared account: others' orders are left alone
@@ -256,11 +258,22 @@ class OrderManager:
         self.adopted = [oid for oid in self.adopted if oid not in gone]
         return True
 
-    def enable_presign(self, depth: int = 2, max_age_s: float = 5.0, budget: int = 8) -> Ladders:
+    def enable_presign(
+        self,
+        depth: int = 2,
+        max_age_s: float = 5.0,
+        budget: int = 8,
+        size_at: Callable[[int, int], int] | None = None,
+    ) -> Ladders:
         """Turn pre-signed ladders on (``orders.presign``): ``depth`` ticks either side of each
         side's last order, re-signed after ``max_age_s / 2``, never sent older than ``max_age_s``,
-        at most ``budget`` signatures per idle loop turn. Salts come from this manager's source."""
+        at most ``budget`` signatures per idle loop turn. Salts come from this manager's source.
+        ``size_at(side, price)``: the size the quote engine gives an order of that venue side at
+        that token price when nothing but the order size limits it (a fixed notional: fewer
+        shares higher up); a side whose last order had exactly that size gets a ladder sized the
+        same way at every rung, else every rung has its last order's size."""
         self.presigned = Ladders(self.signer, self.salts, depth=depth, max_age_s=max_age_s, budget=budget)
+        self._size_at = size_at
         return self.presigned
 
     def forget_presigned(self, market: str) -> int:
@@ -299,8 +312,13 @@ class OrderManager:
             if version == 1 and fee is None:
                 lad.drop(market, quote)  # looked up on the send path first
                 continue
-            basis = LadderKey(token, 0 if side == BUY else 1, price, size, ref.tick, version, False, fee)
-            signed += lad.fill(market, quote, basis, now_ms, budget - signed)
+            side_i = 0 if side == BUY else 1
+            basis = LadderKey(token, side_i, price, size, ref.tick, version, False, fee)
+            sized = self._size_at
+            per_price = None
+            if sized is not None and sized(side_i, price) == size:
+                per_price = functools.partial(sized, side_i)
+            signed += lad.fill(market, quote, basis, now_ms, budget - signed, per_price)
             if signed >= budget:
                 break
         return signed

@@ -162,10 +162,20 @@ class Ladders:
 
     # -- idle time -----------------------------------------------------------------------
 
-    def fill(self, market: str, quote: str, basis: LadderKey, now_ms: int, budget: int) -> int:
+    def fill(
+        self,
+        market: str,
+        quote: str,
+        basis: LadderKey,
+        now_ms: int,
+        budget: int,
+        size_at: Callable[[int], int] | None = None,
+    ) -> int:
         """Bring this side's ladder to the keys around ``basis`` (its price and ``depth`` ticks
         either side, same everything else): entries that no longer fit or are past half their
-        age are evicted, missing ones signed, at most ``budget``. Returns how many were signed."""
+        age are evicted, missing ones signed, at most ``budget``. Returns how many were signed.
+        ``size_at(price)``: the size the quotes would have at each price (a fixed notional buys
+        fewer shares higher up); without it, every rung has the basis's size."""
         side = (market, quote)
         done = self._complete.get(side)
         if done is not None and done[0] == basis and now_ms - done[1] <= self.refresh_ms:
@@ -174,8 +184,10 @@ class Ladders:
         for k in self.offsets:
             price = basis.price + k * basis.tick
             if basis.tick <= price <= core.MAX_PRICE - basis.tick and price % basis.tick == 0:
-                wanted.append(LadderKey(basis.token, basis.side, price, basis.size, basis.tick, basis.version,
-                                        basis.neg_risk, basis.fee_rate_bps))  # fmt: skip
+                size = size_at(price) if size_at is not None else basis.size
+                if size > 0:
+                    wanted.append(LadderKey(basis.token, basis.side, price, size, basis.tick, basis.version,
+                                            basis.neg_risk, basis.fee_rate_bps))  # fmt: skip
         ladder = self._ladders.setdefault(side, {})
         keep = set(wanted)
         for key in [k for k, e in ladder.items() if k not in keep or now_ms - e.made_ms > self.refresh_ms]:

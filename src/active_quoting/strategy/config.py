@@ -93,13 +93,15 @@ class OrdersConfig:
     # gone); false: cancels first, the new orders after their answer.
     concurrent_replace: bool = True
     # Pre-signed order ladders: in idle time, sign each market side's likely next orders (its
-    # last price and presign_ticks ticks either side, same token, side, size, tick and version);
-    # a requote that matches one exactly sends it without signing. Entries are re-signed after
+    # last price and presign_ticks ticks either side, same token, side, tick and version, and the
+    # size the quote would have there: a fixed notional buys fewer shares higher up); a requote
+    # that matches one exactly sends it without signing (4 ticks: a whole-book move of 3 ticks
+    # is still on the ladder; 2 x 9 signatures per market every 2.5 s). Entries are re-signed after
     # half of presign_max_age_seconds and never sent older (the order timestamp is its creation
     # time); presign_budget bounds the signatures per idle loop turn (each ~20 us: a frame that
     # arrives during that turn waits for it, so the turns stay short and there are more of them).
     presign: bool = True
-    presign_ticks: int = 2
+    presign_ticks: int = 4
     presign_max_age_seconds: Decimal = Decimal("5")
     presign_budget: int = 2
     post_only: bool = True

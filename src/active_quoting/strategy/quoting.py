@@ -7,6 +7,7 @@ those sides become (:func:`venue_leg`: an ask without Up inventory is a BUY of D
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from active_quoting import core
@@ -37,6 +38,18 @@ def engine_from_config(cfg: Config):  # -> core.QuoteEngine
         cfg.momentum.action == "widen",
         core.parse_price(format(cfg.fair_value.max_band, "f"), "fair_value.max_band"),
     )
+
+
+def notional_size(cfg: Config) -> Callable[[int, int], int]:
+    """``size(side, price)``: the size the quote engine gives an order of a venue side (0 BUY,
+    1 SELL) at a token price when only the order size limits it: its risk at that price (a BUY
+    risks its price, a SELL the complement). For pre-signing the rungs a quote may move to."""
+    engine = engine_from_config(cfg)
+
+    def size(side: int, price: int) -> int:
+        return engine.size_for(price, price if side == 0 else core.MAX_PRICE - price, 0, core.MAX_AMOUNT, core.MAX_USDC)
+
+    return size
 
 
 @dataclass(frozen=True)
