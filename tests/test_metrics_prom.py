@@ -274,15 +274,17 @@ def test_status_shows_venue_state_balances_allowances_versions_and_fees():
            "position_up": "0", "position_down": "0", "pnl": "0.0000", "markout_5s": "-", "state": "NORMAL",
            "version": "v2", "fee_rate": "7/100", "fees_enabled": True}  # fmt: skip
     snapshot = {"risk": "NORMAL", "killed": False, "fills": 0, "orders": {}, "markets": [row],
-                "venue": om.venue_status(), "balances": m.balance_rows()}  # fmt: skip
+                "venue": om.venue_status(), "balances": m.balance_rows(),
+                "presigned": {"hits": 7, "misses": 2, "stale": 1, "signed": 40}}  # fmt: skip
     assert m.balance_rows()["collateral"]["balance"] == "9876.54321"
     text = render_status(json.loads(json.dumps(snapshot)))
     assert "venue cancel_only for 30 s more" in text
+    assert "pre-signed: 7 taken, 2 signed at send time (1 too old), 40 signed ahead" in text
     assert f"balance collateral: 9876.54321  allowances: 0xCTFExchange {(2**256 - 1) // SH}." in text
     assert "0xNegRisk 0" in text
     line = next(x for x in text.splitlines() if x.startswith("btc-updown-5m-1"))
     assert " v2 " in line and " 7/100 " in line
     # a store written by an older bot (none of these fields) still renders
-    old = {k: v for k, v in snapshot.items() if k not in ("venue", "balances")}
+    old = {k: v for k, v in snapshot.items() if k not in ("venue", "balances", "presigned")}
     old["markets"] = [{k: v for k, v in row.items() if k not in ("version", "fee_rate", "fees_enabled")}]
     assert "btc-updown-5m-1" in render_status(old)

@@ -32,6 +32,10 @@ def render_status(snapshot: dict[str, Any]) -> str:
     if venue:
         left = f" for {venue['seconds_left']:.0f} s more" if venue.get("seconds_left") else ""
         lines.append(f"venue {venue['state']}{left}  refresh cap {venue.get('refresh_cap_per_sec', '-')}/s")
+    ladders = snapshot.get("presigned")
+    if ladders:
+        lines.append(f"pre-signed: {ladders.get('hits', 0)} taken, {ladders.get('misses', 0)} signed at send time "
+                     f"({ladders.get('stale', 0)} too old), {ladders.get('signed', 0)} signed ahead")  # fmt: skip
     for asset, b in (snapshot.get("balances") or {}).items():
         spenders = ", ".join(f"{s} {a}" for s, a in b["allowances"].items()) or "none reported"
         lines.append(f"balance {asset}: {b['balance']}  allowances: {spenders}")
@@ -105,6 +109,7 @@ class StatusPublisher:
             "orders": dict(b.orders.counts), "markets": rows, "windows": len(b.windows.windows),
             "pruned": b.windows.pruned, "store_errors": b.store.errors, "journal_errors": b.journal.errors,
             "venue": b.orders.venue_status(), "balances": m.balance_rows(),
+            "presigned": dict(b.orders.presigned.counts) if b.orders.presigned is not None else {},
         }  # fmt: skip
         b.store.put("status", json.dumps(snapshot))
         # Per-market numbers the status computes; every other series is read from its
