@@ -126,6 +126,26 @@ def read_cpu(pid: int) -> tuple[int, int, int]:
     return ticks, ns, wait
 
 
+def thread_cpu(pid: int) -> dict[str, int]:
+    """Run time (schedstat, ns) per thread name (``comm``; same-named threads summed)."""
+    out: dict[str, int] = {}
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                ns = int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+        out[name] = out.get(name, 0) + ns
+    return out
+
+
+def thread_shares(before: dict[str, int], after: dict[str, int], seconds: float) -> dict[str, float]:
+    """Each thread's CPU share of one core between two ``thread_cpu`` readings."""
+    return {k: (after[k] - before.get(k, 0)) / 1e9 / seconds for k in after if seconds > 0}
+
+
 def at(samples: list[tuple[int, ...]], t: int, field: int) -> float:
     """The cumulative counter ``field`` (1: ticks, 2: run ns, 3: wait ns) of ``read_cpu`` samples at time
     ``t``, interpolated linearly between the samples either side (clamped at the ends)."""
@@ -209,12 +229,13 @@ def slices(answered: list[dict[str, Any]], phases: dict[str, list[int]], slice_s
     f0, f1 = phases["flood"]
     flood = [a for a in answered if a["phase"] == "flood"]
     step = int(slice_s * 1e9)
-    k = 0
-    while f0 + k * step < f1:
-        lo, hi = f0 + k * step, min(f1, f0 + (k + 1) * step)
-        row(f"flood {k * slice_s:g}-{(hi - f0) / 1e9:g} s",
-            [a for a in flood if lo <= a["t"] < hi or (a["t"] == 0 and k == 0 and lo == f0)])  # fmt: skip
-        k += 1
+    # The last slice takes the flood's few ms over its nominal length, and the probes made in
+    # the flood whose frame was written after it (queued behind the flood) or never (t 0).
+    n = max(1, round((f1 - f0) / step))
+    for k in range(n):
+        lo, hi = f0 + k * step, (f0 + (k + 1) * step if k < n - 1 else 1 << 62)
+        name = f"flood {k * slice_s:g}-{(k + 1) * slice_s:g} s"
+        row(name, [a for a in flood if lo <= a["t"] < hi or (a["t"] == 0 and k == n - 1)])
     row("drain", [a for a in answered if a["phase"] == "drain"])
     return rows
 
@@ -506,6 +527,7 @@ async def venue(args: argparse.Namespace) -> None:
         state["phase"] = name
         c0 = {k: state[k] for k in ("frames", "bytes", "writes")}
         s0 = sock_state()
+        print(json.dumps({"phase": name}), flush=True)
         ru0 = time.process_time()
         t0 = clock()
         if rate:
@@ -513,6 +535,7 @@ async def venue(args: argparse.Namespace) -> None:
         else:
             await asyncio.sleep(seconds)
         t1 = clock()
+        print(json.dumps({"phase": f"{name} end"}), flush=True)
         s1 = sock_state()
         phases[name] = [t0, t1]
         counts[name] = {k: state[k] - c0[k] for k in c0} | {"flood_sent": state["flood_sent"]}
@@ -581,6 +604,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
                                preexec_fn=bot_cpu)  # fmt: skip
         procs.append(bot)
         done: dict[str, Any] = {}
+        threads: dict[str, Any] = {}  # thread_cpu(bot) when each phase began (the venue says so)
         while not done:
             try:
                 samples.append((time.monotonic_ns(), *read_cpu(bot.pid)))
@@ -592,7 +616,11 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
                 line = lines.get(timeout=SAMPLE_S)
             except queue.Empty:
                 continue
-            done = json.loads(line or b'{"error": "the venue exited"}')
+            msg = json.loads(line or b'{"error": "the venue exited"}')
+            if "phase" in msg:
+                threads[msg["phase"]] = thread_cpu(bot.pid)
+            else:
+                done = msg
         if "done" not in done:
             print(f"flood harness: venue says {done}; logs in {tmp}", file=sys.stderr)
             return None
@@ -607,6 +635,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     result = json.loads(out.read_text())
     result["samples"] = samples
     result["venue_samples"] = venue_samples
+    result["threads"] = threads
     result["tmp"] = str(tmp)
     return result
 
@@ -624,13 +653,19 @@ def report(result: dict[str, Any], args: argparse.Namespace, load: tuple[float, 
     answered = answers(result["probes"], result["requests"], int(args.horizon * 1e9))
     rows = slices(answered, phases, args.slice)
     other = unprompted(answered, result["requests"], phases, int(max(args.horizon, 3.0) * 1e9))
+    th = result.get("threads", {})
+    per_thread = {}
+    for name in ("baseline", "flood"):
+        if name in th and f"{name} end" in th:
+            span = (phases[name][1] - phases[name][0]) / 1e9
+            per_thread[name] = thread_shares(th[name], th[f"{name} end"], span)
     in_flood = [b for b in result["backlog"] if flood[0] <= b[0] <= flood[1]]
     behind = c["backlog_bytes_end"] / mean_frame if mean_frame else 0.0
     return {
         "rate_target": args.rate, "seconds": args.seconds, "markets": args.markets, "load_before": load,
         "load_after": os.getloadavg(), "flood_changes": c["flood_sent"], "frames_written": written,
         "frames_delivered": round(c["delivered_bytes"] / mean_frame) if mean_frame else 0, "frames_read": read,
-        "frame_bytes_mean": mean_frame, "writes_per_s": c["writes"] / fl_s, "flood_s": fl_s, "cpu": cpu, "venue_cpu": vcpu,
+        "frame_bytes_mean": mean_frame, "writes_per_s": c["writes"] / fl_s, "flood_s": fl_s, "cpu": cpu, "venue_cpu": vcpu, "bot_threads": per_thread,
         "venue_cpu_share": result["venue_cpu_share"], "probes": rows, "answers": answered,
         "requests_not_near_a_probe": other, "sockets": result["sockets"],
         "backlog_max": {"venue_frames": max((b[1] for b in in_flood), default=0),
@@ -658,6 +693,11 @@ def table(r: dict[str, Any]) -> str:
         f"{c['ticks_flood_share']:.3f}); waiting for a CPU while runnable: bot {c['wait_baseline_share']:.3f} / "
         f"{c['wait_flood_share']:.3f}, venue {r['venue_cpu']['wait_baseline_share']:.3f} / "
         f"{r['venue_cpu']['wait_flood_share']:.3f}",
+        "bot CPU share per thread (baseline / flood): "
+        + ", ".join(
+            f"{k} {r['bot_threads'].get('baseline', {}).get(k, 0):.3f} / {v:.3f}"
+            for k, v in sorted(r["bot_threads"].get("flood", {}).items(), key=lambda kv: -kv[1])
+        ),
         f"bot CPU per frame read, MEAN, (flood - baseline) / frames read: {c['schedstat_us_per_frame']:.2f} us "
         f"(schedstat), {c['ticks_us_per_frame']:.2f} us (ticks); gross {c['schedstat_gross_us_per_frame']:.2f} us",
         f"backlog in the flood, max: bot's socket unread {bm['bot_rx_bytes']:,} B, venue {bm['venue_frames']:,} "

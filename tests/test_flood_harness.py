@@ -154,21 +154,24 @@ def test_answers_take_the_first_request_naming_the_probed_market_within_the_hori
 
 def test_slices_group_probes_by_phase_and_flood_time():
     s = 1_000_000_000
-    phases = {"baseline": [0, 10 * s], "flood": [10 * s, 22 * s], "drain": [22 * s, 26 * s]}
+    phases = {"baseline": [0, 10 * s], "flood": [10 * s, int(25.2 * s)], "drain": [int(25.2 * s), 29 * s]}
 
     def a(t: float, latency_us: float | None, phase: str) -> dict:
         return {"t": int(t * s), "market": "A", "kind": "", "phase": phase,
                 "latency_ns": None if latency_us is None else int(latency_us * 1000)}  # fmt: skip
 
     answered = [a(1, 100, "baseline"), a(2, 300, "baseline"), a(11, 1000, "flood"), a(12, 2000, "flood"),
-                a(13, None, "flood"), a(16, 5000, "flood"), a(21, 9000, "flood"), a(23, 200, "drain")]  # fmt: skip
+                a(13, None, "flood"), a(16, 5000, "flood"), a(21, 9000, "flood"), a(0, None, "flood"),
+                a(26, 7000, "flood"), a(27, 200, "drain")]  # fmt: skip
     rows = {r["slice"]: r for r in f.slices(answered, phases, 5.0)}
-    assert list(rows) == ["baseline", "flood 0-5 s", "flood 5-10 s", "flood 10-12 s", "drain"]
+    assert list(rows) == ["baseline", "flood 0-5 s", "flood 5-10 s", "flood 10-15 s", "drain"]
     assert rows["baseline"]["n"] == 2 and rows["baseline"]["p50"] == 200
     first = rows["flood 0-5 s"]
     assert (first["n"], first["unanswered"], first["p50"], first["max"]) == (2, 1, 1500, 2000)
     assert rows["flood 5-10 s"]["p90"] == 5000
-    assert rows["flood 10-12 s"]["max"] == 9000
+    # the last slice: t 21, the probe written only after the flood (t 26) and the one never written
+    last = rows["flood 10-15 s"]
+    assert (last["n"], last["unanswered"], last["p50"], last["max"]) == (2, 1, 8000, 9000)
     assert rows["drain"]["n"] == 1
 
 
