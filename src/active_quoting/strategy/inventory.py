@@ -110,6 +110,26 @@ def _usdc(price_units: int, micro: int) -> Fraction:
 
 
 class InventoryManager:
+    # The liability limits in USDC (Fractions, as configured) and, kept with them, in the 1e-10
+    # USDC units the room arithmetic uses (computed once, not on every quote decision).
+    @property
+    def max_liability_market(self) -> Fraction:
+        return self._max_liability_market
+
+    @max_liability_market.setter
+    def max_liability_market(self, usdc: Fraction) -> None:
+        self._max_liability_market = Fraction(usdc)
+        self._limit_market_units = int(self._max_liability_market * UNITS_PER_USDC)
+
+    @property
+    def max_liability_total(self) -> Fraction:
+        return self._max_liability_total
+
+    @max_liability_total.setter
+    def max_liability_total(self, usdc: Fraction) -> None:
+        self._max_liability_total = Fraction(usdc)
+        self._limit_total_units = int(self._max_liability_total * UNITS_PER_USDC)
+
     def __init__(self, cfg: InventoryConfig | None = None) -> None:
         cfg = cfg or InventoryConfig()
         self.max_position = int(cfg.max_position_per_market * SHARE)
@@ -467,8 +487,8 @@ class InventoryManager:
         bid_room = max(0, max_pos - net - bid_pending)
         ask_room = max(0, max_pos + net - ask_pending)
         # Integer arithmetic in 1e-10 USDC units; floors, so never more room than there is.
-        limit_m = int(self.max_liability_market * UNITS_PER_USDC) * multiplier_pct // 100
-        limit_t = int(self.max_liability_total * UNITS_PER_USDC) * multiplier_pct // 100
+        limit_m = self._limit_market_units * multiplier_pct // 100
+        limit_t = self._limit_total_units * multiplier_pct // 100
         loss_up, loss_down = self._outcome_losses(m, mine)
         others = self._total_units(pending) - max(0, loss_up, loss_down)  # the other markets' worst cases
         cap = min(limit_m, limit_t - others)
