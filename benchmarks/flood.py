@@ -127,17 +127,17 @@ def read_cpu(pid: int) -> tuple[int, int, int]:
 
 
 def thread_cpu(pid: int) -> dict[str, int]:
-    """Run time (schedstat, ns) per thread name (``comm``; same-named threads summed)."""
-    out: dict[str, int] = {}
+    """Run time (schedstat, ns) of the main thread (the event loop: tid == pid) and of every
+    other thread summed (Python's threads all carry the process's name, so none can be told
+    apart by it: the store writer, the journal, libuv's workers)."""
+    out = {"main": 0, "other threads": 0}
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/{pid}/task/{task}/comm") as f:
-                name = f.read().strip()
             with open(f"/proc/{pid}/task/{task}/schedstat") as f:
                 ns = int(f.read().split()[0])
         except (FileNotFoundError, ProcessLookupError, ValueError):
             continue
-        out[name] = out.get(name, 0) + ns
+        out["main" if int(task) == pid else "other threads"] += ns
     return out
 
 
