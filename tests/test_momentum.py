@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from active_quoting import core
 from active_quoting.strategy.config import MomentumConfig
 from active_quoting.strategy.momentum import MomentumDetector
@@ -70,3 +73,20 @@ def test_keys_are_independent_and_cooldown_extends():
     assert d.is_active("a", 500) and not d.is_active("b", 500)
     d.on_trade("a", 600, 5000, 100)  # moves back: still a 4-tick range in the window
     assert d.cooldown_until("a") == 1600 and d.cooldown_ms_total["a"] == 1500
+
+
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 10**9)), max_size=200), st.integers(1, 2000))
+def test_the_window_maximum_is_the_maximum_over_the_window(steps, window_ms):
+    """The sliding-window maximum the sweep check uses equals a scan of every reading kept."""
+    from collections import deque
+
+    from active_quoting.strategy.momentum import _window_max
+
+    kept: deque = deque()
+    readings: list[tuple[int, int]] = []
+    now = 0
+    for dt, value in steps:
+        now += dt
+        readings.append((now, value))
+        expected = max(v for t, v in readings if t >= now - window_ms)
+        assert _window_max(kept, now, value, now - window_ms) == expected

@@ -111,7 +111,11 @@ class _Own:
 @dataclass
 class _State:
     trades: deque[tuple[int, int]] = field(default_factory=deque)
-    depths: deque[tuple[int, int, int]] = field(default_factory=deque)
+    # The window's largest (smallest-reading) depth per side: (ms, depth), depths decreasing
+    # (a sliding-window maximum: constant cost per update, however many updates the window holds)
+    max_depth: tuple[deque[tuple[int, int]], deque[tuple[int, int]]] = field(
+        default_factory=lambda: (deque(), deque())
+    )
     own: tuple[_Own, _Own] = field(default_factory=lambda: (_Own(), _Own()))
     until_ms: int = 0
     cooldown_start_ms: int = 0
@@ -144,6 +148,17 @@ def market_depth(book: BookView, side: int, units: int, own: Mapping[int, int]) 
         if (price >= best - units) if side == BID else (price <= best + units):
             depth -= min(size, book.size_at(side, price))
     return depth
+
+
+def _window_max(window: deque[tuple[int, int]], now_ms: int, value: int, horizon_ms: int) -> int:
+    """Add ``value`` at ``now_ms`` and return the largest value since ``horizon_ms``; ``window``
+    keeps only the values that can still be the largest (decreasing, newest last)."""
+    while window and window[-1][1] <= value:
+        window.pop()
+    window.append((now_ms, value))
+    while window[0][0] < horizon_ms:
+        window.popleft()
+    return window[0][1]
 
 
 class MomentumDetector:
@@ -228,7 +243,6 @@ class MomentumDetector:
         # current reading) and the smallest (what the window remembers).
         high = [0, 0]
         low = [0, 0]
-        depths = st.depths
         for side, own_map in ((BID, own_bids), (ASK, own_asks)):
             own = st.own[side]
             own.update(own_map, now_ms, self.settle_ms)
@@ -236,11 +250,9 @@ class MomentumDetector:
             a = market_depth(book, side, units, least)
             b = a if most is least else market_depth(book, side, units, most)
             high[side], low[side] = max(a, b), min(a, b)
-        depths.append((now_ms, low[BID], low[ASK]))
-        while depths and depths[0][0] < now_ms - self.window_ms:
-            depths.popleft()
-        max_bid = max(d[1] for d in depths)
-        max_ask = max(d[2] for d in depths)
+        horizon = now_ms - self.window_ms
+        max_bid = _window_max(st.max_depth[BID], now_ms, low[BID], horizon)
+        max_ask = _window_max(st.max_depth[ASK], now_ms, low[ASK], horizon)
         keep = _PPM - self.sweep_ppm
         swept = (max_bid > 0 and high[BID] * _PPM <= keep * max_bid) or (
             max_ask > 0 and high[ASK] * _PPM <= keep * max_ask
