@@ -115,7 +115,8 @@ class Bot:
         self.exchange: Any = None
         self._started_ms = clock.ms()
         self._balance_diffs: set[tuple[str, str]] = set()
-        self._moved: dict[str, tuple[int, Any]] = {}  # token -> (ms, book) moved in this socket read
+        self._moved: dict[str, tuple[int, Any]] = {}  # token -> (ms, book) whose top moved in this socket read
+        self._tops: dict[str, tuple[int, int, int, bool]] = {}  # token -> (bid, ask, tick, desynced) last decided on
         self.balance_mismatches = 0
         self.run_id = f"{self._started_ms}"
 
@@ -146,18 +147,27 @@ class Bot:
                     touched.add(ev.asset_id)
         frame_t = self.market.last_frame_t
         moved = self._moved
+        tops = self._tops
         for token in touched:
             cid = windows.market_of(token)
             book = books.get(token)
             if cid is None or book is None:
                 continue
-            moved[token] = (now, book)
-            self.scheduler.mark(cid, frame_t)
+            # A decision reads a book only through its touch, tick and trust (and momentum's
+            # verdict): a change deeper in the book decides nothing, so it asks for no pass (the
+            # timer's full pass still comes every full_pass_s).
+            top = (book.best_bid(), book.best_ask(), book.tick, book.desynced)
+            decide = tops.get(token) != top
+            if decide:
+                tops[token] = top
+                moved[token] = (now, book)
             w = windows.get(cid)
             if w is not None and token == w.info.up:
                 # The detector is an input of the decision (a sweep pulls the quotes in this very
                 # pass). Our own orders are in the book: it reads the market without them.
-                self.momentum.on_book(cid, now, book, *self.orders.own_levels(cid))
+                decide = self.momentum.on_book(cid, now, book, *self.orders.own_levels(cid)) or decide
+            if decide:
+                self.scheduler.mark(cid, frame_t)
 
     def on_market_read(self) -> None:
         """The frames of one socket read are applied: decide the markets they moved, now (the
@@ -358,15 +368,17 @@ class Bot:
     async def _rollover(self) -> None:
         await self._discover()
         await self._lookup_resolutions()
-        slugs = {cid: w.info.slug for cid, w in self.windows.windows.items()}
+        infos = {cid: w.info for cid, w in self.windows.windows.items()}
         pruned = self.windows.prune(self.clock.time())
         for cid in pruned:
+            self._tops.pop(infos[cid].up, None)
+            self._tops.pop(infos[cid].down, None)
             if self.fair_values is not None:
                 self.fair_values.forget(cid)
             self.balances.forget(cid)
             self.fills.forget(cid, self.user.fills)
             self.risk.forget_market(cid)
-            self.metrics.forget(market=slugs[cid])
+            self.metrics.forget(market=infos[cid].slug)
         if pruned:
             halts.save(self.store, self.risk)  # a pruned market's halt is not re-imposed on restart
 

@@ -1,0 +1,81 @@
+"""Which market frames ask for a decision (issue 11: CPU per frame with no order to send). A
+decision reads the Up book only through its touch, tick and trust, and momentum's verdict: a
+frame that changes a level deeper in the book marks nothing; one that moves the touch, or that
+momentum reads as a sweep, marks its market. The bot's handler runs on stand-ins for its parts
+(a real MarketData with the compiled book, a real momentum detector), no sockets."""
+
+from __future__ import annotations
+
+import random
+from types import SimpleNamespace
+
+from active_quoting.bot import Bot
+from active_quoting.clock import ManualClock
+from active_quoting.strategy.momentum import MomentumDetector
+from active_quoting.venue.market_data import MarketData
+from synth_feed import DOWN, UP, book_frame, initial_books, price_change_frame
+
+CID = "0x" + "ab" * 32
+
+
+class Marks:
+    def __init__(self) -> None:
+        self.marked: list[str] = []
+
+    def mark(self, market: str, frame_t: float = 0.0) -> None:
+        if market not in self.marked:  # as the scheduler's dirty set: once per market
+            self.marked.append(market)
+
+
+def _bot(md: MarketData) -> SimpleNamespace:
+    info = SimpleNamespace(up=UP, down=DOWN)
+    windows = SimpleNamespace(
+        market_of=lambda token: CID if token in (UP, DOWN) else None,
+        get=lambda cid: SimpleNamespace(info=info) if cid == CID else None,
+    )
+    return SimpleNamespace(
+        clock=ManualClock(1_000.0), market=SimpleNamespace(md=md, last_frame_t=0.0), windows=windows,
+        momentum=MomentumDetector(), orders=SimpleNamespace(own_levels=lambda cid: ({}, {})),
+        scheduler=Marks(), _moved={}, _tops={},
+    )  # fmt: skip
+
+
+def test_only_frames_that_can_change_a_decision_mark_the_market() -> None:
+    md = MarketData()
+    books = initial_books(random.Random(5))
+    bot = _bot(md)
+
+    def feed(frame: bytes) -> list[str]:
+        bot.scheduler.marked.clear()
+        bot.clock.advance(0.001)
+        Bot.on_market_events(bot, md.on_frame(frame))  # type: ignore[arg-type]
+        return bot.scheduler.marked
+
+    assert feed(book_frame(books, 1)) == [CID]  # a snapshot: the first word on this book
+    best_bid = max(books[UP].bids)
+    deep = min(books[UP].bids)
+    # a level far below the touch changes size: nothing a decision reads moved
+    assert feed(price_change_frame(books, [(UP, "BUY", deep, books[UP].bids[deep] + 1_000_000)], 2)) == []
+    assert UP not in bot._moved or bot._moved[UP][0] != bot.clock.ms()  # no mid for the analytics either
+    # the touch moves: decided
+    assert feed(price_change_frame(books, [(UP, "BUY", best_bid + 100, 3_000_000)], 3)) == [CID]
+    # the size at the touch changes, the touch does not: nothing
+    assert feed(price_change_frame(books, [(UP, "BUY", best_bid + 100, 4_000_000)], 4)) == []
+    # the touch goes back: decided again
+    assert feed(price_change_frame(books, [(UP, "BUY", best_bid + 100, 0)], 5)) == [CID]
+
+
+def test_a_sweep_momentum_sees_marks_the_market_even_when_the_touch_stands() -> None:
+    md = MarketData()
+    books = initial_books(random.Random(5))
+    bot = _bot(md)
+    Bot.on_market_events(bot, md.on_frame(book_frame(books, 1)))  # type: ignore[arg-type]
+    bot.scheduler.marked.clear()
+    # the levels just behind the best bid vanish (the touch itself stays): the depth near the
+    # touch collapses, a sweep for the detector
+    behind = sorted(books[UP].bids, reverse=True)[1:6]
+    changes = [(UP, "BUY", p, 0) for p in behind]
+    bot.clock.advance(0.01)
+    Bot.on_market_events(bot, md.on_frame(price_change_frame(books, changes, 2)))  # type: ignore[arg-type]
+    assert bot.momentum.triggers["sweep"] + bot.momentum.triggers["imbalance"] >= 1
+    assert bot.scheduler.marked == [CID]
