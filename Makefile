@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 SOURCES := $(shell find src_cython -name '*.pyx' -o -name '*.pxd') setup.py pyproject.toml
 COMPILED := active_quoting.core._units_c active_quoting.core._book_c active_quoting.core._quote_c active_quoting.core._markout_c active_quoting.core._fair_c
 
-.PHONY: run test test-debug lint bench bench-compare latency build clean sim
+.PHONY: run test test-debug lint bench bench-compare latency flood build clean sim
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,12 @@ bench-compare: $(STAMP)
 # RTDS socket against the bot run --strategy spot, to the cancel of the exposed quote (about 6 minutes).
 latency: $(STAMP)
 	AQ_REQUIRE_EXTENSIONS=1 $(PY) benchmarks/latency.py --scenario all --moves 48
+
+# The bot flooded with depth changes away from the touch on 16 markets (issue 11: CPU per frame
+# with no order to send, keeping up with 20,000 frames/s), then at 5,000/s.
+flood: $(STAMP)
+	AQ_REQUIRE_EXTENSIONS=1 $(PY) benchmarks/flood.py --rate 20000 --seconds 20 --markets 16
+	AQ_REQUIRE_EXTENSIONS=1 $(PY) benchmarks/flood.py --rate 5000 --seconds 20 --markets 16
 
 clean:
 	rm -rf build $(VENV) src/*.egg-info

@@ -498,6 +498,9 @@ async def venue(args: argparse.Namespace) -> None:
         if (request.method, request.path) in (("POST", "/order"), ("POST", "/orders"), ("DELETE", "/order"),
                                               ("DELETE", "/orders")):  # fmt: skip
             body = await request.read()
+            # a body that came in a later read stamped the connection again: that stamp is not
+            # the next request's first byte
+            first_byte.pop(request.protocol, None)
             n = 0
             quotes = ""
             if request.method == "POST":
