@@ -9,6 +9,8 @@ from __future__ import annotations
 import random
 from types import SimpleNamespace
 
+import orjson
+
 from active_quoting.bot import Bot
 from active_quoting.clock import ManualClock
 from active_quoting.strategy.momentum import MomentumDetector
@@ -31,13 +33,16 @@ def _bot(md: MarketData) -> SimpleNamespace:
     info = SimpleNamespace(up=UP, down=DOWN)
     windows = SimpleNamespace(
         market_of=lambda token: CID if token in (UP, DOWN) else None,
-        get=lambda cid: SimpleNamespace(info=info) if cid == CID else None,
+        get=lambda cid: SimpleNamespace(info=info, cid=cid) if cid == CID else None,
     )
-    return SimpleNamespace(
+    held: set[str] = set()
+    bot = SimpleNamespace(
         clock=ManualClock(1_000.0), market=SimpleNamespace(md=md, last_frame_t=0.0), windows=windows,
-        momentum=MomentumDetector(), orders=SimpleNamespace(own_levels=lambda cid: ({}, {})),
-        scheduler=Marks(), _moved={}, _tops={},
+        momentum=MomentumDetector(), scheduler=Marks(), _moved={}, _tops={}, _hot=set(), _fair_unguarded=False,
+        orders=SimpleNamespace(own_levels=lambda cid: ({}, {}), holds_back=lambda m: m in held, held=held),
     )  # fmt: skip
+    bot._waits_on_time = lambda market, now_ms: Bot._waits_on_time(bot, market, now_ms)  # type: ignore[arg-type]
+    return bot
 
 
 def test_only_frames_that_can_change_a_decision_mark_the_market() -> None:
@@ -79,3 +84,33 @@ def test_a_sweep_momentum_sees_marks_the_market_even_when_the_touch_stands() -> 
     Bot.on_market_events(bot, md.on_frame(price_change_frame(books, changes, 2)))  # type: ignore[arg-type]
     assert bot.momentum.triggers["sweep"] + bot.momentum.triggers["imbalance"] >= 1
     assert bot.scheduler.marked == [CID]
+
+
+def test_a_decision_waiting_on_time_or_a_trade_move_or_a_new_snapshot_is_decided_by_any_frame() -> None:
+    """What the top alone does not show: a decision the refresh limits held back (any frame
+    retries it, as before the filter), a cooldown started by trades, a snapshot after a
+    reconnect whose top is the one last seen (the book is readable again)."""
+    md = MarketData()
+    books = initial_books(random.Random(5))
+    bot = _bot(md)
+
+    def feed(frame: bytes) -> list[str]:
+        bot.scheduler.marked.clear()
+        bot.clock.advance(0.001)
+        Bot.on_market_events(bot, md.on_frame(frame))  # type: ignore[arg-type]
+        return bot.scheduler.marked
+
+    feed(book_frame(books, 1))
+    deep = min(books[UP].bids)
+    assert feed(price_change_frame(books, [(UP, "BUY", deep, 1_000_000)], 2)) == []
+    bot.orders.held.add(CID)  # the refresh limits held its last decision back
+    assert feed(price_change_frame(books, [(UP, "BUY", deep, 2_000_000)], 3)) == [CID]
+    bot.orders.held.clear()
+    assert feed(book_frame(books, 4)) == [CID]  # the same top, a new snapshot: decided
+    trades = [
+        orjson.dumps({"market": "m", "asset_id": UP, "price": price, "size": "10", "side": "BUY", "fee_rate_bps": "0",
+                      "timestamp": str(5 + i), "event_type": "last_trade_price"})
+        for i, price in enumerate(("0.50", "0.56"))
+    ]  # fmt: skip
+    feed(trades[0])
+    assert feed(trades[1]) == [CID] and bot.momentum.triggers["trade_move"] == 1  # the cooldown starts: decided

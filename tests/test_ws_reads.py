@@ -115,3 +115,58 @@ def test_frames_of_one_read_are_handled_then_decided_once(loop: str) -> None:
     factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(asyncio.wait_for(go(), 30))
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_read_that_ends_with_our_pong_is_still_decided(loop: str) -> None:
+    """A read whose last frame is a PONG (handed on as data, or taken by picows' pong hook when
+    it waits for one) still ends with one decision after the frames before it."""
+
+    async def go() -> None:
+        peer = RawPeer()
+        server = await asyncio.start_server(peer._serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        seq = Sequence()
+        stream = MarketStream(f"ws://127.0.0.1:{port}/ws/market", listener=seq, ping_interval=5, pong_timeout=5)
+        stream.subscribe([UP, DOWN])
+        await stream.start()
+        try:
+            await asyncio.wait_for(peer.connected.wait(), 5)
+            books = initial_books(random.Random(3))
+            peer.send(book_frame(books, 1))
+            for _ in range(200):
+                if "read" in seq.log:
+                    break
+                await asyncio.sleep(0.01)
+            seq.log.clear()
+            peer.send(price_change_frame(books, [(UP, "BUY", 4000, 5_000_000)], 2), b"PONG")
+            await asyncio.sleep(0)  # not the backstop's turn: the end of the read itself decides
+            for _ in range(200):
+                if "read" in seq.log:
+                    break
+                await asyncio.sleep(0.001)
+            assert seq.log[0] == "PriceChangeEvent" and seq.log[-1] == "read" and seq.log.count("read") == 1, seq.log
+        finally:
+            await stream.stop()
+            server.close()
+            await server.wait_closed()
+
+    factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(asyncio.wait_for(go(), 30))
+
+
+def test_a_read_ending_on_a_frame_the_data_path_never_sees_ends_once() -> None:
+    """Connection._read_end (a PONG taken by picows' hook, a control frame, last in the read):
+    the frames before it are decided once; without frames pending it does nothing."""
+    from active_quoting.venue.ws import Connection
+
+    ends: list[int] = []
+    conn = Connection("ws://127.0.0.1:1/ws/market", lambda: b"", lambda c, p: None, lambda c, up: None, name="t")
+    conn.on_read_end = lambda: ends.append(1)
+    conn._read_end()
+    assert ends == []  # nothing pending: nothing to decide
+    conn._frame(b"{}", False)  # a data frame with more in the same read
+    conn._read_end()
+    conn._read_end()
+    assert ends == [1] and not conn.more_in_read

@@ -116,7 +116,11 @@ class Bot:
         self._started_ms = clock.ms()
         self._balance_diffs: set[tuple[str, str]] = set()
         self._moved: dict[str, tuple[int, Any]] = {}  # token -> (ms, book) whose top moved in this socket read
-        self._tops: dict[str, tuple[int, int, int, bool]] = {}  # token -> (bid, ask, tick, desynced) last decided on
+        self._tops: dict[str, tuple[int, int, int, bool]] = {}  # token -> (bid, ask, tick, desynced) last seen
+        self._hot: set[str] = set()  # markets last seen in a momentum cooldown
+        fv = cfg.fair_value
+        # fair value moves the quotes but no spot tick asks for a pass: every frame decides
+        self._fair_unguarded = fv.enabled and not fv.guard
         self.balance_mismatches = 0
         self.run_id = f"{self._started_ms}"
 
@@ -126,7 +130,9 @@ class Bot:
         now = self.clock.ms()
         books = self.market.md.books
         windows = self.windows
+        frame_t = self.market.last_frame_t
         touched: set[str] = set()
+        snapshots: set[str] = set()
         for ev in events:
             cls = type(ev)
             if cls is LastTradePriceEvent:
@@ -136,7 +142,8 @@ class Bot:
                     book = books.get(ev.asset_id)
                     tick = book.tick if book is not None else w.info.tick  # the venue's latest word on the grid
                     _, up_price = up_terms(ev.asset_id == w.info.up, BUY, core.parse_price(ev.price))
-                    self.momentum.on_trade(cid, now, up_price, tick)
+                    if self.momentum.on_trade(cid, now, up_price, tick):
+                        self.scheduler.mark(w.cid, frame_t)  # a trade move starts a cooldown: pull now
             elif cls is MarketResolvedEvent:
                 if ev.winning_asset_id:
                     windows.resolve(ev.market, ev.winning_asset_id)
@@ -145,7 +152,7 @@ class Bot:
                     touched.add(entry.asset_id)
                 if getattr(ev, "asset_id", "") and hasattr(ev, "bids"):
                     touched.add(ev.asset_id)
-        frame_t = self.market.last_frame_t
+                    snapshots.add(ev.asset_id)  # a (re)subscribed book: readable again, decide
         moved = self._moved
         tops = self._tops
         for token in touched:
@@ -153,11 +160,13 @@ class Bot:
             book = books.get(token)
             if cid is None or book is None:
                 continue
-            # A decision reads a book only through its touch, tick and trust (and momentum's
-            # verdict): a change deeper in the book decides nothing, so it asks for no pass (the
-            # timer's full pass still comes every full_pass_s).
+            # A decision reads a book only through its touch, tick and trust, and momentum's
+            # verdict: a change deeper in the book decides nothing by itself, so it asks for no
+            # pass - unless the market's last decision waits on time (held back by the refresh
+            # limits or a post-only backoff, or a cooldown that may have ended), which any frame
+            # used to retry; the timer's full pass still comes every full_pass_s.
             top = (book.best_bid(), book.best_ask(), book.tick, book.desynced)
-            decide = tops.get(token) != top
+            decide = tops.get(token) != top or token in snapshots
             if decide:
                 tops[token] = top
                 moved[token] = (now, book)
@@ -166,8 +175,17 @@ class Bot:
                 # The detector is an input of the decision (a sweep pulls the quotes in this very
                 # pass). Our own orders are in the book: it reads the market without them.
                 decide = self.momentum.on_book(cid, now, book, *self.orders.own_levels(cid)) or decide
-            if decide:
+            if decide or self._waits_on_time(cid, now):
                 self.scheduler.mark(cid, frame_t)
+
+    def _waits_on_time(self, market: str, now_ms: int) -> bool:
+        """Whether ``market``'s decision may change with time alone, so that any frame should
+        decide it again (as it did before frames were filtered by what they move)."""
+        hot = self.momentum.is_active(market, now_ms)
+        if hot != (market in self._hot):  # a cooldown started or ended
+            (self._hot.add if hot else self._hot.discard)(market)
+            return True
+        return self.orders.holds_back(market) or self._fair_unguarded
 
     def on_market_read(self) -> None:
         """The frames of one socket read are applied: decide the markets they moved, now (the
@@ -371,6 +389,7 @@ class Bot:
         infos = {cid: w.info for cid, w in self.windows.windows.items()}
         pruned = self.windows.prune(self.clock.time())
         for cid in pruned:
+            self._hot.discard(cid)
             self._tops.pop(infos[cid].up, None)
             self._tops.pop(infos[cid].down, None)
             if self.fair_values is not None:

@@ -219,6 +219,7 @@ class OrderManager:
         self._live: dict[str, dict[str, Tracked]] = {}  # market -> order id -> live order
         self.last_refresh: dict[str, float] = {}
         self._backoff: dict[tuple[str, str], _Backoff] = {}
+        self._held: set[str] = set()  # markets whose last decision the refresh limits held back
         self._no_sell_until: dict[str, float] = {}  # token -> monotonic time its SELLs may go again
         self._cancels: list[str] = []
         self._places: list[Tracked] = []
@@ -249,6 +250,7 @@ class OrderManager:
         self.forget_presigned(market)
         self.markets.pop(market, None)
         self.last_refresh.pop(market, None)
+        self._held.discard(market)
         for side in (BID, ASK):
             self._backoff.pop((market, side), None)
         gone = {oid for oid, t in self.orders.items() if t.market == market}
@@ -455,6 +457,11 @@ class OrderManager:
 
     # -- decisions -> orders ------------------------------------------------------------
 
+    def holds_back(self, market: str) -> bool:
+        """Whether this market's last decision was held back by the refresh limits, or one of
+        its sides is in a post-only backoff: time alone can let it go."""
+        return market in self._held or (market, BID) in self._backoff or (market, ASK) in self._backoff
+
     def stage(self, decision: MarketDecision, intents: Sequence[OrderIntent], now_s: float) -> bool:
         """Queue the cancels and places one market decision asks for; ``intents`` are the orders
         expressing its sides to place or replace. Returns False when the refresh limits hold it
@@ -463,6 +470,7 @@ class OrderManager:
         # a list, in sides' order (a set of strings iterates in a per-process hash order)
         touching = [s for s, d in sides.items() if d.action in (core.REPLACE, core.CANCEL, core.PLACE)]
         if not touching:
+            self._held.discard(decision.market)
             return True
         only_cancels = all(sides[s].action == core.CANCEL for s in touching)
         if not only_cancels:
@@ -471,7 +479,9 @@ class OrderManager:
                 # The refresh limits hold back new orders, never a side that must go (pulled,
                 # or exposed beyond fair value): its cancel is staged all the same.
                 self._stage_side_cancels(decision.market, [s for s in touching if sides[s].action == core.CANCEL])
+                self._held.add(decision.market)
                 return False
+        self._held.discard(decision.market)
         self.last_refresh[decision.market] = now_s
         if not self._staged_at:
             self._staged_at = self.clock.perf()

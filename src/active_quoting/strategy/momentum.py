@@ -250,9 +250,9 @@ class MomentumDetector:
             a = market_depth(book, side, units, least)
             b = a if most is least else market_depth(book, side, units, most)
             high[side], low[side] = max(a, b), min(a, b)
-        horizon = now_ms - self.window_ms
-        max_bid = _window_max(st.max_depth[BID], now_ms, low[BID], horizon)
-        max_ask = _window_max(st.max_depth[ASK], now_ms, low[ASK], horizon)
+        t = st.last_ms  # never behind an earlier reading: a wall clock stepped back cannot hide one
+        max_bid = _window_max(st.max_depth[BID], t, low[BID], t - self.window_ms)
+        max_ask = _window_max(st.max_depth[ASK], t, low[ASK], t - self.window_ms)
         keep = _PPM - self.sweep_ppm
         swept = (max_bid > 0 and high[BID] * _PPM <= keep * max_bid) or (
             max_ask > 0 and high[ASK] * _PPM <= keep * max_ask

@@ -95,7 +95,10 @@ class _Listener(WSListener):  # type: ignore[misc]
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type in (WSMsgType.TEXT, WSMsgType.BINARY):
             self.conn._frame(frame.get_payload_as_bytes(), frame.last_in_buffer)
-        elif frame.msg_type == WSMsgType.CLOSE:
+            return
+        if frame.last_in_buffer:
+            self.conn._read_end()  # a control frame ended the read: the frames before it are decided
+        if frame.msg_type == WSMsgType.CLOSE:
             transport.disconnect()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
@@ -108,6 +111,8 @@ class _Listener(WSListener):  # type: ignore[misc]
     def is_user_specific_pong(self, frame: WSFrame) -> bool:
         if frame.msg_type == WSMsgType.TEXT and frame.payload_size == 4 and frame.get_payload_as_bytes() == PONG:
             self.conn.pongs += 1
+            if frame.last_in_buffer:
+                self.conn._read_end()  # our PONG ended the read (picows keeps it from on_ws_frame)
             return True
         return False
 
@@ -142,6 +147,7 @@ class Connection:
         self.greeting = greeting
         self.on_frame = on_frame
         self.more_in_read = False  # set per frame: more frames of the same socket read follow
+        self.on_read_end: Callable[[], None] | None = None  # told when a read ends on a non-data frame
         self.on_state = on_state
         self.name = name
         self.ping_interval = ping_interval
@@ -199,6 +205,13 @@ class Connection:
             self.last_data = self.clock.monotonic()
         self.more_in_read = not last_in_read  # more frames of the same socket read follow at once
         self.on_frame(self, payload)
+
+    def _read_end(self) -> None:
+        """The read's last frame was one the data path never sees (a PONG, a control frame)."""
+        if self.more_in_read:
+            self.more_in_read = False
+            if self.on_read_end is not None:
+                self.on_read_end()
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -316,6 +329,8 @@ class MarketStream:
         self.confirmations = 0
         self.gone_tokens = 0
         self.last_frame_t = 0.0
+        self._read_end_armed = False  # a backstop end-of-read is scheduled (see _on_frame)
+        self._read_open = False  # frames of a read applied, its end not yet seen
         self.record: Callable[[bytes], None] | None = None  # e.g. a journal: every frame as received
         self._tasks = TaskSet(_log)
         self._freeze_task: asyncio.Task[None] | None = None
@@ -336,6 +351,7 @@ class MarketStream:
             backoff=self._backoff(), clock=self.clock, ssl_context=self.ssl_context,
         )  # fmt: skip
         conn.shard = index  # type: ignore[attr-defined]
+        conn.on_read_end = self._end_read
         self.shards.append(conn)
         return index
 
@@ -432,10 +448,28 @@ class MarketStream:
         try:
             self._handle(payload)
         finally:
-            if not conn.more_in_read:
-                self.listener.on_market_read()
-        if self.record is not None:
-            self.record(payload)  # the journal's copy: after the decision and its requests
+            try:
+                if not conn.more_in_read:
+                    self._end_read()
+                else:
+                    self._read_open = True
+                    if not self._read_end_armed:
+                        # a backstop, once per read: should the read end on a frame no one hands
+                        # us (a ping picows answers itself), what it applied is still decided
+                        self._read_end_armed = True
+                        asyncio.get_running_loop().call_soon(self._read_end_backstop)
+            finally:
+                if self.record is not None:
+                    self.record(payload)  # the journal's copy: after the decision and its requests
+
+    def _end_read(self) -> None:
+        self._read_open = False
+        self.listener.on_market_read()
+
+    def _read_end_backstop(self) -> None:
+        self._read_end_armed = False
+        if self._read_open:  # no frame ended the read
+            self._end_read()
 
     def _handle(self, payload: bytes) -> None:
         self.last_frame_t = self.clock.perf()  # arrival, before decode: for frame-to-decision latency
