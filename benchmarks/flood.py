@@ -259,12 +259,11 @@ def unprompted(answered: list[dict[str, Any]], requests: list[list[Any]], phases
 
 
 async def venue(args: argparse.Namespace) -> None:
-    from aiohttp import web, web_protocol
+    from aiohttp import web
 
     from active_quoting.exchange import server as server_mod
     from active_quoting.exchange.engine import BUY, SCALE
     from active_quoting.exchange.flow import FlowConfig, MarketFlow
-    from active_quoting.exchange.server import Exchange, ExchangeConfig
 
     clock = time.monotonic_ns
     state: dict[str, Any] = {"frames": 0, "arm": None, "probe_frame": None, "probe_rec": None, "pending": [],
@@ -273,14 +272,7 @@ async def venue(args: argparse.Namespace) -> None:
     requests: list[list[Any]] = []  # [t first byte, method, path, sender, orders posted, markets, signature]
     first_byte: dict[object, int] = {}
 
-    original_received = web_protocol.RequestHandler.data_received
-
-    def stamped_received(self: Any, data: bytes) -> None:
-        if self not in first_byte:
-            first_byte[self] = clock()
-        original_received(self, data)
-
-    web_protocol.RequestHandler.data_received = stamped_received  # type: ignore[method-assign]
+    lat.stamp_first_bytes(first_byte, clock)
 
     @web.middleware
     async def attribute(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -356,17 +348,7 @@ async def venue(args: argparse.Namespace) -> None:
         def __getattr__(self, name: str) -> Any:
             return getattr(self.transport, name)
 
-    application = web.Application
-
-    def with_middleware(*a: Any, **kw: Any) -> web.Application:
-        return application(*a, middlewares=[attribute], **kw)
-
-    web.Application = with_middleware  # type: ignore[misc,assignment]
-    ex = Exchange(ExchangeConfig(order_rate=(1e6, 1e6), cancel_rate=(1e6, 1e6)))
-    try:
-        await ex.start()
-    finally:
-        web.Application = application  # type: ignore[misc]
+    ex = await lat.start_exchange(attribute)
 
     assets = ASSETS[: args.markets]
     flow = MarketFlow(ex, FlowConfig(assets=assets, window_s=args.window_seconds, noise_takers_per_s=0.0,

@@ -463,13 +463,48 @@ async def proxy(args: argparse.Namespace) -> None:
 # -- the venue process -------------------------------------------------------------------------
 
 
+async def start_exchange(middleware: Any) -> Any:
+    """The embedded exchange, started with ``middleware`` on its aiohttp application and no rate
+    limit that a benchmark would run into."""
+    from aiohttp import web
+
+    from active_quoting.exchange.server import Exchange, ExchangeConfig
+
+    application = web.Application
+
+    def with_middleware(*a: Any, **kw: Any) -> web.Application:
+        return application(*a, middlewares=[middleware], **kw)
+
+    web.Application = with_middleware  # type: ignore[misc,assignment]
+    ex = Exchange(ExchangeConfig(order_rate=(1e6, 1e6), cancel_rate=(1e6, 1e6)))
+    try:
+        await ex.start()
+    finally:
+        web.Application = application  # type: ignore[misc]
+    return ex
+
+
+def stamp_first_bytes(first_byte: dict[object, int], clock: Any) -> None:
+    """Stamp (``clock()``) the first bytes the venue's aiohttp server reads on a connection since
+    its stamp was last taken (``first_byte.pop(request.protocol)`` in a middleware)."""
+    from aiohttp import web_protocol
+
+    original_received = web_protocol.RequestHandler.data_received
+
+    def stamped_received(self: Any, data: bytes) -> None:
+        if self not in first_byte:
+            first_byte[self] = clock()
+        original_received(self, data)
+
+    web_protocol.RequestHandler.data_received = stamped_received  # type: ignore[method-assign]
+
+
 async def venue(args: argparse.Namespace) -> None:
-    from aiohttp import web, web_protocol
+    from aiohttp import web
 
     from active_quoting.exchange import server as server_mod
     from active_quoting.exchange.engine import BUY, SCALE
     from active_quoting.exchange.flow import FlowConfig, MarketFlow
-    from active_quoting.exchange.server import Exchange, ExchangeConfig
     from active_quoting.model import up_terms
     from active_quoting.venue.signing import OrderSigner
 
@@ -483,14 +518,7 @@ async def venue(args: argparse.Namespace) -> None:
     o_up: dict[str, str] = {}  # market -> its Up token
     armed: list[tuple[tuple[bytes, ...], str]] = []  # (what its frame contains, all of it; the move) being written
 
-    original_received = web_protocol.RequestHandler.data_received
-
-    def stamped_received(self: Any, data: bytes) -> None:
-        if self not in first_byte:
-            first_byte[self] = clock()
-        original_received(self, data)
-
-    web_protocol.RequestHandler.data_received = stamped_received  # type: ignore[method-assign]
+    stamp_first_bytes(first_byte, clock)
 
     @web.middleware
     async def attribute(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -554,17 +582,7 @@ async def venue(args: argparse.Namespace) -> None:
             return original_text_frame(payload)
 
         server_mod._text_frame = stamped_text_frame
-    application = web.Application
-
-    def with_middleware(*a: Any, **kw: Any) -> web.Application:
-        return application(*a, middlewares=[attribute], **kw)
-
-    web.Application = with_middleware  # type: ignore[misc,assignment]
-    ex = Exchange(ExchangeConfig(order_rate=(1e6, 1e6), cancel_rate=(1e6, 1e6)))
-    try:
-        await ex.start()
-    finally:
-        web.Application = application  # type: ignore[misc]
+    ex = await start_exchange(attribute)
 
     flow = MarketFlow(ex, FlowConfig(assets=("btc", "eth", "sol"), window_s=args.window_seconds, noise_takers_per_s=0.0,
                                      jump_prob_per_s=0.0))  # fmt: skip

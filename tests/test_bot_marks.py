@@ -7,6 +7,7 @@ momentum reads as a sweep, marks its market. The bot's handler runs on stand-ins
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import orjson
@@ -45,16 +46,23 @@ def _bot(md: MarketData) -> SimpleNamespace:
     return bot
 
 
-def test_only_frames_that_can_change_a_decision_mark_the_market() -> None:
-    md = MarketData()
-    books = initial_books(random.Random(5))
-    bot = _bot(md)
+def _feeder(bot: SimpleNamespace) -> Callable[[bytes], list[str]]:
+    """Frames through the bot's handler, 1 ms apart; what each marked."""
 
     def feed(frame: bytes) -> list[str]:
         bot.scheduler.marked.clear()
         bot.clock.advance(0.001)
-        Bot.on_market_events(bot, md.on_frame(frame))  # type: ignore[arg-type]
+        Bot.on_market_events(bot, bot.market.md.on_frame(frame))  # type: ignore[arg-type]
         return bot.scheduler.marked
+
+    return feed
+
+
+def test_only_frames_that_can_change_a_decision_mark_the_market() -> None:
+    md = MarketData()
+    books = initial_books(random.Random(5))
+    bot = _bot(md)
+    feed = _feeder(bot)
 
     assert feed(book_frame(books, 1)) == [CID]  # a snapshot: the first word on this book
     best_bid = max(books[UP].bids)
@@ -93,13 +101,7 @@ def test_a_decision_waiting_on_time_or_a_trade_move_or_a_new_snapshot_is_decided
     md = MarketData()
     books = initial_books(random.Random(5))
     bot = _bot(md)
-
-    def feed(frame: bytes) -> list[str]:
-        bot.scheduler.marked.clear()
-        bot.clock.advance(0.001)
-        Bot.on_market_events(bot, md.on_frame(frame))  # type: ignore[arg-type]
-        return bot.scheduler.marked
-
+    feed = _feeder(bot)
     feed(book_frame(books, 1))
     deep = min(books[UP].bids)
     assert feed(price_change_frame(books, [(UP, "BUY", deep, 1_000_000)], 2)) == []

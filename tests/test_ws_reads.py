@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import random
 import struct
+from collections.abc import AsyncIterator
 
 import pytest
 import uvloop
@@ -74,47 +76,56 @@ class Sequence:
         pass
 
 
-@pytest.mark.parametrize("loop", LOOPS)
-def test_frames_of_one_read_are_handled_then_decided_once(loop: str) -> None:
-    async def go() -> None:
-        peer = RawPeer()
-        server = await asyncio.start_server(peer._serve, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        seq = Sequence()
-        stream = MarketStream(f"ws://127.0.0.1:{port}/ws/market", listener=seq, ping_interval=5, pong_timeout=5)
-        stream.subscribe([UP, DOWN])
-        await stream.start()
-        try:
-            await asyncio.wait_for(peer.connected.wait(), 5)
-            books = initial_books(random.Random(3))
-            peer.send(book_frame(books, 1))
-            for _ in range(200):
-                if "read" in seq.log:
-                    break
-                await asyncio.sleep(0.01)
-            seq.log.clear()
-            changes = [price_change_frame(books, [(UP, "BUY", 4000 - 100 * i, 5_000_000)], 2 + i) for i in range(3)]
-            peer.send(*changes)  # three frames, one write: one read on loopback
-            for _ in range(200):
-                if "read" in seq.log:
-                    break
-                await asyncio.sleep(0.01)
-            # every frame of the read applied first, then one decision point
-            assert seq.log == ["PriceChangeEvent"] * 3 + ["read"], seq.log
-            peer.send(changes[0])
-            for _ in range(200):
-                if seq.log.count("read") == 2:
-                    break
-                await asyncio.sleep(0.01)
-            assert seq.log[4:] == ["PriceChangeEvent", "read"]  # a frame alone is decided at once
-        finally:
-            await stream.stop()
-            server.close()
-            await server.wait_closed()
+@contextlib.asynccontextmanager
+async def streamed() -> AsyncIterator[tuple[RawPeer, Sequence, dict]]:
+    """A raw peer, a market stream subscribed to it, its books' first snapshot applied."""
+    peer = RawPeer()
+    server = await asyncio.start_server(peer._serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    seq = Sequence()
+    stream = MarketStream(f"ws://127.0.0.1:{port}/ws/market", listener=seq, ping_interval=5, pong_timeout=5)
+    stream.subscribe([UP, DOWN])
+    await stream.start()
+    try:
+        await asyncio.wait_for(peer.connected.wait(), 5)
+        books = initial_books(random.Random(3))
+        peer.send(book_frame(books, 1))
+        await reads(seq, 1)
+        seq.log.clear()
+        yield peer, seq, books
+    finally:
+        await stream.stop()
+        server.close()
+        await server.wait_closed()
 
+
+async def reads(seq: Sequence, n: int) -> None:
+    for _ in range(500):
+        if seq.log.count("read") >= n:
+            return
+        await asyncio.sleep(0.002)
+
+
+def run(loop: str, go) -> None:  # type: ignore[no-untyped-def]
     factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(asyncio.wait_for(go(), 30))
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_frames_of_one_read_are_handled_then_decided_once(loop: str) -> None:
+    async def go() -> None:
+        async with streamed() as (peer, seq, books):
+            changes = [price_change_frame(books, [(UP, "BUY", 4000 - 100 * i, 5_000_000)], 2 + i) for i in range(3)]
+            peer.send(*changes)  # three frames, one write: one read on loopback
+            await reads(seq, 1)
+            # every frame of the read applied first, then one decision point
+            assert seq.log == ["PriceChangeEvent"] * 3 + ["read"], seq.log
+            peer.send(changes[0])
+            await reads(seq, 2)
+            assert seq.log[4:] == ["PriceChangeEvent", "read"]  # a frame alone is decided at once
+
+    run(loop, go)
 
 
 @pytest.mark.parametrize("loop", LOOPS)
@@ -123,37 +134,12 @@ def test_a_read_that_ends_with_our_pong_is_still_decided(loop: str) -> None:
     it waits for one) still ends with one decision after the frames before it."""
 
     async def go() -> None:
-        peer = RawPeer()
-        server = await asyncio.start_server(peer._serve, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        seq = Sequence()
-        stream = MarketStream(f"ws://127.0.0.1:{port}/ws/market", listener=seq, ping_interval=5, pong_timeout=5)
-        stream.subscribe([UP, DOWN])
-        await stream.start()
-        try:
-            await asyncio.wait_for(peer.connected.wait(), 5)
-            books = initial_books(random.Random(3))
-            peer.send(book_frame(books, 1))
-            for _ in range(200):
-                if "read" in seq.log:
-                    break
-                await asyncio.sleep(0.01)
-            seq.log.clear()
+        async with streamed() as (peer, seq, books):
             peer.send(price_change_frame(books, [(UP, "BUY", 4000, 5_000_000)], 2), b"PONG")
-            await asyncio.sleep(0)  # not the backstop's turn: the end of the read itself decides
-            for _ in range(200):
-                if "read" in seq.log:
-                    break
-                await asyncio.sleep(0.001)
+            await reads(seq, 1)
             assert seq.log[0] == "PriceChangeEvent" and seq.log[-1] == "read" and seq.log.count("read") == 1, seq.log
-        finally:
-            await stream.stop()
-            server.close()
-            await server.wait_closed()
 
-    factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(asyncio.wait_for(go(), 30))
+    run(loop, go)
 
 
 def test_a_read_ending_on_a_frame_the_data_path_never_sees_ends_once() -> None:
