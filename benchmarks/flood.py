@@ -607,13 +607,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
             print(f"flood harness: venue says {done}; logs in {tmp}", file=sys.stderr)
             return None
     finally:
-        for p in reversed(procs):  # the bot (cancels its orders), then the venue
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-            try:
-                p.wait(40)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        lat.stop_all(procs)  # the bot (cancels its orders), then the venue
     result = json.loads(out.read_text())
     result["samples"] = samples
     result["venue_samples"] = venue_samples

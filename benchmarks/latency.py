@@ -1118,6 +1118,18 @@ def pick_window(now: float, need_s: float) -> int:
     return 3600
 
 
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Stop the harness's processes, the last started first (SIGINT: each shuts down as a user's
+    Ctrl-C would; killed after 40 s)."""
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+        try:
+            p.wait(40)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def pinning(args: argparse.Namespace) -> tuple[Any, Any]:
     """CPU affinity for the processes (``--pin``, the default on two or more CPUs): the venue and
     the stamping proxy share CPU 0, the pipelines (the bot, the stock, the floor; they react a
@@ -1184,13 +1196,7 @@ def run_scenario(args: argparse.Namespace, scenario: str) -> tuple[dict[str, Any
     finally:
         # the floor and the stock, then the bot (which cancels its orders through the proxy), then
         # the proxy (which writes its records), then the venue
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-            try:
-                p.wait(40)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
     if not px_out.exists():
         print(f"latency harness ({scenario}): the proxy wrote no records; logs in {tmp}", file=sys.stderr)
         return None

@@ -58,6 +58,20 @@ def capture(name: str) -> bytes:
     return (CAPTURES / name).read_bytes()
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_benchmark(filename: str, module: str):  # -> a module
+    """A script of benchmarks/ (not a package) loaded as ``module``, for tests of its parts."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(module, ROOT / "benchmarks" / filename)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 # For tests of the bot's plumbing (orders, fills, restarts, faults) rather than of momentum: the
 # embedded exchange's short demo windows move fast enough to keep a default bot in cooldown.
 # Detection still runs (and counts), but a cooldown of 0 s never holds quotes off: a one-sided

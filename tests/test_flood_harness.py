@@ -5,7 +5,6 @@ frames, answer a probe and leave no process behind."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,16 +14,13 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, load_benchmark
+
 HARNESS = ROOT / "benchmarks" / "flood.py"
 
 
 def _harness():
-    spec = importlib.util.spec_from_file_location("aq_flood_harness", HARNESS)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("flood.py", "aq_flood_harness")
 
 
 f = _harness()

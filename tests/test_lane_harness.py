@@ -4,22 +4,17 @@ pipeline) that must produce timed answers from both."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, load_benchmark
+
 HARNESS = ROOT / "benchmarks" / "latency.py"
 
 
 def _harness():
-    spec = importlib.util.spec_from_file_location("aq_latency_harness", HARNESS)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("latency.py", "aq_latency_harness")
 
 
 MS = 1_000_000  # ns

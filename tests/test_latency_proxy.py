@@ -6,24 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib.util
 import os
 import struct
 import time
-from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from active_quoting.exchange.server import serve_app
+from conftest import ROOT, load_benchmark
+
 HARNESS = ROOT / "benchmarks" / "latency.py"
 
 
 def _harness():
-    spec = importlib.util.spec_from_file_location("aq_latency_harness_proxy", HARNESS)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("latency.py", "aq_latency_harness_proxy")
 
 
 h = _harness()
@@ -216,12 +213,8 @@ def test_the_proxy_relays_and_stamps_a_frame_and_a_request():
         app = web.Application()
         app.router.add_get("/ws/market", ws_market)
         app.router.add_post("/order", post_order)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        px = h.StampingProxy("127.0.0.1", port)
+        runner, base = await serve_app(app)
+        px = h.StampingProxy("127.0.0.1", urlsplit(base).port)
         url = await px.start()
         try:
             async with aiohttp.ClientSession() as s:

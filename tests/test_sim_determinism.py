@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from active_quoting.exchange.server import serve_app
 from active_quoting.sim import loop as loop_module
 from active_quoting.sim.loop import VirtualTimeLoop
 from active_quoting.sim.runner import SimConfig, Simulation
@@ -91,12 +92,8 @@ async def _http_server() -> tuple[web.AppRunner, str, set[Any]]:
 
     app = web.Application()
     app.router.add_get("/", hello)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}/", peers
+    runner, base = await serve_app(app)
+    return runner, base + "/", peers
 
 
 class _KeepAliveProbe(Simulation):
@@ -138,13 +135,9 @@ async def _ws_connection_is_the_loops(loop: VirtualTimeLoop) -> tuple[bool, int]
 
     app = web.Application()
     app.router.add_get("/ws", ws)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, base = await serve_app(app)
     states: list[bool] = []
-    conn = Connection(f"ws://127.0.0.1:{port}/ws", lambda: b"hi", lambda c, f: None, lambda c, up: states.append(up))
+    conn = Connection(base.replace("http", "ws", 1) + "/ws", lambda: b"hi", lambda c, f: None, lambda c, up: states.append(up))
     conn.start()
     while not states:
         await asyncio.sleep(0.01)
