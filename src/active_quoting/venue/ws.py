@@ -329,7 +329,8 @@ class MarketStream:
         self.confirmations = 0
         self.gone_tokens = 0
         self.last_frame_t = 0.0
-        self._read_open = False  # frames of a read applied, its end not yet seen (see _on_frame)
+        self._read_end_armed = False  # a backstop end-of-read is scheduled (see _on_frame)
+        self._read_open = False  # frames of a read applied, its end not yet seen
         self.record: Callable[[bytes], None] | None = None  # e.g. a journal: every frame as received
         self._tasks = TaskSet(_log)
         self._freeze_task: asyncio.Task[None] | None = None
@@ -450,11 +451,13 @@ class MarketStream:
             try:
                 if not conn.more_in_read:
                     self._end_read()
-                elif not self._read_open:
-                    # a backstop, once per read: should the read end on a frame no one hands us
-                    # (a ping picows answers itself), what it applied is still decided
+                else:
                     self._read_open = True
-                    asyncio.get_running_loop().call_soon(self._read_end_backstop)
+                    if not self._read_end_armed:
+                        # a backstop, once per read: should the read end on a frame no one hands
+                        # us (a ping picows answers itself), what it applied is still decided
+                        self._read_end_armed = True
+                        asyncio.get_running_loop().call_soon(self._read_end_backstop)
             finally:
                 if self.record is not None:
                     self.record(payload)  # the journal's copy: after the decision and its requests
@@ -464,6 +467,7 @@ class MarketStream:
         self.listener.on_market_read()
 
     def _read_end_backstop(self) -> None:
+        self._read_end_armed = False
         if self._read_open:  # no frame ended the read
             self._end_read()
 
