@@ -9,7 +9,7 @@ from active_quoting.model import ASK, BID, BUY, SELL, OrderIntent
 from active_quoting.strategy.config import Config, MomentumConfig, OrdersConfig, load_config
 from active_quoting.strategy.inventory import Fill, InventoryManager
 from active_quoting.strategy.momentum import MomentumDetector
-from active_quoting.strategy.quoting import MarketQuoter, Resting, engine_from_config
+from active_quoting.strategy.quoting import MarketQuoter, Resting, engine_from_config, touch_without
 from active_quoting.strategy.risk import RiskManager
 
 SH = 1_000_000
@@ -101,3 +101,33 @@ def test_only50_places_both_buys_and_pauses_the_heavier_side():
     o.risk.kill(0, "test")
     d, _ = o.decide("M", "UP", "DOWN", Resting(), Resting(5000, 20 * SH), 5 * SH)
     assert d.ask.action_name == "cancel" and d.multiplier_pct == 0
+
+
+def test_touch_without_our_own_sizes():
+    book = core.Book("UP", 100)
+    book.apply_snapshot([(5000, 20 * SH), (4500, 50 * SH)], [(5500, 10 * SH), (5600, 30 * SH)])
+    assert touch_without(book, core.BID, {}) == 5000
+    assert touch_without(book, core.BID, {5000: 20 * SH}) == 4500  # only we rest at 0.50
+    assert touch_without(book, core.BID, {5000: 5 * SH}) == 5000  # someone else rests there too
+    assert touch_without(book, core.BID, {5000: 20 * SH, 4500: 50 * SH}) == core.NO_PRICE
+    assert touch_without(book, core.ASK, {5500: 10 * SH, 4000: SH}) == 5600  # a stale own level is ignored
+
+
+def test_our_own_quote_is_not_the_touch_we_quote_against():
+    # We bid 0.50 for 19 (improved on the 0.49 bid when the spread was wide); the 0.49 bid left
+    # and the market's best bid is now 0.45. Read with our order in it, the touch is our own bid:
+    # the engine would improve on it (0.51) and the hysteresis keeps the quote where the market
+    # left it. Read without it, the bid follows the market down.
+    q, _, book = setup()
+    book.apply_snapshot([(5000, 19 * SH), (4500, 50 * SH)], [(5600, 50 * SH)])
+    ours = Resting(5000, 19 * SH)
+    blind = q.decide("M", book, 0, ours)
+    assert (blind.bid.price, blind.bid.action_name) == (5100, "keep")
+    d = q.decide("M", book, 0, ours, own=({5000: 19 * SH}, {}))
+    # 0.45 / 0.56 is 11 ticks wide: improve by one on the others' touch
+    assert (d.bid.price, d.bid.action_name, d.ask.price) == (4600, "replace", 5500)
+    # a resting ask alone at the top is read out the same way: kept where the others' touch puts it
+    book.apply_snapshot([(5000, 19 * SH), (4500, 50 * SH)], [(5500, 18 * SH), (5600, 50 * SH)])
+    assert q.decide("M", book, 0, ours, Resting(5500, 18 * SH)).ask.price == 5400  # blind: improves on itself
+    d = q.decide("M", book, 0, ours, Resting(5500, 18 * SH), own=({5000: 19 * SH}, {5500: 18 * SH}))
+    assert (d.bid.price, d.ask.price, d.ask.action_name) == (4600, 5500, "keep")

@@ -24,7 +24,7 @@ from active_quoting.strategy.fair_value import Fair, FairValues
 from active_quoting.strategy.inventory import InventoryManager
 from active_quoting.strategy.momentum import MomentumDetector
 from active_quoting.strategy.only50 import Only50
-from active_quoting.strategy.quoting import MarketDecision, MarketQuoter, Resting, SideDecision
+from active_quoting.strategy.quoting import NO_OWN, MarketDecision, MarketQuoter, OwnLevels, Resting, SideDecision
 from active_quoting.strategy.risk import RiskManager
 from active_quoting.windows import WindowLifecycle
 
@@ -41,6 +41,7 @@ class MarketView:
     fair: Fair | None = None  # Up's fair value from the reference price, when known
     fair_margin: int = 0  # how far inside fair value the quotes stay
     caps: QuoteCaps | None = None  # what the venue balances leave free for new orders (None: not checked)
+    own: OwnLevels = NO_OWN  # our remaining size per Up-terms price (bids, asks): the touch is read without it
 
 
 class Strategy(Protocol):
@@ -58,7 +59,7 @@ class ActiveStrategy:
         f = view.fair
         d = self.quoter.decide(
             w.condition_id, view.book, view.now_ms, view.resting_bid, view.resting_ask, view.pending, w.min_size,
-            *((f.price, view.fair_margin, f.band) if f is not None else ()), caps=view.caps,
+            *((f.price, view.fair_margin, f.band) if f is not None else ()), caps=view.caps, own=view.own,
         )  # fmt: skip
         return d, self.quoter.intents(w.condition_id, w.up, w.down, d, view.reserved, view.caps)
 
@@ -156,7 +157,7 @@ class QuotePass:
                     w.info, self.readable_book(w.info.up), self.orders.resting(cid, BID),
                     self.orders.resting(cid, ASK), pending, now_ms, self._reserved(w.info, pending.get(cid, [])),
                     fair, fv.margin(fair) if fv is not None and fair is not None else 0,
-                    self._caps(budget, w.info),
+                    self._caps(budget, w.info), self.orders.own_levels(cid),
                 )  # fmt: skip
                 if fv is not None:
                     fv.decided(cid, fair)

@@ -7,7 +7,7 @@ those sides become (:func:`venue_leg`: an ask without Up inventory is a BUY of D
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from active_quoting import core
@@ -50,6 +50,25 @@ def notional_size(cfg: Config) -> Callable[[int, int], int]:
         return engine.size_for(price, price if side == 0 else core.MAX_PRICE - price, 0, core.MAX_AMOUNT, core.MAX_USDC)
 
     return size
+
+
+_BOOK_BID: int = core.BID  # type: ignore[attr-defined]
+_BOOK_ASK: int = core.ASK  # type: ignore[attr-defined]
+OwnLevels = tuple[Mapping[int, int], Mapping[int, int]]  # our remaining size per Up-terms price: (bids, asks)
+NO_OWN: OwnLevels = ({}, {})
+
+
+def touch_without(book, side: int, own: Mapping[int, int]) -> int:  # type: ignore[no-untyped-def]
+    """The best price of one side of the Up book (core.BID or core.ASK, 0 or 1) with our own resting
+    sizes taken out: the first level where someone else rests. Quoting against a touch that is
+    our own order would keep a quote where the market has left it (and improve on ourselves).
+    NO_PRICE when only we rest on that side."""
+    if not own:
+        return book.best_bid() if side == _BOOK_BID else book.best_ask()
+    for price, size in book.top_levels(side, len(own) + 1):
+        if size > own.get(price, 0):
+            return price
+    return core.NO_PRICE
 
 
 @dataclass(frozen=True)
@@ -110,12 +129,14 @@ class MarketQuoter:
         fair_margin: int = 0,
         fair_band: int = 0,
         caps: QuoteCaps | None = None,
+        own: OwnLevels = NO_OWN,
     ) -> MarketDecision:
         """``fair``: Up's fair value from the reference price (NO_PRICE: none); the bid stays at
         or below fair - ``fair_margin``, the ask at or above fair + margin, both pulled while
         ``fair_band`` is wider than the configured maximum. ``caps``: what the venue balances
         leave free; each side's new BUY notional is held to half the free collateral (either
-        side may be expressed as a BUY)."""
+        side may be expressed as a BUY). ``own``: our resting sizes per Up-terms level, read out
+        of the book's touch (:func:`touch_without`)."""
         mult = self.risk.multiplier_pct(market)
         hot = self.momentum.is_active(market, now_ms)
         readable = book is not None and not book.desynced
@@ -124,7 +145,8 @@ class MarketQuoter:
             best_bid = best_ask = core.NO_PRICE
             tick = book.tick if book is not None else core.DEFAULT_TICK
         else:
-            best_bid, best_ask, tick = book.best_bid(), book.best_ask(), book.tick
+            best_bid, best_ask = touch_without(book, _BOOK_BID, own[0]), touch_without(book, _BOOK_ASK, own[1])
+            tick = book.tick
         rooms = self.inventory.rooms(market, pending, mult) if mult else (0, 0, 0, 0)
         if caps is not None:
             half = caps.buy_usdc // 2
