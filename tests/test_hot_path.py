@@ -13,6 +13,7 @@ import sqlite3
 import pytest
 
 from active_quoting import core
+from active_quoting.execution.order_manager import Tracked
 from active_quoting.model import BID
 from active_quoting.store.sqlite import Store
 from active_quoting.venue import lane as lane_mod
@@ -103,3 +104,37 @@ async def test_a_sent_order_that_cannot_be_recorded_is_reported(tmp_path):
         await until(lambda: bool(faults), "the failure to be reported")
         assert r.om.counts["record_failed"] == 1 and "closed" in repr(faults[0]).lower()
         assert r.om.resting(CID, BID).price in (4800, core.NO_PRICE)  # the order itself went out
+
+
+@pytest.mark.asyncio
+async def test_orders_sent_after_a_failed_record_are_recorded_without_waiting_for_a_state(tmp_path):
+    # A record that failed leaves its queue non-empty; an order sent after it must still be
+    # recorded at the end of its own turn, not only when some order's state is next written.
+    store = Store(tmp_path / "o.db")
+    faults: list[BaseException] = []
+    try:
+        async with rig(store, on_fault=faults.append) as r:
+            sent = store.order_sent
+            calls = []
+
+            def once_broken(*args, **kw):  # type: ignore[no-untyped-def]
+                calls.append(args[0])
+                if len(calls) == 1:
+                    raise OSError("disk full")
+                return sent(*args, **kw)
+
+            store.order_sent = once_broken  # type: ignore[method-assign]
+            h1, h2, h3 = ("0x" + c * 64 for c in "123")
+            r.om._register(Tracked("", CID, "UP", "BUY", 4800, 5_000_000, BID, 4800), h1)
+            r.om._register(Tracked("", CID2, "UP2", "BUY", 4700, 5_000_000, BID, 4700), h2)  # the same turn
+            await asyncio.sleep(0)
+            assert r.om.counts["record_failed"] == 1 and len(faults) == 1
+            assert calls == [h1]  # the second stays queued behind the failure
+            r.om._register(Tracked("", CID, "UP", "BUY", 4600, 5_000_000, BID, 4600), h3)  # no state write follows
+            await asyncio.sleep(0)
+            assert calls == [h1, h2, h3]  # written at the end of the third's own turn
+            store.flush()
+            rows = sqlite3.connect(tmp_path / "o.db").execute("SELECT order_id FROM orders").fetchall()
+            assert sorted(rows) == [(h2,), (h3,)]
+    finally:
+        store.close()

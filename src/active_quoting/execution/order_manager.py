@@ -225,6 +225,7 @@ class OrderManager:
         self._places: list[Tracked] = []
         # orders tracked but not yet stored or journaled (written right after the send)
         self._unrecorded: list[tuple[Tracked, str, SignedOrder | None, str]] = []
+        self._record_due = False  # a _record_sent is scheduled
         self._seq = itertools.count(1)
         self.venue = VenueStates(rng)  # 425 / 503 / 429 states; seed ``rng`` for a reproducible jitter
         self._venue_held: set[str] = set()  # markets whose places a venue state held back
@@ -728,7 +729,8 @@ class OrderManager:
         self._live.setdefault(t.market, {})[order_hash] = t
         if self.store or (self.journal is not None and signed is not None):
             self._unrecorded.append((t, order_hash, signed, replaced))
-            if len(self._unrecorded) == 1:
+            if not self._record_due:
+                self._record_due = True
                 asyncio.get_running_loop().call_soon(self._record_sent)
 
     def _record_sent(self) -> None:
@@ -737,6 +739,7 @@ class OrderManager:
         fails (a closed store, a full disk) is reported through ``on_fault`` (the bot's critical
         alert); the records after it stay queued for the next attempt."""
         pending, self._unrecorded = self._unrecorded, []
+        self._record_due = False
         api_key = self.rest.creds.api_key if self.rest.creds else ""
         for i, (t, order_hash, signed, replaced) in enumerate(pending):
             try:
