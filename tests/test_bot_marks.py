@@ -40,7 +40,7 @@ def _bot(md: MarketData) -> SimpleNamespace:
     bot = SimpleNamespace(
         clock=ManualClock(1_000.0), market=SimpleNamespace(md=md, last_frame_t=0.0), windows=windows,
         momentum=MomentumDetector(), scheduler=Marks(), _moved={}, _tops={}, _hot=set(), _fair_unguarded=False,
-        orders=SimpleNamespace(own_levels=lambda cid: ({}, {}), holds_back=lambda m: m in held, held=held),
+        orders=SimpleNamespace(own_levels=lambda cid, leaving=False: ({}, {}), holds_back=lambda m: m in held, held=held),
     )  # fmt: skip
     bot._waits_on_time = lambda market, now_ms: Bot._waits_on_time(bot, market, now_ms)  # type: ignore[arg-type]
     return bot

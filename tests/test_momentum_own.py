@@ -238,3 +238,30 @@ def test_only_our_own_liquidity_moving_never_signals(ops: list[tuple], dts: list
     tick(10)
     assert r.known == r.in_book
     assert r.fired == [] and sum(r.d.triggers.values()) == 0, dict(r.d.triggers)
+
+
+@pytest.mark.parametrize("side,price", [(BID, 4900), (ASK, 5100)])  # beside others at the touch
+def test_our_cancel_the_book_shows_before_the_venue_confirms_it_fires_nothing(side: int, price: int) -> None:
+    """Our order stays in the tracker until the venue confirms its cancel (an order being
+    cancelled still counts against every limit), but the book may drop it first: read with the
+    part of our size whose cancel is out as possibly gone, that is not a sweep."""
+
+    def run(with_leaving: bool) -> dict[str, int]:
+        d = MomentumDetector(MomentumConfig())
+        ours: tuple[dict[int, int], dict[int, int]] = ({}, {})
+        ours[side][price] = 1000 * SH
+        none: tuple[dict[int, int], dict[int, int]] = ({}, {})
+        t = 0
+        for _ in range(4):  # resting, known, placed longer ago than the settle time
+            t += 1000
+            d.on_book("m", t, make_book((CALM_BIDS, CALM_ASKS), ours), *ours)
+        leaving = ours if with_leaving else none
+        for _ in range(3):  # cancel sent; the book shows it gone; the venue has not confirmed yet
+            t += 5
+            d.on_book("m", t, make_book((CALM_BIDS, CALM_ASKS), none), *ours, *leaving)
+        t += 5
+        d.on_book("m", t, make_book((CALM_BIDS, CALM_ASKS), none), *none)  # confirmed
+        return dict(d.triggers)
+
+    assert sum(run(with_leaving=True).values()) == 0
+    assert sum(run(with_leaving=False).values()) >= 1  # read without it, the same books fire

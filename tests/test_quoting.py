@@ -9,7 +9,8 @@ from active_quoting.model import ASK, BID, BUY, SELL, OrderIntent
 from active_quoting.strategy.config import Config, MomentumConfig, OrdersConfig, load_config
 from active_quoting.strategy.inventory import Fill, InventoryManager
 from active_quoting.strategy.momentum import MomentumDetector
-from active_quoting.strategy.quoting import MarketQuoter, Resting, engine_from_config, touch_without
+from active_quoting.strategy.own_book import touch_without
+from active_quoting.strategy.quoting import MarketQuoter, Resting, engine_from_config
 from active_quoting.strategy.risk import RiskManager
 
 SH = 1_000_000

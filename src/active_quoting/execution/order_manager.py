@@ -445,13 +445,16 @@ class OrderManager:
             out.setdefault(o.market, []).append((o.token, o.side, o.price, o.remaining))
         return out
 
-    def own_levels(self, market: str) -> tuple[dict[int, int], dict[int, int]]:
+    def own_levels(self, market: str, leaving: bool = False) -> tuple[dict[int, int], dict[int, int]]:
         """Our resting remaining size per Up-terms price, (bids, asks), for every order not yet
         confirmed gone (sent, live, unknown, being cancelled): what a signal reading the Up book
-        must subtract to see the market without us (a BUY of Down at q rests as an Up ask at 1-q)."""
+        must subtract to see the market without us (a BUY of Down at q rests as an Up ask at 1-q).
+        ``leaving``: only the orders whose cancel is out (the book may show them gone first)."""
         bids: dict[int, int] = {}
         asks: dict[int, int] = {}
         for o in self._iter_live(market):
+            if leaving and not o.cancel_requested:
+                continue
             levels = bids if o.quote == BID else asks
             levels[o.quote_price] = levels.get(o.quote_price, 0) + o.remaining
         return bids, asks

@@ -36,6 +36,7 @@ from typing import Protocol
 
 from active_quoting import core
 from active_quoting.strategy.config import MomentumConfig
+from active_quoting.strategy.own_book import touch_without
 
 # The core's names are bound at import time by its selector, which mypy cannot follow.
 BID: int = core.BID  # type: ignore[attr-defined]
@@ -75,8 +76,11 @@ class _Own:
     now: dict[int, int] = field(default_factory=dict)
     # price -> (time, change of our size there), oldest first; pruned after the settle time
     changes: dict[int, deque[tuple[int, int]]] = field(default_factory=dict)
+    # of ``now``, what our orders whose cancel is out hold: the venue may show them gone already
+    leaving: Mapping[int, int] = field(default_factory=dict)
 
-    def update(self, own: Mapping[int, int], now_ms: int, settle_ms: int) -> None:
+    def update(self, own: Mapping[int, int], now_ms: int, settle_ms: int, leaving: Mapping[int, int] = _NO_OWN) -> None:
+        self.leaving = leaving
         current = {p: q for p, q in own.items() if q > 0}
         for price in self.now.keys() | current.keys():
             delta = current.get(price, 0) - self.now.get(price, 0)
@@ -95,9 +99,10 @@ class _Own:
         """(least, most) of our size the book may show per level.
 
         An order added within the settle time may not be shown yet, one taken out may still
-        be shown (several orders can come and go at one level, so the changes add up).
+        be shown (several orders can come and go at one level, so the changes add up), and one
+        being cancelled may be shown gone before the venue confirms it.
         """
-        if not self.changes:
+        if not self.changes and not self.leaving:
             return self.now, self.now
         least = dict(self.now)
         most = dict(self.now)
@@ -105,6 +110,8 @@ class _Own:
             cur = self.now.get(price, 0)
             least[price] = max(cur - sum(d for _, d in hist if d > 0), 0)
             most[price] = cur - sum(d for _, d in hist if d < 0)
+        for price, size in self.leaving.items():
+            least[price] = max(least.get(price, 0) - size, 0)
         return least, most
 
 
@@ -133,12 +140,7 @@ def market_depth(book: BookView, side: int, units: int, own: Mapping[int, int]) 
     """
     if not own:
         return book.depth_within(side, units)
-    # At most len(own) levels can be ours entirely, so the market's touch is among these.
-    best = _NO_PRICE
-    for price, size in book.top_levels(side, len(own) + 1):
-        if size > own.get(price, 0):
-            best = price
-            break
+    best = touch_without(book, side, own)
     if best == _NO_PRICE:
         return 0
     raw_best = book.best_bid() if side == BID else book.best_ask()
@@ -230,11 +232,15 @@ class MomentumDetector:
         book: BookView,
         own_bids: Mapping[int, int] = _NO_OWN,
         own_asks: Mapping[int, int] = _NO_OWN,
+        leaving_bids: Mapping[int, int] = _NO_OWN,
+        leaving_asks: Mapping[int, int] = _NO_OWN,
     ) -> bool:
         """The Up book after an update, with our resting sizes per Up-terms level taken out.
 
         ``own_bids``/``own_asks``: price (units) -> our remaining size (micro-shares) resting
         there, as the order manager knows it (a BUY of Down at q is an Up ask at 1 - q).
+        ``leaving_bids``/``leaving_asks``: the part of those our orders being cancelled hold (the
+        book may show them gone before the venue confirms: read either way, as for the settle time).
         Checks sweeps and one-sided thinning near the touch; returns True when either holds.
         """
         st = self._state(key, now_ms)
@@ -243,9 +249,9 @@ class MomentumDetector:
         # current reading) and the smallest (what the window remembers).
         high = [0, 0]
         low = [0, 0]
-        for side, own_map in ((BID, own_bids), (ASK, own_asks)):
+        for side, own_map, leaving in ((BID, own_bids, leaving_bids), (ASK, own_asks, leaving_asks)):
             own = st.own[side]
-            own.update(own_map, now_ms, self.settle_ms)
+            own.update(own_map, now_ms, self.settle_ms, leaving)
             least, most = own.bounds()
             a = market_depth(book, side, units, least)
             b = a if most is least else market_depth(book, side, units, most)

@@ -24,7 +24,8 @@ from active_quoting.strategy.fair_value import Fair, FairValues
 from active_quoting.strategy.inventory import InventoryManager
 from active_quoting.strategy.momentum import MomentumDetector
 from active_quoting.strategy.only50 import Only50
-from active_quoting.strategy.quoting import NO_OWN, MarketDecision, MarketQuoter, OwnLevels, Resting, SideDecision
+from active_quoting.strategy.own_book import NO_OWN, OwnLevels
+from active_quoting.strategy.quoting import MarketDecision, MarketQuoter, Resting, SideDecision
 from active_quoting.strategy.risk import RiskManager
 from active_quoting.windows import WindowLifecycle
 

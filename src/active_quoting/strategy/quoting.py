@@ -7,7 +7,7 @@ those sides become (:func:`venue_leg`: an ask without Up inventory is a BUY of D
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from active_quoting import core
@@ -16,6 +16,7 @@ from active_quoting.strategy.balances import QuoteCaps
 from active_quoting.strategy.config import Config
 from active_quoting.strategy.inventory import SHARE, InventoryManager
 from active_quoting.strategy.momentum import MomentumDetector
+from active_quoting.strategy.own_book import BOOK_ASK, BOOK_BID, NO_OWN, OwnLevels, touch_without
 from active_quoting.strategy.risk import RiskManager
 
 ACTION_NAMES = {
@@ -50,25 +51,6 @@ def notional_size(cfg: Config) -> Callable[[int, int], int]:
         return engine.size_for(price, price if side == 0 else core.MAX_PRICE - price, 0, core.MAX_AMOUNT, core.MAX_USDC)
 
     return size
-
-
-_BOOK_BID: int = core.BID  # type: ignore[attr-defined]
-_BOOK_ASK: int = core.ASK  # type: ignore[attr-defined]
-OwnLevels = tuple[Mapping[int, int], Mapping[int, int]]  # our remaining size per Up-terms price: (bids, asks)
-NO_OWN: OwnLevels = ({}, {})
-
-
-def touch_without(book, side: int, own: Mapping[int, int]) -> int:  # type: ignore[no-untyped-def]
-    """The best price of one side of the Up book (core.BID or core.ASK, 0 or 1) with our own resting
-    sizes taken out: the first level where someone else rests. Quoting against a touch that is
-    our own order would keep a quote where the market has left it (and improve on ourselves).
-    NO_PRICE when only we rest on that side."""
-    if not own:
-        return book.best_bid() if side == _BOOK_BID else book.best_ask()
-    for price, size in book.top_levels(side, len(own) + 1):
-        if size > own.get(price, 0):
-            return price
-    return core.NO_PRICE
 
 
 @dataclass(frozen=True)
@@ -145,7 +127,7 @@ class MarketQuoter:
             best_bid = best_ask = core.NO_PRICE
             tick = book.tick if book is not None else core.DEFAULT_TICK
         else:
-            best_bid, best_ask = touch_without(book, _BOOK_BID, own[0]), touch_without(book, _BOOK_ASK, own[1])
+            best_bid, best_ask = touch_without(book, BOOK_BID, own[0]), touch_without(book, BOOK_ASK, own[1])
             tick = book.tick
         rooms = self.inventory.rooms(market, pending, mult) if mult else (0, 0, 0, 0)
         if caps is not None:
