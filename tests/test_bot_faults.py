@@ -74,6 +74,23 @@ def _run_scripted(bot: Bot, script: Callable[[], Awaitable[None]], fresh_window_
     watch.assert_held()  # while it ran (faults included), the venue held nothing we did not manage
 
 
+def _quoting_left(bot: Bot) -> float:
+    """Seconds of quoting left in the window being quoted (0: none is)."""
+    now, stop, ws = bot.clock.time(), bot.windows.stop_before_end_s, bot.windows
+    return max((w.info.end - stop - now for cid, w in ws.windows.items() if ws.is_quoting(cid)), default=0.0)
+
+
+async def _until_quoting_for(bot: Bot, seconds: float, limit_s: float = 15.0) -> None:
+    """Until orders of ours rest on the venue in a window with ``seconds`` of quoting left (or
+    ``limit_s`` has passed): not between two windows, not in a momentum cooldown."""
+    deadline = time.monotonic() + limit_s
+    me = bot.signer.address
+    while time.monotonic() < deadline:
+        if _quoting_left(bot) >= seconds and bot.exchange.engine.live_orders(account=me):
+            return
+        await asyncio.sleep(0.05)
+
+
 def _bot_status(bot: Bot, order_id: str) -> str:
     t = bot.orders.orders.get(order_id)
     return "unknown to the bot" if t is None else f"{t.status}{' cancel requested' if t.cancel_requested else ''}"
@@ -133,13 +150,23 @@ def test_bot_survives_every_fault(tmp_path):
         ]  # fmt: skip
         trade_faults = ("duplicate_user_trades", "delay_user")
         for name, args, effect in steps:
+            if name == "engine_restart":  # its 5 s must find the bot quoting
+                await _until_quoting_for(bot, args["restart_s"] + 2)
             before = effect()
+            left = _quoting_left(bot)
             result = FAULTS[name](ex, **args)
             if asyncio.iscoroutine(result):
                 await result
+            injected = time.monotonic()
             for _ in range(80):  # traffic for the fault to act on: venue-side cancels make the bot
                 if effect() > before:  # place again, and a taker trades with what rests
                     break
+                if name == "engine_restart" and time.monotonic() - injected > args["restart_s"]:
+                    # The venue's cancels can read as a sweep (the book may show ours gone before
+                    # the user channel says so) and a cooldown may outlast the restart: once more.
+                    await _until_quoting_for(bot, args["restart_s"] + 2)
+                    FAULTS[name](ex, **args)
+                    injected = time.monotonic()
                 FAULTS["invalidate_orders"](ex, address=me)
                 await asyncio.sleep(0.1)
                 if name in trade_faults:
@@ -147,7 +174,7 @@ def test_bot_survives_every_fault(tmp_path):
                 await asyncio.sleep(0.1)
             took_effect[f"{name}{args.get('channel', '')}"] = effect() - before
             if effect() == before:
-                states.append((name, bot.orders.venue_status(), dict(bot.orders.counts), bot.risk.state))
+                states.append((name, f"quoting left {left:.1f} s", bot.orders.venue_status(), dict(bot.orders.counts), bot.risk.state))
             ex.faults.duplicate_user_trades = False
             ex.faults.server_error_share = 0.0
             ex.faults.delay_user_ms = 0
