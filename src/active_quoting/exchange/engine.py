@@ -208,6 +208,12 @@ class Result:
 
 
 TRADES_KEPT = 50_000
+# How long the venue answers about the past: trades (``/data/trades``) and resolved markets
+# (``/markets/{id}``, Gamma) older than this are forgotten by ``forget``. The bot asks
+# ``/data/trades`` from its newest fill (minus a minute) after a restart, so hours of history
+# cover any restart a supervisor makes; without a horizon a day of rollovers kept every trade
+# of ours (and the orders each one holds) and every market ever listed.
+HISTORY_MS = 2 * 3600 * 1000
 
 
 def _notional(size: int, price: int) -> int:
@@ -224,10 +230,14 @@ class Engine:
         self.live: dict[str, Order] = {}  # resting orders (status LIVE), the only ones scanned
         self._finished: deque[str] = deque()  # finished order ids, oldest first (bounded memory)
         self.finished_kept = 50_000
-        # The newest trades (older ones are settled and forgotten: memory stays flat all day),
-        # and per API key the trades it took part in, for /data/trades.
+        # The newest trades, and per API key the trades it took part in (for /data/trades): at
+        # most TRADES_KEPT each and none older than history_ms (``forget``). The count alone
+        # did not hold memory flat: a key trading less than TRADES_KEPT a day kept all its
+        # trades, each holding its taker and maker orders long after ``orders`` let them go.
         self.trades: deque[Trade] = deque(maxlen=TRADES_KEPT)
         self.by_owner: dict[str, deque[Trade]] = {}
+        self.history_ms = HISTORY_MS
+        self._resolved: deque[tuple[int, str]] = deque()  # (resolved at ms, condition id), oldest first
         self._seq = 0
         self._trade_seq = 0
 
@@ -560,8 +570,9 @@ class Engine:
                 result.canceled += r.canceled
         return result
 
-    def resolve(self, condition_id: str, winner: str) -> Result:
+    def resolve(self, condition_id: str, winner: str, now_ms: int | None = None) -> Result:
         """Close a market: cancel its orders, pay 1 per winning share (tokens are redeemed).
+        With ``now_ms`` the market is forgotten ``history_ms`` later (``forget``).
 
         The levels the cancels empty are in the result like any cancel's: a subscriber's book
         must see them go (without them it kept the closed market's last levels, and a REST
@@ -580,4 +591,38 @@ class Engine:
                 shares = acct.tokens.pop(token, 0)
                 if token == winner:
                     acct.collateral += shares  # 1 USDC per share: micro-shares -> micro-USDC
+        if now_ms is not None:
+            self._resolved.append((now_ms, condition_id))
         return result
+
+    def forget(self, now_ms: int) -> list[Market]:
+        """Drop what is older than ``history_ms``: trades matched before it (from every owner's
+        history) and markets resolved before it (with their per-account rebates and empty
+        balance entries); returns the markets forgotten. Trades first: a market's trades are
+        all older than its resolution, so no trade kept names a forgotten market. Finished
+        orders stay bounded by ``finished_kept``; one of a forgotten market is "not found"."""
+        cutoff = now_ms - self.history_ms
+        histories = [self.trades, *self.by_owner.values()]
+        for history in histories:
+            while history and history[0].t_ms < cutoff:
+                history.popleft()
+        for owner in [k for k, v in self.by_owner.items() if not v]:
+            del self.by_owner[owner]
+        gone: list[Market] = []
+        while self._resolved and self._resolved[0][0] < cutoff:
+            m = self.markets.pop(self._resolved.popleft()[1], None)
+            if m is None:
+                continue
+            tokens = (m.up, m.down)
+            for token in tokens:
+                if self.by_token.get(token) is m:
+                    del self.by_token[token]
+            for acct in self.accounts.values():
+                acct.rebates.pop(m.condition_id, None)
+                for token in tokens:
+                    if not acct.tokens.get(token):
+                        acct.tokens.pop(token, None)
+                    if not acct.reserved_tokens.get(token):
+                        acct.reserved_tokens.pop(token, None)
+            gone.append(m)
+        return gone

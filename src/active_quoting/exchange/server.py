@@ -320,6 +320,13 @@ class Exchange:
                     for o in self.engine.live_orders(account=address):
                         self._publish(self.engine.cancel(o.id, reason="heartbeat expired")[2])
             self._publish(self.engine.expire(self.clock.ms()))
+            self.forget()
+
+    def forget(self) -> None:
+        """Forget the history past the engine's horizon; a forgotten market leaves Gamma too."""
+        gone = {m.condition_id for m in self.engine.forget(self.clock.ms())}
+        if gone:
+            self.gamma_markets[:] = [g for g in self.gamma_markets if g.get("conditionId") not in gone]
 
     # -- markets ------------------------------------------------------------------------
 
@@ -340,7 +347,7 @@ class Exchange:
 
     def resolve_market(self, condition_id: str, winner: str) -> None:
         m = self.engine.markets[condition_id]
-        self._publish(self.engine.resolve(condition_id, winner))
+        self._publish(self.engine.resolve(condition_id, winner, self.clock.ms()))
         msg = {
             "event_type": "market_resolved",
             "id": condition_id,
@@ -1115,9 +1122,10 @@ class Exchange:
     async def h_order_get(self, request: web.Request) -> web.Response:
         key = await self._l2(request, b"")
         o = self.engine.orders.get(request.match_info["oid"])
-        if o is None or o.account != key.address:
+        m = self.engine.by_token.get(o.token) if o is not None else None
+        if o is None or m is None or o.account != key.address:  # no market: forgotten with it
             return _err("order not found", 404)
-        return _json(messages.open_order(self.engine.by_token[o.token], o))
+        return _json(messages.open_order(m, o))
 
     async def h_trades(self, request: web.Request) -> web.Response:
         await self._slow(self.faults.slow_data_s)

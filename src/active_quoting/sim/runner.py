@@ -137,6 +137,9 @@ class Simulation:
         self.bot: Bot | None = None
         self.crashes = 0
         self.operator_clears = 0
+        # The windows resolved so far (condition id -> (Gamma id, slug, Up won)): noted every
+        # simulated hour, before the exchange forgets them (engine.HISTORY_MS after resolution).
+        self._resolved: dict[str, tuple[int, str, bool]] = {}
         self._tmp = None if cfg.db else tempfile.TemporaryDirectory(prefix="aq-sim-")
         self.db = cfg.db or str(Path(self._tmp.name) / "sim.db")  # type: ignore[union-attr]
         self._pass_cpu = 0.0
@@ -303,6 +306,7 @@ class Simulation:
                 sys.stderr.flush()
 
     def _hour(self, hour: int) -> None:
+        self._note_resolutions()
         bot = self.bot
         rss_kb = _rss_kb()
         passes, cpu = self._passes, self._pass_cpu
@@ -425,14 +429,16 @@ class Simulation:
             "events": self.events[:200],
         }
 
-    def _resolutions(self) -> list[dict[str, Any]]:
-        """The windows the exchange resolved: slug, start, end, and whether Up won."""
-        out = []
+    def _note_resolutions(self) -> None:
         for g in self.exchange.gamma_markets:
             m = self.exchange.engine.markets.get(g["conditionId"])
-            if m is not None and m.resolved:
-                out.append({"slug": g["slug"], "up_won": m.resolved == m.up})
-        return out
+            if m is not None and m.resolved and m.condition_id not in self._resolved:
+                self._resolved[m.condition_id] = (int(g["id"]), g["slug"], m.resolved == m.up)
+
+    def _resolutions(self) -> list[dict[str, Any]]:
+        """The windows the exchange resolved, in listing order: slug and whether Up won."""
+        self._note_resolutions()
+        return [{"slug": slug, "up_won": up_won} for _, slug, up_won in sorted(self._resolved.values())]
 
     def run(self) -> dict[str, Any]:
         asyncio.set_event_loop(self.loop)
