@@ -40,7 +40,7 @@ def _bot(md: MarketData) -> SimpleNamespace:
     bot = SimpleNamespace(
         clock=ManualClock(1_000.0), market=SimpleNamespace(md=md, last_frame_t=0.0), windows=windows,
         momentum=MomentumDetector(), scheduler=Marks(), _moved={}, _tops={}, _hot=set(), _fair_unguarded=False,
-        orders=SimpleNamespace(own_levels=lambda cid, leaving=False: ({}, {}), holds_back=lambda m: m in held, held=held),
+        orders=SimpleNamespace(own_and_leaving=lambda cid: ({}, {}, {}, {}), holds_back=lambda m: m in held, held=held),
     )  # fmt: skip
     bot._waits_on_time = lambda market, now_ms: Bot._waits_on_time(bot, market, now_ms)  # type: ignore[arg-type]
     return bot
@@ -116,3 +116,21 @@ def test_a_decision_waiting_on_time_or_a_trade_move_or_a_new_snapshot_is_decided
     ]  # fmt: skip
     feed(trades[0])
     assert feed(trades[1]) == [CID] and bot.momentum.triggers["trade_move"] == 1  # the cooldown starts: decided
+
+
+def test_the_frame_handler_gives_momentum_our_levels_and_those_on_their_way_out() -> None:
+    md = MarketData()
+    books = initial_books(random.Random(5))
+    bot = _bot(md)
+    levels = ({4900: 7}, {5100: 8}, {4900: 7}, {})
+    bot.orders.own_and_leaving = lambda cid: levels
+    seen: list[tuple] = []
+    on_book = bot.momentum.on_book
+
+    def recorded(key, now_ms, book, *own):  # type: ignore[no-untyped-def]
+        seen.append(own)
+        return on_book(key, now_ms, book, *own)
+
+    bot.momentum.on_book = recorded
+    _feeder(bot)(book_frame(books, 1))
+    assert seen == [levels]  # the Up book's frame, read without us (the leaving part possibly gone)

@@ -132,3 +132,39 @@ def test_our_own_quote_is_not_the_touch_we_quote_against():
     assert q.decide("M", book, 0, ours, Resting(5500, 18 * SH)).ask.price == 5400  # blind: improves on itself
     d = q.decide("M", book, 0, ours, Resting(5500, 18 * SH), own=({5000: 19 * SH}, {5500: 18 * SH}))
     assert (d.bid.price, d.ask.price, d.ask.action_name) == (4600, 5500, "keep")
+
+
+def test_a_level_showing_less_than_our_size_stays_the_markets():
+    # Our tracker and the book learn of our changes at different moments. A level that holds
+    # less than our size there does not show all of ours: others may rest there, so the quotes
+    # do not skip it (they would replace an order they just placed, and back again).
+    q, _, book = setup()
+    book.apply_snapshot([(5000, 10 * SH), (4700, 50 * SH)], [(5200, 50 * SH)])
+    first = q.decide("M", book, 0)
+    assert (first.bid.price, first.bid.action_name) == (5000, "place")
+    ours = Resting(5000, first.bid.size)
+    own = ({5000: first.bid.size}, {})
+    # sent, not shown yet (others' 10 only); shown (10 + ours); partly filled, not yet reported
+    for shown in (10 * SH, 10 * SH + first.bid.size, 15 * SH):
+        book.apply_snapshot([(5000, shown), (4700, 50 * SH)], [(5200, 50 * SH)])
+        d = q.decide("M", book, 1, ours, own=own)
+        assert (d.bid.price, d.bid.action_name) == (5000, "keep"), shown
+    assert touch_without(book, core.BID, {5000: 15 * SH}, exact=True) == 4700  # exactly ours: ours alone
+    assert touch_without(book, core.BID, {5000: 20 * SH}, exact=True) == 5000  # less than ours: not skipped
+    assert touch_without(book, core.BID, {5000: 20 * SH}) == 4700  # the signals' reading (they bound the timing)
+
+
+def test_a_quote_made_on_the_others_touch_stays_clear_of_our_own_opposite_quote():
+    # Others 0.40 / 0.45; our ask alone at 0.41. On the others' touch the bid would improve to
+    # 0.41 and cross our own ask (post-only refused; with concurrent replaces it can arrive
+    # before the ask's cancel): it is held a tick below it.
+    q, _, book = setup()
+    book.apply_snapshot([(4000, 50 * SH)], [(4100, 20 * SH), (4500, 50 * SH)])
+    d = q.decide("M", book, 0, Resting(), Resting(4100, 20 * SH), own=({}, {4100: 20 * SH}))
+    assert (d.bid.price, d.bid.action_name) == (4000, "place") and d.bid.size == 25 * SH
+    assert (d.ask.price, d.ask.action_name) == (4400, "replace")
+    # the mirror image: our bid alone at 0.59 under others' 0.55 / 0.60
+    book.apply_snapshot([(5900, 20 * SH), (5500, 50 * SH)], [(6000, 50 * SH)])
+    d = q.decide("M", book, 0, Resting(5900, 20 * SH), Resting(), own=({5900: 20 * SH}, {}))
+    assert (d.ask.price, d.ask.action_name) == (6000, "place")
+    assert (d.bid.price, d.bid.action_name) == (5600, "replace")

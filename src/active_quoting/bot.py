@@ -174,8 +174,7 @@ class Bot:
             if w is not None and token == w.info.up:
                 # The detector is an input of the decision (a sweep pulls the quotes in this very
                 # pass). Our own orders are in the book: it reads the market without them.
-                own, leaving = self.orders.own_levels(cid), self.orders.own_levels(cid, leaving=True)
-                decide = self.momentum.on_book(cid, now, book, *own, *leaving) or decide
+                decide = self.momentum.on_book(cid, now, book, *self.orders.own_and_leaving(cid)) or decide
             if decide or self._waits_on_time(cid, now):
                 self.scheduler.mark(cid, frame_t)
 

@@ -450,14 +450,17 @@ class OrderManager:
         confirmed gone (sent, live, unknown, being cancelled): what a signal reading the Up book
         must subtract to see the market without us (a BUY of Down at q rests as an Up ask at 1-q).
         ``leaving``: only the orders whose cancel is out (the book may show them gone first)."""
-        bids: dict[int, int] = {}
-        asks: dict[int, int] = {}
+        levels = self.own_and_leaving(market)
+        return (levels[2], levels[3]) if leaving else (levels[0], levels[1])
+
+    def own_and_leaving(self, market: str) -> tuple[dict[int, int], dict[int, int], dict[int, int], dict[int, int]]:
+        """Both readings of :meth:`own_levels` in one pass: (bids, asks, leaving bids, leaving asks)."""
+        out: tuple[dict[int, int], dict[int, int], dict[int, int], dict[int, int]] = ({}, {}, {}, {})
         for o in self._iter_live(market):
-            if leaving and not o.cancel_requested:
-                continue
-            levels = bids if o.quote == BID else asks
-            levels[o.quote_price] = levels.get(o.quote_price, 0) + o.remaining
-        return bids, asks
+            side = 0 if o.quote == BID else 1
+            for levels in (out[side], out[side + 2]) if o.cancel_requested else (out[side],):
+                levels[o.quote_price] = levels.get(o.quote_price, 0) + o.remaining
+        return out
 
     # -- decisions -> orders ------------------------------------------------------------
 

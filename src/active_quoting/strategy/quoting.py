@@ -127,7 +127,8 @@ class MarketQuoter:
             best_bid = best_ask = core.NO_PRICE
             tick = book.tick if book is not None else core.DEFAULT_TICK
         else:
-            best_bid, best_ask = touch_without(book, BOOK_BID, own[0]), touch_without(book, BOOK_ASK, own[1])
+            best_bid = touch_without(book, BOOK_BID, own[0], exact=True)
+            best_ask = touch_without(book, BOOK_ASK, own[1], exact=True)
             tick = book.tick
         rooms = self.inventory.rooms(market, pending, mult) if mult else (0, 0, 0, 0)
         if caps is not None:
@@ -152,11 +153,36 @@ class MarketQuoter:
         )
         bid = SideDecision(out[0], out[1], out[2])
         ask = SideDecision(out[3], out[4], out[5])
+        if own is not NO_OWN:
+            min_sz = self.min_size_default if min_size is None else min_size
+            bid, ask = self._clear_of_own(bid, ask, resting_bid, resting_ask, tick, min_sz, rooms)
         if hot and mult and not self.cfg.orders.cancel_on_momentum:
             # Momentum without cancel-on-momentum: place nothing new, leave resting orders.
             bid = SideDecision(bid.price, bid.size, core.KEEP if bid.action == core.CANCEL else bid.action)
             ask = SideDecision(ask.price, ask.size, core.KEEP if ask.action == core.CANCEL else ask.action)
         return MarketDecision(market, bid, ask, hot, mult)
+
+    def _clear_of_own(
+        self, bid: SideDecision, ask: SideDecision, resting_bid: Resting, resting_ask: Resting, tick: int,
+        min_size: int, rooms: tuple[int, int, int, int],
+    ) -> tuple[SideDecision, SideDecision]:
+        """Targets made on the others' touch can reach our own resting quote on the other side
+        (our ask alone inside the others' spread, their bid a tick below it): held a tick clear of
+        it, sized there, since the venue would refuse a post-only order crossing it (and with
+        concurrent replaces, the new order can arrive before the old one's cancel)."""
+        engine = self.engine
+        if bid.price != core.NO_PRICE and resting_ask.price != core.NO_PRICE and bid.price >= resting_ask.price:
+            price = resting_ask.price - tick
+            size = engine.size_for(price, price, min_size, rooms[0], rooms[2]) if price >= tick else 0
+            price = price if size else core.NO_PRICE
+            bid = SideDecision(price, size, engine.action(resting_bid.price, resting_bid.size, price, size, tick))
+        if ask.price != core.NO_PRICE and resting_bid.price != core.NO_PRICE and ask.price <= resting_bid.price:
+            price = resting_bid.price + tick
+            ok = price <= core.MAX_PRICE - tick
+            size = engine.size_for(price, core.MAX_PRICE - price, min_size, rooms[1], rooms[3]) if ok else 0
+            price = price if size else core.NO_PRICE
+            ask = SideDecision(price, size, engine.action(resting_ask.price, resting_ask.size, price, size, tick))
+        return bid, ask
 
     def intents(
         self, market: str, up: str, down: str, decision: MarketDecision, reserved: tuple[int, int] = (0, 0),
