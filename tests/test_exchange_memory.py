@@ -49,6 +49,14 @@ def test_a_long_run_of_windows_keeps_only_the_horizon() -> None:
     assert all(set(a.rebates) <= set(e.markets) for a in e.accounts.values())
     assert any(not m.resolved for m in e.markets.values())
     assert all(t.market in e.markets for t in e.trades)  # every trade kept can be answered
+    # a forgotten market still answers /markets/{id} with its winner (a bot back after the
+    # horizon settles its positions from it), as the venue does for closed markets
+    assert len(ex.closed_markets) > 100
+    for cid in list(ex.closed_markets)[:3]:
+        record = ex.market_record(cid)
+        assert cid not in e.markets and record is not None and record["closed"] is True
+        assert sum(t["winner"] for t in record["tokens"]) == 1
+    assert ex.market_record("0xunknown") is None
 
 
 def _market(cid: str) -> Market:
@@ -70,7 +78,7 @@ def test_what_is_within_the_horizon_stays_and_nothing_is_forgotten_without_a_res
     _trade(e, "A", 1, 0)
     _trade(e, "B", 1, HOUR_MS)
     _trade(e, "C", 1, HOUR_MS)
-    e.resolve("A", "A-up", now_ms=HOUR_MS)
+    e.resolve("A", "A-up", now_ms=HOUR_MS - 1)
     e.resolve("C", "C-up")  # no resolution time (an offline caller): never forgotten
     assert e.forget(e.history_ms) == []  # exactly the horizon: kept
     assert [t.market for t in e.by_owner["my-key"]] == ["A", "B", "C"]
@@ -80,5 +88,24 @@ def test_what_is_within_the_horizon_stays_and_nothing_is_forgotten_without_a_res
     gone = e.forget(HOUR_MS + e.history_ms + 1)
     assert [m.condition_id for m in gone] == ["A"] and set(e.markets) == {"B", "C"}
     assert "A-up" not in e.by_token and "B-up" in e.by_token
-    assert not e.by_owner  # every trade is past the horizon: the owners' histories are gone
+    # B is still open: its trade stays (C's, resolved, waits behind it)
+    assert [t.market for t in e.by_owner["my-key"]] == ["B", "C"]
     assert "C" in e.markets and e.markets["C"].resolved == "C-up"
+
+
+def test_a_market_still_open_keeps_its_trades_past_the_horizon() -> None:
+    # A window longer than the horizon (4 h markets exist): its trades stay until it resolves
+    # and the horizon has passed since (the fills a bot counts there must stay answerable).
+    e = Engine()
+    e.credit("me", collateral=10**12)
+    for cid in ("L", "S"):
+        e.add_market(_market(cid))
+    _trade(e, "L", 1, 0)
+    _trade(e, "S", 1, 1)
+    e.resolve("S", "S-up", now_ms=2)
+    assert e.forget(3 * HOUR_MS) == []  # S is past the horizon, but a trade kept names it
+    assert [t.market for t in e.by_owner["my-key"]] == ["L", "S"]  # S's trade waits behind L's: kept
+    e.resolve("L", "L-up", now_ms=3 * HOUR_MS)
+    assert [m.condition_id for m in e.forget(3 * HOUR_MS + e.history_ms - 1)] == ["S"]
+    assert "my-key" not in e.by_owner  # L resolved: its old trades go, and S's with them
+    assert "L" in e.markets  # resolved within the horizon: still listed

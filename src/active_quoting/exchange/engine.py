@@ -208,8 +208,10 @@ class Result:
 
 
 TRADES_KEPT = 50_000
-# How long the venue answers about the past: trades (``/data/trades``) and resolved markets
-# (``/markets/{id}``, Gamma) older than this are forgotten by ``forget``. The bot asks
+# How long the venue answers about the past: trades (``/data/trades``) of resolved markets and
+# the markets resolved (their books, Gamma entries, rebates) older than this are forgotten by
+# ``forget`` (the server keeps a resolved market's record, as the venue answers ``/markets/{id}``
+# for closed markets for good). The bot asks
 # ``/data/trades`` from its newest fill (minus a minute) after a restart, so hours of history
 # cover any restart a supervisor makes; without a horizon a day of rollovers kept every trade
 # of ours (and the orders each one holds) and every market ever listed.
@@ -596,20 +598,28 @@ class Engine:
         return result
 
     def forget(self, now_ms: int) -> list[Market]:
-        """Drop what is older than ``history_ms``: trades matched before it (from every owner's
-        history) and markets resolved before it (with their per-account rebates and empty
-        balance entries); returns the markets forgotten. Trades first: a market's trades are
-        all older than its resolution, so no trade kept names a forgotten market. Finished
-        orders stay bounded by ``finished_kept``; one of a forgotten market is "not found"."""
+        """Drop what is older than ``history_ms``: trades matched before it in markets since
+        resolved (from every owner's history: a market still open keeps its trades, and those
+        after them, however long it runs) and markets resolved before it (with their per-account
+        rebates and empty balance entries) once no trade kept is older than their resolution;
+        returns the markets forgotten. A market's trades all precede its resolution, so no
+        trade kept names a forgotten market. Finished orders stay bounded by ``finished_kept``;
+        one of a forgotten market is "not found"."""
         cutoff = now_ms - self.history_ms
+        markets = self.markets
         histories = [self.trades, *self.by_owner.values()]
         for history in histories:
             while history and history[0].t_ms < cutoff:
+                m = markets.get(history[0].market)
+                if m is not None and not m.resolved:
+                    break
                 history.popleft()
         for owner in [k for k, v in self.by_owner.items() if not v]:
             del self.by_owner[owner]
+        # a market goes only once no trade kept can name it (its trades all precede its resolution)
+        oldest = min((h[0].t_ms for h in histories if h), default=now_ms + 1)
         gone: list[Market] = []
-        while self._resolved and self._resolved[0][0] < cutoff:
+        while self._resolved and self._resolved[0][0] < min(cutoff, oldest):
             m = self.markets.pop(self._resolved.popleft()[1], None)
             if m is None:
                 continue

@@ -209,6 +209,7 @@ class Exchange:
         self.heartbeats: dict[str, tuple[str, float]] = {}  # address -> (id, last monotonic)
         self.buckets: dict[str, tuple[_Bucket, _Bucket]] = {}
         self.gamma_markets: list[dict[str, Any]] = []
+        self.closed_markets: dict[str, dict[str, Any]] = {}  # records of resolved markets forgotten
         self.market_sockets: dict[web.WebSocketResponse, set[str]] = {}
         self.custom_feature: set[web.WebSocketResponse] = set()
         self.user_sockets: dict[web.WebSocketResponse, tuple[ApiKey, set[str]]] = {}
@@ -324,7 +325,10 @@ class Exchange:
 
     def forget(self) -> None:
         """Forget the history past the engine's horizon; a forgotten market leaves Gamma too."""
-        gone = {m.condition_id for m in self.engine.forget(self.clock.ms())}
+        forgotten = self.engine.forget(self.clock.ms())
+        for m in forgotten:  # the venue answers /markets/{id} for closed markets for good
+            self.closed_markets[m.condition_id] = messages.market_record(m)
+        gone = {m.condition_id for m in forgotten}
         if gone:
             self.gamma_markets[:] = [g for g in self.gamma_markets if g.get("conditionId") not in gone]
 
@@ -848,8 +852,14 @@ class Exchange:
         return _json({"limit": self.cfg.page_size, "count": len(page), "next_cursor": nxt, "data": page})
 
     async def h_market(self, request: web.Request) -> web.Response:
-        m = self.engine.markets.get(request.match_info["cid"])
-        return _json(messages.market_record(m)) if m else _err("market not found", 404)
+        record = self.market_record(request.match_info["cid"])
+        return _json(record) if record is not None else _err("market not found", 404)
+
+    def market_record(self, cid: str) -> dict[str, Any] | None:
+        """``/markets/{id}``: a listed market's record, or a resolved one's after the engine
+        forgot it (its winner: a bot back after the horizon still settles its positions)."""
+        m = self.engine.markets.get(cid)
+        return messages.market_record(m) if m is not None else self.closed_markets.get(cid)
 
     async def h_midpoint(self, request: web.Request) -> web.Response:
         m = self._market_of(request.query.get("token_id"))
