@@ -168,3 +168,12 @@ def test_a_quote_made_on_the_others_touch_stays_clear_of_our_own_opposite_quote(
     d = q.decide("M", book, 0, Resting(5900, 20 * SH), Resting(), own=({5900: 20 * SH}, {}))
     assert (d.ask.price, d.ask.action_name) == (6000, "place")
     assert (d.bid.price, d.bid.action_name) == (5600, "replace")
+
+
+def test_a_quote_stays_clear_of_our_opposite_order_whose_cancel_is_out():
+    # Our ask at 0.41 is being cancelled (no longer "resting" for the decision, but the venue
+    # holds it until the cancel lands): the bid is still held a tick below it.
+    q, _, book = setup()
+    book.apply_snapshot([(4000, 50 * SH)], [(4100, 20 * SH), (4500, 50 * SH)])
+    d = q.decide("M", book, 0, Resting(), Resting(), own=({}, {4100: 20 * SH}))
+    assert (d.bid.price, d.bid.action_name) == (4000, "place")

@@ -155,7 +155,7 @@ class MarketQuoter:
         ask = SideDecision(out[3], out[4], out[5])
         if own is not NO_OWN:
             min_sz = self.min_size_default if min_size is None else min_size
-            bid, ask = self._clear_of_own(bid, ask, resting_bid, resting_ask, tick, min_sz, rooms)
+            bid, ask = self._clear_of_own(bid, ask, resting_bid, resting_ask, own, tick, min_sz, rooms)
         if hot and mult and not self.cfg.orders.cancel_on_momentum:
             # Momentum without cancel-on-momentum: place nothing new, leave resting orders.
             bid = SideDecision(bid.price, bid.size, core.KEEP if bid.action == core.CANCEL else bid.action)
@@ -163,21 +163,25 @@ class MarketQuoter:
         return MarketDecision(market, bid, ask, hot, mult)
 
     def _clear_of_own(
-        self, bid: SideDecision, ask: SideDecision, resting_bid: Resting, resting_ask: Resting, tick: int,
-        min_size: int, rooms: tuple[int, int, int, int],
+        self, bid: SideDecision, ask: SideDecision, resting_bid: Resting, resting_ask: Resting, own: OwnLevels,
+        tick: int, min_size: int, rooms: tuple[int, int, int, int],
     ) -> tuple[SideDecision, SideDecision]:
-        """Targets made on the others' touch can reach our own resting quote on the other side
-        (our ask alone inside the others' spread, their bid a tick below it): held a tick clear of
-        it, sized there, since the venue would refuse a post-only order crossing it (and with
-        concurrent replaces, the new order can arrive before the old one's cancel)."""
+        """Targets made on the others' touch can reach our own orders on the other side (our ask
+        alone inside the others' spread, their bid a tick below it; or an ask whose cancel is
+        out and which the venue still holds): held a tick clear of every order of ours not yet
+        confirmed gone (``own``), sized there, since the venue refuses a post-only order
+        crossing it (and with concurrent replaces, the new order can arrive before the old one's
+        cancel)."""
         engine = self.engine
-        if bid.price != core.NO_PRICE and resting_ask.price != core.NO_PRICE and bid.price >= resting_ask.price:
-            price = resting_ask.price - tick
+        lowest_ask = min(own[1], default=core.NO_PRICE)
+        highest_bid = max(own[0], default=core.NO_PRICE)
+        if bid.price != core.NO_PRICE and lowest_ask != core.NO_PRICE and bid.price >= lowest_ask:
+            price = lowest_ask - tick
             size = engine.size_for(price, price, min_size, rooms[0], rooms[2]) if price >= tick else 0
             price = price if size else core.NO_PRICE
             bid = SideDecision(price, size, engine.action(resting_bid.price, resting_bid.size, price, size, tick))
-        if ask.price != core.NO_PRICE and resting_bid.price != core.NO_PRICE and ask.price <= resting_bid.price:
-            price = resting_bid.price + tick
+        if ask.price != core.NO_PRICE and highest_bid != core.NO_PRICE and ask.price <= highest_bid:
+            price = highest_bid + tick
             ok = price <= core.MAX_PRICE - tick
             size = engine.size_for(price, core.MAX_PRICE - price, min_size, rooms[1], rooms[3]) if ok else 0
             price = price if size else core.NO_PRICE
