@@ -68,12 +68,12 @@ async def test_typed_intents_go_out_as_venue_orders_and_come_back_as_own_levels(
         venue = {(o.token, o.side, o.price) for o in ex.engine.live_orders(account=me)}
         assert venue == {(UP, BUY, 4700), (DOWN, BUY, 4600)}
         assert om.own_levels(CID) == ({4700: 10 * SH}, {5400: 10 * SH})
-        assert om.own_levels(CID, leaving=True) == ({}, {})
+        assert om.own_and_leaving(CID)[2:] == ({}, {})
         assert om.resting(CID, ASK).price == 5400 and om.resting(CID, BID).price == 4700
         assert om.stage(*_decision(cancel=ASK), clock.time())  # a cancel-only change
         (canceling,) = [o for o in om.live() if o.quote == ASK]
         assert om.own_levels(CID)[1] == {5400: 10 * SH}  # still resting until the venue confirms
-        assert om.own_levels(CID, leaving=True) == ({}, {5400: 10 * SH})  # and on its way out
+        assert om.own_and_leaving(CID)[2:] == ({}, {5400: 10 * SH})  # and on its way out
         await om.flush()
         assert canceling.status == "CANCELED" and om.own_levels(CID) == ({4700: 10 * SH}, {})
 

@@ -445,16 +445,16 @@ class OrderManager:
             out.setdefault(o.market, []).append((o.token, o.side, o.price, o.remaining))
         return out
 
-    def own_levels(self, market: str, leaving: bool = False) -> tuple[dict[int, int], dict[int, int]]:
+    def own_levels(self, market: str) -> tuple[dict[int, int], dict[int, int]]:
         """Our resting remaining size per Up-terms price, (bids, asks), for every order not yet
         confirmed gone (sent, live, unknown, being cancelled): what a signal reading the Up book
-        must subtract to see the market without us (a BUY of Down at q rests as an Up ask at 1-q).
-        ``leaving``: only the orders whose cancel is out (the book may show them gone first)."""
-        levels = self.own_and_leaving(market)
-        return (levels[2], levels[3]) if leaving else (levels[0], levels[1])
+        must subtract to see the market without us (a BUY of Down at q rests as an Up ask at 1-q)."""
+        bids, asks, _, _ = self.own_and_leaving(market)
+        return bids, asks
 
     def own_and_leaving(self, market: str) -> tuple[dict[int, int], dict[int, int], dict[int, int], dict[int, int]]:
-        """Both readings of :meth:`own_levels` in one pass: (bids, asks, leaving bids, leaving asks)."""
+        """:meth:`own_levels` and, of it, what the orders whose cancel is out hold (the book may
+        show them gone first), in one pass: (bids, asks, leaving bids, leaving asks)."""
         out: tuple[dict[int, int], dict[int, int], dict[int, int], dict[int, int]] = ({}, {}, {}, {})
         for o in self._iter_live(market):
             side = 0 if o.quote == BID else 1

@@ -36,11 +36,10 @@ from typing import Protocol
 
 from active_quoting import core
 from active_quoting.strategy.config import MomentumConfig
-from active_quoting.strategy.own_book import touch_without
+from active_quoting.strategy.own_book import BOOK_ASK, BOOK_BID, touch_without
 
 # The core's names are bound at import time by its selector, which mypy cannot follow.
-BID: int = core.BID  # type: ignore[attr-defined]
-ASK: int = core.ASK  # type: ignore[attr-defined]
+BID, ASK = BOOK_BID, BOOK_ASK
 _NO_PRICE: int = core.NO_PRICE  # type: ignore[attr-defined]
 _MAX_PRICE: int = core.MAX_PRICE  # type: ignore[attr-defined]
 
