@@ -82,9 +82,11 @@ class LiveOrdersWatch:
         assert not self.violations, f"the venue held orders the bot did not manage: {self.violations[0]}"
 
 
-def quickly_cancelled(db: str, within_ms: int) -> dict[str, Any]:
+def quickly_cancelled(db: str, within_ms: int, before_ms: int | None = None) -> dict[str, Any]:
     """Of the orders a bot placed, the share it cancelled within ``within_ms`` of placing them
-    (from its store: the order row's creation and its CANCELED event)."""
+    (from its store: the order row's creation and its CANCELED event). With ``before_ms``, only
+    cancellations before that time count as quick: shutdown cancels everything, and an order a
+    last pass placed just before it says nothing about how the bot reads the book."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         rows = con.execute(
@@ -93,5 +95,9 @@ def quickly_cancelled(db: str, within_ms: int) -> dict[str, Any]:
         ).fetchall()
     finally:
         con.close()
-    quick = [r for r in rows if r[2] is not None and r[2] - r[1] <= within_ms]
-    return {"orders": len(rows), "quick": len(quick), "share": len(quick) / max(1, len(rows))}
+    quick = [
+        r for r in rows
+        if r[2] is not None and r[2] - r[1] <= within_ms and (before_ms is None or r[2] < before_ms)
+    ]  # fmt: skip
+    return {"orders": len(rows), "quick": len(quick), "share": len(quick) / max(1, len(rows)),
+            "quick_rows": quick}  # fmt: skip
