@@ -604,7 +604,9 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
             else:
                 done = msg
         if "done" not in done:
-            print(f"flood harness: venue says {done}; logs in {tmp}", file=sys.stderr)
+            tail = (tmp / "bot.log").read_text(errors="replace").splitlines()[-20:]
+            print(f"flood harness: venue says {done}; logs in {tmp}; the bot's last lines:", *tail,
+                  sep="\n", file=sys.stderr)  # fmt: skip
             return None
     finally:
         lat.stop_all(procs)  # the bot (cancels its orders), then the venue

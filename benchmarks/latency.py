@@ -1111,11 +1111,13 @@ def table(ours: dict[str, Any], theirs: dict[str, Any], base: dict[str, Any] | N
 
 def pick_window(now: float, need_s: float) -> int:
     """A window length whose current window has ``need_s`` seconds left (so the bot keeps
-    quoting it for the whole run)."""
-    for w in (3600, 3000, 2400, 1800):
+    quoting it for the whole run). Windows start at multiples of their length since the epoch:
+    lengths that are all multiples of 600 s end together every 10 h (their least common multiple,
+    e.g. 12:00 UTC on 2026-11-30), so the candidates step by 60 s and none is taken blindly."""
+    for w in range(3600, 1799, -60):
         if w - now % w > need_s:
             return w
-    return 3600
+    raise RuntimeError(f"no window length in 1800-3600 s has {need_s:.0f} s left at {now:.0f}")
 
 
 def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
