@@ -558,7 +558,11 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     tmp = Path(tempfile.mkdtemp(prefix="aq-flood-"))
     out = tmp / "venue.json"
     need = 90 + 2 * args.seconds + DRAIN_S
-    window = lat.pick_window(time.time(), need + 120)
+    try:
+        window = lat.pick_window(time.time(), need + 120)
+    except lat.NoWindow as e:
+        print(f"flood harness: {e}", file=sys.stderr)
+        return None
     venue_cpu, bot_cpu = lat.pinning(args)
     procs: list[subprocess.Popen[bytes]] = []
     samples: list[tuple[int, ...]] = []
@@ -604,7 +608,8 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
             else:
                 done = msg
         if "done" not in done:
-            tail = (tmp / "bot.log").read_text(errors="replace").splitlines()[-20:]
+            log = tmp / "bot.log"
+            tail = log.read_text(errors="replace").splitlines()[-20:] if log.exists() else ["(no log)"]
             print(f"flood harness: venue says {done}; logs in {tmp}; the bot's last lines:", *tail,
                   sep="\n", file=sys.stderr)  # fmt: skip
             return None

@@ -1109,15 +1109,22 @@ def table(ours: dict[str, Any], theirs: dict[str, Any], base: dict[str, Any] | N
     return "\n".join(lines)
 
 
+class NoWindow(RuntimeError):
+    """No window length leaves the run the time it needs (a run longer than ~25 minutes)."""
+
+
 def pick_window(now: float, need_s: float) -> int:
-    """A window length whose current window has ``need_s`` seconds left (so the bot keeps
-    quoting it for the whole run). Windows start at multiples of their length since the epoch:
-    lengths that are all multiples of 600 s end together every 10 h (their least common multiple,
-    e.g. 12:00 UTC on 2026-11-30), so the candidates step by 60 s and none is taken blindly."""
+    """A window length whose current window leaves ``need_s`` seconds of quoting (the bot stops
+    ``stop_before_end`` seconds before a window's end), so the bot quotes it for the whole run.
+    Windows start at multiples of their length since the epoch: lengths that are all multiples
+    of 600 s end together every 10 h (their least common multiple, e.g. 12:00 UTC on 2026-11-30),
+    so the candidates step by 60 s, and none is taken without the time."""
+    from active_quoting.options import stop_before_end
+
     for w in range(3600, 1799, -60):
-        if w - now % w > need_s:
+        if w - now % w > need_s + stop_before_end(w):
             return w
-    raise RuntimeError(f"no window length in 1800-3600 s has {need_s:.0f} s left at {now:.0f}")
+    raise NoWindow(f"no window length in 1800-3600 s leaves {need_s:.0f} s of quoting now: shorten the run")
 
 
 def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -1157,7 +1164,11 @@ def run_scenario(args: argparse.Namespace, scenario: str) -> tuple[dict[str, Any
     tmp = Path(tempfile.mkdtemp(prefix=f"aq-latency-{scenario}-"))
     out, px_out = tmp / "venue.json", tmp / "proxy.json"
     need = 60 + args.moves * args.period
-    window = pick_window(time.time(), need + 120)
+    try:
+        window = pick_window(time.time(), need + 120)
+    except NoWindow as e:
+        print(f"latency harness: {e}", file=sys.stderr)
+        return None
     procs: list[subprocess.Popen[bytes]] = []
     env = dict(os.environ)
     venue_cpu, pipeline_cpu = pinning(args)

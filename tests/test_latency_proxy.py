@@ -242,12 +242,16 @@ def test_the_proxy_relays_and_stamps_a_frame_and_a_request():
     asyncio.run(main())
 
 
-def test_a_window_picked_has_the_time_asked_for_even_where_round_lengths_all_end_together():
+def test_a_window_picked_leaves_the_quoting_time_asked_for_even_where_round_lengths_all_end_together():
+    from active_quoting.options import stop_before_end
+
     # 2026-11-30 12:00 UTC is a multiple of 36000 s, where 3600/3000/2400/1800 s windows all end:
     # 100 s before it the flood harness ran the bot in a window with 100 s left (quoted nothing)
-    for t in (1_796_040_000 - 100, 1_796_040_000 - 1, 1_796_040_000, 1_796_040_000 + 7):
-        w = h.pick_window(t, 300)
-        assert w - t % w > 300, (t, w)
-    assert h.pick_window(1_796_040_000, 300) == 3600  # a fresh hour: the round length, as before
-    with pytest.raises(RuntimeError):
+    noon = 1_796_040_000
+    for t in range(noon - 4000, noon + 4000, 7):
+        w = h.pick_window(t, 254)
+        # the bot stops quoting stop_before_end(w) before the end (180 s of an hour)
+        assert w - t % w - stop_before_end(w) > 254, (t, w)
+    assert h.pick_window(noon, 254) == 3600  # a fresh hour: the round length, as before
+    with pytest.raises(h.NoWindow):
         h.pick_window(0, 4000)
