@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,22 +83,26 @@ class LiveOrdersWatch:
         assert not self.violations, f"the venue held orders the bot did not manage: {self.violations[0]}"
 
 
-def quickly_cancelled(db: str, within_ms: int, before_ms: int | None = None) -> dict[str, Any]:
+def quickly_cancelled(
+    db: str, within_ms: int, before_ms: int | None = None, excused: Callable[[str, int, int], bool] | None = None
+) -> dict[str, Any]:
     """Of the orders a bot placed, the share it cancelled within ``within_ms`` of placing them
     (from its store: the order row's creation and its CANCELED event). With ``before_ms``, only
     cancellations before that time count as quick: shutdown cancels everything, and an order a
-    last pass placed just before it says nothing about how the bot reads the book."""
+    last pass placed just before it says nothing about how the bot reads the book. ``excused``
+    (market, created ms, cancelled ms) names quick cancels with a cause of the market's own."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         rows = con.execute(
-            "SELECT o.order_id, o.created_ms, MIN(e.t_ms) FROM orders o LEFT JOIN order_events e "
+            "SELECT o.order_id, o.market, o.created_ms, MIN(e.t_ms) FROM orders o LEFT JOIN order_events e "
             "ON e.order_id = o.order_id AND e.status = 'CANCELED' GROUP BY o.order_id"
         ).fetchall()
     finally:
         con.close()
     quick = [
         r for r in rows
-        if r[2] is not None and r[2] - r[1] <= within_ms and (before_ms is None or r[2] < before_ms)
+        if r[3] is not None and r[3] - r[2] <= within_ms and (before_ms is None or r[3] < before_ms)
     ]  # fmt: skip
-    return {"orders": len(rows), "quick": len(quick), "share": len(quick) / max(1, len(rows)),
-            "quick_rows": quick}  # fmt: skip
+    counted = [r for r in quick if excused is None or not excused(r[1], r[2], r[3])]
+    return {"orders": len(rows), "quick": len(counted), "share": len(counted) / max(1, len(rows)),
+            "quick_rows": counted, "excused_rows": [r for r in quick if r not in counted]}  # fmt: skip
