@@ -699,9 +699,12 @@ class Bot:
             if self._stop.is_set():
                 pass  # stopped while starting
             elif self.opts.duration_s:
-                stop = loop.create_task(self._stop.wait())
-                await asyncio.wait([stop, loop.create_task(self.clock.sleep(self.opts.duration_s))],
-                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+                waits = [loop.create_task(self._stop.wait()), loop.create_task(self.clock.sleep(self.opts.duration_s))]
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:  # the other one (both, if this run is cancelled) is not left pending
+                    for t in waits:
+                        t.cancel()
             else:
                 await self._stop.wait()
         finally:

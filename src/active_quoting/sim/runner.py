@@ -19,6 +19,7 @@ venue's protocol. What the simulator adds around it:
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import math
 import random
@@ -207,6 +208,10 @@ class Simulation:
         if bot._lock is not None:
             bot._lock.close()
             bot._lock = None
+        # A killed process gives all its memory back. The bot froze what it built at start-up
+        # (gc.freeze: never collected again), so the dead bot would outlive its crash - a whole
+        # bot per crash, for the rest of the run: unfrozen, the next bot's start collects it.
+        gc.unfreeze()
         self.crashes += 1
 
     # -- the world around it ---------------------------------------------------------------
@@ -258,7 +263,9 @@ class Simulation:
         if not self.cfg.operator_clear_s:
             return
         seen: dict[str, float] = {}
+        bot: Bot | None = None
         while not self._stopping:
+            bot = None  # no bot held across a sleep: a crashed one must be free to go (see _crash)
             await asyncio.sleep(10)
             bot = self.bot
             if bot is None or not hasattr(bot, "windows"):
@@ -284,7 +291,9 @@ class Simulation:
         next_hour = 3600.0
         total = self.cfg.hours * 3600
         last_progress = 0.0
+        bot: Bot | None = None
         while not self._stopping:
+            bot = None  # as in _operator
             await asyncio.sleep(self.cfg.check_every_s)
             bot = self.bot
             if bot is not None and hasattr(bot, "windows") and not bot.stopping and bot._timers:
