@@ -192,3 +192,26 @@ def test_a_crashed_bot_gives_its_memory_back_and_leaves_no_task_pending(tmp_path
         assert "Task was destroyed but it is pending" not in caplog.text
     finally:
         gc.unfreeze()  # the last bot froze what the test process held
+
+
+def test_timers_due_at_one_instant_run_in_the_order_they_were_scheduled():
+    """asyncio's timers compare by deadline alone: ten due together came out of its heap as
+    0, 9, 8, ... and a timer cancelled elsewhere reshuffled them (it changed the fills of a run
+    with crashes). On the virtual loop, first scheduled, first run, whatever else was cancelled."""
+    loop = VirtualTimeLoop()
+    ran: list[int] = []
+
+    async def main() -> None:
+        noise = [loop.call_later(5.0 + i / 100, ran.append, -1) for i in range(40)]
+        for i in range(10):
+            loop.call_later(2.0, ran.append, i)
+            noise[i * 3].cancel()  # cancellations enough to make asyncio rebuild its heap
+        for h in noise:
+            h.cancel()
+        late = loop.call_at(loop.time() + 2.0, ran.append, 10)  # the same instant, scheduled last
+        assert late.when() == loop.time() + 2.0
+        await asyncio.sleep(3)
+
+    loop.run_until_complete(main())
+    loop.close()
+    assert ran == list(range(11))

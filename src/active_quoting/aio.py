@@ -121,25 +121,27 @@ class TaskSet:
     logged with its traceback and handed to ``on_error``, never dropped silently."""
 
     def __init__(self, log: logging.Logger, on_error: Callable[[BaseException], None] | None = None) -> None:
-        self._tasks: set[asyncio.Task[Any]] = set()
+        # insertion-ordered (a dict, not a set): cancel() goes in spawning order, not in the
+        # order of the tasks' memory addresses (the simulator's runs must not depend on those)
+        self._tasks: dict[asyncio.Task[Any], None] = {}
         self._log = log
         self._on_error = on_error
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
+        self._tasks[task] = None
         task.add_done_callback(self._done)
         return task
 
     def spawn_now(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """:meth:`spawn`, but ``coro`` runs at once up to its first wait (:func:`start_now`)."""
         task = start_now(coro)
-        self._tasks.add(task)
+        self._tasks[task] = None
         task.add_done_callback(self._done)
         return task
 
     def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
+        self._tasks.pop(task, None)
         if task.cancelled():
             return
         exc = task.exception()

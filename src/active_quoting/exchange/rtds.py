@@ -64,7 +64,8 @@ class RtdsHub:
         self.clock = clock
         self.delay_ms = delay_ms
         self.chainlink_lag_ms = chainlink_lag_ms
-        self._pending: set[asyncio.Task[None]] = set()  # lagged Chainlink frames not yet released
+        # lagged Chainlink frames not yet released, in creation order (cancelled in it)
+        self._pending: dict[asyncio.Task[None], None] = {}
         # socket -> topic -> symbols (ALL: every symbol)
         self.sockets: dict[Any, dict[str, set[str] | None]] = {}
         self.frozen = False  # publishes nothing (a feed outage), sockets stay open
@@ -135,8 +136,9 @@ class RtdsHub:
             if not self.frozen:
                 self._broadcast(*frame)
 
-        self._pending.add(task := asyncio.get_running_loop().create_task(release()))
-        task.add_done_callback(self._pending.discard)
+        task = asyncio.get_running_loop().create_task(release())
+        self._pending[task] = None
+        task.add_done_callback(lambda t: self._pending.pop(t, None))
 
     def _broadcast(self, topic: str, symbol: str, units: int, ts_ms: int, now_ms: int) -> None:
         targets = []

@@ -14,6 +14,7 @@ with the first violation's (simulated) time and context.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,14 +152,15 @@ class InvariantMonitor:
                          halted and bool(live_ids))  # fmt: skip
         # rate
         limited = bot.rest.counts.get("rate_limited", 0)
-        if id(bot.rest) != self._rate_client:  # a restarted bot counts from zero
-            self._rate_client, self._rate_seen = id(bot.rest), 0
+        client = self._rate_client() if self._rate_client is not None else None
+        if client is not bot.rest:  # a restarted bot counts from zero (an address can be reused)
+            self._rate_client, self._rate_seen = weakref.ref(bot.rest), 0
         if limited > self._rate_seen and not rate_fault_active:
             self._violate("rate", now, f"{limited - self._rate_seen} requests answered 429")
         self._rate_seen = limited
 
     _rate_seen: int = 0
-    _rate_client: int = 0
+    _rate_client: weakref.ref[Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import heapq
 import selectors
 import socket
 import sys
@@ -199,6 +200,25 @@ class _JumpingSelector(selectors.BaseSelector):
         return self._real.get_map()
 
 
+class _FifoTimer(asyncio.TimerHandle):
+    """A timer that, due at the same instant as another, runs after the ones scheduled before
+    it. asyncio's timers compare by deadline alone, so timers due together (common on a virtual
+    clock: a 15 ms market-data delay and a 15 ms entry delay set in one callback, whole-second
+    loops) ran in whatever order the heap's history gave, and an unrelated change (a timer
+    cancelled elsewhere) changed which order came in first - and with it the fills."""
+
+    __slots__ = ("_order",)
+
+    def __init__(self, when: float, callback: Any, args: Any, loop: Any, context: Any, order: int) -> None:
+        super().__init__(when, callback, args, loop, context)
+        self._order = order
+
+    def __lt__(self, other: Any) -> bool:
+        if self._when == other._when:
+            return self._order < other._order  # type: ignore[no-any-return]
+        return self._when < other._when  # type: ignore[no-any-return]
+
+
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
     # Read by code that picks its own transports (venue/ws.py: picows' aiofastnet reads the
     # kernel directly, which this loop cannot settle): on this loop, use the loop's.
@@ -206,6 +226,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def __init__(self) -> None:
         self._now = 0.0
+        self._timers_made = 0
         self.jumps = 0
         self.jumped_s = 0.0
         # connected TCP transports of this loop by (local address, peer address): a socket's
@@ -223,6 +244,17 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self._now
+
+    def call_at(self, when: float, callback: Any, *args: Any, context: Any = None) -> asyncio.TimerHandle:
+        """As asyncio's, with timers due at one instant run in the order they were scheduled."""
+        if when is None:
+            raise TypeError("when cannot be None")
+        self._check_closed()
+        timer = _FifoTimer(when, callback, args, self, context, self._timers_made)
+        self._timers_made += 1
+        heapq.heappush(self._scheduled, timer)  # type: ignore[attr-defined]
+        timer._scheduled = True  # type: ignore[attr-defined]
+        return timer
 
     def advance(self, seconds: float) -> None:
         if seconds > 0:

@@ -192,7 +192,7 @@ class OrderLane:
         self._opening = {ORDERS: 0, CANCELS: 0}
         self._queued: dict[str, deque[asyncio.Future[_Connection]]] = {ORDERS: deque(), CANCELS: deque()}
         self._templates: dict[tuple[str, str, ApiCredentials, str], _Template] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], None] = {}  # in creation order (close cancels in it)
         self._started = False
         self._closed = False
 
@@ -215,6 +215,9 @@ class OrderLane:
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             _log.warning("order lane: %d of %d connections did not open: %s", len(failed), len(results), failed[0])
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
 
     async def close(self) -> None:
         self._closed = True
@@ -357,8 +360,8 @@ class OrderLane:
         self.counts["lost"] += 1
         if not self._closed:
             task = asyncio.get_running_loop().create_task(self._refill(conn.pool))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks[task] = None
+            task.add_done_callback(self._forget_task)
 
     async def _refill(self, pool: str) -> None:
         while not self._closed and len(self._pools[pool]) + self._opening[pool] < self.minimum[pool]:
