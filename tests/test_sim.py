@@ -202,12 +202,14 @@ def test_timers_due_at_one_instant_run_in_the_order_they_were_scheduled():
     ran: list[int] = []
 
     async def main() -> None:
-        noise = [loop.call_later(5.0 + i / 100, ran.append, -1) for i in range(40)]
+        noise = [loop.call_later(5.0 + i / 100, ran.append, -1) for i in range(300)]
         for i in range(10):
             loop.call_later(2.0, ran.append, i)
-            noise[i * 3].cancel()  # cancellations enough to make asyncio rebuild its heap
+            noise[i * 3].cancel()
         for h in noise:
             h.cancel()
+        await asyncio.sleep(0)  # over 100 timers, over half cancelled: asyncio rebuilds its heap
+        assert len(loop._scheduled) == 10  # type: ignore[attr-defined]
         late = loop.call_at(loop.time() + 2.0, ran.append, 10)  # the same instant, scheduled last
         assert late.when() == loop.time() + 2.0
         await asyncio.sleep(3)

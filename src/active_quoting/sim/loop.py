@@ -214,6 +214,9 @@ class _FifoTimer(asyncio.TimerHandle):
         self._order = order
 
     def __lt__(self, other: Any) -> bool:
+        # heapq compares with < only; the loop's heap holds nothing but these (call_at below)
+        if not isinstance(other, _FifoTimer):
+            return super().__lt__(other)  # type: ignore[no-any-return]
         if self._when == other._when:
             return self._order < other._order  # type: ignore[no-any-return]
         return self._when < other._when  # type: ignore[no-any-return]
@@ -250,7 +253,12 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         if when is None:
             raise TypeError("when cannot be None")
         self._check_closed()
+        if self._debug:
+            self._check_thread()  # type: ignore[attr-defined]
+            self._check_callback(callback, "call_at")  # type: ignore[attr-defined]
         timer = _FifoTimer(when, callback, args, self, context, self._timers_made)
+        if timer._source_traceback:  # type: ignore[attr-defined]
+            del timer._source_traceback[-2:]  # type: ignore[attr-defined]  # this call and the timer's __init__
         self._timers_made += 1
         heapq.heappush(self._scheduled, timer)  # type: ignore[attr-defined]
         timer._scheduled = True  # type: ignore[attr-defined]
