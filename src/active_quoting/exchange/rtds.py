@@ -14,13 +14,13 @@ delay). PING/PONG is the exchange's common WebSocket loop.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
+from active_quoting.aio import TaskSet
 from active_quoting.clock import Clock
 from active_quoting.venue.spot_feed import BINANCE_TOPIC, CHAINLINK_TOPIC, PRICE_TYPE, SPOT_SCALE
 
@@ -64,8 +64,7 @@ class RtdsHub:
         self.clock = clock
         self.delay_ms = delay_ms
         self.chainlink_lag_ms = chainlink_lag_ms
-        # lagged Chainlink frames not yet released, in creation order (cancelled in it)
-        self._pending: dict[asyncio.Task[None], None] = {}
+        self._pending = TaskSet(_log)  # lagged Chainlink frames not yet released
         # socket -> topic -> symbols (ALL: every symbol)
         self.sockets: dict[Any, dict[str, set[str] | None]] = {}
         self.frozen = False  # publishes nothing (a feed outage), sockets stay open
@@ -110,8 +109,7 @@ class RtdsHub:
 
     def cancel_pending(self) -> None:
         """Lagged frames not yet released are dropped (the exchange stops)."""
-        for task in list(self._pending):
-            task.cancel()
+        self._pending.cancel()
 
     def publish(self, asset: str, units: int, now: float) -> None:
         """The underlying of ``asset`` is ``units`` (1e-8 USD) at exchange time ``now``."""
@@ -136,9 +134,7 @@ class RtdsHub:
             if not self.frozen:
                 self._broadcast(*frame)
 
-        task = asyncio.get_running_loop().create_task(release())
-        self._pending[task] = None
-        task.add_done_callback(lambda t: self._pending.pop(t, None))
+        self._pending.spawn(release())
 
     def _broadcast(self, topic: str, symbol: str, units: int, ts_ms: int, now_ms: int) -> None:
         targets = []

@@ -263,9 +263,8 @@ class Simulation:
         if not self.cfg.operator_clear_s:
             return
         seen: dict[str, float] = {}
-        bot: Bot | None = None
         while not self._stopping:
-            bot = None  # no bot held across a sleep: a crashed one must be free to go (see _crash)
+            bot: Bot | None = None  # no bot held across a sleep: a crashed one must be free to go (see _crash)
             await asyncio.sleep(10)
             bot = self.bot
             if bot is None or not hasattr(bot, "windows"):
@@ -291,9 +290,8 @@ class Simulation:
         next_hour = 3600.0
         total = self.cfg.hours * 3600
         last_progress = 0.0
-        bot: Bot | None = None
         while not self._stopping:
-            bot = None  # as in _operator
+            bot: Bot | None = None  # as in _operator
             await asyncio.sleep(self.cfg.check_every_s)
             bot = self.bot
             if bot is not None and hasattr(bot, "windows") and not bot.stopping and bot._timers:

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from active_quoting.aio import TaskSet
 from active_quoting.venue.errors import VenueError
 from active_quoting.venue.signing import ApiCredentials
 
@@ -192,7 +193,7 @@ class OrderLane:
         self._opening = {ORDERS: 0, CANCELS: 0}
         self._queued: dict[str, deque[asyncio.Future[_Connection]]] = {ORDERS: deque(), CANCELS: deque()}
         self._templates: dict[tuple[str, str, ApiCredentials, str], _Template] = {}
-        self._tasks: dict[asyncio.Task[None], None] = {}  # in creation order (close cancels in it)
+        self._tasks = TaskSet(_log)  # reconnections under way
         self._started = False
         self._closed = False
 
@@ -216,13 +217,9 @@ class OrderLane:
         if failed:
             _log.warning("order lane: %d of %d connections did not open: %s", len(failed), len(results), failed[0])
 
-    def _forget_task(self, task: asyncio.Task[None]) -> None:
-        self._tasks.pop(task, None)
-
     async def close(self) -> None:
         self._closed = True
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel()
         for pool in self._pools.values():
             for conn in list(pool):
                 conn.alive = False
@@ -359,9 +356,7 @@ class OrderLane:
             pool.remove(conn)
         self.counts["lost"] += 1
         if not self._closed:
-            task = asyncio.get_running_loop().create_task(self._refill(conn.pool))
-            self._tasks[task] = None
-            task.add_done_callback(self._forget_task)
+            self._tasks.spawn(self._refill(conn.pool))
 
     async def _refill(self, pool: str) -> None:
         while not self._closed and len(self._pools[pool]) + self._opening[pool] < self.minimum[pool]:
