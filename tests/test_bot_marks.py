@@ -40,9 +40,11 @@ def _bot(md: MarketData) -> SimpleNamespace:
     bot = SimpleNamespace(
         clock=ManualClock(1_000.0), market=SimpleNamespace(md=md, last_frame_t=0.0), windows=windows,
         momentum=MomentumDetector(), scheduler=Marks(), _moved={}, _tops={}, _hot=set(), _fair_unguarded=False,
+        pulled=[],
         orders=SimpleNamespace(own_and_leaving=lambda cid: ({}, {}, {}, {}), holds_back=lambda m: m in held, held=held),
     )  # fmt: skip
     bot._waits_on_time = lambda market, now_ms: Bot._waits_on_time(bot, market, now_ms)  # type: ignore[arg-type]
+    bot._pull = bot.pulled.append  # what momentum asks to pull at once (tests/test_hot_path.py: the send)
     return bot
 
 
@@ -92,6 +94,7 @@ def test_a_sweep_momentum_sees_marks_the_market_even_when_the_touch_stands() -> 
     Bot.on_market_events(bot, md.on_frame(price_change_frame(books, changes, 2)))  # type: ignore[arg-type]
     assert bot.momentum.triggers["sweep"] + bot.momentum.triggers["imbalance"] >= 1
     assert bot.scheduler.marked == [CID]
+    assert bot.pulled == [CID]  # and its quotes are pulled before the pass decides it
 
 
 def test_a_decision_waiting_on_time_or_a_trade_move_or_a_new_snapshot_is_decided_by_any_frame() -> None:
@@ -114,8 +117,10 @@ def test_a_decision_waiting_on_time_or_a_trade_move_or_a_new_snapshot_is_decided
                       "timestamp": str(5 + i), "event_type": "last_trade_price"})
         for i, price in enumerate(("0.50", "0.56"))
     ]  # fmt: skip
+    assert bot.pulled == []  # no momentum so far
     feed(trades[0])
     assert feed(trades[1]) == [CID] and bot.momentum.triggers["trade_move"] == 1  # the cooldown starts: decided
+    assert bot.pulled == [CID]  # and pulled at once
 
 
 def test_the_frame_handler_gives_momentum_our_levels_and_those_on_their_way_out() -> None:

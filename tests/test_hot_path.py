@@ -8,11 +8,15 @@ sent order is reported, not lost."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
+from types import SimpleNamespace
 
 import pytest
 
 from active_quoting import core
+from active_quoting.aio import TaskSet
+from active_quoting.bot import Bot
 from active_quoting.execution.order_manager import Tracked
 from active_quoting.model import BID
 from active_quoting.store.sqlite import Store
@@ -138,3 +142,82 @@ async def test_orders_sent_after_a_failed_record_are_recorded_without_waiting_fo
             assert sorted(rows) == [(h2,), (h3,)]
     finally:
         store.close()
+
+
+def _pulling_bot(r):  # type: ignore[no-untyped-def]
+    """The bot's frame-read end (``_pull``, ``on_market_read``) over the rig's real order
+    manager, scheduler and lane; a strategy that pulls on momentum."""
+    bot = SimpleNamespace(
+        orders=r.om, scheduler=r.sched, clock=r.clock, _pulls=True, _pulled=False, _moved={},
+        _tasks=TaskSet(logging.getLogger("test")),
+    )  # fmt: skip
+    bot._pull = lambda market: Bot._pull(bot, market)  # type: ignore[arg-type]
+    bot.on_market_read = lambda: Bot.on_market_read(bot)  # type: ignore[arg-type]
+    return bot
+
+
+@pytest.mark.asyncio
+async def test_a_momentum_pull_is_written_before_the_quote_pass_decides(writes):
+    async with rig(concurrent_replace=True) as r:
+        await r.om.rest.start()
+        r.qp.prices = {CID: 4800}
+        await r.decide(CID)
+        assert r.resting() == {CID: 4800}
+        bot = _pulling_bot(r)
+        seen_by_pass: list[list[str]] = []
+        run = r.qp.run
+
+        def run_after(markets, now):  # type: ignore[no-untyped-def]
+            seen_by_pass.append(list(writes))
+            return run(markets, now)
+
+        r.qp.run = run_after  # type: ignore[method-assign]
+        writes.clear()
+        bot._pull(CID)  # a sweep in the read's frames
+        r.sched.mark(CID2)  # and another market the same read moved
+        r.qp.prices[CID2] = 4700
+        bot.on_market_read()
+        assert seen_by_pass == [["cancels"]]  # the pull was on the wire before anything was decided
+        assert writes == ["cancels", "orders"]
+        assert [t.status for t in r.om.live(CID)] == ["CANCELING"]
+        await until(lambda: r.resting() == {CID2: 4700}, "the pull and the other market's order")
+        await until(lambda: not r.sched.running, "the pass to end")
+        assert r.om.live(CID) == []
+        bot._tasks.cancel()
+
+
+@pytest.mark.asyncio
+async def test_a_momentum_pull_does_not_wait_for_the_answers_of_a_running_pass(writes):
+    async with rig(concurrent_replace=True) as r:
+        await r.om.rest.start()
+        r.qp.prices = {CID: 4800}
+        await r.decide(CID)
+        bot = _pulling_bot(r)
+        writes.clear()
+        r.qp.prices[CID2] = 4700
+        r.sched.mark(CID2)
+        r.sched.request()  # a pass: its order is written, its answer awaited
+        assert writes == ["orders"] and r.sched.running
+        bot._pull(CID)
+        bot.on_market_read()
+        assert writes == ["orders", "cancels"] and r.sched.running  # out at once, the pass still waits
+        await until(lambda: r.resting() == {CID2: 4700}, "the pull")
+        bot._tasks.cancel()
+
+
+@pytest.mark.asyncio
+async def test_a_pull_without_resting_quotes_or_a_strategy_that_pulls_sends_nothing(writes):
+    async with rig(concurrent_replace=True) as r:
+        await r.om.rest.start()
+        bot = _pulling_bot(r)
+        bot._pull(CID)  # nothing rests there
+        bot.on_market_read()
+        assert writes == [] and r.om.last_refresh == {}  # and the refresh limits were not touched
+        r.qp.prices = {CID: 4800}
+        await r.decide(CID)
+        writes.clear()
+        bot._pulls = False  # widens, keeps, or reads no momentum (naive, only50)
+        bot._pull(CID)
+        bot.on_market_read()
+        assert writes == [] and r.resting() == {CID: 4800}
+        bot._tasks.cancel()

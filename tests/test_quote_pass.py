@@ -53,3 +53,27 @@ def test_the_active_strategy_decides_on_the_touch_without_us() -> None:
     view = MarketView(info, book, Resting(5000, 19_000_000), Resting(), {}, 0, own=({5000: 19_000_000}, {}))  # type: ignore[arg-type]
     decision, _ = strategy.decide(view)
     assert (decision.bid.price, decision.bid.action_name) == (4600, "replace")  # on the others' 0.45, improved
+
+
+def test_which_strategies_pull_both_quotes_on_a_cooldown_of_the_bots_detector() -> None:
+    """The bot sends a pull's cancels before the pass decides (tests/test_hot_path.py) only for
+    a strategy whose decision would cancel both sides anyway: one that reads the bot's detector
+    and pulls rather than widens or keeps."""
+    from active_quoting.strategy.config import load_config
+    from active_quoting.strategy.inventory import InventoryManager
+    from active_quoting.strategy.momentum import MomentumDetector
+    from active_quoting.strategy.quote_pass import make_strategy
+    from active_quoting.strategy.risk import RiskManager
+
+    def pulls(name: str, **env: str) -> bool:
+        cfg = load_config(env=env)
+        momentum = MomentumDetector(cfg.momentum)
+        return make_strategy(name, cfg, InventoryManager(cfg.inventory), momentum, RiskManager(cfg.risk)).pulls_on(
+            momentum
+        )
+
+    assert pulls("active") and pulls("spot")
+    assert not pulls("naive")  # its own detector, never fed: momentum never holds it
+    assert not pulls("only50")
+    assert not pulls("active", AQ_MOMENTUM_ACTION="widen")
+    assert not pulls("active", AQ_ORDERS_CANCEL_ON_MOMENTUM="false")

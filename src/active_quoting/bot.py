@@ -118,6 +118,8 @@ class Bot:
         self._moved: dict[str, tuple[int, Any]] = {}  # token -> (ms, book) whose top moved in this socket read
         self._tops: dict[str, tuple[int, int, int, bool]] = {}  # token -> (bid, ask, tick, desynced) last seen
         self._hot: set[str] = set()  # markets last seen in a momentum cooldown
+        self._pulls = self.strategy.pulls_on(self.momentum)  # a cooldown cancels both quotes
+        self._pulled = False  # pulls staged in this socket read, not yet sent
         fv = cfg.fair_value
         # fair value moves the quotes but no spot tick asks for a pass: every frame decides
         self._fair_unguarded = fv.enabled and not fv.guard
@@ -144,6 +146,7 @@ class Bot:
                     _, up_price = up_terms(ev.asset_id == w.info.up, BUY, core.parse_price(ev.price))
                     if self.momentum.on_trade(cid, now, up_price, tick):
                         self.scheduler.mark(w.cid, frame_t)  # a trade move starts a cooldown: pull now
+                        self._pull(w.cid)
             elif cls is MarketResolvedEvent:
                 if ev.winning_asset_id:
                     windows.resolve(ev.market, ev.winning_asset_id)
@@ -174,7 +177,9 @@ class Bot:
             if w is not None and token == w.info.up:
                 # The detector is an input of the decision (a sweep pulls the quotes in this very
                 # pass). Our own orders are in the book: it reads the market without them.
-                decide = self.momentum.on_book(cid, now, book, *self.orders.own_and_leaving(cid)) or decide
+                if self.momentum.on_book(cid, now, book, *self.orders.own_and_leaving(cid)):
+                    self._pull(cid)
+                    decide = True
             if decide or self._waits_on_time(cid, now):
                 self.scheduler.mark(cid, frame_t)
 
@@ -187,9 +192,26 @@ class Bot:
             return True
         return self.orders.holds_back(market) or self._fair_unguarded
 
+    def _pull(self, market: str) -> None:
+        """Momentum holds ``market`` in a cooldown, in which the strategy cancels both quotes
+        whatever else it reads: their cancels are staged now and go out when the read's frames
+        are applied, before any quote pass decides (and before the answers a running pass
+        waits for). The pass that follows finds them being cancelled and has nothing to add."""
+        if not self._pulls:
+            return
+        bid, ask = self.orders.resting(market, BID), self.orders.resting(market, ASK)
+        if bid.size or ask.size:
+            side = lambda r: _CANCEL if r.size else _UNTOUCHED  # noqa: E731
+            self.orders.stage(MarketDecision(market, side(bid), side(ask), True, 0), [], self.clock.time())
+            self._pulled = True
+
     def on_market_read(self) -> None:
-        """The frames of one socket read are applied: decide the markets they moved, now (the
-        pass and its requests are written before this returns), then the analytics."""
+        """The frames of one socket read are applied: pulls go first (:meth:`_pull`), then the
+        markets they moved are decided, now (the pass and its requests are written before this
+        returns), then the analytics."""
+        if self._pulled:
+            self._pulled = False
+            self._tasks.spawn_now(self.orders.send_cancels())
         self.scheduler.request()
         moved, self._moved = self._moved, {}
         for token, (now, book) in moved.items():

@@ -48,6 +48,12 @@ class MarketView:
 class Strategy(Protocol):
     def decide(self, view: MarketView) -> tuple[MarketDecision, list[OrderIntent]]: ...
 
+    def pulls_on(self, momentum: MomentumDetector) -> bool:
+        """Whether this strategy cancels every quote of a market while ``momentum`` holds that
+        market in a cooldown, whatever else its decision reads (so the cancels may go out
+        before the decision is made)."""
+        ...
+
 
 class ActiveStrategy:
     """The design's quoter: inventory-skewed quotes around the touch, momentum and risk aware."""
@@ -64,6 +70,9 @@ class ActiveStrategy:
         )  # fmt: skip
         return d, self.quoter.intents(w.condition_id, w.up, w.down, d, view.reserved, view.caps)
 
+    def pulls_on(self, momentum: MomentumDetector) -> bool:
+        return self.quoter.pulls_on(momentum)
+
 
 class Only50Strategy:
     """The baseline: BUY 0.50 on both tokens, passive."""
@@ -74,6 +83,9 @@ class Only50Strategy:
     def decide(self, view: MarketView) -> tuple[MarketDecision, list[OrderIntent]]:
         w = view.window
         return self.only50.decide(w.condition_id, w.up, w.down, view.resting_bid, view.resting_ask, w.min_size)
+
+    def pulls_on(self, momentum: MomentumDetector) -> bool:
+        return False  # the baseline reads no momentum
 
 
 def make_strategy(

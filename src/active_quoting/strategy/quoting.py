@@ -98,6 +98,13 @@ class MarketQuoter:
         self.risk = risk
         self.min_size_default = 5 * SHARE
 
+    def pulls_on(self, momentum: MomentumDetector) -> bool:
+        """Whether a cooldown of ``momentum`` makes :meth:`decide` cancel both sides of its
+        market, whatever the book says: it is this quoter's detector, and the configuration
+        pulls (``momentum.action = "pull"``, ``orders.cancel_on_momentum``) rather than widens
+        or keeps."""
+        return momentum is self.momentum and self.cfg.momentum.action == "pull" and self.cfg.orders.cancel_on_momentum
+
     def decide(
         self,
         market: str,
