@@ -118,6 +118,43 @@ def test_ab_command_pairs_seeds_and_writes_table_html_and_json(tmp_path):
     data = json.loads(out.read_text())
     assert data["seeds"] == [1, 2] and set(data["runs"]["only50"]) == {"1", "2"}
     assert "<svg" in html.read_text() and "only50" in html.read_text()
+    assert data["params"]["hours"] == 0.1 and data["params"]["assets"] == ["btc"] and data["params"]["code"]
+
+    # A third seed run on its own, then all three tabulated together (a long A/B in pieces)
+    third, merged = tmp_path / "ab3.json", tmp_path / "merged.json"
+    run = subprocess.run(
+        [EXE, "sim", "--hours", "0.1", "--markets", "1", "--seeds", "3", "--strategy", "active,only50",
+         "--json", str(third), "--quiet"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    run = subprocess.run(
+        [EXE, "sim", "--merge", f"{out},{third}", "--json", str(merged)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "95% CI over 3 seeds" in run.stdout and "warning" not in run.stderr
+    both = json.loads(merged.read_text())
+    part3 = json.loads(third.read_text())
+    assert both["seeds"] == [1, 2, 3]
+    nets = {v: [data["runs"][v]["1"]["net"], data["runs"][v]["2"]["net"], part3["runs"][v]["3"]["net"]]
+            for v in ("active", "only50")}  # fmt: skip
+    assert both["table"]["active"]["net"] == pytest.approx(list(mean_ci(nets["active"])))
+    paired = [b - a for a, b in zip(nets["active"], nets["only50"], strict=True)]
+    assert both["table"]["only50"]["net_vs_active"] == pytest.approx(list(mean_ci(paired)))
+    for args, words in (
+        ([f"{out},{out}"], "seed 1 is in both"),  # the same seeds twice
+        ([str(out)], "at least two"),
+        ([f"{out},{tmp_path / 'missing.json'}"], "missing.json"),
+        ([f"{out},{html}"], "not JSON"),
+    ):
+        run = subprocess.run([EXE, "sim", "--merge", *args], capture_output=True, text=True, timeout=60, check=False)
+        assert run.returncode == 2 and words in run.stderr, (args, run.stderr)
+    other = dict(part3, params={**part3["params"], "hours": 24.0})
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    run = subprocess.run([EXE, "sim", "--merge", f"{out},{tmp_path / 'other.json'}"], capture_output=True, text=True,
+                         timeout=60, check=False)  # fmt: skip
+    assert run.returncode == 2 and "run parameters differ" in run.stderr and "hours" in run.stderr
 
 
 def test_bad_arguments_get_a_clear_error():
@@ -217,3 +254,28 @@ def test_timers_due_at_one_instant_run_in_the_order_they_were_scheduled():
     loop.run_until_complete(main())
     loop.close()
     assert ran == list(range(11))
+
+
+def test_merged_ab_outputs_keep_violations_and_say_when_the_code_or_parameters_are_unknown():
+    from active_quoting.sim.ab import MergeError, merge
+
+    def part(seeds: list[int], nets: list[float], code: str, bad: dict | None = None, params: bool = True) -> dict:
+        runs = {v: {str(s): {"net": n + (5 if v == "b" else 0), "fills": 1.0} for s, n in zip(seeds, nets, strict=True)}
+                for v in ("a", "b")}  # fmt: skip
+        table = {v: {"invariants_ok": not (bad and v in bad), "violations": (bad or {}).get(v, {})} for v in ("a", "b")}
+        out = {"variants": ["a", "b"], "seeds": seeds, "runs": runs, "table": table}
+        if params:
+            out["params"] = {"hours": 24.0, "code": code}
+        return out
+
+    ab, warnings = merge([("x", part([1, 2], [1.0, 3.0], "c1")), ("y", part([3], [5.0], "c1", {"b": {"3": "f"}}))])
+    assert ab["seeds"] == [1, 2, 3] and warnings == []
+    assert ab["table"]["a"]["net"][0] == 3.0 and ab["table"]["b"]["net_vs_a"] == (5.0, 0.0)
+    assert ab["table"]["a"]["invariants_ok"] and not ab["table"]["b"]["invariants_ok"]
+    assert ab["table"]["b"]["violations"] == {3: "f"}  # a violation in one part is not merged away
+    _, warnings = merge([("x", part([1], [1.0], "c1")), ("y", part([2], [2.0], "c2"))])
+    assert any("different code" in w for w in warnings)
+    _, warnings = merge([("x", part([1], [1.0], "c1")), ("y", part([2], [2.0], "c1", params=False))])
+    assert any("y records no run parameters" in w for w in warnings)
+    with pytest.raises(MergeError, match="variants"):
+        merge([("x", part([1], [1.0], "c1")), ("y", {**part([2], [2.0], "c1"), "variants": ["b", "a"]})])

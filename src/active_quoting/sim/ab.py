@@ -139,23 +139,94 @@ def run_ab(
 
 
 def tabulate(results: dict[str, dict[int, dict[str, Any]]], seeds: list[int]) -> dict[str, Any]:
-    variants = list(results)
-    per = {v: {s: metrics_of(results[v][s]) for s in seeds if s in results[v]} for v in variants}
+    per = {v: {s: metrics_of(results[v][s]) for s in seeds if s in results[v]} for v in results}
+    violations = {
+        v: {s: results[v][s]["invariants"]["first"] for s in per[v] if not results[v][s]["invariants"]["ok"]}
+        for v in results
+    }
+    return table_of(per, violations, seeds)
+
+
+def table_of(
+    per: dict[str, dict[int, dict[str, float]]], violations: dict[str, dict[int, Any]], seeds: list[int]
+) -> dict[str, Any]:
+    """The A/B table from each run's metrics (``per``: variant -> seed -> :func:`metrics_of`) and
+    each variant's runs whose invariants failed (seed -> the first violation)."""
+    variants = list(per)
     table: dict[str, Any] = {}
     first = variants[0]
     for v in variants:
         row: dict[str, Any] = {}
         for key, _ in METRICS:
-            row[key] = mean_ci(m[key] for m in per[v].values())
+            row[key] = mean_ci(m.get(key, math.nan) for m in per[v].values())  # an older output may lack one
         diffs = [per[v][s]["net"] - per[first][s]["net"] for s in seeds if s in per[v] and s in per[first]]
         row["net_vs_" + first] = mean_ci(diffs) if v != first else (0.0, 0.0)
-        row["invariants_ok"] = all(results[v][s]["invariants"]["ok"] for s in per[v])
-        row["violations"] = {
-            s: results[v][s]["invariants"]["first"] for s in per[v] if not results[v][s]["invariants"]["ok"]
-        }
+        row["invariants_ok"] = not violations.get(v)
+        row["violations"] = dict(violations.get(v, {}))
         row["seeds"] = len(per[v])
         table[v] = row
     return {"variants": variants, "seeds": seeds, "table": table, "runs": {v: per[v] for v in variants}}
+
+
+class MergeError(ValueError):
+    """A/B outputs that cannot be tabulated together."""
+
+
+def merge(parts: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], list[str]]:
+    """One A/B table from several A/B outputs (``--json`` files, as ``(name, data)``) over
+    disjoint seeds of the same variants and run parameters: a long A/B run in pieces, on other
+    days or machines. Returns the table and warnings (a part that records no run parameters, or
+    parts whose code differs: their runs are not from one version of the bot). Raises
+    :class:`MergeError` when the parts do not fit together."""
+    if len(parts) < 2:
+        raise MergeError("give at least two A/B outputs to merge")
+    warnings: list[str] = []
+    first_name, first = parts[0]
+    per: dict[str, dict[int, dict[str, float]]] = {}
+    violations: dict[str, dict[int, Any]] = {}
+    seen: dict[int, str] = {}
+    params = None
+    codes: dict[str, str] = {}
+    for name, data in parts:
+        try:
+            variants, seeds, runs, table = data["variants"], data["seeds"], data["runs"], data["table"]
+            seeds = [int(s) for s in seeds]
+        except (KeyError, TypeError, ValueError):
+            raise MergeError(f"{name}: not an A/B output (variants, seeds, runs and table expected)") from None
+        if variants != first["variants"]:
+            raise MergeError(f"{name}: variants {variants} differ from {first_name}'s {first['variants']}")
+        p = data.get("params")
+        if p is None:
+            warnings.append(f"{name} records no run parameters (written before they were recorded): merged on trust")
+        else:
+            p = dict(p)
+            code = str(p.pop("code", "unknown"))
+            codes.setdefault(code, name)
+            if params is None:
+                params = (name, p)
+            elif p != params[1]:
+                keys = sorted(k for k in set(p) | set(params[1]) if p.get(k) != params[1].get(k))
+                raise MergeError(f"{name}: run parameters differ from {params[0]}'s ({', '.join(keys)})")
+        for s in seeds:
+            if s in seen:
+                raise MergeError(f"seed {s} is in both {seen[s]} and {name}: each seed once")
+            seen[s] = name
+        for v in variants:
+            try:
+                got = {
+                    int(s): {k: math.nan if x is None else float(x) for k, x in m.items()} for s, m in runs[v].items()
+                }
+                bad = {int(s): f for s, f in (table[v].get("violations") or {}).items()}
+                if not table[v]["invariants_ok"] and not bad:
+                    bad = {s: "a run's invariants failed" for s in got}
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise MergeError(f"{name}: variant {v!r} has no readable runs") from None
+            per.setdefault(v, {}).update(got)
+            violations.setdefault(v, {}).update(bad)
+    if len(codes) > 1:
+        warnings.append("the parts ran different code (" + ", ".join(f"{c} in {n}" for c, n in codes.items())
+                        + "): each seed's variants are still paired, but the seeds are not of one bot")  # fmt: skip
+    return table_of(per, violations, sorted(seen)), warnings
 
 
 def _cell(mc: tuple[float, float], digits: int = 2) -> str:

@@ -133,6 +133,8 @@ def command(args: argparse.Namespace) -> int:
         os.execv(sys.executable, [sys.executable, sys.argv[0], *sys.argv[1:]])
 
     logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
+    if args.merge:
+        return _merge(args)
     try:
         cfg = _config(args)
         variants = _variants(args)
@@ -224,7 +226,7 @@ def _soak(args: argparse.Namespace, cfg: Any) -> int:
 
 
 def _ab(args: argparse.Namespace, cfg: Any, variants: list[str], seeds: list[int]) -> int:
-    from active_quoting.sim.ab import render_html, render_table, run_ab
+    from active_quoting.sim.ab import run_ab
 
     total = len(variants) * len(seeds)
     count = [0]
@@ -239,12 +241,79 @@ def _ab(args: argparse.Namespace, cfg: Any, variants: list[str], seeds: list[int
     ab = run_ab(cfg, variants, seeds, workers=args.workers, on_done=done)
     if not args.quiet:
         sys.stderr.write("\n")
+    ab["params"] = _params(cfg)
+    return _show(args, ab)
+
+
+def _show(args: argparse.Namespace, ab: dict[str, Any]) -> int:
+    from active_quoting.sim.ab import render_html, render_table
+
     print(render_table(ab))
     if args.report:
         Path(args.report).write_text(render_html(ab), encoding="utf-8")
         print(f"written to {args.report}", file=sys.stderr)
     _write(args, None, ab)
-    return 0 if all(ab["table"][v]["invariants_ok"] for v in variants) else 1
+    return 0 if all(ab["table"][v]["invariants_ok"] for v in ab["variants"]) else 1
+
+
+def _params(cfg: Any) -> dict[str, Any]:
+    """What an A/B's runs share besides seed and variant, to merge only like with like
+    (``--merge``), and which code ran them."""
+    return {
+        "hours": cfg.hours, "assets": list(cfg.assets), "window_s": cfg.window_s, "market": cfg.market,
+        "faults": cfg.faults, "crashes": cfg.crashes, "operator_clear_s": cfg.operator_clear_s,
+        "spot_csv": Path(cfg.spot_csv).name if cfg.spot_csv else "", "house_lag_ms": cfg.house_lag_ms,
+        "entry_delay_ms": cfg.entry_delay_ms, "md_delay_ms": cfg.md_delay_ms, "taker_delay_ms": cfg.taker_delay_ms,
+        "code": _code(),
+    }  # fmt: skip
+
+
+def _code() -> str:
+    """The commit the package runs from (``-dirty`` with uncommitted changes), or its version
+    when it is not a git checkout."""
+    import subprocess
+
+    import active_quoting
+
+    here = Path(active_quoting.__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(here), "describe", "--always", "--dirty", "--abbrev=12"],
+            capture_output=True, text=True, timeout=10, check=True,
+        )  # fmt: skip
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return f"version {getattr(active_quoting, '__version__', 'unknown')}"
+
+
+def _merge(args: argparse.Namespace) -> int:
+    """``--merge A.json,B.json``: earlier A/B outputs tabulated together, nothing run."""
+    from active_quoting.sim.ab import MergeError, merge
+
+    parts = []
+    try:
+        for name in (n.strip() for n in args.merge.split(",")):
+            if not name:
+                continue
+            try:
+                data = json.loads(Path(name).read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise MergeError(f"{name}: {exc.strerror or exc}") from None
+            except ValueError as exc:
+                raise MergeError(f"{name}: not JSON ({exc})") from None
+            if not isinstance(data, dict):
+                raise MergeError(f"{name}: not an A/B output")
+            parts.append((name, data))
+        ab, warnings = merge(parts)
+    except MergeError as exc:
+        print(f"active-quoting sim --merge: {exc}", file=sys.stderr)
+        return 2
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    params: list[dict[str, Any]] = [p["params"] for _, p in parts if isinstance(p.get("params"), dict)]
+    if len(params) == len(parts):
+        ab["params"] = {**params[0], "code": sorted({str(p.get("code", "unknown")) for p in params})}
+    return _show(args, ab)
 
 
 def _write(args: argparse.Namespace, summary: dict[str, Any] | None, ab: dict[str, Any] | None) -> None:
@@ -255,6 +324,7 @@ def _write(args: argparse.Namespace, summary: dict[str, Any] | None, ab: dict[st
         "table": {v: {k: list(x) if isinstance(x, tuple) else x for k, x in row.items()}
                   for v, row in ab["table"].items()},  # type: ignore[index]
         "runs": ab["runs"],  # type: ignore[index]
+        **({"params": ab["params"]} if ab.get("params") else {}),  # type: ignore[union-attr,index]
     }  # fmt: skip
     Path(args.json).write_text(json.dumps(data, indent=1, default=_nan_safe), encoding="utf-8")
 
@@ -292,6 +362,8 @@ def add_subcommand(sub: Any) -> None:
     p.add_argument("--workers", type=int, default=2, help="simulations run at once (A/B)")
     p.add_argument("--report", help="write the A/B table as HTML here")
     p.add_argument("--json", help="write the summary (soak) or the table and runs (A/B) as JSON here")
+    p.add_argument("--merge", help="tabulate earlier A/B outputs (--json files, comma separated) together instead "
+                   "of running: disjoint seeds of the same variants and run parameters (e.g. 1-10 and 11-20)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.add_argument("--verbose", action="store_true", help="the bot's and the exchange's logs")
     p.set_defaults(func=command)
