@@ -77,3 +77,4 @@ def test_which_strategies_pull_both_quotes_on_a_cooldown_of_the_bots_detector() 
     assert not pulls("only50")
     assert not pulls("active", AQ_MOMENTUM_ACTION="widen")
     assert not pulls("active", AQ_ORDERS_CANCEL_ON_MOMENTUM="false")
+    assert not pulls("active", AQ_MOMENTUM_COOLDOWN_SECONDS="0")  # a trigger then never makes a market hot

@@ -196,13 +196,9 @@ class Bot:
         """Momentum holds ``market`` in a cooldown, in which the strategy cancels both quotes
         whatever else it reads: their cancels are staged now and go out when the read's frames
         are applied, before any quote pass decides (and before the answers a running pass
-        waits for). The pass that follows finds them being cancelled and has nothing to add."""
-        if not self._pulls:
-            return
-        bid, ask = self.orders.resting(market, BID), self.orders.resting(market, ASK)
-        if bid.size or ask.size:
-            side = lambda r: _CANCEL if r.size else _UNTOUCHED  # noqa: E731
-            self.orders.stage(MarketDecision(market, side(bid), side(ask), True, 0), [], self.clock.time())
+        waits for). An order whose submit is still unanswered is left to the pass that follows
+        the answer (:meth:`OrderManager.stage_pull`); the market is marked for it."""
+        if self._pulls and self.orders.stage_pull(market):
             self._pulled = True
 
     def on_market_read(self) -> None:

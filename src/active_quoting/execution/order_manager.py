@@ -731,6 +731,12 @@ class OrderManager:
         t.order_id = order_hash
         t.sent_ms = self.clock.ms()
         t.status = "SENT"
+        if replaced and t.cancel_requested:
+            # A cancel went out for the refused hash while the order was re-signed: it stays
+            # wanted for the new one, sent when the submit answers (as for a cancel that found
+            # an order not yet placed).
+            t.status = "CANCELING"
+            t.cancel_due = self.clock.monotonic()
         self.orders[order_hash] = t
         self._live.setdefault(t.market, {})[order_hash] = t
         if self.store or (self.journal is not None and signed is not None):
@@ -835,6 +841,7 @@ class OrderManager:
             self._defer_cancels(ids)
             return
         started = self.clock.perf()
+        sent = next(self._seq)  # what we learn of an order after this, the venue may not have known
         try:
             result = await self.rest.cancel_orders(ids, wait=False)
         except VenueError as err:
@@ -856,6 +863,7 @@ class OrderManager:
                 t.known_seq = next(self._seq)
                 self._set(t, "CANCELED")
         unanswered = []
+        raced = []
         for oid, reason in result.not_canceled.items():
             t = self.orders.get(oid)
             self.counts["cancel_refused"] += 1
@@ -863,12 +871,20 @@ class OrderManager:
                 continue
             if not t.known_seq:
                 unanswered.append(oid)  # its submit has not answered: the venue may not have it yet
+            elif t.known_seq > sent:
+                # The venue's word on it (its submit's answer, a user event) came after this cancel
+                # went out: the refusal may be from before the venue had it. Sent again, now.
+                if t.status in LIVE_STATES:
+                    raced.append(oid)
             else:
                 # "already canceled or matched" is terminal: never retried in a loop.
                 t.known_seq = next(self._seq)
                 self._set(t, "DONE", reason=reason)
         answered = set(result.canceled) | set(result.not_canceled)
         self._cancel_failed(unanswered + [oid for oid in ids if oid not in answered])
+        if raced:
+            self.counts["cancel_raced_submit"] += len(raced)
+            await self._cancel(raced)  # once more at most: their word is now older than the next send
 
     def _defer_cancels(self, ids: list[str]) -> None:
         """A venue state forbids cancels for now: they stay CANCELING (pending) and go out
@@ -919,6 +935,20 @@ class OrderManager:
                 self._stage_cancel(o)
                 staged += 1
         self.counts["off_grid_cancels"] += staged
+        return staged
+
+    def stage_pull(self, market: str) -> int:
+        """Stage the cancel of every quote of ``market`` the venue has answered for and that no
+        cancel targets yet (a momentum pull, sent before the quote pass decides: the bot's
+        ``_pull``). An order whose submit is still in flight is left to the pass that follows
+        its answer: a cancel by hash could reach the venue before the order does. Unlike
+        :meth:`stage`, this touches neither the refresh limits nor the decision's timing.
+        Returns how many were staged."""
+        staged = 0
+        for o in self._iter_live(market):
+            if o.known_seq and not o.cancel_requested:
+                self._stage_cancel(o)
+                staged += 1
         return staged
 
     async def send_cancels(self) -> None:

@@ -102,8 +102,10 @@ class MarketQuoter:
         """Whether a cooldown of ``momentum`` makes :meth:`decide` cancel both sides of its
         market, whatever the book says: it is this quoter's detector, and the configuration
         pulls (``momentum.action = "pull"``, ``orders.cancel_on_momentum``) rather than widens
-        or keeps."""
-        return momentum is self.momentum and self.cfg.momentum.action == "pull" and self.cfg.orders.cancel_on_momentum
+        or keeps, for a cooldown that lasts (with none, a trigger never makes a market hot)."""
+        m = self.cfg.momentum
+        pulls = m.action == "pull" and m.cooldown_seconds > 0 and self.cfg.orders.cancel_on_momentum
+        return momentum is self.momentum and pulls
 
     def decide(
         self,

@@ -1,0 +1,128 @@
+"""Cancels that race the submit of the order they target (a momentum pull goes out while the
+pass that placed the order still waits for its answer; tests/test_hot_path.py): the pull leaves
+an unanswered order to the pass after its answer; a cancel the venue refused before it had the
+order is sent again when we learn it has it, never concluded DONE while the order rests; an
+order re-signed for a new version while a cancel targeted its first hash keeps that cancel.
+The venue is a stand-in whose answers the test releases one by one."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from active_quoting import core
+from active_quoting.clock import ManualClock
+from active_quoting.execution.order_manager import MarketRef, OrderManager
+from active_quoting.model import BID, BUY, OrderIntent
+from active_quoting.strategy.quoting import MarketDecision, SideDecision
+from active_quoting.venue.rest import CancelResult, OrderResult
+from active_quoting.venue.signing import OrderSigner
+from exchange_peer import CID, DOWN, MAKER_KEY, SH, UP
+
+NONE = SideDecision(core.NO_PRICE, 0, core.NONE)
+CANCEL = SideDecision(core.NO_PRICE, 0, core.CANCEL)
+
+
+class Venue:
+    """``submit`` and ``cancel_orders`` wait for the test's go; the first cancel of an id is
+    refused as unknown (it reached the venue before the order), a later one succeeds."""
+
+    order_version = 2
+    creds = None
+
+    def __init__(self, resign: bool = False, refuse_first: bool = True) -> None:
+        loop = asyncio.get_running_loop()
+        self.submit_go = loop.create_future()
+        self.cancel_go = loop.create_future()
+        self.resign = resign
+        self.refuse_first = refuse_first
+        self.cancels: list[list[str]] = []
+
+    def cached_fee_rate(self, token: str) -> int:
+        return 0
+
+    async def submit(self, build, *args, rebuild=None, **kw):  # type: ignore[no-untyped-def]
+        orders = build(self.order_version)
+        await self.submit_go
+        if self.resign:  # the first hash refused for its version; the order re-signed, accepted
+            orders = rebuild(self.order_version, [0])
+        return [OrderResult(o.order_hash, True, "live", "", "") for o in orders]
+
+    async def cancel_orders(self, ids, wait=True):  # type: ignore[no-untyped-def]
+        self.cancels.append(list(ids))
+        if len(self.cancels) == 1 and self.refuse_first:
+            await self.cancel_go
+            return CancelResult((), {i: "order not found" for i in ids})
+        return CancelResult(tuple(ids), {})
+
+
+def _manager(venue: Venue) -> OrderManager:
+    om = OrderManager(venue, OrderSigner(MAKER_KEY), None, min_refresh_ms=0, clock=ManualClock(1_780_000_000.0))  # type: ignore[arg-type]
+    om.add_market(MarketRef(CID, UP, DOWN, 100))
+    om.stage(MarketDecision(CID, SideDecision(4800, 10 * SH, core.PLACE), NONE, False, 100),
+             [OrderIntent(CID, UP, BUY, 4800, 10 * SH, BID, 4800)], 1.0)  # fmt: skip
+    return om
+
+
+async def _turns(n: int = 5) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+@pytest.mark.asyncio
+async def test_a_pull_leaves_an_order_whose_submit_is_unanswered_to_the_pass_after_it():
+    venue = Venue(refuse_first=False)
+    om = _manager(venue)
+    flushing = asyncio.ensure_future(om.flush())  # the pass that placed it waits for the answer
+    await _turns()
+    [t] = om.live(CID)
+    assert t.status == "SENT" and om.stage_pull(CID) == 0 and not t.cancel_requested
+    venue.submit_go.set_result(None)
+    await flushing
+    assert t.status == "LIVE" and om.stage_pull(CID) == 1 and t.cancel_requested
+    assert om.stage_pull(CID) == 0  # already being cancelled
+    await om.send_cancels()
+    assert venue.cancels == [[t.order_id]] and t.status == "CANCELED"
+
+
+@pytest.mark.asyncio
+async def test_a_cancel_refused_before_the_venue_had_the_order_is_sent_again_not_concluded_done():
+    venue = Venue()
+    om = _manager(venue)
+    flushing = asyncio.ensure_future(om.flush())
+    await _turns()
+    [t] = om.live(CID)
+    # a cancel that does not wait for the submit's answer (the spot guard's, an off-grid one)
+    om.stage(MarketDecision(CID, CANCEL, NONE, False, 0), [], 1.0)
+    cancelling = asyncio.ensure_future(om.send_cancels())
+    await _turns()
+    venue.submit_go.set_result(None)  # the order is accepted ...
+    await flushing
+    assert t.status == "CANCELING"
+    venue.cancel_go.set_result(None)  # ... and then the cancel's answer: "not found"
+    await cancelling
+    assert venue.cancels == [[t.order_id], [t.order_id]]  # sent again at once
+    assert t.status == "CANCELED" and om.counts["cancel_raced_submit"] == 1
+    assert om.live(CID) == []
+
+
+@pytest.mark.asyncio
+async def test_an_order_re_signed_while_a_cancel_targets_its_first_hash_keeps_the_cancel():
+    venue = Venue(resign=True)
+    om = _manager(venue)
+    flushing = asyncio.ensure_future(om.flush())
+    await _turns()
+    [t] = om.live(CID)
+    first = t.order_id
+    om.stage(MarketDecision(CID, CANCEL, NONE, False, 0), [], 1.0)
+    cancelling = asyncio.ensure_future(om.send_cancels())
+    await _turns()
+    venue.submit_go.set_result(None)  # re-signed under a new hash and accepted
+    await flushing
+    assert t.order_id != first and t.cancel_requested
+    venue.cancel_go.set_result(None)  # the first hash: unknown to the venue
+    await cancelling
+    assert venue.cancels == [[first]]
+    assert await om.retry_cancels() == 1  # the new hash's cancel is due now
+    assert venue.cancels[-1] == [t.order_id] and t.status == "CANCELED"
