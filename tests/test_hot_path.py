@@ -8,6 +8,7 @@ sent order is reported, not lost."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from types import SimpleNamespace
@@ -156,14 +157,24 @@ def _pulling_bot(r):  # type: ignore[no-untyped-def]
     return bot
 
 
-@pytest.mark.asyncio
-async def test_a_momentum_pull_is_written_before_the_quote_pass_decides(writes):
+@contextlib.asynccontextmanager
+async def _quoting_with_a_pulling_bot():  # type: ignore[no-untyped-def]
+    """The rig with a bid resting in CID, and the bot's read end over it."""
     async with rig(concurrent_replace=True) as r:
         await r.om.rest.start()
         r.qp.prices = {CID: 4800}
         await r.decide(CID)
         assert r.resting() == {CID: 4800}
         bot = _pulling_bot(r)
+        try:
+            yield r, bot
+        finally:
+            bot._tasks.cancel()
+
+
+@pytest.mark.asyncio
+async def test_a_momentum_pull_is_written_before_the_quote_pass_decides(writes):
+    async with _quoting_with_a_pulling_bot() as (r, bot):
         seen_by_pass: list[list[str]] = []
         run = r.qp.run
 
@@ -183,16 +194,11 @@ async def test_a_momentum_pull_is_written_before_the_quote_pass_decides(writes):
         await until(lambda: r.resting() == {CID2: 4700}, "the pull and the other market's order")
         await until(lambda: not r.sched.running, "the pass to end")
         assert r.om.live(CID) == []
-        bot._tasks.cancel()
 
 
 @pytest.mark.asyncio
 async def test_a_momentum_pull_does_not_wait_for_the_answers_of_a_running_pass(writes):
-    async with rig(concurrent_replace=True) as r:
-        await r.om.rest.start()
-        r.qp.prices = {CID: 4800}
-        await r.decide(CID)
-        bot = _pulling_bot(r)
+    async with _quoting_with_a_pulling_bot() as (r, bot):
         writes.clear()
         r.qp.prices[CID2] = 4700
         r.sched.mark(CID2)
@@ -202,7 +208,6 @@ async def test_a_momentum_pull_does_not_wait_for_the_answers_of_a_running_pass(w
         bot.on_market_read()
         assert writes == ["orders", "cancels"] and r.sched.running  # out at once, the pass still waits
         await until(lambda: r.resting() == {CID2: 4700}, "the pull")
-        bot._tasks.cancel()
 
 
 @pytest.mark.asyncio
