@@ -31,12 +31,13 @@ class Venue:
     order_version = 2
     creds = None
 
-    def __init__(self, resign: bool = False, refuse_first: bool = True) -> None:
+    def __init__(self, resign: bool = False, refuse_first: bool = True, crash: bool = False) -> None:
         loop = asyncio.get_running_loop()
         self.submit_go = loop.create_future()
         self.cancel_go = loop.create_future()
         self.resign = resign
         self.refuse_first = refuse_first
+        self.crash = crash
         self.cancels: list[list[str]] = []
 
     def cached_fee_rate(self, token: str) -> int:
@@ -47,6 +48,8 @@ class Venue:
         await self.submit_go
         if self.resign:  # the first hash refused for its version; the order re-signed, accepted
             orders = rebuild(self.order_version, [0])
+        if self.crash:
+            raise RuntimeError("a bug while the re-signed submit was out")
         return [OrderResult(o.order_hash, True, "live", "", "") for o in orders]
 
     async def cancel_orders(self, ids, wait=True):  # type: ignore[no-untyped-def]
@@ -126,3 +129,42 @@ async def test_an_order_re_signed_while_a_cancel_targets_its_first_hash_keeps_th
     assert venue.cancels == [[first]]
     assert await om.retry_cancels() == 1  # the new hash's cancel is due now
     assert venue.cancels[-1] == [t.order_id] and t.status == "CANCELED"
+
+
+@pytest.mark.asyncio
+async def test_a_re_signed_order_whose_submit_is_interrupted_keeps_its_cancel_due():
+    venue = Venue(resign=True, crash=True)
+    om = _manager(venue)
+    flushing = asyncio.ensure_future(om.flush())
+    await _turns()
+    [t] = om.live(CID)
+    first = t.order_id
+    om.stage(MarketDecision(CID, CANCEL, NONE, False, 0), [], 1.0)
+    cancelling = asyncio.ensure_future(om.send_cancels())  # the first hash's cancel
+    await _turns()
+    venue.submit_go.set_result(None)  # re-signed, then the submit fails with no answer
+    with pytest.raises(RuntimeError):
+        await flushing
+    venue.cancel_go.set_result(None)  # the first hash: unknown to the venue
+    await cancelling
+    # whether the venue got the re-signed order is unknown: answered for, its cancel due now
+    assert t.order_id != first and t.status == "CANCELING"
+    assert t.known_seq and t.cancel_requested and t.cancel_due <= om.clock.monotonic()
+    assert await om.retry_cancels() == 1 and venue.cancels[-1] == [t.order_id] and t.status == "CANCELED"
+
+
+@pytest.mark.asyncio
+async def test_cancel_all_does_not_conclude_done_an_order_accepted_while_it_was_out():
+    venue = Venue()
+    om = _manager(venue)
+    flushing = asyncio.ensure_future(om.flush())
+    await _turns()
+    [t] = om.live(CID)
+    cancelling = asyncio.ensure_future(om.cancel_all())  # a halt: everything goes
+    await _turns()
+    venue.submit_go.set_result(None)  # accepted ...
+    await flushing
+    venue.cancel_go.set_result(None)  # ... then cancel-all's answer: "not found"
+    await cancelling
+    assert t.status == "LIVE" and not t.cancel_requested  # still ours: the next pass cancels it
+    assert om.live(CID) == [t] and om.resting(CID, BID).price == 4800

@@ -279,3 +279,11 @@ def test_merged_ab_outputs_keep_violations_and_say_when_the_code_or_parameters_a
     assert any("y records no run parameters" in w for w in warnings)
     with pytest.raises(MergeError, match="variants"):
         merge([("x", part([1], [1.0], "c1")), ("y", {**part([2], [2.0], "c1"), "variants": ["b", "a"]})])
+    with pytest.raises(MergeError, match="no variants"):
+        merge([("x", part([1], [1.0], "c1")), ("y", {**part([2], [2.0], "c1"), "variants": []})])
+    with pytest.raises(MergeError, match="not a mapping"):
+        merge([("x", part([1], [1.0], "c1")), ("y", {**part([2], [2.0], "c1"), "params": [1, 2]})])
+    sneaky = part([2], [2.0], "c1")
+    sneaky["runs"]["a"]["1"] = {"net": 9.0}  # a run for a seed it does not declare (seed 1 is x's)
+    with pytest.raises(MergeError, match="has runs for seeds"):
+        merge([("x", part([1], [1.0], "c1")), ("y", sneaky)])

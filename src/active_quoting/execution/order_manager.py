@@ -658,6 +658,9 @@ class OrderManager:
                 if t.order_id and t.status == "SENT":
                     t.known_seq = seq
                     self._set(t, "UNKNOWN", reason="submit interrupted")
+                elif t.order_id and not t.known_seq and t.status in LIVE_STATES:
+                    t.known_seq = seq  # a cancel is wanted for it (re-signed while one targeted it)
+                    t.cancel_due = self.clock.monotonic()  # sent again; reconciliation settles it
             raise
         self.metrics.observe("submit_round_trip", self.clock.perf() - started)
         # One answer per request, however many orders it refused: each state noted once.
@@ -841,7 +844,7 @@ class OrderManager:
             self._defer_cancels(ids)
             return
         started = self.clock.perf()
-        sent = next(self._seq)  # what we learn of an order after this, the venue may not have known
+        unanswered_then = self._unanswered(ids)
         try:
             result = await self.rest.cancel_orders(ids, wait=False)
         except VenueError as err:
@@ -871,9 +874,9 @@ class OrderManager:
                 continue
             if not t.known_seq:
                 unanswered.append(oid)  # its submit has not answered: the venue may not have it yet
-            elif t.known_seq > sent:
-                # The venue's word on it (its submit's answer, a user event) came after this cancel
-                # went out: the refusal may be from before the venue had it. Sent again, now.
+            elif oid in unanswered_then:
+                # Its submit answered while this cancel was out: the refusal may be from before
+                # the venue had it. Sent again, now (once: it is answered for by then).
                 if t.status in LIVE_STATES:
                     raced.append(oid)
             else:
@@ -884,7 +887,17 @@ class OrderManager:
         self._cancel_failed(unanswered + [oid for oid in ids if oid not in answered])
         if raced:
             self.counts["cancel_raced_submit"] += len(raced)
-            await self._cancel(raced)  # once more at most: their word is now older than the next send
+            await self._cancel(raced)
+
+    def _unanswered(self, ids: Sequence[str]) -> set[str]:
+        """Of ``ids``, the orders whose submit has not answered yet (a cancel may reach the
+        venue before they do)."""
+        out = set()
+        for oid in ids:
+            t = self.orders.get(oid)
+            if t is not None and not t.known_seq:
+                out.add(oid)
+        return out
 
     def _defer_cancels(self, ids: list[str]) -> None:
         """A venue state forbids cancels for now: they stay CANCELING (pending) and go out
@@ -971,6 +984,8 @@ class OrderManager:
         marked = [t for t in mine if not t.cancel_requested]
         for t in marked:
             t.cancel_requested = True
+        unanswered_then = self._unanswered([t.order_id for t in mine])
+        marked_ids = {t.order_id for t in marked}
         try:
             result = await self.rest.cancel_orders([t.order_id for t in mine])
         except VenueError as err:
@@ -987,9 +1002,15 @@ class OrderManager:
                 self._set(o, "CANCELED", reason="cancel-all")
         for oid, reason in result.not_canceled.items():
             o = self.orders.get(oid)
-            if o is not None and o.known_seq and o.status in LIVE_STATES:
-                o.known_seq = next(self._seq)
-                self._set(o, "DONE", reason=reason)
+            if o is None or not o.known_seq or o.status not in LIVE_STATES:
+                continue
+            if oid in unanswered_then:
+                # accepted while this cancel was out: the refusal may predate it, it may rest
+                if not o.cancel_requested or o.order_id not in marked_ids:
+                    o.cancel_due = self.clock.monotonic()  # its own cancel goes again
+                continue
+            o.known_seq = next(self._seq)
+            self._set(o, "DONE", reason=reason)
         for t in marked:
             if t.status in LIVE_STATES:
                 # The venue did not hold it when the cancel ran (a submit still in flight

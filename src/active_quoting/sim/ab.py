@@ -193,6 +193,10 @@ def merge(parts: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], list
             seeds = [int(s) for s in seeds]
         except (KeyError, TypeError, ValueError):
             raise MergeError(f"{name}: not an A/B output (variants, seeds, runs and table expected)") from None
+        if not isinstance(variants, list) or not variants or not all(isinstance(v, str) for v in variants):
+            raise MergeError(f"{name}: no variants")
+        if not isinstance(data.get("params", {}), dict):
+            raise MergeError(f"{name}: its run parameters are not a mapping")
         if variants != first["variants"]:
             raise MergeError(f"{name}: variants {variants} differ from {first_name}'s {first['variants']}")
         p = data.get("params")
@@ -220,7 +224,9 @@ def merge(parts: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], list
                 if not table[v]["invariants_ok"] and not bad:
                     bad = {s: "a run's invariants failed" for s in got}
             except (KeyError, TypeError, ValueError, AttributeError):
-                raise MergeError(f"{name}: variant {v!r} has no readable runs") from None
+                raise MergeError(f"{name}: variant {v!r}: its runs or violations cannot be read") from None
+            if set(got) != set(seeds):
+                raise MergeError(f"{name}: variant {v!r} has runs for seeds {sorted(got)}, its seeds are {seeds}")
             per.setdefault(v, {}).update(got)
             violations.setdefault(v, {}).update(bad)
     if len(codes) > 1:

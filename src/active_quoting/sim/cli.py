@@ -238,10 +238,14 @@ def _ab(args: argparse.Namespace, cfg: Any, variants: list[str], seeds: list[int
                              f"{summary['speed_x']:.0f}x real time)   ")  # fmt: skip
             sys.stderr.flush()
 
+    params = _params(cfg)  # the code as the runs start
     ab = run_ab(cfg, variants, seeds, workers=args.workers, on_done=done)
     if not args.quiet:
         sys.stderr.write("\n")
-    ab["params"] = _params(cfg)
+    if _code() != params["code"]:
+        print(f"warning: the code changed during the run (from {params['code']} to {_code()})", file=sys.stderr)
+        params["code"] = f"{params['code']} (changed during the run)"
+    ab["params"] = params
     return _show(args, ab)
 
 
@@ -277,13 +281,13 @@ def _code() -> str:
 
     here = Path(active_quoting.__file__).resolve().parent
     try:
-        out = subprocess.run(
-            ["git", "-C", str(here), "describe", "--always", "--dirty", "--abbrev=12"],
-            capture_output=True, text=True, timeout=10, check=True,
-        )  # fmt: skip
+        # only a checkout that tracks this very package: not an installed copy inside some
+        # repository (a venv in a checkout), nor a copy in an unrelated one
+        for cmd in (["ls-files", "--error-unmatch", "__init__.py"], ["describe", "--always", "--dirty", "--abbrev=12"]):
+            out = subprocess.run(["git", "-C", str(here), *cmd], capture_output=True, text=True, timeout=10, check=True)
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
-        return f"version {getattr(active_quoting, '__version__', 'unknown')}"
+        return f"version {getattr(active_quoting, '__version__', 'unknown')} (not a git checkout)"
 
 
 def _merge(args: argparse.Namespace) -> int:
@@ -311,8 +315,11 @@ def _merge(args: argparse.Namespace) -> int:
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     params: list[dict[str, Any]] = [p["params"] for _, p in parts if isinstance(p.get("params"), dict)]
-    if len(params) == len(parts):
+    if params:  # what the parts that recorded them share (merge refuses parts that differ)
         ab["params"] = {**params[0], "code": sorted({str(p.get("code", "unknown")) for p in params})}
+        unverified = [name for name, p in parts if not isinstance(p.get("params"), dict)]
+        if unverified:
+            ab["params"]["unverified_parts"] = unverified
     return _show(args, ab)
 
 
