@@ -73,13 +73,20 @@ async def _turns(n: int = 5) -> None:
         await asyncio.sleep(0)
 
 
+async def _submitting(venue: Venue):  # type: ignore[no-untyped-def]
+    """A manager whose pass has sent a bid and waits for the venue's answer: (manager, that
+    flush, the order)."""
+    om = _manager(venue)
+    flushing = asyncio.ensure_future(om.flush())
+    await _turns()
+    [t] = om.live(CID)
+    return om, flushing, t
+
+
 @pytest.mark.asyncio
 async def test_a_pull_leaves_an_order_whose_submit_is_unanswered_to_the_pass_after_it():
     venue = Venue(refuse_first=False)
-    om = _manager(venue)
-    flushing = asyncio.ensure_future(om.flush())  # the pass that placed it waits for the answer
-    await _turns()
-    [t] = om.live(CID)
+    om, flushing, t = await _submitting(venue)
     assert t.status == "SENT" and om.stage_pull(CID) == 0 and not t.cancel_requested
     venue.submit_go.set_result(None)
     await flushing
@@ -92,10 +99,7 @@ async def test_a_pull_leaves_an_order_whose_submit_is_unanswered_to_the_pass_aft
 @pytest.mark.asyncio
 async def test_a_cancel_refused_before_the_venue_had_the_order_is_sent_again_not_concluded_done():
     venue = Venue()
-    om = _manager(venue)
-    flushing = asyncio.ensure_future(om.flush())
-    await _turns()
-    [t] = om.live(CID)
+    om, flushing, t = await _submitting(venue)
     # a cancel that does not wait for the submit's answer (the spot guard's, an off-grid one)
     om.stage(MarketDecision(CID, CANCEL, NONE, False, 0), [], 1.0)
     cancelling = asyncio.ensure_future(om.send_cancels())
@@ -113,10 +117,7 @@ async def test_a_cancel_refused_before_the_venue_had_the_order_is_sent_again_not
 @pytest.mark.asyncio
 async def test_an_order_re_signed_while_a_cancel_targets_its_first_hash_keeps_the_cancel():
     venue = Venue(resign=True)
-    om = _manager(venue)
-    flushing = asyncio.ensure_future(om.flush())
-    await _turns()
-    [t] = om.live(CID)
+    om, flushing, t = await _submitting(venue)
     first = t.order_id
     om.stage(MarketDecision(CID, CANCEL, NONE, False, 0), [], 1.0)
     cancelling = asyncio.ensure_future(om.send_cancels())
@@ -134,10 +135,7 @@ async def test_an_order_re_signed_while_a_cancel_targets_its_first_hash_keeps_th
 @pytest.mark.asyncio
 async def test_a_re_signed_order_whose_submit_is_interrupted_keeps_its_cancel_due():
     venue = Venue(resign=True, crash=True)
-    om = _manager(venue)
-    flushing = asyncio.ensure_future(om.flush())
-    await _turns()
-    [t] = om.live(CID)
+    om, flushing, t = await _submitting(venue)
     first = t.order_id
     om.stage(MarketDecision(CID, CANCEL, NONE, False, 0), [], 1.0)
     cancelling = asyncio.ensure_future(om.send_cancels())  # the first hash's cancel
@@ -156,10 +154,7 @@ async def test_a_re_signed_order_whose_submit_is_interrupted_keeps_its_cancel_du
 @pytest.mark.asyncio
 async def test_cancel_all_does_not_conclude_done_an_order_accepted_while_it_was_out():
     venue = Venue()
-    om = _manager(venue)
-    flushing = asyncio.ensure_future(om.flush())
-    await _turns()
-    [t] = om.live(CID)
+    om, flushing, t = await _submitting(venue)
     cancelling = asyncio.ensure_future(om.cancel_all())  # a halt: everything goes
     await _turns()
     venue.submit_go.set_result(None)  # accepted ...
