@@ -273,10 +273,12 @@ def test_merged_ab_outputs_keep_violations_and_say_when_the_code_or_parameters_a
     assert ab["table"]["a"]["net"][0] == 3.0 and ab["table"]["b"]["net_vs_a"] == (5.0, 0.0)
     assert ab["table"]["a"]["invariants_ok"] and not ab["table"]["b"]["invariants_ok"]
     assert ab["table"]["b"]["violations"] == {3: "f"}  # a violation in one part is not merged away
+    assert ab["params"] == {"hours": 24.0, "code": ["c1"]}
     _, warnings = merge([("x", part([1], [1.0], "c1")), ("y", part([2], [2.0], "c2"))])
     assert any("different code" in w for w in warnings)
-    _, warnings = merge([("x", part([1], [1.0], "c1")), ("y", part([2], [2.0], "c1", params=False))])
+    ab, warnings = merge([("x", part([1], [1.0], "c1")), ("y", part([2], [2.0], "c1", params=False))])
     assert any("y records no run parameters" in w for w in warnings)
+    assert ab["params"] == {"hours": 24.0, "code": ["c1"], "unverified_parts": ["y"]}
     with pytest.raises(MergeError, match="variants"):
         merge([("x", part([1], [1.0], "c1")), ("y", {**part([2], [2.0], "c1"), "variants": ["b", "a"]})])
     with pytest.raises(MergeError, match="no variants"):

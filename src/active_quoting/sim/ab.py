@@ -175,9 +175,10 @@ class MergeError(ValueError):
 def merge(parts: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], list[str]]:
     """One A/B table from several A/B outputs (``--json`` files, as ``(name, data)``) over
     disjoint seeds of the same variants and run parameters: a long A/B run in pieces, on other
-    days or machines. Returns the table and warnings (a part that records no run parameters, or
-    parts whose code differs: their runs are not from one version of the bot). Raises
-    :class:`MergeError` when the parts do not fit together."""
+    days or machines. Returns the table, with the parts' shared run parameters (their codes as a
+    list, and the parts that recorded none as ``unverified_parts``), and warnings (a part that
+    records no run parameters, or parts whose code differs: their runs are not from one version
+    of the bot). Raises :class:`MergeError` when the parts do not fit together."""
     if len(parts) < 2:
         raise MergeError("give at least two A/B outputs to merge")
     warnings: list[str] = []
@@ -187,6 +188,7 @@ def merge(parts: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], list
     seen: dict[int, str] = {}
     params = None
     codes: dict[str, str] = {}
+    unverified: list[str] = []
     for name, data in parts:
         try:
             variants, seeds, runs, table = data["variants"], data["seeds"], data["runs"], data["table"]
@@ -202,6 +204,7 @@ def merge(parts: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], list
         p = data.get("params")
         if p is None:
             warnings.append(f"{name} records no run parameters (written before they were recorded): merged on trust")
+            unverified.append(name)
         else:
             p = dict(p)
             code = str(p.pop("code", "unknown"))
@@ -232,7 +235,12 @@ def merge(parts: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], list
     if len(codes) > 1:
         warnings.append("the parts ran different code (" + ", ".join(f"{c} in {n}" for c, n in codes.items())
                         + "): each seed's variants are still paired, but the seeds are not of one bot")  # fmt: skip
-    return table_of(per, violations, sorted(seen)), warnings
+    out = table_of(per, violations, sorted(seen))
+    if params is not None:
+        out["params"] = {**params[1], "code": sorted(codes)}
+        if unverified:
+            out["params"]["unverified_parts"] = unverified
+    return out, warnings
 
 
 def _cell(mc: tuple[float, float], digits: int = 2) -> str:

@@ -314,12 +314,6 @@ def _merge(args: argparse.Namespace) -> int:
         return 2
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
-    params: list[dict[str, Any]] = [p["params"] for _, p in parts if isinstance(p.get("params"), dict)]
-    if params:  # what the parts that recorded them share (merge refuses parts that differ)
-        ab["params"] = {**params[0], "code": sorted({str(p.get("code", "unknown")) for p in params})}
-        unverified = [name for name, p in parts if not isinstance(p.get("params"), dict)]
-        if unverified:
-            ab["params"]["unverified_parts"] = unverified
     return _show(args, ab)
 
 
