@@ -279,6 +279,8 @@ def test_merged_ab_outputs_keep_violations_and_say_when_the_code_or_parameters_a
     ab, warnings = merge([("x", part([1], [1.0], "c1")), ("y", part([2], [2.0], "c1", params=False))])
     assert any("y records no run parameters" in w for w in warnings)
     assert ab["params"] == {"hours": 24.0, "code": ["c1"], "unverified_parts": ["y"]}
+    again, _ = merge([("xy", ab), ("z", part([3], [3.0], "c1"))])  # a merged output merged again
+    assert again["seeds"] == [1, 2, 3] and again["params"]["unverified_parts"] == ["y"]
     with pytest.raises(MergeError, match="variants"):
         merge([("x", part([1], [1.0], "c1")), ("y", {**part([2], [2.0], "c1"), "variants": ["b", "a"]})])
     with pytest.raises(MergeError, match="no variants"):

@@ -208,6 +208,7 @@ def merge(parts: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], list
         else:
             p = dict(p)
             code = str(p.pop("code", "unknown"))
+            unverified += p.pop("unverified_parts", None) or []  # a merged output merged again
             codes.setdefault(code, name)
             if params is None:
                 params = (name, p)
