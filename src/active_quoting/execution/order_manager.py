@@ -504,9 +504,17 @@ class OrderManager:
             return
         if not self._staged_at:
             self._staged_at = self.clock.perf()
-        for o in self.live(market):
-            if o.quote in quotes and not o.cancel_requested:
+        self._stage_cancels(market, lambda o: o.quote in quotes)
+
+    def _stage_cancels(self, market: str, which: Callable[[Tracked], bool]) -> int:
+        """Stage the cancel of every live order of ``market`` that ``which`` selects and that no
+        cancel targets yet; returns how many."""
+        staged = 0
+        for o in self._iter_live(market):
+            if not o.cancel_requested and which(o):
                 self._stage_cancel(o)
+                staged += 1
+        return staged
 
     def _stage_cancel(self, o: Tracked) -> None:
         o.cancel_requested = True
@@ -942,11 +950,7 @@ class OrderManager:
         if ref is not None:
             # Only the tick changed: the market's version (which order version it signs) stays.
             self.markets[market] = replace(ref, tick=tick)
-        staged = 0
-        for o in self.live(market):
-            if o.price % tick and not o.cancel_requested:
-                self._stage_cancel(o)
-                staged += 1
+        staged = self._stage_cancels(market, lambda o: bool(o.price % tick))
         self.counts["off_grid_cancels"] += staged
         return staged
 
@@ -957,12 +961,7 @@ class OrderManager:
         its answer: a cancel by hash could reach the venue before the order does. Unlike
         :meth:`stage`, this touches neither the refresh limits nor the decision's timing.
         Returns how many were staged."""
-        staged = 0
-        for o in self._iter_live(market):
-            if o.known_seq and not o.cancel_requested:
-                self._stage_cancel(o)
-                staged += 1
-        return staged
+        return self._stage_cancels(market, lambda o: o.known_seq != 0)
 
     async def send_cancels(self) -> None:
         """Send the staged cancels now, without waiting for a quote pass: a pass can be held up
@@ -1006,7 +1005,7 @@ class OrderManager:
                 continue
             if oid in unanswered_then:
                 # accepted while this cancel was out: the refusal may predate it, it may rest
-                if not o.cancel_requested or o.order_id not in marked_ids:
+                if oid not in marked_ids:
                     o.cancel_due = self.clock.monotonic()  # its own cancel goes again
                 continue
             o.known_seq = next(self._seq)
