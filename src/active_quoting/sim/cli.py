@@ -242,8 +242,9 @@ def _ab(args: argparse.Namespace, cfg: Any, variants: list[str], seeds: list[int
     ab = run_ab(cfg, variants, seeds, workers=args.workers, on_done=done)
     if not args.quiet:
         sys.stderr.write("\n")
-    if _code() != params["code"]:
-        print(f"warning: the code changed during the run (from {params['code']} to {_code()})", file=sys.stderr)
+    now = _code()
+    if now != params["code"]:
+        print(f"warning: the code changed during the run (from {params['code']} to {now})", file=sys.stderr)
         params["code"] = f"{params['code']} (changed during the run)"
     ab["params"] = params
     return _show(args, ab)
