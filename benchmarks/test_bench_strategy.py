@@ -31,3 +31,25 @@ def test_markout_cycle(benchmark, impl):
 
     benchmark(cycle)
     assert tracker.resolved(4) == tracker.fill_count
+
+
+@pytest.mark.benchmark(group="momentum: an Up-book frame read without our two resting quotes")
+def test_momentum_on_book(benchmark, impl):
+    """What every frame of a quoted market's Up book costs the detector in steady state (our
+    quotes resting unchanged, a change deeper in the book): issue 11's CPU per frame."""
+    from active_quoting.strategy.momentum import MomentumDetector
+
+    book = impl.Book("up", 100)
+    book.apply_snapshot([(4900, 100 * SH), (4800, 100 * SH), (4700, 80 * SH), (4600, 50 * SH)],
+                        [(5100, 100 * SH), (5200, 100 * SH), (5300, 70 * SH)])  # fmt: skip
+    detector = MomentumDetector()
+    own_bids, own_asks, none = {4900: 5 * SH}, {5100: 5 * SH}, {}
+    clock = [0]
+
+    def frame() -> bool:
+        t = clock[0] = clock[0] + 50
+        book.set_level(impl.BID, 4600, (50 + t % 7) * SH)  # others' size moves behind the touch
+        return detector.on_book("m", t, book, own_bids, own_asks, none, none)
+
+    assert benchmark(frame) is False
+    assert sum(detector.triggers.values()) == 0

@@ -265,3 +265,56 @@ def test_our_cancel_the_book_shows_before_the_venue_confirms_it_fires_nothing(si
 
     assert sum(run(with_leaving=True).values()) == 0
     assert sum(run(with_leaving=False).values()) >= 1  # read without it, the same books fire
+
+
+def _plain_bounds(history: list[tuple[int, dict[int, int]]], leaving: Mapping[int, int], now_ms: int, settle_ms: int):
+    """The definition the detector's incremental bookkeeping must give: our size now, and per
+    level the changes of the last ``settle_ms`` (every update that moved it, recomputed here
+    from the whole history of updates) widening it to (least, most)."""
+    now: dict[int, int] = {}
+    changes: dict[int, list[tuple[int, int]]] = {}
+    for t, own in history:
+        current = {p: q for p, q in own.items() if q > 0}
+        for price in now.keys() | current.keys():
+            delta = current.get(price, 0) - now.get(price, 0)
+            if delta:
+                changes.setdefault(price, []).append((t, delta))
+        now = current
+    least, most = dict(now), dict(now)
+    for price, hist in changes.items():
+        recent = [d for t, d in hist if t >= now_ms - settle_ms]
+        if recent:
+            cur = now.get(price, 0)
+            least[price] = max(cur - sum(d for d in recent if d > 0), 0)
+            most[price] = cur - sum(d for d in recent if d < 0)
+    for price, size in leaving.items():
+        least[price] = max(least.get(price, 0) - size, 0)
+    return least, most
+
+
+_levels = st.dictionaries(st.sampled_from([4800, 4900, 5000]), st.integers(0, 3).map(lambda k: k * SH), max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=st.lists(st.tuples(st.integers(0, 700), st.none() | _levels, _levels), min_size=1, max_size=40))
+def test_own_bounds_kept_incrementally_equal_the_definition(steps: list[tuple]) -> None:
+    """The detector reads our levels on every book frame and keeps their recent changes and the
+    (least, most) bounds between frames instead of recomputing them (issue 11: CPU per frame):
+    after any sequence of updates - our levels unchanged, changed, changes expiring, a cancel
+    going out and confirmed - the bounds are the definition's, and an unchanged reading with no
+    change in the settle time is our levels themselves (the detector then reads the book once)."""
+    from active_quoting.strategy.momentum import _Own
+
+    own, settle, t = _Own(), 1000, 0
+    history: list[tuple[int, dict[int, int]]] = []
+    levels: dict[int, int] = {}
+    for dt, new_levels, leaving_levels in steps:  # None: our levels as they were (most frames)
+        t += dt
+        levels = dict(levels if new_levels is None else new_levels)
+        leaving = {p: min(q, levels.get(p, 0)) for p, q in leaving_levels.items() if levels.get(p, 0)}
+        own.update(levels, t, settle, leaving)
+        history.append((t, levels))
+        least, most = own.bounds()
+        assert (least, most) == _plain_bounds(history, leaving, t, settle)
+        if all(d == 0 for d in (least.keys() ^ most.keys())) and least == most and not leaving:
+            assert least is most

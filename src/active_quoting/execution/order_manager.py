@@ -455,12 +455,20 @@ class OrderManager:
     def own_and_leaving(self, market: str) -> tuple[dict[int, int], dict[int, int], dict[int, int], dict[int, int]]:
         """:meth:`own_levels` and, of it, what the orders whose cancel is out hold (the book may
         show them gone first), in one pass: (bids, asks, leaving bids, leaving asks)."""
-        out: tuple[dict[int, int], dict[int, int], dict[int, int], dict[int, int]] = ({}, {}, {}, {})
-        for o in self._iter_live(market):
-            side = 0 if o.quote == BID else 1
-            for levels in (out[side], out[side + 2]) if o.cancel_requested else (out[side],):
-                levels[o.quote_price] = levels.get(o.quote_price, 0) + o.remaining
-        return out
+        bids: dict[int, int] = {}
+        asks: dict[int, int] = {}
+        leaving_bids: dict[int, int] = {}
+        leaving_asks: dict[int, int] = {}
+        live = self._live.get(market)
+        if live:  # read on every book frame of the market: one plain loop
+            for o in live.values():
+                price, remaining = o.quote_price, o.remaining
+                levels = bids if o.quote == BID else asks
+                levels[price] = levels.get(price, 0) + remaining
+                if o.cancel_requested:
+                    levels = leaving_bids if o.quote == BID else leaving_asks
+                    levels[price] = levels.get(price, 0) + remaining
+        return bids, asks, leaving_bids, leaving_asks
 
     # -- decisions -> orders ------------------------------------------------------------
 

@@ -50,6 +50,8 @@ _PPM = 1_000_000
 # the sweep history by the time the ambiguity ends.
 OWN_SETTLE_MS = 1000
 _NO_OWN: Mapping[int, int] = MappingProxyType({})
+_NEVER_MS = 1 << 62  # later than any time
+_Bounds = tuple[dict[int, int], dict[int, int]]  # (least, most) of our size per level
 
 
 def _ppm(value: Decimal) -> int:
@@ -70,37 +72,62 @@ class BookView(Protocol):
 
 @dataclass
 class _Own:
-    """Our size per level of one side, with the recent changes of each level."""
+    """Our size per level of one side, with the recent changes of each level.
+
+    Read on every book frame of the market, and between our own changes nothing here moves:
+    :meth:`update` does work only when our levels, what leaves them or the settle horizon
+    changed, and :meth:`bounds` is computed once per such change."""
 
     now: dict[int, int] = field(default_factory=dict)
     # price -> (time, change of our size there), oldest first; pruned after the settle time
     changes: dict[int, deque[tuple[int, int]]] = field(default_factory=dict)
     # of ``now``, what our orders whose cancel is out hold: the venue may show them gone already
     leaving: Mapping[int, int] = field(default_factory=dict)
+    # no entry of ``changes`` is older than this (nothing to prune while the horizon is before it)
+    oldest_ms: int = _NEVER_MS
+    _bounds: _Bounds | None = None  # bounds() since the last change
 
     def update(self, own: Mapping[int, int], now_ms: int, settle_ms: int, leaving: Mapping[int, int] = _NO_OWN) -> None:
-        self.leaving = leaving
-        current = {p: q for p, q in own.items() if q > 0}
-        for price in self.now.keys() | current.keys():
-            delta = current.get(price, 0) - self.now.get(price, 0)
-            if delta:
-                self.changes.setdefault(price, deque()).append((now_ms, delta))
-        self.now = current
+        if leaving != self.leaving:
+            self.leaving = leaving
+            self._bounds = None
+        if own != self.now:
+            current = {p: q for p, q in own.items() if q > 0}
+            if current != self.now:
+                for price in self.now.keys() | current.keys():
+                    delta = current.get(price, 0) - self.now.get(price, 0)
+                    if delta:
+                        self.changes.setdefault(price, deque()).append((now_ms, delta))
+                        self.oldest_ms = min(self.oldest_ms, now_ms)
+                self.now = current
+                self._bounds = None
         horizon = now_ms - settle_ms
-        for price in list(self.changes):
-            hist = self.changes[price]
-            while hist and hist[0][0] < horizon:
-                hist.popleft()
-            if not hist:
-                del self.changes[price]
+        if self.oldest_ms < horizon:
+            oldest = _NEVER_MS
+            for price in list(self.changes):
+                hist = self.changes[price]
+                while hist and hist[0][0] < horizon:
+                    hist.popleft()
+                if not hist:
+                    del self.changes[price]
+                else:
+                    oldest = min(oldest, hist[0][0])
+            self.oldest_ms = oldest
+            self._bounds = None
 
-    def bounds(self) -> tuple[dict[int, int], dict[int, int]]:
-        """(least, most) of our size the book may show per level.
+    def bounds(self) -> _Bounds:
+        """(least, most) of our size the book may show per level (read-only: shared between
+        calls until the next change).
 
         An order added within the settle time may not be shown yet, one taken out may still
         be shown (several orders can come and go at one level, so the changes add up), and one
         being cancelled may be shown gone before the venue confirms it.
         """
+        if self._bounds is None:
+            self._bounds = self._compute_bounds()
+        return self._bounds
+
+    def _compute_bounds(self) -> _Bounds:
         if not self.changes and not self.leaving:
             return self.now, self.now
         least = dict(self.now)
@@ -149,6 +176,17 @@ def market_depth(book: BookView, side: int, units: int, own: Mapping[int, int]) 
         if (price >= best - units) if side == BID else (price <= best + units):
             depth -= min(size, book.size_at(side, price))
     return depth
+
+
+def _depth_range(book: BookView, side: int, units: int, bounds: _Bounds) -> tuple[int, int]:
+    """(largest, smallest) market depth of a side over the (least, most) of our own size the
+    book may show: one reading when the two are the same."""
+    least, most = bounds
+    a = market_depth(book, side, units, least)
+    if most is least:
+        return a, a
+    b = market_depth(book, side, units, most)
+    return (a, b) if a >= b else (b, a)
 
 
 def _window_max(window: deque[tuple[int, int]], now_ms: int, value: int, horizon_ms: int) -> int:
@@ -246,27 +284,24 @@ class MomentumDetector:
         units = min(self.depth_ticks * book.tick, _MAX_PRICE)
         # Per side: the largest market depth any timing of our own changes allows (the
         # current reading) and the smallest (what the window remembers).
-        high = [0, 0]
-        low = [0, 0]
-        for side, own_map, leaving in ((BID, own_bids, leaving_bids), (ASK, own_asks, leaving_asks)):
-            own = st.own[side]
-            own.update(own_map, now_ms, self.settle_ms, leaving)
-            least, most = own.bounds()
-            a = market_depth(book, side, units, least)
-            b = a if most is least else market_depth(book, side, units, most)
-            high[side], low[side] = max(a, b), min(a, b)
+        own_bid, own_ask = st.own
+        own_bid.update(own_bids, now_ms, self.settle_ms, leaving_bids)
+        own_ask.update(own_asks, now_ms, self.settle_ms, leaving_asks)
+        high_bid, low_bid = _depth_range(book, BID, units, own_bid.bounds())
+        high_ask, low_ask = _depth_range(book, ASK, units, own_ask.bounds())
         t = st.last_ms  # never behind an earlier reading: a wall clock stepped back cannot hide one
-        max_bid = _window_max(st.max_depth[BID], t, low[BID], t - self.window_ms)
-        max_ask = _window_max(st.max_depth[ASK], t, low[ASK], t - self.window_ms)
+        max_depth_bid, max_depth_ask = st.max_depth
+        max_bid = _window_max(max_depth_bid, t, low_bid, t - self.window_ms)
+        max_ask = _window_max(max_depth_ask, t, low_ask, t - self.window_ms)
         keep = _PPM - self.sweep_ppm
-        swept = (max_bid > 0 and high[BID] * _PPM <= keep * max_bid) or (
-            max_ask > 0 and high[ASK] * _PPM <= keep * max_ask
+        swept = (max_bid > 0 and high_bid * _PPM <= keep * max_bid) or (
+            max_ask > 0 and high_ask * _PPM <= keep * max_ask
         )
         # A side is thin only if it is thin with it at its largest and the other at its smallest.
-        bid_total = high[BID] + low[ASK]
-        ask_total = low[BID] + high[ASK]
-        thin = (bid_total > 0 and high[BID] * _PPM <= self.imbalance_ppm * bid_total) or (
-            ask_total > 0 and high[ASK] * _PPM <= self.imbalance_ppm * ask_total
+        bid_total = high_bid + low_ask
+        ask_total = low_bid + high_ask
+        thin = (bid_total > 0 and high_bid * _PPM <= self.imbalance_ppm * bid_total) or (
+            ask_total > 0 and high_ask * _PPM <= self.imbalance_ppm * ask_total
         )
         self._trigger(key, st, "sweep", now_ms, swept)
         self._trigger(key, st, "imbalance", now_ms, thin)
