@@ -84,12 +84,12 @@ class _Own:
     # of ``now``, what our orders whose cancel is out hold: the venue may show them gone already
     leaving: Mapping[int, int] = field(default_factory=dict)
     # no entry of ``changes`` is older than this (nothing to prune while the horizon is before it)
-    oldest_ms: int = _NEVER_MS
-    _bounds: _Bounds | None = None  # bounds() since the last change
+    oldest_ms: int = field(default=_NEVER_MS, init=False, compare=False, repr=False)
+    _bounds: _Bounds | None = field(default=None, init=False, compare=False, repr=False)  # since the last change
 
     def update(self, own: Mapping[int, int], now_ms: int, settle_ms: int, leaving: Mapping[int, int] = _NO_OWN) -> None:
         if leaving != self.leaving:
-            self.leaving = leaving
+            self.leaving = dict(leaving)  # a copy: the caller may change its mapping in place
             self._bounds = None
         if own != self.now:
             current = {p: q for p, q in own.items() if q > 0}
