@@ -36,9 +36,14 @@ Three processes, one clock (``CLOCK_MONOTONIC``, ``time.monotonic_ns``):
 The harness (this process) samples the bot's CPU every ``SAMPLE_S``: ``/proc/<pid>/stat``
 utime + stime (clock ticks, all threads) and the sum of ``/proc/<pid>/task/*/schedstat``'s
 run time (ns). CPU per frame = (CPU over the flood - CPU over the same-length baseline just
-before) / frames written to the bot in the flood: a **mean** (the bot has no per-frame CPU
-histogram; its ``frame_to_decision`` histogram's smallest bucket is 50 us, and it times a
-wait, not CPU). The backlog: the bot's socket's receive queue (``/proc/net/tcp``, bytes the bot
+before) / frames written to the bot in the flood: a **mean**, of everything the process does
+(the socket reads, picows' framing, the loop, the other threads). And from inside: the bot's own
+``aq_market_frame_seconds`` histogram (each frame timed from its arrival at the handler to the
+handler's return: decode, books, strategy bookkeeping, any decision and requests, the journal's
+copy; 1 us buckets up to 10 us), scraped from its ``--metrics-port`` as each phase starts and
+ends: its **p50 / p90 / p99 per frame** over the baseline and over the flood (linear within a
+bucket). On the bot's single loop thread, pinned to its own CPU, a handler's wall time is its
+CPU time unless the thread is preempted (the "wait" share says how often). The backlog: the bot's socket's receive queue (``/proc/net/tcp``, bytes the bot
 has not read yet) and the venue's own queue (frames queued, bytes in the transport's buffer),
 sampled every 0.25 s.
 
@@ -54,12 +59,14 @@ import json
 import os
 import queue
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -181,6 +188,64 @@ def cpu_per_frame(samples: list[tuple[int, ...]], baseline: tuple[int, int], flo
         out["wait_flood_share"] = (at(samples, flood[1], 3) - at(samples, flood[0], 3)) / 1e9 / fl_s
         out["wait_baseline_share"] = (at(samples, baseline[1], 3) - at(samples, baseline[0], 3)) / 1e9 / bl_s
     return out
+
+
+FRAME_METRIC = "aq_market_frame_seconds"
+
+
+def frame_histogram(text: str) -> dict[str, Any]:
+    """The bot's market-frame histogram in a ``/metrics`` scrape: cumulative counts by upper
+    bound (seconds; ``inf`` for +Inf), its sum (seconds) and count."""
+    buckets: dict[float, int] = {}
+    out: dict[str, Any] = {"buckets": buckets, "sum": 0.0, "count": 0}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name.startswith(FRAME_METRIC + "_bucket{"):
+            buckets[float(name.split('le="', 1)[1].split('"', 1)[0])] = int(float(value))
+        elif name == FRAME_METRIC + "_sum":
+            out["sum"] = float(value)
+        elif name == FRAME_METRIC + "_count":
+            out["count"] = int(float(value))
+    return out
+
+
+def frame_quantiles(
+    before: dict[str, Any], after: dict[str, Any], qs: tuple[int, ...] = (50, 90, 99)
+) -> dict[str, Any]:
+    """Per-frame handling time of the frames observed between two scrapes, us: the mean, and
+    the ``qs`` percentiles, linear within a bucket (the first from 0); a percentile in the
+    open-ended last bucket is its lower bound. None without frames."""
+    bounds = sorted(after["buckets"])
+    cum = [after["buckets"][b] - before["buckets"].get(b, 0) for b in bounds]
+    n = after["count"] - before["count"]
+    out: dict[str, Any] = {"n": n, "mean": (after["sum"] - before["sum"]) / n * 1e6 if n > 0 else None}
+    for q in qs:
+        value = None
+        target = q / 100 * n
+        lo, seen = 0.0, 0
+        for bound, c in zip(bounds, cum, strict=True):
+            if n > 0 and c >= target:
+                value = lo if bound == float("inf") else lo + (bound - lo) * (target - seen) / (c - seen or 1)
+                break
+            lo, seen = bound, c
+        out[f"p{q}"] = value * 1e6 if value is not None else None
+    return out
+
+
+def free_port() -> int:
+    """A loopback port free now (for the bot's metrics: the harness must know it in advance)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scrape(url: str) -> dict[str, Any] | None:
+    """The bot's market-frame histogram now, or None if its metrics did not answer."""
+    try:
+        with urllib.request.urlopen(url, timeout=2.0) as r:
+            return frame_histogram(r.read().decode())
+    except OSError:
+        return None
 
 
 def tcp_queues(text: str, local_port: int, remote_port: int) -> tuple[int, int] | None:
@@ -581,16 +646,19 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
         if "clob" not in info:
             print(f"flood harness: the venue did not start; {info}", file=sys.stderr)
             return None
+        metrics_url = f"http://127.0.0.1:{free_port()}/metrics"
         script = Path(py).parent / "active-quoting"
         command = [str(script)] if script.exists() else [py, "-m", "active_quoting.cli"]
         bot = subprocess.Popen([*command, "run", "--exchange-url", info["clob"], "--gamma-url", info["gamma"],
                                 "--assets", info["assets"], "--window-seconds", str(window), "--duration",
-                                str(int(need + 60)), "--db", str(tmp / "run.db")],
+                                str(int(need + 60)), "--db", str(tmp / "run.db"), "--metrics-port",
+                                metrics_url.rsplit(":", 1)[1].split("/")[0]],
                                stdout=subprocess.DEVNULL, stderr=open(tmp / "bot.log", "wb"),
                                preexec_fn=bot_cpu)  # fmt: skip
         procs.append(bot)
         done: dict[str, Any] = {}
         threads: dict[str, Any] = {}  # thread_cpu(bot) when each phase began (the venue says so)
+        scrapes: dict[str, Any] = {}  # the bot's market-frame histogram then
         while not done:
             try:
                 samples.append((time.monotonic_ns(), *read_cpu(bot.pid)))
@@ -605,6 +673,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
             msg = json.loads(line or b'{"error": "the venue exited"}')
             if "phase" in msg:
                 threads[msg["phase"]] = thread_cpu(bot.pid)
+                scrapes[msg["phase"]] = scrape(metrics_url)
             else:
                 done = msg
         if "done" not in done:
@@ -619,6 +688,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     result["samples"] = samples
     result["venue_samples"] = venue_samples
     result["threads"] = threads
+    result["scrapes"] = scrapes
     result["tmp"] = str(tmp)
     return result
 
@@ -642,13 +712,18 @@ def report(result: dict[str, Any], args: argparse.Namespace, load: tuple[float, 
         if name in th and f"{name} end" in th:
             span = (phases[name][1] - phases[name][0]) / 1e9
             per_thread[name] = thread_shares(th[name], th[f"{name} end"], span)
+    handled = {}  # the bot's own per-frame handling time, per phase
+    sc = result.get("scrapes", {})
+    for name in ("baseline", "flood"):
+        if sc.get(name) and sc.get(f"{name} end"):
+            handled[name] = frame_quantiles(sc[name], sc[f"{name} end"])
     in_flood = [b for b in result["backlog"] if flood[0] <= b[0] <= flood[1]]
     behind = c["backlog_bytes_end"] / mean_frame if mean_frame else 0.0
     return {
         "rate_target": args.rate, "seconds": args.seconds, "markets": args.markets, "load_before": load,
         "load_after": os.getloadavg(), "flood_changes": c["flood_sent"], "frames_written": written,
         "frames_delivered": round(c["delivered_bytes"] / mean_frame) if mean_frame else 0, "frames_read": read,
-        "frame_bytes_mean": mean_frame, "writes_per_s": c["writes"] / fl_s, "flood_s": fl_s, "cpu": cpu, "venue_cpu": vcpu, "bot_threads": per_thread,
+        "frame_bytes_mean": mean_frame, "writes_per_s": c["writes"] / fl_s, "flood_s": fl_s, "cpu": cpu, "venue_cpu": vcpu, "bot_threads": per_thread, "handled": handled,
         "venue_cpu_share": result["venue_cpu_share"], "probes": rows, "answers": answered,
         "requests_not_near_a_probe": other, "sockets": result["sockets"],
         "backlog_max": {"venue_frames": max((b[1] for b in in_flood), default=0),
@@ -658,6 +733,10 @@ def report(result: dict[str, Any], args: argparse.Namespace, load: tuple[float, 
         # kept up: under 0.1 s of the flood's frames still waiting (venue buffer + bot's socket) at its end
         "kept_up": behind < 0.1 * args.rate, "tmp": result["tmp"],
     }  # fmt: skip
+
+
+def _us(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
 
 
 def table(r: dict[str, Any]) -> str:
@@ -683,6 +762,14 @@ def table(r: dict[str, Any]) -> str:
         ),
         f"bot CPU per frame read, MEAN, (flood - baseline) / frames read: {c['schedstat_us_per_frame']:.2f} us "
         f"(schedstat), {c['ticks_us_per_frame']:.2f} us (ticks); gross {c['schedstat_gross_us_per_frame']:.2f} us",
+        "bot's own handling time per market frame, arrival to return (aq_market_frame_seconds), us: "
+        + (
+            "; ".join(
+                f"{k} n {h['n']:,} mean {_us(h['mean'])} p50 {_us(h['p50'])} p90 {_us(h['p90'])} p99 {_us(h['p99'])}"
+                for k, h in r.get("handled", {}).items()
+            )
+            or "not scraped"
+        ),  # fmt: skip
         f"backlog in the flood, max: bot's socket unread {bm['bot_rx_bytes']:,} B, venue {bm['venue_frames']:,} "
         f"frames queued + {bm['venue_buffer_bytes']:,} B buffered; behind at its end: {r['behind_frames_end']:,.0f} "
         f"frames ({r['behind_s_end']:.2f} s of flood) -> {'KEPT UP' if r['kept_up'] else 'FELL BEHIND'}",
@@ -716,6 +803,7 @@ def main() -> None:
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
                         help="the venue on one CPU, the bot on another (default: on)")  # fmt: skip
     parser.add_argument("--json", help="write the report here")
+    parser.add_argument("--keep", action="store_true", help="keep the run's directory (bot log, store, journal)")
     args = parser.parse_args()
     if args.cmd == "venue":
         import uvloop
@@ -728,9 +816,9 @@ def main() -> None:
         sys.exit(1)
     r = report(result, args, load)
     print(table(r))
-    print(f"bot log and store: {r['tmp']}")
     if args.json:
         Path(args.json).write_text(json.dumps(r))
+    print(lat.done_with(Path(r["tmp"]), args.keep))
 
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -1268,6 +1269,15 @@ def _p50(samples: list[int]) -> str:
     return f"{statistics.median(samples) / 1000:.0f}" if samples else "-"
 
 
+def done_with(tmp: Path, keep: bool) -> str:
+    """A finished run's directory (bot log, store, journal: tens of MB) goes unless ``keep``; a
+    failed run's is always kept, its path printed with the failure."""
+    if keep:
+        return f"bot log and store: {tmp}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    return "run directory removed (--keep keeps it)"
+
+
 def harness(args: argparse.Namespace) -> int:
     from active_quoting import core
 
@@ -1346,7 +1356,7 @@ def harness(args: argparse.Namespace) -> int:
                               "moves": len(mine), "venue_stamped_first_cancel": v_spot["first cancel"],
                               "sized": result.get("sized", [])}  # fmt: skip
         report.setdefault("joins", {})[scenario] = counts
-        print(f"ours: {on_lane} of {of_ours} order/cancel requests on the order lane; bot log and store: {tmp}")
+        print(f"ours: {on_lane} of {of_ours} order/cancel requests on the order lane; " + done_with(tmp, args.keep))
     report["load_after"] = os.getloadavg()
     if args.json:
         Path(args.json).write_text(json.dumps(report))
@@ -1380,6 +1390,7 @@ def main() -> None:
     parser.add_argument("--period", type=float, default=3.0)
     parser.add_argument("--horizon", type=float, default=0.1, help="seconds after a move its answers count")
     parser.add_argument("--dump", action="store_true", help="print every move and request")
+    parser.add_argument("--keep", action="store_true", help="keep each run's directory (bot log, store, journal)")
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
                         help="pin the venue and proxy to one CPU and the pipelines to another (default: on)")
     parser.add_argument("--scenario", choices=("market", "spot", "all"), default="all",

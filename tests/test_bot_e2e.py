@@ -103,6 +103,8 @@ def test_bot_session_invariants_and_restart(tmp_path):
     # latency histograms were fed on the real paths
     h = bot.metrics.histograms
     assert h["frame_to_decision"].count > 0 and h["submit_round_trip"].count > 0 and h["decision_to_wire"].count > 0
+    # every market frame the feed decoded was timed, arrival to return, on the real clock
+    assert h["market_frame"].count == bot.market.md.frames > 0 and h["market_frame"].sum > 0
     assert "aq_submit_round_trip_seconds_count" in bot.metrics.render()
     out = subprocess.run([EXE, "status", "--db", db], capture_output=True, timeout=60, check=False)
     assert out.returncode == 0 and b"risk " in out.stdout and b"btc-updown-30s-" in out.stdout

@@ -120,6 +120,30 @@ def test_at_interpolates_between_samples_and_clamps_at_the_ends():
         f.at([], 1, 1)
 
 
+def test_frame_quantiles_read_the_bots_own_histogram_between_two_scrapes():
+    from active_quoting.observability.metrics import Metrics
+
+    m = Metrics()
+    h = m.histograms["market_frame"]
+    for us in (3.5,) * 10:  # before the window: not counted
+        h.observe(us / 1e6)
+    before = f.frame_histogram(m.render())
+    for us in [4.5] * 60 + [9.5] * 30 + [60.0] * 9 + [5000.0]:
+        h.observe(us / 1e6)
+    after = f.frame_histogram(m.render())
+    assert after["count"] == 110 and after["buckets"][float("inf")] == 110
+    q = f.frame_quantiles(before, after)
+    assert q["n"] == 100
+    assert q["mean"] == pytest.approx((60 * 4.5 + 30 * 9.5 + 9 * 60 + 5000) / 100)
+    # p50: the 50th of 60 frames in the (4, 5] us bucket, linear within it
+    assert q["p50"] == pytest.approx(4 + 50 / 60)
+    assert 9 < q["p90"] <= 10  # the (9, 10] bucket
+    assert 50 < q["p99"] <= 75  # the 99th frame is one of the 60 us ones
+    assert f.frame_quantiles(after, after) == {"n": 0, "mean": None, "p50": None, "p90": None, "p99": None}
+    # a scrape without the histogram (an older bot) reads as empty, not as an error
+    assert f.frame_histogram("aq_windows 3\n") == {"buckets": {}, "sum": 0.0, "count": 0}
+
+
 def test_tcp_queues_finds_the_socket_by_its_ports():
     text = (
         "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
@@ -199,5 +223,9 @@ def test_a_short_flood_counts_frames_answers_a_probe_and_stops_everything(tmp_pa
     assert r["frames_read"] > 0 and r["flood_changes"] > 0
     assert any(a["latency_ns"] is not None for a in r["answers"]), r["probes"]
     assert "us (schedstat)" in proc.stdout
+    # the bot's own per-frame histogram was scraped around the flood and counted its frames
+    handled = r["handled"]["flood"]
+    assert handled["n"] > 0 and handled["p50"] is not None and 0 < handled["p50"] <= handled["p99"]
     # the venue (its --out is in the run's directory) and the bot (its --db too) are gone
     assert _alive_with(r["tmp"]) == []
+    assert not Path(r["tmp"]).exists(), "a finished run's directory (tens of MB) is removed without --keep"

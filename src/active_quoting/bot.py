@@ -615,6 +615,7 @@ class Bot:
             ws_url + "/ws/user", creds, self, [], is_our_order=self.orders.is_ours, clock=self.clock,
             backoff=Backoff(rng=jitter),
         )  # fmt: skip
+        self.market.handled = self.metrics.histograms["market_frame"].observe
         self.journal = Journal(self.opts.db + ".journal")
         if self.opts.journal:
             self.market.record = self.journal.market

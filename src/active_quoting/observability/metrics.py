@@ -34,7 +34,15 @@ from active_quoting.venue.errors import CANCEL_ONLY, OK, POST_ONLY, RATE_LIMITED
 # Latency buckets in seconds: 50 us .. 2 s.
 LATENCY_BUCKETS = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.0)
 
+# A market frame's handling, 1 us .. 1 s: fine below 100 us, where the bot's CPU per frame is.
+FRAME_BUCKETS = (
+    1e-6, 2e-6, 3e-6, 4e-6, 5e-6, 6e-6, 7e-6, 8e-6, 9e-6, 1e-5, 1.2e-5, 1.5e-5, 2e-5, 2.5e-5, 3e-5, 4e-5,
+    5e-5, 7.5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1, 1.0,
+)  # fmt: skip
+
 LATENCIES = {
+    "market_frame": "a market-channel frame handled, arrival to return: decode, books, strategy bookkeeping, "
+    "any decision and requests it wrote, the journal's copy",
     "frame_to_decision": "market frame arrival to quote decision",
     "decision_to_wire": "quote decision to the order request being sent",
     "submit_round_trip": "order submit request round trip",
@@ -356,7 +364,10 @@ class Balance:
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.histograms = {name: Histogram(f"aq_{name}_seconds", text) for name, text in LATENCIES.items()}
+        self.histograms = {
+            name: Histogram(f"aq_{name}_seconds", text, FRAME_BUCKETS if name == "market_frame" else LATENCY_BUCKETS)
+            for name, text in LATENCIES.items()
+        }
         self.sources = Sources()
         self.halts: dict[str, int] = {}
         self.transitions: dict[tuple[str, str], int] = {}

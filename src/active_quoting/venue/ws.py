@@ -332,6 +332,9 @@ class MarketStream:
         self._read_end_armed = False  # a backstop end-of-read is scheduled (see _on_frame)
         self._read_open = False  # frames of a read applied, its end not yet seen
         self.record: Callable[[bytes], None] | None = None  # e.g. a journal: every frame as received
+        # Told how long each frame took, arrival to return: decode, books, the listener's
+        # bookkeeping and any decision and requests it wrote, the journal's copy (seconds).
+        self.handled: Callable[[float], None] | None = None
         self._tasks = TaskSet(_log)
         self._freeze_task: asyncio.Task[None] | None = None
 
@@ -445,6 +448,7 @@ class MarketStream:
         """One frame: decoded, applied to the books, handed to the listener; after the last frame
         of a socket read, ``on_market_read`` (the bot decides there: frames read together are
         decided together, in the same turn, with no hop between the read and the decision)."""
+        self.last_frame_t = arrived = self.clock.perf()  # before decode: for frame-to-decision latency
         try:
             self._handle(payload)
         finally:
@@ -461,6 +465,8 @@ class MarketStream:
             finally:
                 if self.record is not None:
                     self.record(payload)  # the journal's copy: after the decision and its requests
+                if self.handled is not None:
+                    self.handled(self.clock.perf() - arrived)
 
     def _end_read(self) -> None:
         self._read_open = False
@@ -472,7 +478,6 @@ class MarketStream:
             self._end_read()
 
     def _handle(self, payload: bytes) -> None:
-        self.last_frame_t = self.clock.perf()  # arrival, before decode: for frame-to-decision latency
         events = self.md.on_frame(payload)
         if not events:
             return
