@@ -80,6 +80,23 @@ def test_depth_within_units_of_touch(impl):
     assert b.depth_within(ASK, 10_000) == 7
 
 
+def test_depth_without_takes_our_own_sizes_out(impl):
+    b = impl.Book("t")
+    b.apply_snapshot([(5000, 10), (4990, 20), (4950, 40)], [(5010, 5), (5020, 2), (5100, 4)])
+    assert b.depth_without(BID, 10, {}) == b.depth_within(BID, 10) == 30
+    # ours alone at the best: the touch is 4990, and 10 units behind it reach 4980
+    assert b.depth_without(BID, 10, {5000: 10}) == 20
+    assert b.depth_without(BID, 40, {5000: 15}) == 60  # more than the book shows: still ours alone
+    assert b.depth_without(BID, 10, {5000: 4}) == 6 + 20  # others rest there too: the touch stays
+    assert b.depth_without(BID, 50, {5000: 10, 4990: 5}) == 15 + 40  # a level within reach counts what is beyond ours
+    assert b.depth_without(BID, 50, {5000: 10, 4990: 20, 4950: 40}) == 0  # only we rest
+    assert b.depth_without(ASK, 10, {5010: 5, 6000: 7}) == 2  # a level we hold that the book lacks reads nothing
+    assert b.depth_without(ASK, 80, {5010: 1}) == 4 + 2 and b.depth_without(ASK, 90, {5010: 1}) == 4 + 2 + 4
+    own = {5000: 10}
+    b.depth_without(BID, 10, own)
+    assert own == {5000: 10} and b.depth_without(BID, 0, {}) == 10  # nothing of the call stays behind
+
+
 def test_crossed_and_locked(impl):
     b = impl.Book("t")
     b.apply_snapshot([(5000, 1)], [(5000, 1)])
@@ -127,6 +144,10 @@ def test_stated_top_desyncs_after_threshold_in_a_row(impl):
         ("set_level", (BID, 5000.0, 1)),
         ("depth_within", (BID, -1)),
         ("top_levels", (3, 1)),
+        ("depth_without", (BID, 10, {10_001: 1})),
+        ("depth_without", (BID, 10, {5000: -1})),
+        ("depth_without", (BID, 10, {5000.0: 1})),
+        ("depth_without", (3, 10, {})),
     ],
 )
 def test_bad_arguments_raise_units_error(impl, call, args):
@@ -213,3 +234,38 @@ def test_compiled_book_matches_twin(c_core, py_core, operations):
         for side in (BID, ASK):
             for price in (0, 10_000, op[2] if op[0] == "set" else 5000):
                 assert c.size_at(side, price) == p.size_at(side, price)
+
+
+def _market_depth_before(book, side, units, own):
+    """The detector's reading before it moved into the core (momentum.market_depth, 0ed15ab):
+    the touch skipped past levels holding no more than ours, the depth within reach of it from
+    the side's best, less our size at each level within reach (never more than the level)."""
+    if not own:
+        return book.depth_within(side, units)
+    best = book.best_bid() if side == BID else book.best_ask()
+    if own.get(best, 0) and book.size_at(side, best) <= own[best]:
+        best = next((p for p, q in book.top_levels(side, len(own) + 1) if q > own.get(p, 0)), NO)
+    if best == NO:
+        return 0
+    raw_best = book.best_bid() if side == BID else book.best_ask()
+    span = min((raw_best - best if side == BID else best - raw_best) + units, 10_000)
+    depth = book.depth_within(side, span)
+    for price, size in own.items():
+        if (price >= best - units) if side == BID else (price <= best + units):
+            depth -= min(size, book.size_at(side, price))
+    return depth
+
+
+levels = st.lists(st.tuples(st.integers(4800, 5200), st.integers(1, 50)), max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(levels, levels, st.dictionaries(st.integers(4780, 5220), st.integers(0, 60), max_size=5),
+       st.integers(0, 300), st.sampled_from((BID, ASK)))  # fmt: skip
+def test_depth_without_agrees_across_twins_and_with_the_reading_before(c_core, py_core, bids, asks, own, units, side):
+    c, p = c_core.Book("t"), py_core.Book("t")
+    for b in (c, p):
+        b.apply_snapshot(bids, asks)
+    want = _market_depth_before(p, side, units, own)
+    assert c.depth_without(side, units, own) == p.depth_without(side, units, own) == want
+    assert _market_depth_before(c, side, units, own) == want

@@ -10,6 +10,8 @@ Every message is validated whole before any of it is applied, so a malformed ent
 the books exactly as they were.
 """
 
+from collections.abc import Mapping
+
 from active_quoting.core._units_py import ASK, BID, MAX_PRICE, MAX_SIZE, NO_PRICE, parse_price, parse_size
 from active_quoting.core._units_py import check_int as _check_int
 from active_quoting.errors import UnitsError
@@ -173,6 +175,26 @@ class Book:
         if side == BID:
             return sum(q for p, q in self._levels[BID].items() if p >= best - units)
         return sum(q for p, q in self._levels[ASK].items() if p <= best + units)
+
+    def depth_without(self, side: int, units: int, own: Mapping[int, int]) -> int:
+        """Depth within ``units`` price units of this side's touch with ``own`` (price -> our
+        size resting there) taken out: what the market holds near its touch, not us.
+
+        The touch is the best level holding more than our size there (a level holding no more
+        reads as ours alone: our order alone at a better price does not move it); every level
+        from the side's best to ``units`` behind that touch counts the size beyond ours (its
+        whole size where we rest nothing). 0 when no level holds more than ours. Raises on a
+        price or size out of range in ``own``."""
+        side = _check_side(side)
+        units = _check_int(units, 0, MAX_PRICE, "units")
+        mine = {_check_int(p, 0, MAX_PRICE, "price"): _check_int(q, 0, MAX_SIZE, "size") for p, q in own.items()}
+        levels = self._levels[side]
+        prices = sorted(levels, reverse=side == BID)
+        touch = next((p for p in prices if levels[p] > mine.get(p, 0)), NO_PRICE)
+        if touch == NO_PRICE:
+            return 0
+        near = [p for p in prices if (p >= touch - units if side == BID else p <= touch + units)]
+        return sum(max(0, levels[p] - mine.get(p, 0)) for p in near)
 
     def top_levels(self, side: int, k: int) -> list[tuple[int, int]]:
         """Up to ``k`` levels of one side, best first, as (price, size)."""

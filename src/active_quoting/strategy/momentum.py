@@ -10,13 +10,13 @@ wide, per ``momentum.action``):
 
 Book signals read the market without us: the caller passes our own resting sizes per Up-terms
 level (``own_bids``/``own_asks``), which are subtracted (never below zero) before the touch and
-the near-touch depth are taken. Our own levels and the book do not change in the same instant:
-the caller's levels lead the book (an order counts from before it is sent, and stops counting
-when its cancel is asked for), and the market channel shows the change a few ms later. So for
-``OWN_SETTLE_MS`` after our size at a level changes, the book may show it before or after the
-change (summed over every change there in that time): the current reading takes the larger
-market depth, the window's history the smaller, and only a move that holds under either
-reading is a signal. A book that shows our order before the caller counts it cannot be told
+the near-touch depth are taken (the core book's ``depth_without``). Our own levels and the book
+do not change in the same instant: the caller's levels lead the book (an order counts from
+before it is sent, and stops counting when its cancel is asked for), and the market channel
+shows the change a few ms later. So for ``OWN_SETTLE_MS`` after our size at a level changes,
+the book may show it before or after the change (summed over every change there in that time):
+the current reading takes the larger market depth, the window's history the smaller, and only a
+move that holds under either reading is a signal. A book that shows our order before the caller counts it cannot be told
 from the market's own liquidity. Trades (``last_trade_price``) are the market's own and are
 not adjusted.
 
@@ -36,11 +36,10 @@ from typing import Protocol
 
 from active_quoting import core
 from active_quoting.strategy.config import MomentumConfig
-from active_quoting.strategy.own_book import BOOK_ASK, BOOK_BID, touch_without
+from active_quoting.strategy.own_book import BOOK_ASK, BOOK_BID
 
 # The core's names are bound at import time by its selector, which mypy cannot follow.
 BID, ASK = BOOK_BID, BOOK_ASK
-_NO_PRICE: int = core.NO_PRICE  # type: ignore[attr-defined]
 _MAX_PRICE: int = core.MAX_PRICE  # type: ignore[attr-defined]
 
 CAUSES = ("trade_move", "sweep", "imbalance")
@@ -67,6 +66,7 @@ class BookView(Protocol):
     def best_ask(self) -> int: ...
     def size_at(self, side: int, price: int) -> int: ...
     def depth_within(self, side: int, units: int) -> int: ...
+    def depth_without(self, side: int, units: int, own: Mapping[int, int]) -> int: ...
     def top_levels(self, side: int, k: int) -> list[tuple[int, int]]: ...
 
 
@@ -158,34 +158,14 @@ class _State:
     active_causes: set[str] = field(default_factory=set)
 
 
-def market_depth(book: BookView, side: int, units: int, own: Mapping[int, int]) -> int:
-    """Depth within ``units`` of the touch of a side with ``own`` (price -> size) taken out.
-
-    The touch is the best level whose size exceeds ours there, so our order alone at a better
-    price does not move it.
-    """
-    if not own:
-        return book.depth_within(side, units)
-    best = touch_without(book, side, own)
-    if best == _NO_PRICE:
-        return 0
-    raw_best = book.best_bid() if side == BID else book.best_ask()
-    span = min((raw_best - best if side == BID else best - raw_best) + units, _MAX_PRICE)
-    depth = book.depth_within(side, span)
-    for price, size in own.items():
-        if (price >= best - units) if side == BID else (price <= best + units):
-            depth -= min(size, book.size_at(side, price))
-    return depth
-
-
 def _depth_range(book: BookView, side: int, units: int, bounds: _Bounds) -> tuple[int, int]:
     """(largest, smallest) market depth of a side over the (least, most) of our own size the
     book may show: one reading when the two are the same."""
     least, most = bounds
-    a = market_depth(book, side, units, least)
+    a = book.depth_without(side, units, least)
     if most is least:
         return a, a
-    b = market_depth(book, side, units, most)
+    b = book.depth_without(side, units, most)
     return (a, b) if a >= b else (b, a)
 
 

@@ -13,7 +13,7 @@ from cpython.dict cimport PyDict_GetItemWithError
 from libc.string cimport memset
 
 from active_quoting.core.ticks cimport (
-    int64_t, uint64_t, price_t, qty_t, N_WORDS, NO_PRICE, BID, ASK, MAX_PRICE, MAX_SIZE,
+    int64_t, uint64_t, price_t, qty_t, N_PRICES, N_WORDS, NO_PRICE, BID, ASK, MAX_PRICE, MAX_SIZE,
 )
 from active_quoting.core._units_c cimport _parse_price, _parse_size, _check_int
 
@@ -31,6 +31,9 @@ DEFAULT_DESYNC_THRESHOLD = 3
 cdef price_t UNSTATED = -2
 # Fields per parsed price_change entry in the BookSet scratch buffer.
 cdef Py_ssize_t NFIELDS = 5
+# Book.depth_without's scratch: our size per price, written and zeroed again within one call
+# (the GIL is held throughout and nothing in between runs Python code).
+cdef qty_t _OWN[N_PRICES]
 
 
 cdef inline price_t _highest_at_or_below(const uint64_t* bits, price_t p) noexcept nogil:
@@ -223,6 +226,40 @@ cdef class Book:
                 total += self._size[ASK][p]
                 p = _lowest_at_or_above(self._bits[ASK], p + 1) if p < MAX_PRICE else NO_PRICE
         return total
+
+    def depth_without(self, side, units, own):
+        """Depth within ``units`` price units of this side's touch with ``own`` (price -> our
+        size resting there) taken out (definition: _book_py.Book.depth_without)."""
+        cdef int s = _check_side(side)
+        cdef price_t n = _check_int(units, 0, MAX_PRICE, "units")
+        cdef dict mine = own if type(own) is dict else dict(own)
+        cdef price_t p, touch
+        cdef qty_t total = 0, q
+        for key, value in mine.items():  # all checked before any is written
+            _check_int(key, 0, MAX_PRICE, "price")
+            _check_int(value, 0, MAX_SIZE, "size")
+        for key, value in mine.items():
+            _OWN[<price_t>key] = <qty_t>value
+        p = self._best[s]
+        while p != NO_PRICE and self._size[s][p] <= _OWN[p]:
+            p = self._next(s, p)
+        touch = p
+        if touch != NO_PRICE:
+            p = self._best[s]
+            while p != NO_PRICE and (p >= touch - n if s == BID else p <= touch + n):
+                q = self._size[s][p] - _OWN[p]
+                if q > 0:
+                    total += q
+                p = self._next(s, p)
+        for key in mine:
+            _OWN[<price_t>key] = 0
+        return total
+
+    cdef inline price_t _next(self, int s, price_t p) noexcept:
+        """The next level behind ``p`` on side ``s``, NO_PRICE past the last."""
+        if s == BID:
+            return _highest_at_or_below(self._bits[BID], p - 1) if p > 0 else NO_PRICE
+        return _lowest_at_or_above(self._bits[ASK], p + 1) if p < MAX_PRICE else NO_PRICE
 
     def top_levels(self, side, k):
         """Up to ``k`` levels of one side, best first, as (price, size)."""
