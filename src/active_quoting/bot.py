@@ -54,7 +54,7 @@ from active_quoting.strategy.momentum import MomentumDetector
 from active_quoting.strategy.quote_pass import QuotePass, make_strategy, strategy_config
 from active_quoting.strategy.quoting import MarketDecision, SideDecision, notional_size
 from active_quoting.strategy.risk import RiskManager
-from active_quoting.venue.market_codec import LastTradePriceEvent, MarketResolvedEvent
+from active_quoting.venue.market_codec import BookEvent, LastTradePriceEvent, MarketResolvedEvent, PriceChangeEvent
 from active_quoting.venue.market_data import MarketData
 from active_quoting.venue.orders import new_salt
 from active_quoting.venue.records import market_winner, window_from_market_record
@@ -137,7 +137,10 @@ class Bot:
         snapshots: set[str] = set()
         for ev in events:
             cls = type(ev)
-            if cls is LastTradePriceEvent:
+            if cls is PriceChangeEvent:  # most frames
+                for entry in ev.price_changes:
+                    touched.add(entry.asset_id)
+            elif cls is LastTradePriceEvent:
                 cid = windows.market_of(ev.asset_id)
                 w = windows.get(cid or "")
                 if w is not None:
@@ -150,12 +153,9 @@ class Bot:
             elif cls is MarketResolvedEvent:
                 if ev.winning_asset_id:
                     windows.resolve(ev.market, ev.winning_asset_id)
-            else:
-                for entry in getattr(ev, "price_changes", ()) or ():
-                    touched.add(entry.asset_id)
-                if getattr(ev, "asset_id", "") and hasattr(ev, "bids"):
-                    touched.add(ev.asset_id)
-                    snapshots.add(ev.asset_id)  # a (re)subscribed book: readable again, decide
+            elif cls is BookEvent and ev.asset_id:
+                touched.add(ev.asset_id)
+                snapshots.add(ev.asset_id)  # a (re)subscribed book: readable again, decide
         moved = self._moved
         tops = self._tops
         for token in touched:

@@ -482,12 +482,18 @@ class MarketStream:
         if not events:
             return
         now_ms = self.clock.ms()
-        book_ms, subscribed = self._book_ms, self._subscribed_ms
+        book_ms, subscribed, books = self._book_ms, self._subscribed_ms, self.md.books
         for ev in events:
-            if isinstance(ev, PriceChangeEvent):
+            if type(ev) is PriceChangeEvent:
                 for entry in ev.price_changes:
-                    if entry.asset_id in subscribed:
-                        book_ms[entry.asset_id] = now_ms
+                    aid = entry.asset_id
+                    if aid in subscribed:
+                        book_ms[aid] = now_ms
+                    # the frame is applied whole: a book it desynced is rebuilt (once at a time)
+                    book = books.get(aid)  # type: ignore[attr-defined]
+                    if book is not None and book.desynced and aid not in self._resyncing:
+                        self._resyncing.add(aid)
+                        self._tasks.spawn(self._resync(aid))
                 continue
             if isinstance(ev, _BOOK_EVENTS) and ev.asset_id in subscribed:
                 book_ms[ev.asset_id] = now_ms
@@ -498,7 +504,6 @@ class MarketStream:
                 self._note_tick(ev.asset_id)
             elif cls is TickSizeChangeEvent:
                 self._note_tick(ev.asset_id)
-        self._check_desync(events)
         self.listener.on_market_events(events)
 
     def _note_tick(self, asset_id: str) -> None:
@@ -509,18 +514,6 @@ class MarketStream:
         if book is not None and self._ticks.get(asset_id) != book.tick:
             self._ticks[asset_id] = book.tick
             self.listener.on_tick_size_change(asset_id, book.tick)
-
-    def _check_desync(self, events: list[Any]) -> None:
-        for ev in events:
-            changes = getattr(ev, "price_changes", None)
-            if not changes:
-                continue
-            for entry in changes:
-                aid = entry.asset_id
-                book = self.md.books.get(aid)  # type: ignore[attr-defined]
-                if book is not None and book.desynced and aid not in self._resyncing:
-                    self._resyncing.add(aid)
-                    self._tasks.spawn(self._resync(aid))
 
     async def _resync(self, asset_id: str) -> None:
         """Rebuild a desynced book: REST ``/book`` when a client is given, else resubscribe."""
