@@ -66,6 +66,7 @@ _log = logging.getLogger(__name__)
 
 PING = b"PING"
 PONG = b"PONG"
+_DATA_FRAMES = frozenset((WSMsgType.TEXT, WSMsgType.BINARY))
 
 
 class Backoff:
@@ -93,7 +94,7 @@ class _Listener(WSListener):  # type: ignore[misc]
         self.conn._connected(transport)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if frame.msg_type in (WSMsgType.TEXT, WSMsgType.BINARY):
+        if frame.msg_type in _DATA_FRAMES:
             self.conn._frame(frame.get_payload_as_bytes(), frame.last_in_buffer)
             return
         if frame.last_in_buffer:
