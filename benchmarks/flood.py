@@ -241,8 +241,8 @@ def free_port() -> int:
 
 def scrape(url: str) -> dict[str, Any] | None:
     """The bot's market-frame histogram now, or None if its metrics did not answer."""
-    try:
-        with urllib.request.urlopen(url, timeout=2.0) as r:
+    try:  # never through an http_proxy from the environment: the bot is on loopback
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=2.0) as r:
             return frame_histogram(r.read().decode())
     except OSError:
         return None
@@ -816,9 +816,12 @@ def main() -> None:
         sys.exit(1)
     r = report(result, args, load)
     print(table(r))
+    # a run that fell behind or whose histogram was not scraped keeps its bot log: the evidence
+    keep = args.keep or not r["kept_up"] or "flood" not in r["handled"]
+    r["tmp_kept"] = keep
     if args.json:
         Path(args.json).write_text(json.dumps(r))
-    print(lat.done_with(Path(r["tmp"]), args.keep))
+    print(lat.done_with(Path(r["tmp"]), keep))
 
 
 if __name__ == "__main__":

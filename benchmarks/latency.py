@@ -1356,7 +1356,10 @@ def harness(args: argparse.Namespace) -> int:
                               "moves": len(mine), "venue_stamped_first_cancel": v_spot["first cancel"],
                               "sized": result.get("sized", [])}  # fmt: skip
         report.setdefault("joins", {})[scenario] = counts
-        print(f"ours: {on_lane} of {of_ours} order/cancel requests on the order lane; " + done_with(tmp, args.keep))
+        missed = report.get("unanswered", {}).get("ours", 0) if scenario == "market" else report["spot"]["unanswered"]
+        # a run whose moves went unanswered keeps its bot log: the evidence
+        print(f"ours: {on_lane} of {of_ours} order/cancel requests on the order lane; "
+              + done_with(tmp, args.keep or bool(missed)))  # fmt: skip
     report["load_after"] = os.getloadavg()
     if args.json:
         Path(args.json).write_text(json.dumps(report))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -256,16 +258,31 @@ def _market_depth_before(book, side, units, own):
     return depth
 
 
-levels = st.lists(st.tuples(st.integers(4800, 5200), st.integers(1, 50)), max_size=12)
+_price = st.one_of(st.integers(4800, 5200), st.sampled_from((0, 1, 9999, 10_000)))  # the grid's ends too
+levels = st.lists(st.tuples(_price, st.integers(1, 50)), max_size=12)
 
 
 @settings(max_examples=400, deadline=None)
-@given(levels, levels, st.dictionaries(st.integers(4780, 5220), st.integers(0, 60), max_size=5),
-       st.integers(0, 300), st.sampled_from((BID, ASK)))  # fmt: skip
-def test_depth_without_agrees_across_twins_and_with_the_reading_before(c_core, py_core, bids, asks, own, units, side):
+@given(levels, levels, st.dictionaries(st.one_of(_price, st.integers(4780, 5220)), st.integers(0, 60), max_size=5),
+       st.one_of(st.integers(0, 300), st.sampled_from((9_999, 10_000))), st.sampled_from((BID, ASK)),
+       st.booleans())  # fmt: skip
+def test_depth_without_agrees_across_twins_and_with_the_reading_before(
+    c_core, py_core, bids, asks, own, units, side, proxy
+):
     c, p = c_core.Book("t"), py_core.Book("t")
     for b in (c, p):
         b.apply_snapshot(bids, asks)
     want = _market_depth_before(p, side, units, own)
-    assert c.depth_without(side, units, own) == p.depth_without(side, units, own) == want
+    mine = MappingProxyType(own) if proxy else own  # the detector's empty levels are a read-only mapping
+    assert c.depth_without(side, units, mine) == p.depth_without(side, units, mine) == want
     assert _market_depth_before(c, side, units, own) == want
+
+
+def test_depth_without_refuses_a_bad_level_before_reading_any(impl):
+    b = impl.Book("t")
+    b.apply_snapshot([(5000, 10), (4990, 20)], [(5010, 5)])
+    for bad in ({5000: 10, 10_001: 1}, {4990: 3, 5000: -1}, {5000: 10, 4990: 2.0}):
+        with pytest.raises(UnitsError):
+            b.depth_without(BID, 10, bad)
+        # nothing of the refused call stays behind (the compiled scratch is written only when all are good)
+        assert b.depth_without(BID, 10, {}) == 30 and b.depth_without(BID, 10, {5000: 4}) == 26

@@ -140,6 +140,16 @@ def test_frame_quantiles_read_the_bots_own_histogram_between_two_scrapes():
     assert 9 < q["p90"] <= 10  # the (9, 10] bucket
     assert 50 < q["p99"] <= 75  # the 99th frame is one of the 60 us ones
     assert f.frame_quantiles(after, after) == {"n": 0, "mean": None, "p50": None, "p90": None, "p99": None}
+    # the first bucket is read from 0, the open-ended last one as its lower bound
+    first = f.frame_histogram(m.render())
+    for _ in range(4):
+        h.observe(0.5e-6)
+    q = f.frame_quantiles(first, f.frame_histogram(m.render()), (50,))
+    assert q["p50"] == pytest.approx(0.5)  # 2 of 4 frames in (0, 1] us
+    last = f.frame_histogram(m.render())
+    for _ in range(3):
+        h.observe(5.0)  # beyond every finite bound (1 s)
+    assert f.frame_quantiles(last, f.frame_histogram(m.render()), (50, 99))["p99"] == pytest.approx(1e6)
     # a scrape without the histogram (an older bot) reads as empty, not as an error
     assert f.frame_histogram("aq_windows 3\n") == {"buckets": {}, "sum": 0.0, "count": 0}
 
