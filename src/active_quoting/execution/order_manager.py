@@ -475,7 +475,8 @@ class OrderManager:
     def holds_back(self, market: str) -> bool:
         """Whether this market's last decision was held back by the refresh limits, or one of
         its sides is in a post-only backoff: time alone can let it go."""
-        return market in self._held or (market, BID) in self._backoff or (market, ASK) in self._backoff
+        backoff = self._backoff  # asked on every frame of every market: no key is built while it is empty
+        return market in self._held or (bool(backoff) and ((market, BID) in backoff or (market, ASK) in backoff))
 
     def stage(self, decision: MarketDecision, intents: Sequence[OrderIntent], now_s: float) -> bool:
         """Queue the cancels and places one market decision asks for; ``intents`` are the orders

@@ -87,7 +87,10 @@ class _Own:
     oldest_ms: int = field(default=_NEVER_MS, init=False, compare=False, repr=False)
     _bounds: _Bounds | None = field(default=None, init=False, compare=False, repr=False)  # since the last change
 
-    def update(self, own: Mapping[int, int], now_ms: int, settle_ms: int, leaving: Mapping[int, int] = _NO_OWN) -> None:
+    def update(
+        self, own: Mapping[int, int], now_ms: int, settle_ms: int, leaving: Mapping[int, int] = _NO_OWN
+    ) -> _Bounds:
+        """Take our levels now (and what of them is being cancelled); returns :meth:`bounds`."""
         if leaving != self.leaving:
             self.leaving = dict(leaving)  # a copy: the caller may change its mapping in place
             self._bounds = None
@@ -114,6 +117,7 @@ class _Own:
                     oldest = min(oldest, hist[0][0])
             self.oldest_ms = oldest
             self._bounds = None
+        return self._bounds or self.bounds()
 
     def bounds(self) -> _Bounds:
         """(least, most) of our size the book may show per level (read-only: shared between
@@ -260,19 +264,23 @@ class MomentumDetector:
         book may show them gone before the venue confirms: read either way, as for the settle time).
         Checks sweeps and one-sided thinning near the touch; returns True when either holds.
         """
-        st = self._state(key, now_ms)
+        # Read on every frame of a quoted market's Up book: the steady case (nothing of ours
+        # changed, no signal) calls as little as it can.
+        st = self._states.get(key) or self._state(key, now_ms)
+        if now_ms > st.last_ms:
+            st.last_ms = now_ms
         units = min(self.depth_ticks * book.tick, _MAX_PRICE)
         # Per side: the largest market depth any timing of our own changes allows (the
         # current reading) and the smallest (what the window remembers).
         own_bid, own_ask = st.own
-        own_bid.update(own_bids, now_ms, self.settle_ms, leaving_bids)
-        own_ask.update(own_asks, now_ms, self.settle_ms, leaving_asks)
-        high_bid, low_bid = _depth_range(book, BID, units, own_bid.bounds())
-        high_ask, low_ask = _depth_range(book, ASK, units, own_ask.bounds())
+        settle = self.settle_ms
+        high_bid, low_bid = _depth_range(book, BID, units, own_bid.update(own_bids, now_ms, settle, leaving_bids))
+        high_ask, low_ask = _depth_range(book, ASK, units, own_ask.update(own_asks, now_ms, settle, leaving_asks))
         t = st.last_ms  # never behind an earlier reading: a wall clock stepped back cannot hide one
+        horizon = t - self.window_ms
         max_depth_bid, max_depth_ask = st.max_depth
-        max_bid = _window_max(max_depth_bid, t, low_bid, t - self.window_ms)
-        max_ask = _window_max(max_depth_ask, t, low_ask, t - self.window_ms)
+        max_bid = _window_max(max_depth_bid, t, low_bid, horizon)
+        max_ask = _window_max(max_depth_ask, t, low_ask, horizon)
         keep = _PPM - self.sweep_ppm
         swept = (max_bid > 0 and high_bid * _PPM <= keep * max_bid) or (
             max_ask > 0 and high_ask * _PPM <= keep * max_ask
@@ -283,8 +291,9 @@ class MomentumDetector:
         thin = (bid_total > 0 and high_bid * _PPM <= self.imbalance_ppm * bid_total) or (
             ask_total > 0 and high_ask * _PPM <= self.imbalance_ppm * ask_total
         )
-        self._trigger(key, st, "sweep", now_ms, swept)
-        self._trigger(key, st, "imbalance", now_ms, thin)
+        if swept or thin or st.active_causes:
+            self._trigger(key, st, "sweep", now_ms, swept)
+            self._trigger(key, st, "imbalance", now_ms, thin)
         return swept or thin
 
     def is_active(self, key: str, now_ms: int) -> bool:
