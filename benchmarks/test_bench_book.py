@@ -56,6 +56,17 @@ def test_touch_churn(benchmark, impl):
     assert book.best_bid() == best
 
 
+@pytest.mark.benchmark(group="depth within 3 ticks of the touch, our one-level quote taken out")
+def test_depth_without(benchmark, impl):
+    """The momentum detector's reading of a side, twice per Up-book frame of a quoted market."""
+    md, _ = _md(impl)
+    book = md.books.get(UP)
+    best = book.best_bid()
+    own = {best: book.size_at(BID, best) // 2}  # we rest half the best level
+    depth = benchmark(book.depth_without, BID, 300, own)
+    assert depth == book.depth_within(BID, 300) - own[best]
+
+
 @pytest.mark.benchmark(group="decode+apply price_change (2 entries)")
 def test_decode_apply_price_change(benchmark, impl):
     md, books = _md(impl)
