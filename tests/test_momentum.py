@@ -57,6 +57,19 @@ def test_sweep_of_near_touch_depth():
     assert d.cooldown_until("m") == 2200
 
 
+def test_a_sweep_that_clears_and_comes_back_is_a_second_onset():
+    """A cause is counted once per onset: it stops being active on the first reading where it no
+    longer holds (also when nothing else holds then), so its return counts again."""
+    d = MomentumDetector(MomentumConfig())
+    full = book([(4900, 100 * SH), (4800, 100 * SH)], [(5100, 100 * SH), (5200, 100 * SH)])
+    swept = book([(4800, 100 * SH)], [(5100, 100 * SH), (5200, 100 * SH)])
+    d.on_book("m", 0, full)
+    assert d.on_book("m", 100, swept) and d.triggers["sweep"] == 1
+    assert not d.on_book("m", 700, full)  # the window forgot the drop: nothing holds
+    assert d.on_book("m", 800, swept) and d.triggers["sweep"] == 2
+    assert d.triggers["imbalance"] == 0
+
+
 def test_one_sided_thinning():
     d = MomentumDetector(MomentumConfig(imbalance_threshold=Decimal("0.2")))
     d.on_book("m", 0, book([(4900, 10 * SH)], [(5100, 90 * SH)]))

@@ -156,3 +156,35 @@ def test_a_read_ending_on_a_frame_the_data_path_never_sees_ends_once() -> None:
     conn._read_end()
     conn._read_end()
     assert ends == [1] and not conn.more_in_read
+
+
+def test_a_frame_starts_one_resync_of_a_book_it_desyncs_whatever_snapshot_it_carries() -> None:
+    """A frame is applied whole, then a book it left desynced is rebuilt once: a snapshot of the
+    same token between two disagreeing price_changes of the frame does not start a second
+    rebuild (it did when the check ran per price_change, e4cca6f)."""
+    import orjson
+
+    from active_quoting import core
+    from active_quoting.venue.market_data import MarketData
+
+    stream = MarketStream("ws://127.0.0.1:1/ws/market", MarketData(core.BookSet(desync_threshold=1)))
+    started: list[str] = []
+
+    def spawn(coro):  # the rebuild itself needs a venue: count it, do not run it
+        started.append(coro.cr_frame.f_locals["asset_id"])
+        coro.close()
+
+    stream._tasks.spawn = spawn  # type: ignore[method-assign]
+    books = initial_books(random.Random(1))
+    stream._handle(book_frame(books, 1))
+
+    def disagreeing(ts: int) -> dict:  # states a top the book does not have
+        entry = orjson.loads(price_change_frame(books, [(UP, "BUY", 4000, 10_000_000)], ts))
+        entry["price_changes"][0]["best_bid"] = "0.01"
+        return entry
+
+    frame = [disagreeing(2), *orjson.loads(book_frame({UP: books[UP]}, 3)), disagreeing(4)]
+    stream._handle(orjson.dumps(frame))
+    assert stream.md.books.get(UP).desynced and started == [UP]
+    stream._handle(orjson.dumps([disagreeing(5)]))
+    assert started == [UP]  # still being rebuilt: not again

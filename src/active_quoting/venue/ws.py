@@ -484,17 +484,16 @@ class MarketStream:
             return
         now_ms = self.clock.ms()
         book_ms, subscribed, books = self._book_ms, self._subscribed_ms, self.md.books
+        desynced: list[str] | None = None  # tokens of this frame's price_changes whose book is desynced
         for ev in events:
             if type(ev) is PriceChangeEvent:
                 for entry in ev.price_changes:
                     aid = entry.asset_id
                     if aid in subscribed:
                         book_ms[aid] = now_ms
-                    # the frame is applied whole: a book it desynced is rebuilt (once at a time)
                     book = books.get(aid)  # type: ignore[attr-defined]
-                    if book is not None and book.desynced and aid not in self._resyncing:
-                        self._resyncing.add(aid)
-                        self._tasks.spawn(self._resync(aid))
+                    if book is not None and book.desynced:
+                        desynced = (desynced or []) + [aid]
                 continue
             if isinstance(ev, _BOOK_EVENTS) and ev.asset_id in subscribed:
                 book_ms[ev.asset_id] = now_ms
@@ -505,6 +504,12 @@ class MarketStream:
                 self._note_tick(ev.asset_id)
             elif cls is TickSizeChangeEvent:
                 self._note_tick(ev.asset_id)
+        # The frame is applied whole: a book it left desynced is rebuilt, once at a time. After
+        # every event is read, so that a snapshot later in the frame cannot start a second one.
+        for aid in desynced or ():
+            if aid not in self._resyncing:
+                self._resyncing.add(aid)
+                self._tasks.spawn(self._resync(aid))
         self.listener.on_market_events(events)
 
     def _note_tick(self, asset_id: str) -> None:
