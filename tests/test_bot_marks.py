@@ -35,6 +35,7 @@ def _bot(md: MarketData) -> SimpleNamespace:
     windows = SimpleNamespace(
         market_of=lambda token: CID if token in (UP, DOWN) else None,
         get=lambda cid: SimpleNamespace(info=info, cid=cid) if cid == CID else None,
+        lookup=lambda token: (CID, SimpleNamespace(info=info, cid=CID)) if token in (UP, DOWN) else (None, None),
     )
     held: set[str] = set()
     bot = SimpleNamespace(

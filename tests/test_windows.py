@@ -60,6 +60,7 @@ def test_phases_follow_the_clock_and_prune_leaves_nothing(tmp_path):
     assert windows.add(info(1, t0 - 20), t0) and not windows.add(info(1, t0 - 20), t0)  # known once
     assert windows.add(info(2, t0 + 40), t0)
     assert [windows.get(c).phase for c in ("0xc1", "0xc2")] == [QUOTING, LISTED]
+    assert windows.lookup("12") == ("0xc1", windows.get("0xc1")) and windows.lookup("99") == (None, None)
     assert set(p.market.assets()) == {"11", "12", "21", "22"}
     assert windows.quoting() == ["0xc1"]
     # 10 s before its end the first window stops quoting: the bot is told, to cancel there
@@ -80,6 +81,7 @@ def test_phases_follow_the_clock_and_prune_leaves_nothing(tmp_path):
     intake.forget("0xc1")
     # every component forgot it
     assert "0xc1" not in windows.windows and "11" not in windows.token_market
+    assert windows.lookup("11") == (None, None) and windows.lookup("21")[0] == "0xc2"
     assert "0xc1" not in p.inventory.markets() and "0xc1" not in p.analytics.markets()
     assert "0xc1" not in p.orders.markets and "0xc1" not in intake.known
     assert "0xc1" not in p.user.markets

@@ -159,7 +159,7 @@ class Bot:
         moved = self._moved
         tops = self._tops
         for token in touched:
-            cid = windows.market_of(token)
+            cid, w = windows.lookup(token)
             book = books.get(token)
             if cid is None or book is None:
                 continue
@@ -173,7 +173,6 @@ class Bot:
             if decide:
                 tops[token] = top
                 moved[token] = (now, book)
-            w = windows.get(cid)
             if w is not None and token == w.info.up:
                 # The detector is an input of the decision (a sweep pulls the quotes in this very
                 # pass). Our own orders are in the book: it reads the market without them.

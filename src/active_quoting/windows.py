@@ -161,6 +161,11 @@ class WindowLifecycle:
     def market_of(self, token: str) -> str | None:
         return self.token_market.get(token)
 
+    def lookup(self, token: str) -> tuple[str | None, MarketWindow | None]:
+        """The token's market and its window, in one call (every frame asks, per token)."""
+        cid = self.token_market.get(token)
+        return cid, (self.windows.get(cid) if cid is not None else None)
+
     def is_quoting(self, cid: str) -> bool:
         w = self.windows.get(cid)
         return w is not None and w.phase == QUOTING

@@ -462,7 +462,7 @@ class OrderManager:
         live = self._live.get(market)
         if live:  # read on every book frame of the market: one plain loop
             for o in live.values():
-                price, remaining = o.quote_price, o.remaining
+                price, remaining = o.quote_price, o.size - o.matched  # Tracked.remaining, inline
                 levels = bids if o.quote == BID else asks
                 levels[price] = levels.get(price, 0) + remaining
                 if o.cancel_requested:
