@@ -182,7 +182,9 @@ ops = st.one_of(
 
 
 def observe(b):
+    assert b.top_state() == (b.best_bid(), b.best_ask(), b.tick, b.desynced)  # the one-call reading
     return (
+        b.top_state(),
         b.best_bid(),
         b.best_ask(),
         b.best_bid_size(),

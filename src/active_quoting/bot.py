@@ -168,7 +168,7 @@ class Bot:
             # pass - unless the market's last decision waits on time (held back by the refresh
             # limits or a post-only backoff, or a cooldown that may have ended), which any frame
             # used to retry; the timer's full pass still comes every full_pass_s.
-            top = (book.best_bid(), book.best_ask(), book.tick, book.desynced)
+            top = book.top_state()  # (best bid, best ask, tick, desynced)
             decide = tops.get(token) != top or token in snapshots
             if decide:
                 tops[token] = top

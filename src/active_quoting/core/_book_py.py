@@ -196,6 +196,12 @@ class Book:
         near = [p for p in prices if (p >= touch - units if side == BID else p <= touch + units)]
         return sum(max(0, levels[p] - mine.get(p, 0)) for p in near)
 
+    def top_state(self) -> tuple[int, int, int, bool]:
+        """(best bid, best ask, tick, desynced): what a quote decision reads of the book beyond
+        our own levels, in one call (compared on every frame to tell a frame that decides
+        nothing)."""
+        return self._best[BID], self._best[ASK], self._tick, self._desynced
+
     def top_levels(self, side: int, k: int) -> list[tuple[int, int]]:
         """Up to ``k`` levels of one side, best first, as (price, size)."""
         side = _check_side(side)

@@ -261,6 +261,10 @@ cdef class Book:
             return _highest_at_or_below(self._bits[BID], p - 1) if p > 0 else NO_PRICE
         return _lowest_at_or_above(self._bits[ASK], p + 1) if p < MAX_PRICE else NO_PRICE
 
+    def top_state(self):
+        """(best bid, best ask, tick, desynced) in one call (definition: _book_py.Book.top_state)."""
+        return (self._best[BID], self._best[ASK], self._tick, self._desynced)
+
     def top_levels(self, side, k):
         """Up to ``k`` levels of one side, best first, as (price, size)."""
         cdef int s = _check_side(side)
