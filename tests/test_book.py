@@ -182,7 +182,9 @@ ops = st.one_of(
 
 
 def observe(b):
-    assert b.top_state() == (b.best_bid(), b.best_ask(), b.tick, b.desynced)  # the one-call reading
+    top = b.top_state()
+    assert top == (b.best_bid(), b.best_ask(), b.tick, b.desynced)  # the one-call reading
+    assert [type(x) for x in top] == [int, int, int, bool]  # trust is a bool, not 0/1
     return (
         b.top_state(),
         b.best_bid(),
