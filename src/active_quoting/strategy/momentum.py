@@ -16,9 +16,9 @@ before it is sent, and stops counting when its cancel is asked for), and the mar
 shows the change a few ms later. So for ``OWN_SETTLE_MS`` after our size at a level changes,
 the book may show it before or after the change (summed over every change there in that time):
 the current reading takes the larger market depth, the window's history the smaller, and only a
-move that holds under either reading is a signal. A book that shows our order before the caller counts it cannot be told
-from the market's own liquidity. Trades (``last_trade_price``) are the market's own and are
-not adjusted.
+move that holds under either reading is a signal. A book that shows our order before the caller
+counts it cannot be told from the market's own liquidity. Trades (``last_trade_price``) are the
+market's own and are not adjusted.
 
 Pure decision code: the caller passes the time (milliseconds), nothing here reads a clock.
 Counts are per cause and counted once per onset (a condition that persists extends the
@@ -264,11 +264,7 @@ class MomentumDetector:
         book may show them gone before the venue confirms: read either way, as for the settle time).
         Checks sweeps and one-sided thinning near the touch; returns True when either holds.
         """
-        # Read on every frame of a quoted market's Up book: the steady case (nothing of ours
-        # changed, no signal) calls as little as it can.
-        st = self._states.get(key) or self._state(key, now_ms)
-        if now_ms > st.last_ms:
-            st.last_ms = now_ms
+        st = self._state(key, now_ms)
         units = min(self.depth_ticks * book.tick, _MAX_PRICE)
         # Per side: the largest market depth any timing of our own changes allows (the
         # current reading) and the smallest (what the window remembers).
@@ -291,7 +287,7 @@ class MomentumDetector:
         thin = (bid_total > 0 and high_bid * _PPM <= self.imbalance_ppm * bid_total) or (
             ask_total > 0 and high_ask * _PPM <= self.imbalance_ppm * ask_total
         )
-        if swept or thin or st.active_causes:
+        if swept or thin or st.active_causes:  # else both would only discard a cause not there
             self._trigger(key, st, "sweep", now_ms, swept)
             self._trigger(key, st, "imbalance", now_ms, thin)
         return swept or thin

@@ -24,7 +24,6 @@ cdef class Book:
     cdef void _set(self, int side, price_t price, qty_t size) noexcept
     cdef void _clear(self) noexcept
     cdef bint _check_top(self, price_t bid, price_t ask) noexcept
-    cdef price_t _next(self, int s, price_t p) noexcept
     cpdef price_t best_bid(self) noexcept
     cpdef price_t best_ask(self) noexcept
     cpdef qty_t best_bid_size(self) noexcept

@@ -62,6 +62,14 @@ cdef inline price_t _lowest_at_or_above(const uint64_t* bits, price_t p) noexcep
         word = bits[w]
 
 
+cdef inline price_t _behind(const uint64_t* bits, int side, price_t p) noexcept nogil:
+    """The next level behind ``p`` on ``side`` (``bits`` is that side's bitmap), NO_PRICE past
+    the last: walking a side from its best."""
+    if side == BID:
+        return _highest_at_or_below(bits, p - 1) if p > 0 else NO_PRICE
+    return _lowest_at_or_above(bits, p + 1) if p < MAX_PRICE else NO_PRICE
+
+
 cdef int _check_side(object side) except -1:
     if type(side) is not int or (side != BID and side != ASK):
         raise UnitsError("side", side, "expected BID (0) or ASK (1)")
@@ -215,16 +223,10 @@ cdef class Book:
         cdef qty_t total = 0
         if best == NO_PRICE:
             return 0
-        if s == BID:
-            p = best
-            while p != NO_PRICE and p >= best - n:
-                total += self._size[BID][p]
-                p = _highest_at_or_below(self._bits[BID], p - 1) if p > 0 else NO_PRICE
-        else:
-            p = best
-            while p != NO_PRICE and p <= best + n:
-                total += self._size[ASK][p]
-                p = _lowest_at_or_above(self._bits[ASK], p + 1) if p < MAX_PRICE else NO_PRICE
+        p = best
+        while p != NO_PRICE and (p >= best - n if s == BID else p <= best + n):
+            total += self._size[s][p]
+            p = _behind(self._bits[s], s, p)
         return total
 
     def depth_without(self, side, units, own):
@@ -242,7 +244,7 @@ cdef class Book:
             _OWN[<price_t>key] = <qty_t>value
         p = self._best[s]
         while p != NO_PRICE and self._size[s][p] <= _OWN[p]:
-            p = self._next(s, p)
+            p = _behind(self._bits[s], s, p)
         touch = p
         if touch != NO_PRICE:
             p = self._best[s]
@@ -250,16 +252,10 @@ cdef class Book:
                 q = self._size[s][p] - _OWN[p]
                 if q > 0:
                     total += q
-                p = self._next(s, p)
+                p = _behind(self._bits[s], s, p)
         for key in mine:
             _OWN[<price_t>key] = 0
         return total
-
-    cdef inline price_t _next(self, int s, price_t p) noexcept:
-        """The next level behind ``p`` on side ``s``, NO_PRICE past the last."""
-        if s == BID:
-            return _highest_at_or_below(self._bits[BID], p - 1) if p > 0 else NO_PRICE
-        return _lowest_at_or_above(self._bits[ASK], p + 1) if p < MAX_PRICE else NO_PRICE
 
     def top_state(self):
         """(best bid, best ask, tick, desynced) in one call (definition: _book_py.Book.top_state)."""
@@ -273,10 +269,7 @@ cdef class Book:
         out = []
         while p != NO_PRICE and len(out) < want:
             out.append((p, self._size[s][p]))
-            if s == BID:
-                p = _highest_at_or_below(self._bits[BID], p - 1) if p > 0 else NO_PRICE
-            else:
-                p = _lowest_at_or_above(self._bits[ASK], p + 1) if p < MAX_PRICE else NO_PRICE
+            p = _behind(self._bits[s], s, p)
         return out
 
     cpdef bint is_crossed(self) noexcept:
