@@ -43,9 +43,9 @@ handler's return: decode, books, strategy bookkeeping, any decision and requests
 copy; 1 us buckets up to 10 us), scraped from its ``--metrics-port`` as each phase starts and
 ends: its **p50 / p90 / p99 per frame** over the baseline and over the flood (linear within a
 bucket). On the bot's single loop thread, pinned to its own CPU, a handler's wall time is its
-CPU time unless the thread is preempted (the "wait" share says how often). The backlog: the bot's socket's receive queue (``/proc/net/tcp``, bytes the bot
-has not read yet) and the venue's own queue (frames queued, bytes in the transport's buffer),
-sampled every 0.25 s.
+CPU time unless the thread is preempted (the "wait" share says how often). The backlog: the
+bot's socket's receive queue (``/proc/net/tcp``, bytes the bot has not read yet) and the venue's
+own queue (frames queued, bytes in the transport's buffer), sampled every 0.25 s.
 
 Run: ``python benchmarks/flood.py [--rate 20000] [--seconds 20] [--markets 16] [--json OUT]``.
 About 40 s of start-up plus ``2 * seconds + drain``.
@@ -646,13 +646,14 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
         if "clob" not in info:
             print(f"flood harness: the venue did not start; {info}", file=sys.stderr)
             return None
-        metrics_url = f"http://127.0.0.1:{free_port()}/metrics"
+        metrics_port = free_port()
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         script = Path(py).parent / "active-quoting"
         command = [str(script)] if script.exists() else [py, "-m", "active_quoting.cli"]
         bot = subprocess.Popen([*command, "run", "--exchange-url", info["clob"], "--gamma-url", info["gamma"],
                                 "--assets", info["assets"], "--window-seconds", str(window), "--duration",
                                 str(int(need + 60)), "--db", str(tmp / "run.db"), "--metrics-port",
-                                metrics_url.rsplit(":", 1)[1].split("/")[0]],
+                                str(metrics_port)],
                                stdout=subprocess.DEVNULL, stderr=open(tmp / "bot.log", "wb"),
                                preexec_fn=bot_cpu)  # fmt: skip
         procs.append(bot)
