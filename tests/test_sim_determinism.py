@@ -1,19 +1,19 @@
-"""The virtual-time loop's model: a byte written is readable by its peer at the next poll.
+"""The virtual-time loop's connections: in memory, with the model the loop states - what one end
+writes is read by the other at the loop's next turn, as one read of everything written since,
+with no virtual time passing; a close is an end of stream after that data.
 
-TCP on loopback breaks it by itself: with TCP_NODELAY each write is a segment, and once a burst
-fills the congestion window before the peer has read, the rest waits in the sender's queue for
-an ACK that the peer's kernel may delay by its delayed-ACK timer - real time. Which bytes a
-poll then saw depended on the wall clock, and simulations of one seed diverged as soon as the
-bot read the reference-price socket (a burst of small frames per flow step)."""
+Real loopback TCP broke that model by itself (a burst larger than the congestion window waited
+in the sender's queue for the peer's delayed ACK: real time), and two runs of one seed diverged;
+the loop now carries every connection in memory and refuses what it cannot carry."""
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import socket
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from active_quoting.exchange.server import serve_app
@@ -29,9 +29,19 @@ BURST = 400
 class _Server(asyncio.Protocol):
     def __init__(self, connected: asyncio.Future[asyncio.Transport]) -> None:
         self.connected = connected
+        self.events: list[Any] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.connected.set_result(transport)  # type: ignore[arg-type]
+
+    def data_received(self, data: bytes) -> None:
+        self.events.append(data)
+
+    def eof_received(self) -> None:
+        self.events.append("eof")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.events.append(("lost", exc))
 
 
 class _Client(asyncio.Protocol):
@@ -45,37 +55,147 @@ class _Client(asyncio.Protocol):
             self.first.set_result(len(data))
 
 
-async def _burst(loop: VirtualTimeLoop) -> tuple[int, int]:
-    connected: asyncio.Future[asyncio.Transport] = loop.create_future()
-    server = await loop.create_server(lambda: _Server(connected), "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    client_transport, client = await loop.create_connection(_Client, "127.0.0.1", port)
-    server_transport = await connected
-    await asyncio.sleep(1.0)  # past the connection's start (its first segments are ACKed at once)
-    t0 = loop.time()
-    for _ in range(BURST):
-        server_transport.write(FRAME)
-    first = await client.first
-    assert loop.time() == t0  # nothing waited in virtual time
-    client_transport.close()
-    server_transport.close()
-    server.close()
-    await server.wait_closed()
-    return first, sum(client.reads)
-
-
-def test_a_burst_larger_than_the_congestion_window_is_readable_at_the_next_poll() -> None:
+def _run(coro_fn: Any) -> tuple[Any, VirtualTimeLoop]:
     loop = VirtualTimeLoop()
     try:
-        first, total = loop.run_until_complete(_burst(loop))
+        return loop.run_until_complete(coro_fn(loop)), loop
     finally:
         loop.close()
-    # the peer's first read after the burst gets all of it, as the loop's model says
-    assert first == BURST * len(FRAME), f"first read {first} of {BURST * len(FRAME)} bytes: TCP held the rest"
-    assert total == BURST * len(FRAME)
-    # the fault took effect: the kernel held data back and the loop released it before polling
-    assert loop.released >= 1
-    assert loop.settle_waits == 0 and loop.unsettled == 0
+
+
+async def _pair(loop: VirtualTimeLoop) -> tuple[Any, _Client, asyncio.Transport, _Server, Any]:
+    connected: asyncio.Future[asyncio.Transport] = loop.create_future()
+    served: list[_Server] = []
+
+    def factory() -> _Server:
+        served.append(_Server(connected))
+        return served[-1]
+
+    server = await loop.create_server(factory, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client_transport, client = await loop.create_connection(_Client, "127.0.0.1", port)
+    return client_transport, client, await connected, served[0], server
+
+
+def test_a_burst_is_one_read_at_the_next_turn_with_no_virtual_time_passing() -> None:
+    async def burst(loop: VirtualTimeLoop) -> tuple[int, int, list[int], bool]:
+        client_transport, client, server_transport, _, server = await _pair(loop)
+        await asyncio.sleep(1.0)
+        t0 = loop.time()
+        for _ in range(BURST):
+            server_transport.write(FRAME)
+        assert not client.reads  # nothing is read in the turn that wrote it
+        first = await client.first
+        assert loop.time() == t0  # nothing waited in virtual time
+        server_transport.write(b"more")
+        await asyncio.sleep(0)
+        reads = list(client.reads)
+        real = isinstance(client_transport.get_extra_info("socket"), socket.socket)
+        client_transport.close()
+        server.close()
+        return first, sum(reads), reads, real
+
+    (first, total, reads, real), loop = _run(burst)
+    assert first == BURST * len(FRAME), f"first read {first} of {BURST * len(FRAME)} bytes"
+    assert reads == [BURST * len(FRAME), 4] and total == BURST * len(FRAME) + 4
+    assert not real and loop.connections == 1
+    assert loop.deliveries == 2 and loop.bytes_carried == BURST * len(FRAME) + 4
+
+
+def test_a_close_is_an_end_of_stream_after_the_data_and_both_ends_are_told() -> None:
+    async def close(loop: VirtualTimeLoop) -> tuple[list[Any], int, bool]:
+        client_transport, _, server_transport, served, _ = await _pair(loop)
+        client_transport.write(b"last words")
+        client_transport.close()
+        client_transport.write(b"after close")  # dropped, as asyncio drops it
+        for _ in range(4):
+            await asyncio.sleep(0)
+        return served.events, loop.open_connections, server_transport.is_closing()
+
+    (events, still_open, server_closed), _ = _run(close)
+    # the server read the data, then the end of stream (eof_received returned None: it closes)
+    assert events == [b"last words", "eof", ("lost", None)]
+    assert server_closed and still_open == 0
+
+
+def test_paused_reading_holds_the_data_until_resumed() -> None:
+    async def paused(loop: VirtualTimeLoop) -> tuple[list[int], list[int]]:
+        client_transport, client, server_transport, _, _ = await _pair(loop)
+        client_transport.pause_reading()
+        server_transport.write(b"a" * 10)
+        server_transport.write(b"b" * 5)
+        await asyncio.sleep(0.5)
+        held = list(client.reads)
+        client_transport.resume_reading()
+        await asyncio.sleep(0)
+        return held, client.reads
+
+    (held, reads), _ = _run(paused)
+    assert held == [] and reads == [15]
+
+
+class _SmallBuffers(asyncio.BufferedProtocol):
+    """Offers 7 bytes at a time and pauses reading after the second read."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray(7)
+        self.got = bytearray()
+        self.transport: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self.buf
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.got += self.buf[:nbytes]
+        if len(self.got) == 14:
+            self.transport.pause_reading()
+
+
+def test_a_buffered_protocol_reads_into_its_own_buffer_and_keeps_its_place_when_it_pauses() -> None:
+    async def buffered(loop: VirtualTimeLoop) -> tuple[bytes, bytes]:
+        connected: asyncio.Future[asyncio.Transport] = loop.create_future()
+        server = await loop.create_server(lambda: _Server(connected), "127.0.0.1", 0)
+        transport, protocol = await loop.create_connection(
+            _SmallBuffers, "127.0.0.1", server.sockets[0].getsockname()[1]
+        )
+        served = await connected
+        served.write(bytes(range(30)))
+        await asyncio.sleep(0)
+        paused = bytes(protocol.got)
+        transport.resume_reading()
+        await asyncio.sleep(0)
+        return paused, bytes(protocol.got)
+
+    (paused, got), _ = _run(buffered)
+    assert paused == bytes(range(14)) and got == bytes(range(30))
+
+
+def test_what_the_loop_cannot_carry_in_memory_is_refused_with_a_clear_error() -> None:
+    async def refused(loop: VirtualTimeLoop) -> list[str]:
+        errors = []
+        attempts = [
+            loop.create_connection(asyncio.Protocol, "127.0.0.1", 9),  # nothing listens
+            loop.create_connection(asyncio.Protocol, "10.1.2.3", 443),  # not loopback
+            loop.create_server(asyncio.Protocol, "127.0.0.1", 0, ssl=object()),
+            loop.create_connection(asyncio.Protocol, sock=socket.socket()),  # not connected through the loop
+            loop.sock_connect(socket.socket(), ("127.0.0.1", 9)),
+        ]
+        for attempt in attempts:
+            with pytest.raises((ValueError, ConnectionRefusedError)) as caught:
+                await attempt
+            errors.append(str(caught.value))
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        with pytest.raises(OSError, match="already in use"):
+            await loop.create_server(asyncio.Protocol, "127.0.0.1", server.sockets[0].getsockname()[1])
+        return errors
+
+    errors, _ = _run(refused)
+    assert "nothing listens on 127.0.0.1:9" in errors[0] and "nothing listens" in errors[4]
+    assert "in-memory" in errors[1] and "10.1.2.3" in errors[1]
+    assert "TLS" in errors[2] and "not connected through it" in errors[3]
 
 
 # -- what else decided a simulation by the wall clock ------------------------------------------
@@ -111,24 +231,26 @@ class _KeepAliveProbe(Simulation):
                     assert await r.text() == "hello"
         finally:
             await runner.cleanup()
-        return {"connections": len(peers), "now": self.loop.time()}
+        return {"connections": len(peers), "now": self.loop.time(), "made": self.loop.connections}
 
 
 def test_aiohttp_keep_alive_expires_on_virtual_time_in_a_simulation(tmp_path: Any) -> None:
     """aiohttp's connector expires pooled connections by time.monotonic(): 20 virtual seconds
     took milliseconds of real time, the idle connection stayed pooled and was reused - unless
     the wall clock happened to pass 15 s, as it does later in a soak. Which request then opened
-    a new connection (its place in the loop's order of ready sockets) depended on real time."""
+    a new connection depended on real time."""
     summary = _KeepAliveProbe(SimConfig(hours=0.01, db=str(tmp_path / "k.db"))).run()
     assert summary["now"] >= 20.0
-    # the second request found its pooled connection expired (15 s of virtual time) and opened one
-    assert summary["connections"] == 2, summary
+    # the second request found its pooled connection expired (15 s of virtual time) and opened one,
+    # in memory (aiohttp's connector connects through the loop's sock_connect)
+    assert summary["connections"] == 2 and summary["made"] == 2, summary
 
 
 async def _ws_connection_is_the_loops(loop: VirtualTimeLoop) -> tuple[bool, int]:
     async def ws(request: web.Request) -> web.WebSocketResponse:
         sock = web.WebSocketResponse()
         await sock.prepare(request)
+        await sock.send_str("hello")
         async for _ in sock:
             pass
         return sock
@@ -137,109 +259,27 @@ async def _ws_connection_is_the_loops(loop: VirtualTimeLoop) -> tuple[bool, int]
     app.router.add_get("/ws", ws)
     runner, base = await serve_app(app)
     states: list[bool] = []
-    conn = Connection(base.replace("http", "ws", 1) + "/ws", lambda: b"hi", lambda c, f: None, lambda c, up: states.append(up))
+    frames: list[bytes] = []
+    conn = Connection(
+        base.replace("http", "ws", 1) + "/ws",
+        lambda: b"hi",
+        lambda c, f: frames.append(f),
+        lambda c, up: states.append(up),
+    )
     conn.start()
-    while not states:
+    while not frames:
         await asyncio.sleep(0.01)
-    transport = conn.transport.underlying_transport  # type: ignore[union-attr]
-    tracked = any(t is transport for t in loop._conns.values())
+    in_memory = isinstance(conn.transport.underlying_transport, loop_module._MemTransport)  # type: ignore[union-attr]
     await conn.stop()
     await runner.cleanup()
-    return tracked, len(loop._conns)
+    assert frames == [b"hello"]
+    return in_memory, loop.connections
 
 
 def test_the_bots_websockets_use_the_virtual_loops_transports() -> None:
-    """On the simulator's loop, picows must not bring aiofastnet's transports (they read the
-    kernel directly, past the loop's settling): venue/ws.py asks for the loop's own, by the
-    loop's ``virtual_time`` flag, with no process-wide switch."""
-    loop = VirtualTimeLoop()
-    try:
-        tracked, _ = loop.run_until_complete(_ws_connection_is_the_loops(loop))
-    finally:
-        loop.close()
-    assert tracked, "the WebSocket's transport is not one the virtual-time loop settles"
-
-
-class _CountingFcntl:
-    """The loop module's ``fcntl``, counting the send-queue checks (ioctl calls)."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def ioctl(self, fd: int, request: int, arg: Any) -> Any:
-        self.calls += 1
-        return fcntl.ioctl(fd, request, arg)
-
-
-async def _written_only(loop: VirtualTimeLoop, counter: _CountingFcntl) -> tuple[int, int, int]:
-    """Many idle connections, one written to: settling looks at that one only."""
-    connected: asyncio.Queue[asyncio.Transport] = asyncio.Queue()
-
-    class Srv(asyncio.Protocol):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            connected.put_nowait(transport)  # type: ignore[arg-type]
-
-    server = await loop.create_server(Srv, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    clients = [await loop.create_connection(_Client, "127.0.0.1", port) for _ in range(20)]
-    servers = [await connected.get() for _ in clients]
-    await asyncio.sleep(1.0)
-    counter.calls = 0
-    for _ in range(50):
-        await asyncio.sleep(0.01)  # 50 polls with nothing written
-    idle = counter.calls
-    counter.calls = 0
-    for _ in range(BURST):
-        servers[7].write(FRAME)
-    first = await clients[7][1].first
-    burst = counter.calls
-    for t, _ in clients:
-        t.close()
-    for t in servers:
-        t.close()
-    server.close()
-    await server.wait_closed()
-    return idle, burst, first
-
-
-def test_settling_looks_only_at_connections_written_to_since_the_last_poll(monkeypatch: Any) -> None:
-    """The cost of settling: an ioctl per tracked socket before every poll was 2.8M calls in a
-    0.2 h x 16-market run. A send queue only grows by a write, so only those are looked at."""
-    counter = _CountingFcntl()
-    monkeypatch.setattr(loop_module, "fcntl", counter)
-    loop = VirtualTimeLoop()
-    try:
-        idle, burst, first = loop.run_until_complete(_written_only(loop, counter))
-    finally:
-        loop.close()
-    assert idle == 0, f"{idle} send-queue checks over 50 polls of 40 idle connections"
-    # the burst's connection only: checked, released, checked again (a few times if it needed real time)
-    assert burst >= 1 and (burst <= 2 or loop.settle_waits > 0), burst
-    assert first == BURST * len(FRAME) and loop.unsettled == 0
-
-
-class _StuckPeer(Simulation):
-    """A soak where one connection's peer never reads: its send queue cannot be released before
-    the next poll (what the loop's model cannot make reproducible)."""
-
-    async def _faults(self) -> None:
-        await asyncio.sleep(30)
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        transport, _ = await self.loop.create_connection(asyncio.Protocol, *listener.getsockname())
-        peer, _ = listener.accept()  # a socket outside the loop, never read
-        transport.write(b"x" * (8 << 20))
-        await asyncio.sleep(1.0)
-        transport.abort()
-        peer.close()
-        listener.close()
-
-
-def test_a_send_queue_left_unsettled_fails_the_soak(tmp_path: Any, monkeypatch: Any) -> None:
-    monkeypatch.setattr(loop_module, "SETTLE_LIMIT_S", 0.01)
-    summary = _StuckPeer(SimConfig(hours=0.02, assets=("btc",), db=str(tmp_path / "s.db"))).run()
-    assert summary["loop"]["unsettled"] >= 1  # the fault took effect
-    inv = summary["invariants"]
-    assert not inv["ok"] and inv["violations"]["settled"] >= 1
-    assert "depended on the wall clock" in inv["first"]["settled"]["detail"]
+    """On the simulator's loop, picows must not bring aiofastnet's transports (they connect a
+    socket themselves, past the loop): venue/ws.py asks for the loop's own, by the loop's
+    ``virtual_time`` flag, with no process-wide switch. Frames cross in memory both ways (picows
+    writes through the transport when its direct send on the connection's descriptor fails)."""
+    (in_memory, made), _ = _run(_ws_connection_is_the_loops)
+    assert in_memory and made == 1

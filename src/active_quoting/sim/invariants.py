@@ -20,7 +20,7 @@ from typing import Any
 
 from active_quoting.execution.order_manager import LIVE_STATES
 
-NAMES = ("managed", "positions", "limits", "halted", "fills", "rate", "settled")
+NAMES = ("managed", "positions", "limits", "halted", "fills", "rate")
 
 
 def venue_owes(engine: Any, address: str, owner_key: str, tokens: set[str], since_ms: int = 0) -> dict[str, int]:

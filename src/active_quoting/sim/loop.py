@@ -1,148 +1,286 @@
-"""Virtual time for the whole process: an asyncio event loop whose clock jumps.
+"""Virtual time for the whole process: an asyncio event loop whose clock jumps and whose
+connections are in memory.
 
-The loop's ``time()`` is virtual. Whenever nothing is ready - no callback queued and no socket
-readable (checked with a zero-timeout poll) - the clock jumps straight to the next scheduled
-timer instead of sleeping. Everything that waits on the loop (``asyncio.sleep``, ``call_later``,
-timeouts, the exchange's flow and settlement, the bot's timers, WebSocket pings) runs on that
-time; the bot and the exchange read it through :class:`LoopClock`, the one injectable clock.
+The loop's ``time()`` is virtual. Whenever nothing is ready - no callback queued and no other
+thread waking the loop - the clock jumps straight to the next scheduled timer instead of
+sleeping. Everything that waits on the loop (``asyncio.sleep``, ``call_later``, timeouts, the
+exchange's flow and settlement, the bot's timers, WebSocket pings) runs on that time; the bot and
+the exchange read it through :class:`LoopClock`, the one injectable clock.
 
-Sockets stay real (loopback): the bytes the bot reads are exactly the bytes the venue would
-send. The loop's model is that a byte written is readable by its peer at the next poll. Loopback
-delivers a segment synchronously, but TCP does not always send what it is given: with
-``TCP_NODELAY`` every frame is its own segment, and once a burst of frames fills the congestion
-window (about ten segments) before the peer has read, the rest waits in the sender's queue for
-the peer's ACK - which the peer's kernel may delay by up to its delayed-ACK timer (40 ms and
-more of *real* time, and whether it delays depends on real-time heuristics such as pingpong
-mode). Whether that data was readable at a given poll then depended on the wall clock, and two
-runs of one seed diverged (a market frame and a reference-price frame arriving in one instant
-were decided in one pass or in two). So before every poll the loop settles its sockets: any
-TCP connection of the process whose send queue holds unsent bytes (``SIOCOUTQNSD``) has its
-peer told to ACK now (``TCP_QUICKACK``), which releases the data into the peer's receive
-queue before the poll looks. ``released`` counts those, ``settle_waits`` the rare cases that
-needed real time on top (bounded; ``unsettled`` counts any that never cleared).
+Connections carry the venue's exact bytes, in memory. A server started on this loop (what
+aiohttp's ``TCPSite`` does) listens on a loopback port the loop hands out; a connection to it -
+``create_connection`` (picows, the order lane), or a socket connected with ``sock_connect`` and
+then handed to ``create_connection`` (aiohttp's connector) - is a pair of transports in memory.
+The protocols on both ends are the production ones: the bytes are the HTTP/1.1 requests and
+answers and the WebSocket frames they write. The model: what one end writes is delivered to the
+other at the loop's next turn (``call_soon``), in the order written, as one read of everything
+written since its last read; a close is an end of stream for the peer after that data. No kernel
+and no selector are involved, so nothing depends on the wall clock (real loopback TCP held a
+burst back for the peer's delayed ACK, and two runs of one seed diverged) and a frame costs no
+system call. Anything else - another address, TLS, a socket not connected through the loop - is
+refused with a clear error: in a simulation, a byte that crossed a real socket could not be
+reproduced.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
+import errno
 import heapq
 import selectors
 import socket
-import sys
-import time
-from asyncio import selector_events
 from collections.abc import Iterator
 from typing import Any
 
-# linux/sockios.h: the bytes of a TCP send queue not yet sent (SIOCOUTQ counts unacked too).
-SIOCOUTQNSD = 0x894B
-_SETTLE = sys.platform.startswith("linux") and hasattr(socket, "TCP_QUICKACK")
-# A send queue that settling could not clear at once (it never happened in the runs measured) is
-# waited for in real time, up to past the longest delayed ACK (200 ms), then given up (counted).
-SETTLE_LIMIT_S = 0.5
-_READ_CHUNK = 1 << 18
+_HOST = "127.0.0.1"
+_LOOPBACK = frozenset({None, "", "127.0.0.1", "localhost", "0.0.0.0"})
+_FIRST_PORT = 20_000  # servers' ports are handed out from here, clients' from _FIRST_CLIENT_PORT
+_FIRST_CLIENT_PORT = 40_000
 
-_Addr = Any  # a socket address as getsockname/getpeername return it
+_Addr = tuple[str, int]
 
 
-class _Socket:
-    """A connected socket whose reads first return what the loop took out of the kernel's
-    receive queue early (``pushback``), then the kernel's; a write marks its transport in the
-    loop's ``written`` (only a socket written to since the last poll can hold unsent bytes);
-    everything else goes to the socket."""
+def _address(host: Any, port: Any) -> _Addr:
+    if host not in _LOOPBACK or not isinstance(port, int):
+        raise ValueError(
+            f"the simulator's loop carries in-memory connections on {_HOST} only, not {host!r}:{port!r} "
+            "(a byte that crossed a real socket could not be reproduced)"
+        )
+    return (_HOST, port)
 
-    __slots__ = ("_real", "_fd", "_transport", "_written", "pushback", "eof", "error")
 
-    def __init__(self, real: socket.socket, transport: _Transport, written: dict[int, _Transport]) -> None:
-        self._real = real
-        self._fd = real.fileno()
-        self._transport = transport
-        self._written = written
-        self.pushback = bytearray()
-        self.eof = False
-        self.error: OSError | None = None
+def _refused(target: _Addr) -> ConnectionRefusedError:
+    return ConnectionRefusedError(errno.ECONNREFUSED, f"nothing listens on {target[0]}:{target[1]} in the simulation")
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
 
-    def send(self, data: Any, *flags: int) -> int:
-        self._written[self._fd] = self._transport
-        return self._real.send(data, *flags)
+class _NoSocket:
+    """``get_extra_info("socket")`` of an in-memory connection: the options protocols set on
+    their socket (``TCP_NODELAY``, keep-alive, quick ACK) are accepted and mean nothing here.
+    Its descriptor is -1, so a direct ``send()`` on it (picows' fast path) fails at once with
+    EBADF and the protocol falls back to the transport's ``write``."""
 
-    def drain(self) -> None:
-        """Move everything the kernel holds for us into ``pushback`` (an empty receive queue is
-        what lets the kernel acknowledge at once)."""
-        while not self.eof and self.error is None:
-            try:
-                data = self._real.recv(_READ_CHUNK)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                self.error = exc
-                return
-            if not data:
-                self.eof = True
-                return
-            self.pushback += data
+    family = socket.AF_INET
+    type = socket.SOCK_STREAM
+    proto = socket.IPPROTO_TCP
 
-    def _pending(self) -> bool:
-        return bool(self.pushback) or self.eof or self.error is not None
+    def __init__(self, sockname: _Addr, peername: _Addr | None) -> None:
+        self._sockname = sockname
+        self._peername = peername
 
-    def recv(self, size: int, *flags: int) -> bytes:
-        if not self._pending():
-            return self._real.recv(size, *flags)
-        self.drain()  # a read returns what one read of the kernel's queue would have
-        if self.pushback:
-            data = bytes(self.pushback[:size])
-            del self.pushback[:size]
-            return data
-        return self._end()
+    def fileno(self) -> int:
+        return -1
 
-    def recv_into(self, buffer: Any, nbytes: int = 0, *flags: int) -> int:
-        if not self._pending():
-            return self._real.recv_into(buffer, nbytes, *flags)
-        self.drain()
-        if self.pushback:
-            view = memoryview(buffer).cast("B")
-            n = min(len(view), nbytes or len(view), len(self.pushback))
-            view[:n] = self.pushback[:n]
-            del self.pushback[:n]
-            return n
-        self._end()
+    def setsockopt(self, *args: Any) -> None:
+        return None
+
+    def getsockopt(self, *args: Any) -> int:
         return 0
 
-    def _end(self) -> bytes:
-        if self.error is not None:
-            exc, self.error = self.error, None
-            raise exc
-        return b""  # end of stream, as often as asked
+    def getsockname(self) -> _Addr:
+        return self._sockname
+
+    def getpeername(self) -> _Addr:
+        if self._peername is None:
+            raise OSError(errno.ENOTCONN, "not connected")
+        return self._peername
 
 
-class _Transport(selector_events._SelectorSocketTransport):  # type: ignore[name-defined,misc]
-    """The stock socket transport, known to its loop while connected, so that the loop can
-    settle its connection before each poll."""
+class _MemTransport(asyncio.Transport):
+    """One end of an in-memory connection (see the module's docstring for its model)."""
 
-    def __init__(self, loop: VirtualTimeLoop, sock: socket.socket, *args: Any) -> None:
-        super().__init__(loop, sock, *args)
-        self._vsock: _Socket | None = None
-        self._vkey: tuple[_Addr, _Addr] | None = None  # (local, peer) while tracked
-        if loop._track(self, sock):
-            self._vsock = self._sock = _Socket(sock, self, loop._written)  # type: ignore[assignment]
+    def __init__(self, loop: VirtualTimeLoop, sockname: _Addr, peername: _Addr) -> None:
+        super().__init__()
+        self._loop = loop
+        self._protocol: asyncio.BaseProtocol | None = None
+        self._buffered = False
+        self._peer: _MemTransport | None = None
+        self._inbox: list[bytes] = []  # written by the peer, not read yet
+        self._eof_in = False  # the peer closed or wrote EOF: told after the inbox is read
+        self._due = False  # a delivery is queued on the loop
+        self._paused = False
+        self._closing = False
+        self._lost = False
+        self._extra = {"socket": _NoSocket(sockname, peername), "sockname": sockname, "peername": peername}
 
-    def _call_connection_lost(self, exc: BaseException | None) -> None:
-        loop = self._loop
-        if isinstance(loop, VirtualTimeLoop):
-            loop._untrack(self)
-        super()._call_connection_lost(exc)
+    # -- the asyncio.Transport interface ---------------------------------------------------
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._extra.get(name, default)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+        self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol  # type: ignore[return-value]
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def is_reading(self) -> bool:
+        return not (self._paused or self._closing)
+
+    def pause_reading(self) -> None:
+        self._paused = True
+
+    def resume_reading(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._queue()
+
+    def get_write_buffer_size(self) -> int:
+        return 0  # what is written is handed to the peer at once
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (0, 0)
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        return None
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> None:
+        if self._closing or not data:
+            return  # asyncio drops a write after close too
+        peer = self._peer
+        if peer is None or peer._closing:
+            return  # the peer is gone; this end hears of it as an end of stream
+        peer._inbox.append(bytes(data))
+        self._loop.bytes_carried += len(data)
+        peer._queue()
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.write(b"".join(list_of_data))
+
+    def write_eof(self) -> None:
+        peer = self._peer
+        if peer is not None and not peer._closing:
+            peer._eof_in = True
+            peer._queue()
+
+    def close(self) -> None:
+        self._shut(None)
+
+    def abort(self) -> None:
+        self._shut(None)
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    def _queue(self) -> None:
+        if not self._due and not self._paused and not self._closing and (self._inbox or self._eof_in):
+            self._due = True
+            self._loop.call_soon(self._deliver)
+
+    def _deliver(self) -> None:
+        self._due = False
+        if self._closing or self._paused:
+            return
+        inbox = self._inbox
+        if inbox:
+            data = inbox[0] if len(inbox) == 1 else b"".join(inbox)
+            inbox.clear()
+            self._loop.deliveries += 1
+            try:
+                if self._buffered:
+                    self._feed(data)
+                else:
+                    self._protocol.data_received(data)  # type: ignore[union-attr]
+            except Exception as exc:
+                self._fatal(exc, "protocol.data_received() call failed.")
+                return
+        if self._eof_in and not inbox and not self._closing and not self._paused:
+            self._eof_in = False
+            try:
+                keep_open = self._protocol.eof_received()  # type: ignore[union-attr]
+            except Exception as exc:
+                self._fatal(exc, "protocol.eof_received() call failed.")
+                return
+            if not keep_open:
+                self.close()
+
+    def _feed(self, data: bytes) -> None:
+        """A BufferedProtocol reads into its own buffer, as much as it offers at a time; what is
+        left when it pauses reading waits at the front of the inbox."""
+        protocol: asyncio.BufferedProtocol = self._protocol  # type: ignore[assignment]
+        view = memoryview(data)
+        while view:
+            buf = memoryview(protocol.get_buffer(len(view))).cast("B")
+            n = min(len(buf), len(view))
+            if not n:
+                raise RuntimeError("get_buffer() returned an empty buffer")
+            buf[:n] = view[:n]
+            view = view[n:]
+            protocol.buffer_updated(n)
+            if view and (self._paused or self._closing):
+                if not self._closing:
+                    self._inbox.insert(0, bytes(view))
+                return
+
+    def _fatal(self, exc: Exception, message: str) -> None:
+        self._loop.call_exception_handler(
+            {"message": f"Fatal error: {message}", "exception": exc, "transport": self, "protocol": self._protocol}
+        )
+        self._shut(exc)
+
+    def _shut(self, exc: Exception | None) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._inbox.clear()
+        peer = self._peer
+        if peer is not None and not peer._closing:
+            peer._eof_in = True
+            peer._queue()
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc: Exception | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self._loop.open_connections -= 1
+        if self._protocol is not None:
+            self._protocol.connection_lost(exc)
 
 
-class _JumpingSelector(selectors.BaseSelector):
-    """Wraps the real selector: settles the loop's connections, then polls without waiting; when
-    nothing is ready and the loop would have waited ``timeout`` seconds for its next timer,
-    moves virtual time instead. Ready sockets come in the order their connections were made,
-    not in the order the kernel happened to queue them."""
+class _MemServer(asyncio.AbstractServer):
+    """A server listening in memory on the loop (``sockets[0].getsockname()`` gives its port)."""
+
+    def __init__(self, loop: VirtualTimeLoop, factory: Any, address: _Addr) -> None:
+        self._loop = loop
+        self._factory = factory
+        self.address = address
+        self.sockets = (_NoSocket(address, None),)
+        self._serving = True
+
+    def close(self) -> None:
+        # As asyncio's: no new connections; those made stay open.
+        if self._serving:
+            self._serving = False
+            if self._loop._listeners.get(self.address) is self:
+                del self._loop._listeners[self.address]
+
+    async def wait_closed(self) -> None:
+        return None
+
+    def is_serving(self) -> bool:
+        return self._serving
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    async def start_serving(self) -> None:
+        return None
+
+    async def serve_forever(self) -> None:
+        raise NotImplementedError("an in-memory server serves while the loop runs")
+
+
+class _Selector(selectors.BaseSelector):
+    """Wraps the real selector, which only another thread's wake-up (the loop's self-pipe) can
+    make ready: polls without waiting; when nothing is ready and the loop would have waited
+    ``timeout`` seconds for its next timer, moves virtual time instead."""
 
     def __init__(self, loop: VirtualTimeLoop) -> None:
         self._real = selectors.DefaultSelector()
@@ -158,40 +296,18 @@ class _JumpingSelector(selectors.BaseSelector):
         return self._real.modify(fileobj, events, data)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        loop = self._loop
-        loop.settle()
-        ready = self._real.select(0)
-        if loop._pushed:
-            ready = self._with_pushback(ready)
-        if ready:
-            if len(ready) > 1:
-                ready.sort(key=loop._order)
-            return ready
         if timeout == 0:
+            # Callbacks are ready. A thread's wake-up needs no poll: call_soon_threadsafe queued
+            # its callback already (the self-pipe's byte is read when the loop is next idle).
+            return []
+        ready = self._real.select(0)
+        if ready:
             return ready
         if timeout is None:
             # No timer at all: only another thread can wake the loop (its self-pipe).
             return self._real.select(None)
-        loop.advance(timeout)
+        self._loop.advance(timeout)
         return []
-
-    def _with_pushback(self, ready: list[tuple[selectors.SelectorKey, int]]) -> list[tuple[selectors.SelectorKey, int]]:
-        """Data the loop took out of a receive queue is readable as if it were still there."""
-        fds = {key.fd: i for i, (key, _) in enumerate(ready)}
-        keys = self._real.get_map()
-        for fd, vsock in list(self._loop._pushed.items()):
-            if not vsock._pending():
-                del self._loop._pushed[fd]
-                continue
-            key = keys.get(fd) if keys is not None else None
-            if key is None or not key.events & selectors.EVENT_READ:
-                continue  # reading paused: it waits, as it would have in the kernel
-            if fd in fds:
-                k, mask = ready[fds[fd]]
-                ready[fds[fd]] = (k, mask | selectors.EVENT_READ)
-            else:
-                ready.append((key, selectors.EVENT_READ))
-        return ready
 
     def close(self) -> None:
         self._real.close()
@@ -223,8 +339,8 @@ class _FifoTimer(asyncio.TimerHandle):
 
 
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
-    # Read by code that picks its own transports (venue/ws.py: picows' aiofastnet reads the
-    # kernel directly, which this loop cannot settle): on this loop, use the loop's.
+    # Read by code that picks its own transports (venue/ws.py: picows' aiofastnet connects
+    # sockets itself, past the loop): on this loop, use the loop's.
     virtual_time = True
 
     def __init__(self) -> None:
@@ -232,18 +348,15 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self._timers_made = 0
         self.jumps = 0
         self.jumped_s = 0.0
-        # connected TCP transports of this loop by (local address, peer address): a socket's
-        # peer in the same process is the entry with the two swapped
-        self._conns: dict[tuple[_Addr, _Addr], _Transport] = {}
-        self._seq: dict[int, int] = {}  # fd -> the order its connection was made
-        self._next_seq = 0
-        self._pushed: dict[int, _Socket] = {}  # fd -> a socket with data taken out early
-        self._written: dict[int, _Transport] = {}  # fd -> a connection written to since the last settle
-        self._unsent = bytearray(4)
-        self.released = 0  # send queues found holding data back before a poll, and released
-        self.settle_waits = 0  # ... of which needed real time as well
-        self.unsettled = 0  # ... of which had not cleared after SETTLE_LIMIT_S
-        super().__init__(selector=_JumpingSelector(self))
+        self._listeners: dict[_Addr, _MemServer] = {}
+        self._connecting: dict[socket.socket, _Addr] = {}  # sock_connect'ed, awaiting create_connection
+        self._next_port = _FIRST_PORT
+        self._next_client_port = _FIRST_CLIENT_PORT
+        self.connections = 0  # made in memory, over the loop's life
+        self.open_connections = 0  # transports not yet told connection_lost (two per connection)
+        self.deliveries = 0  # reads delivered
+        self.bytes_carried = 0
+        super().__init__(selector=_Selector(self))
 
     def time(self) -> float:
         return self._now
@@ -270,102 +383,62 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             self.jumps += 1
             self.jumped_s += seconds
 
-    def _make_socket_transport(
-        self, sock: socket.socket, protocol: Any, waiter: Any = None, *, extra: Any = None, server: Any = None
-    ) -> asyncio.Transport:
-        return _Transport(self, sock, protocol, waiter, extra, server)
+    # -- connections, in memory ------------------------------------------------------------
 
-    def _track(self, transport: _Transport, sock: socket.socket) -> bool:
-        fd = sock.fileno()
-        self._seq[fd] = self._next_seq
-        self._next_seq += 1
-        if not _SETTLE or sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
-            return False
-        try:
-            key = (sock.getsockname(), sock.getpeername())
-        except OSError:
-            return False  # not connected (any more): nothing to settle
-        self._conns[key] = transport
-        transport._vkey = key
-        return True
+    async def create_server(  # type: ignore[override]
+        self, protocol_factory: Any, host: Any = None, port: int | None = None, *, sock: Any = None,
+        ssl: Any = None, **kwargs: Any,
+    ) -> _MemServer:  # fmt: skip
+        if sock is not None or ssl is not None:
+            raise ValueError("the simulator's loop serves in memory: no socket or TLS of its own")
+        if not port:
+            port, self._next_port = self._next_port, self._next_port + 1
+        address = _address(host, port)
+        if address in self._listeners:
+            raise OSError(errno.EADDRINUSE, f"address already in use: {address[0]}:{address[1]}")
+        server = self._listeners[address] = _MemServer(self, protocol_factory, address)
+        return server
 
-    def _untrack(self, transport: _Transport) -> None:
-        key = transport._vkey
-        if key is not None and self._conns.get(key) is transport:
-            del self._conns[key]
-        transport._vkey = None
-        fd = transport._sock_fd
-        if self._written.get(fd) is transport:
-            del self._written[fd]
-        if self._seq.get(fd) is not None and transport._sock is not None:
-            self._seq.pop(fd, None)
-        self._pushed.pop(fd, None)
+    async def sock_connect(self, sock: socket.socket, address: Any) -> None:
+        """aiohttp's connector connects a socket of its own, then hands it to
+        ``create_connection(sock=...)``: noted here, connected there (in memory)."""
+        target = _address(address[0], address[1])
+        if target not in self._listeners:
+            raise _refused(target)
+        self._connecting[sock] = target
 
-    def _order(self, event: tuple[selectors.SelectorKey, int]) -> tuple[int, int]:
-        fd = event[0].fd
-        seq = self._seq.get(fd)
-        return (0, seq) if seq is not None else (1, fd)
-
-    def _held(self, transports: Any) -> list[_Transport]:
-        """Those of ``transports`` (still connected) whose send queue holds unsent bytes."""
-        held = []
-        buf = self._unsent
-        for transport in transports:
-            if transport._vkey is None:
-                continue
-            try:
-                fcntl.ioctl(transport._sock_fd, SIOCOUTQNSD, buf)
-            except OSError:
-                continue
-            if buf != b"\0\0\0\0":
-                held.append(transport)
-        return held
-
-    def settle(self) -> None:
-        """Make every byte written so far readable by its peer at the next poll. TCP may hold
-        data in a send queue until the peer acknowledges what it has; the peer's kernel
-        acknowledges at once when its receive queue is empty and it is told to (quick ACK), so
-        the loop empties that queue into the peer's pushback and tells it. Only the connections
-        written to since the last settle are looked at: a send queue only grows by a write, and
-        settling leaves every queue it looked at empty (or counted ``unsettled``, and looked at
-        again before the next poll)."""
-        if not self._written:
-            return
-        held = self._held(self._written.values())
-        self._written.clear()
-        if not held:
-            return
-        self.released += len(held)
-        waited = False
-        deadline = 0.0
-        while held:
-            for transport in held:
-                local, remote = transport._vkey or (None, None)
-                peer = self._conns.get((remote, local))
-                vsock = peer._vsock if peer is not None else None
-                if vsock is None:
-                    continue
-                vsock.drain()
-                if vsock._pending():
-                    self._pushed[peer._sock_fd] = vsock  # type: ignore[union-attr]
-                try:
-                    vsock._real.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
-                except OSError:
-                    pass
-            held = self._held(held)
-            if not held:
-                return
-            # Real time only decides how long settling takes, never what the next poll sees.
-            now = time.monotonic()
-            if not waited:
-                waited, deadline = True, now + SETTLE_LIMIT_S
-                self.settle_waits += 1
-            elif now >= deadline:
-                self.unsettled += 1
-                for transport in held:
-                    self._written[transport._sock_fd] = transport
-                return
-            time.sleep(0.0002)
+    async def create_connection(  # type: ignore[override]
+        self, protocol_factory: Any, host: Any = None, port: int | None = None, *, ssl: Any = None,
+        sock: Any = None, **kwargs: Any,
+    ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:  # fmt: skip
+        if ssl:
+            raise ValueError("the simulator's loop carries in-memory connections without TLS")
+        if sock is not None:
+            target = self._connecting.pop(sock, None)
+            if target is None:
+                raise ValueError(
+                    "the simulator's loop carries in-memory connections: this socket was not connected through it"
+                )
+            sock.close()
+        else:
+            target = _address(host, port)
+        server = self._listeners.get(target)
+        if server is None:
+            raise _refused(target)
+        local = (_HOST, self._next_client_port)
+        self._next_client_port += 1
+        ours, theirs = _MemTransport(self, local, target), _MemTransport(self, target, local)
+        ours._peer, theirs._peer = theirs, ours
+        served = server._factory()
+        protocol = protocol_factory()
+        theirs.set_protocol(served)
+        ours.set_protocol(protocol)
+        self.connections += 1
+        self.open_connections += 2
+        # The server's end is made first: nothing the client writes can reach it before.
+        served.connection_made(theirs)
+        protocol.connection_made(ours)
+        return ours, protocol
 
 
 @contextlib.contextmanager

@@ -2,8 +2,8 @@
 process, on virtual time (:mod:`active_quoting.sim.loop`), deterministic for a seed.
 
 What runs is the production code: the bot (quote pass, order manager, risk, inventory,
-analytics, store) talks to the exchange over real loopback sockets with the exact bytes of the
-venue's protocol. What the simulator adds around it:
+analytics, store) talks to the exchange with the exact bytes of the venue's protocol, over
+connections the loop carries in memory. What the simulator adds around it:
 
 - a seeded fault schedule over the run (every fault the exchange knows, plus bot crashes:
   the bot object is dropped without any shutdown, as a kill -9 would, and a new one restarts
@@ -367,7 +367,6 @@ class Simulation:
             await asyncio.gather(*leftovers, return_exceptions=True)
         wall = time.perf_counter() - t_wall
         self._final_check()
-        self._settle_check()
         last_hour = math.ceil(total / 3600)
         if not self.hours or self.hours[-1].hour < last_hour:
             self._hour(last_hour)
@@ -383,17 +382,6 @@ class Simulation:
         left = self.exchange.engine.live_orders(account=bot.signer.address)
         if left:
             self.monitor.record("managed", self.clock.time(), f"{len(left)} orders of ours rest after the shutdown")
-
-    def _settle_check(self) -> None:
-        """The loop's model held: every byte written was readable by its peer at the next poll.
-        A send queue that settling could not clear in real time means what a poll saw depended
-        on the wall clock, so the run may not reproduce: a violation (``settled``)."""
-        loop = self.loop
-        if loop.unsettled:
-            self.monitor.record("settled", self.clock.time(), (
-                f"{loop.unsettled} send queues still held data after settling (sim/loop.py SETTLE_LIMIT_S): "
-                f"what the polls saw depended on the wall clock"
-            ))  # fmt: skip
 
     async def _started(self, bot: Bot, task: asyncio.Task[None]) -> None:
         while not hasattr(bot, "quote_pass") and not task.done():
@@ -427,9 +415,12 @@ class Simulation:
             "crashes": self.crashes,
             "faults_fired": _faults_fired(self.exchange.faults),
             "operator_clears": self.operator_clears,
-            # the loop's settling (sim/loop.py): send queues released before a poll, those that
-            # needed real time, those that never cleared (a violation: see _settle_check)
-            "loop": {"released": loop.released, "settle_waits": loop.settle_waits, "unsettled": loop.unsettled},
+            # the loop's in-memory connections (sim/loop.py): made over the run, ends still open
+            # after the shutdown (the exchange's listeners stay), reads delivered, bytes carried
+            "loop": {
+                "connections": loop.connections, "open_ends": loop.open_connections,
+                "deliveries": loop.deliveries, "bytes": loop.bytes_carried, "jumps": loop.jumps,
+            },
             "killed_at_end": bool(bot.risk.killed) if bot is not None else False,
             "hours": [asdict(h) for h in self.hours],
             "resolutions": self._resolutions(),

@@ -120,8 +120,8 @@ class _Listener(WSListener):  # type: ignore[misc]
 
 def _use_aiofastnet() -> bool | None:
     """picows' transport choice: its default (aiofastnet when installed) except on the
-    simulator's virtual-time loop (``virtual_time``), which must own every transport - it settles
-    them before each poll (sim/loop.py), and aiofastnet's read the kernel behind its back."""
+    simulator's virtual-time loop (``virtual_time``), which must own every transport - it
+    carries connections in memory (sim/loop.py), and aiofastnet connects real sockets itself."""
     return False if getattr(asyncio.get_running_loop(), "virtual_time", False) else None
 
 
