@@ -134,6 +134,32 @@ async def test_venue_layer_round_trip_with_fills_and_settlement(ex):
 
 
 @pytest.mark.asyncio
+async def test_paged_reads_return_every_row_once_in_order(ex):
+    """/data/orders, /data/trades and /markets one row a page: the client follows the cursors to
+    the end and gets every row once, in the venue's order (each page's rows built from its own
+    items)."""
+    ex.cfg.page_size = 1
+    async with maker_and_taker(ex, [UP, DOWN], [CID]) as (maker, taker, rest, trest, rec, md, market, _):
+        prices = (4800, 4700, 4600)
+        posted = await rest.post_orders([build_order(maker, UP, 1 - 1, p, 10 * SH, 100) for p in prices])
+        assert all(o.accepted for o in posted)
+        assert sorted(o["id"] for o in await rest.open_orders()) == sorted(o.order_hash for o in posted)
+        for p in prices:  # one taker order per level: three trades of ours
+            (t,) = await trest.post_orders(
+                [build_order(taker, DOWN, 0, 10_000 - p, 10 * SH, 100)], order_type="FAK", post_only=False
+            )
+            assert t.accepted and t.status == "matched"
+        trades = await rest.trades()
+        assert [tr["maker_orders"][0]["order_id"] for tr in trades] == [o.order_hash for o in posted]
+        assert await rest.open_orders() == []
+        async with aiohttp.ClientSession() as http:
+            first = await (await http.get(ex.clob_url + "/markets")).json()
+            assert first["count"] == 1 and first["next_cursor"] == server_mod.END_CURSOR
+            done = await http.get(ex.clob_url + "/markets", params={"next_cursor": server_mod.END_CURSOR})
+            assert done.status == 400
+
+
+@pytest.mark.asyncio
 async def test_auth_and_signature_checks(ex):
     maker, taker = OrderSigner(MAKER_KEY), OrderSigner(TAKER_KEY)
     mcreds = await derive(ex, MAKER_KEY)

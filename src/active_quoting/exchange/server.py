@@ -739,7 +739,8 @@ class Exchange:
         buckets = self.buckets.get(key.address)
         if buckets is None:
             buckets = self.buckets[key.address] = (
-                _Bucket(*self.cfg.order_rate, self.clock), _Bucket(*self.cfg.cancel_rate, self.clock)
+                _Bucket(*self.cfg.order_rate, self.clock),
+                _Bucket(*self.cfg.cancel_rate, self.clock),
             )
         wait = buckets[kind].take(cost)
         if wait:
@@ -845,11 +846,8 @@ class Exchange:
         return _json(messages.clob_market(m)) if m else _err("market not found", 404)
 
     async def h_markets(self, request: web.Request) -> web.Response:
-        records = [messages.market_record(m) for m in self.engine.markets.values()]
-        start = _offset(request.query.get("next_cursor", "MA=="))
-        page = records[start : start + self.cfg.page_size]
-        nxt = _cursor(start + len(page)) if start + len(page) < len(records) else END_CURSOR
-        return _json({"limit": self.cfg.page_size, "count": len(page), "next_cursor": nxt, "data": page})
+        markets = list(self.engine.markets.values())
+        return self._page(markets, request.query.get("next_cursor", "MA=="), messages.market_record)
 
     async def h_market(self, request: web.Request) -> web.Response:
         record = self.market_record(request.match_info["cid"])
@@ -1118,15 +1116,17 @@ class Exchange:
             if not q.get("id") or o.id == q["id"]
         ]
         return self._page(
-            [messages.open_order(self.engine.by_token[o.token], o) for o in orders], q.get("next_cursor", "MA==")
+            orders, q.get("next_cursor", "MA=="), lambda o: messages.open_order(self.engine.by_token[o.token], o)
         )
 
-    def _page(self, rows: list[dict[str, Any]], cursor: str) -> web.Response:
+    def _page(self, items: list[Any], cursor: str, row: Callable[[Any], dict[str, Any]]) -> web.Response:
+        """One page of ``items`` from ``cursor``, each page's items made into rows by ``row``
+        (only those of the page: a client reading a long history page by page)."""
         if cursor == END_CURSOR:
             return _err("invalid next_cursor")
         start = _offset(cursor)
-        page = rows[start : start + self.cfg.page_size]
-        nxt = _cursor(start + len(page)) if start + len(page) < len(rows) else END_CURSOR
+        page = [row(item) for item in items[start : start + self.cfg.page_size]]
+        nxt = _cursor(start + len(page)) if start + len(page) < len(items) else END_CURSOR
         return _json({"limit": self.cfg.page_size, "count": len(page), "next_cursor": nxt, "data": page})
 
     async def h_order_get(self, request: web.Request) -> web.Response:
@@ -1147,15 +1147,20 @@ class Exchange:
             if t.t_ms // 1000 < after:
                 break
             trades.append(t)
-        rows = [
-            messages.trade_msg(self.engine.markets[t.market], t, key.key, self.clock.ms())
+        market, before = q.get("market"), q.get("before")
+        chosen = [
+            t
             for t in reversed(trades)
-            if (not q.get("market") or t.market == q["market"])
-            and (not q.get("before") or t.t_ms // 1000 < int(q["before"]))
+            if (not market or t.market == market) and (not before or t.t_ms // 1000 < int(before))
         ]
-        for r in rows:
+        now_ms = self.clock.ms()
+
+        def row(t: Any) -> dict[str, Any]:
+            r = messages.trade_msg(self.engine.markets[t.market], t, key.key, now_ms)
             r.pop("event_type", None)
-        return self._page(rows, q.get("next_cursor", "MA=="))
+            return r
+
+        return self._page(chosen, q.get("next_cursor", "MA=="), row)
 
     async def h_heartbeat(self, request: web.Request) -> web.Response:
         body = await request.read()
