@@ -4,10 +4,13 @@ subscribe message in the documented form."""
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from active_quoting.venue.spot_feed import (
     SPOT_SCALE,
@@ -63,6 +66,60 @@ def test_the_number_is_read_from_its_text_not_a_float():
     assert parse_rtds(frame % b"1")[0] == SpotTick("chainlink", "btc", SPOT_SCALE, 1753314088000)
 
 
+_FRAME = (
+    b'{"topic":"crypto_prices_chainlink","type":"update","timestamp":1,'
+    b'"payload":{"symbol":"BTC/USD","timestamp":1753314088000,"value":%s%s}}'
+)
+
+
+@given(
+    whole=st.integers(0, 10**15),
+    frac=st.one_of(st.just(""), st.text("0123456789", min_size=1, max_size=24)),
+    exp=st.one_of(
+        st.just(""),
+        st.builds(
+            lambda e, sign, mark: f"{mark}{sign}{e}",
+            st.integers(0, 30),
+            st.sampled_from(["", "+", "-"]),
+            st.sampled_from(["e", "E"]),
+        ),
+    ),
+    quoted=st.booleans(),
+)
+@example(whole=1, frac="000000785", exp="", quoted=False)  # a tie: half to even, down
+@example(whole=1, frac="000000795", exp="", quoted=False)  # a tie: half to even, up
+@example(whole=0, frac="5", exp="e-8", quoted=True)  # exactly half a unit: 0
+@example(whole=1, frac="5", exp="e-8", quoted=False)  # 1.5 units: 2
+def test_the_price_is_the_exact_decimal_rounded_half_to_even(whole, frac, exp, quoted):
+    """The integer parse is the definition's: round() of the exact Fraction of the text."""
+    text = f"{whole}{'.' + frac if frac else ''}{exp}"
+    want = round(Fraction(text) * SPOT_SCALE)
+    quote = b'"' if quoted else b""
+    frame = _FRAME % (quote + text.encode(), quote)
+    if want <= 0:
+        with pytest.raises(SpotFeedError, match="below 1e-8"):
+            parse_rtds(frame)
+    else:
+        assert parse_rtds(frame)[0].price == want
+
+
+@given(st.integers(1, 10**30))
+@example(5 * 10**9)  # half a unit: rounds to 0, refused
+@example(15 * 10**9)  # 1.5 units: 2
+def test_full_accuracy_value_rounds_as_its_fraction(value):
+    frame = orjson.dumps({
+        "topic": "crypto_prices_chainlink", "type": "update", "timestamp": 2,
+        "payload": {"symbol": "btc/usd", "timestamp": 1780000000000, "value": 1.0,
+                    "full_accuracy_value": str(value)},
+    })  # fmt: skip
+    want = round(Fraction(value, 10**10))
+    if want <= 0:  # a price of 0 is refused as the decimal value's is
+        with pytest.raises(SpotFeedError, match="below 1e-8"):
+            parse_rtds(frame)
+    else:
+        assert parse_rtds(frame)[0].price == want
+
+
 def test_full_accuracy_value_is_preferred():
     frame = orjson.dumps({
         "topic": "crypto_prices_chainlink", "type": "update", "timestamp": 2,
@@ -81,7 +138,12 @@ def test_an_array_of_messages_is_read_whole():
 
 def _price(value: object, symbol: str = "btc/usd", topic: str = "crypto_prices_chainlink") -> bytes:
     return orjson.dumps(
-        {"topic": topic, "type": "update", "timestamp": 1, "payload": {"symbol": symbol, "timestamp": 5, "value": value}}
+        {
+            "topic": topic,
+            "type": "update",
+            "timestamp": 1,
+            "payload": {"symbol": symbol, "timestamp": 5, "value": value},
+        }
     )
 
 

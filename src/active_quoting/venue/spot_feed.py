@@ -28,7 +28,6 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from ssl import SSLContext
 
 import msgspec
@@ -42,6 +41,7 @@ from active_quoting.venue.ws import PONG, Backoff, Connection
 _log = logging.getLogger(__name__)
 
 SPOT_SCALE = 10**8  # price units: 1e-8 USD
+_SPOT_DECIMALS = 8
 RTDS_URL = "wss://ws-live-data.polymarket.com"
 CHAINLINK_TOPIC = "crypto_prices_chainlink"
 BINANCE_TOPIC = "crypto_prices"
@@ -50,7 +50,7 @@ SOURCES = {topic: source for source, topic in TOPICS.items()}
 PRICE_TYPE = "update"
 _FULL_ACCURACY_SCALE = 10**18
 # A JSON number (optionally inside a JSON string): no sign (a price is positive), no
-# whitespace, no rational or special forms that Fraction would also accept.
+# whitespace, no rational or special forms (inf, nan, 1/3).
 _NUMBER = re.compile(rb"(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]{1,3})?")
 _INTEGER = re.compile(r"[1-9][0-9]*")
 
@@ -85,12 +85,25 @@ _frame_decoder = msgspec.json.Decoder(_Message | list[_Message])
 _payload_decoder = msgspec.json.Decoder(_Payload)
 
 
+def _half_even(n: int, divisor: int) -> int:
+    """``n / divisor`` rounded half to even (``round`` of the exact Fraction), in integers."""
+    q, rest = divmod(n, divisor)
+    if 2 * rest > divisor or (2 * rest == divisor and q & 1):
+        q += 1
+    return q
+
+
 def _units(value: bytes, frame: bytes) -> int:
     text = value[1:-1] if value[:1] == b'"' and value[-1:] == b'"' else value
-    if _NUMBER.fullmatch(text) is None:
+    number = _NUMBER.fullmatch(text)
+    if number is None:
         raise SpotFeedError(f"price value {value[:40]!r} is not a positive decimal number", frame)
-    # Fraction of the decimal text is exact; round() of a Fraction is half to even.
-    units = round(Fraction(text.decode()) * SPOT_SCALE)
+    # Exact: the digits as one integer times a power of ten, rounded half to even at 1e-8.
+    whole, frac, exp = number.groups()
+    digits = frac[1:] if frac else b""
+    shift = (int(exp[1:]) if exp else 0) - len(digits) + _SPOT_DECIMALS
+    mantissa = int(whole + digits)
+    units = mantissa * 10**shift if shift >= 0 else _half_even(mantissa, 10**-shift)
     if units <= 0:
         raise SpotFeedError(f"price value {value[:40]!r} is below 1e-8", frame)
     return units
@@ -133,7 +146,9 @@ def decode_rtds(data: bytes) -> tuple[list[SpotTick], int]:
         if p.full_accuracy_value is not None:
             if _INTEGER.fullmatch(p.full_accuracy_value) is None:
                 raise SpotFeedError(f"full_accuracy_value {p.full_accuracy_value[:40]!r} is not an integer", data)
-            price = round(Fraction(int(p.full_accuracy_value), _FULL_ACCURACY_SCALE // SPOT_SCALE))
+            price = _half_even(int(p.full_accuracy_value), _FULL_ACCURACY_SCALE // SPOT_SCALE)
+            if price <= 0:
+                raise SpotFeedError(f"full_accuracy_value {p.full_accuracy_value[:40]!r} is below 1e-8", data)
         else:
             price = _units(bytes(p.value), data)
         if p.timestamp <= 0:
