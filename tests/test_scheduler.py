@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import pytest
+
 from active_quoting.aio import TaskSet
 from active_quoting.clock import ManualClock
 from active_quoting.execution.scheduler import PassScheduler
@@ -23,19 +25,29 @@ class RecordingPass:
 
 
 class SlowVenue:
-    """flush() waits for the venue's answer, which the test releases."""
+    """flush() waits for the venue's answer to that flush, which the test releases."""
 
     def __init__(self) -> None:
-        self.answer = asyncio.Event()
+        self.waiting: list[asyncio.Future[None]] = []
         self.flushes = 0
 
-    async def flush(self) -> None:
+    async def flush(self) -> float:
         self.flushes += 1
-        await self.answer.wait()
-        self.answer.clear()
+        answer = asyncio.get_running_loop().create_future()
+        self.waiting.append(answer)
+        await answer
+        return 0.0
+
+    def answer(self, i: int) -> None:
+        self.waiting[i].set_result(None)
 
 
-def test_passes_coalesce_while_one_waits_and_use_the_current_time():
+async def _turns(n: int = 5) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+def test_a_market_waits_for_its_own_pass_only_and_is_decided_again_at_the_current_time():
     async def main() -> None:
         clock = ManualClock(100.0)
         qp, venue = RecordingPass(), SlowVenue()
@@ -43,30 +55,65 @@ def test_passes_coalesce_while_one_waits_and_use_the_current_time():
         s.mark("A", 1.0)
         s.request()
         s.request()  # the same loop turn: one pass
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        assert qp.calls == [(["A"], 100.0)] and venue.flushes == 1
-        # while the first pass waits for its answer, frames keep coming
+        await _turns(2)
+        assert qp.calls == [(["A"], 100.0)] and venue.flushes == 1 and s.in_flight == {"A"}
+        # while A's pass waits for its answer, frames keep coming in A and in B
         for i in range(50):
             clock.advance(0.01)
             s.mark("B" if i % 2 else "A", 2.0)
             s.request()
             await asyncio.sleep(0)
-        assert len(qp.calls) == 1  # no second pass started behind the first
-        assert s.coalesced == 48
-        venue.answer.set()
-        for _ in range(5):
-            await asyncio.sleep(0)
-        # one more pass for everything that changed meanwhile, at the time it ran
-        assert qp.calls[1] == (["A", "B"], clock.time())
-        venue.answer.set()
-        for _ in range(5):
-            await asyncio.sleep(0)
-        assert len(qp.calls) == 2 and s.dirty == {}
-        await s.stop()
+        # B was decided at its first frame, in a pass of its own (not behind A's round trip);
+        # every later mark of A or B folded into the next pass of its market
+        assert qp.calls[1] == (["B"], pytest.approx(100.02)) and len(qp.calls) == 2
+        assert s.concurrent == 1 and s.coalesced == 47 and s.in_flight == {"A", "B"}
+        assert set(s.dirty) == {"A", "B"}
+        venue.answer(0)  # A's answers: A is decided again, alone (B's pass still waits)
+        await _turns()
+        assert qp.calls[2] == (["A"], clock.time()) and s.in_flight == {"A", "B"} and set(s.dirty) == {"B"}
+        clock.advance(1.0)
+        venue.answer(1)  # B's answers: B again, at the time it ran
+        await _turns()
+        assert qp.calls[3] == (["B"], clock.time()) and s.dirty == {}
+        stopping = asyncio.ensure_future(s.stop())
+        await _turns()
+        assert not stopping.done()  # the passes in flight finish first (their orders are tracked)
+        venue.answer(2)
+        venue.answer(3)
+        await _turns()
+        assert stopping.done() and not s.running and s.in_flight == set() and len(qp.calls) == 4
         s.mark("A")
         s.request()
         await asyncio.sleep(0)
-        assert len(qp.calls) == 2  # stopped: no pass starts
+        assert len(qp.calls) == 4  # stopped: no pass starts
+
+    asyncio.run(main())
+
+
+def test_a_request_made_while_a_pass_decides_only_marks():
+    """An event the decision itself causes (a fill noted synchronously, say) starts no nested
+    pass: the deciding pass, or its market's next, takes the mark."""
+
+    async def main() -> None:
+        clock = ManualClock(5.0)
+        venue = SlowVenue()
+        s: PassScheduler
+
+        class Nesting(RecordingPass):
+            def run(self, markets, now):
+                if not self.calls:
+                    s.mark("C")
+                    s.request()
+                return super().run(markets, now)
+
+        qp = Nesting()
+        s = PassScheduler(qp, venue, clock, Metrics(), TaskSet(logging.getLogger("t")))  # type: ignore[arg-type]
+        s.mark("A")
+        s.request()
+        await _turns()
+        assert qp.calls == [(["A"], 5.0)] and s.dirty == {"C": 0.0} and venue.flushes == 1
+        s.request()  # the next request takes C at once: it is not in flight
+        await _turns()
+        assert qp.calls[1] == (["C"], 5.0)
 
     asyncio.run(main())

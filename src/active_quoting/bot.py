@@ -237,8 +237,9 @@ class Bot:
             ]
             if moved:
                 t = self.clock.perf()
-                if self.scheduler.running and self._cancel_exposed(moved, fairs, now_ms):
-                    # a pass is waiting for the venue: the exposed quotes go now, not after it
+                waiting = [cid for cid in moved if cid in self.scheduler.in_flight]
+                if waiting and self._cancel_exposed(waiting, fairs, now_ms):
+                    # their pass is waiting for the venue: the exposed quotes go now, not after it
                     self._tasks.spawn_now(self.orders.send_cancels())
                 for cid in moved:
                     self.scheduler.mark(cid, t)

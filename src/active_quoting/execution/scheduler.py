@@ -1,9 +1,15 @@
-"""When quote passes run: one at a time, over the markets that changed, with the current time.
+"""When quote passes run: over the markets that changed, with the current time, never more
+than one pass per market at a time.
 
 Frames mark their markets dirty and ask for a pass; a timer marks every quoted market (time
-alone changes decisions: cooldowns end, refresh intervals pass). While a pass waits for the
-venue's answers, new marks accumulate and the next pass takes them all at once with a fresh
-``now``: passes never pile up and never decide with a stale clock.
+alone changes decisions: cooldowns end, refresh intervals pass). A pass decides its markets and
+waits for the venue's answers to what it sent. Meanwhile a mark on another market starts a pass
+of its own at once: a frame in one market never waits for another market's round trip. A mark on
+a market whose pass is still waiting accumulates, and that market's next pass takes it with a
+fresh ``now`` once the answers are in: passes over one market never pile up and never decide with
+a stale clock, and a market's orders are never decided again while the requests it last sent are
+unanswered. Limits hold across concurrent passes: every decision counts the orders in flight in
+any market as pending (the order manager tracks an order before its request is written).
 
 A pass never waits out a venue state (425 restart, 503 cancel-only, 429): the order manager
 holds back what the state forbids and its flush says until when; the scheduler then wakes once
@@ -36,14 +42,18 @@ class PassScheduler:
         self.tasks = tasks
         self.dirty: dict[str, float] = {}  # market -> perf time of the first frame not yet decided on
         self.stopped = False
-        self._running: asyncio.Task[None] | None = None
-        self.coalesced = 0  # requests folded into a pass already due
+        self.in_flight: set[str] = set()  # markets of passes waiting for the venue's answers
+        self._passes: set[asyncio.Task[None]] = set()
+        self._deciding = False  # a pass is deciding (synchronously): requests meanwhile only mark
+        self.coalesced = 0  # marks folded into a pass already due
+        self.concurrent = 0  # passes started while another waited for the venue
         self._waking: asyncio.Task[None] | None = None
         self.venue_wakes = 0  # passes asked for because a venue state passed
 
     @property
     def running(self) -> bool:
-        return self._running is not None
+        """Some pass is in flight."""
+        return bool(self._passes)
 
     def mark(self, market: str, frame_t: float = 0.0) -> None:
         if market not in self.dirty:
@@ -56,28 +66,57 @@ class PassScheduler:
             self.dirty.setdefault(m, 0.0)
 
     def request(self) -> None:
-        """Start a pass over what is marked unless one runs (it takes the new marks when its
-        sends return). The pass runs at once, in the caller's turn (the frame handler's): the
-        decision, the signing and the requests handed to the kernel all happen before this
-        returns; only the wait for the venue's answers goes on as a task. A request made while
-        that first step runs (an event it causes) only marks: the running pass takes it."""
-        if self._running is None and self.dirty and not self.stopped:
-            self.tasks.spawn_now(self._run())
+        """Start a pass over the marked markets that no pass is waiting on. The pass runs at
+        once, in the caller's turn (the frame handler's): the decision, the signing and the
+        requests handed to the kernel all happen before this returns; only the wait for the
+        venue's answers goes on as a task. A request made while a pass decides (an event it
+        causes) only marks: that pass, or the next, takes it."""
+        if self.stopped or self._deciding or not self.dirty:
+            return
+        in_flight = self.in_flight
+        if in_flight and all(m in in_flight for m in self.dirty):
+            return  # each waits for its own market's pass to finish
+        if self._passes:
+            self.concurrent += 1
+        self.tasks.spawn_now(self._run())
+
+    def _take(self) -> dict[str, float]:
+        """The marked markets no pass waits on, unmarked and now in flight."""
+        in_flight = self.in_flight
+        if not in_flight:
+            take, self.dirty = self.dirty, {}
+        else:
+            take = {m: t for m, t in self.dirty.items() if m not in in_flight}
+            for m in take:
+                del self.dirty[m]
+        in_flight.update(take)
+        return take
 
     async def _run(self) -> None:
-        self._running = asyncio.current_task()  # from its first step on, which runs inside request()
+        task = asyncio.current_task()  # from its first step on, which runs inside request()
+        assert task is not None
+        self._passes.add(task)
         try:
-            while self.dirty and not self.stopped:
-                dirty, self.dirty = self.dirty, {}
-                self.quote_pass.run(dirty, self.clock.time())
-                decided_at = self.clock.perf()
-                for t in dirty.values():
-                    if t:
-                        self.metrics.observe("frame_to_decision", decided_at - t)
-                if await self.orders.flush() and self._waking is None:
-                    self._waking = self.tasks.spawn(self._wake())
+            while not self.stopped:
+                take = self._take()
+                if not take:
+                    break
+                try:
+                    self._deciding = True
+                    try:
+                        self.quote_pass.run(take, self.clock.time())
+                    finally:
+                        self._deciding = False
+                    decided_at = self.clock.perf()
+                    for t in take.values():
+                        if t:
+                            self.metrics.observe("frame_to_decision", decided_at - t)
+                    if await self.orders.flush() and self._waking is None:
+                        self._waking = self.tasks.spawn(self._wake())
+                finally:
+                    self.in_flight.difference_update(take)
         finally:
-            self._running = None
+            self._passes.discard(task)
 
     async def _wake(self) -> None:
         """Sleep until the venue state that held orders back passes (it may be extended
@@ -102,8 +141,7 @@ class PassScheduler:
         self.stopped = True
         if self._waking is not None:
             self._waking.cancel()
-        running = self._running
-        if running is not None:
+        for running in list(self._passes):
             try:
                 await asyncio.shield(running)
             except Exception:  # noqa: BLE001 - already logged by the task set
