@@ -77,6 +77,7 @@ def test_soak_with_every_fault_and_a_crash_holds_its_invariants_and_is_reproduci
     second = _soak(tmp_path, "b")
     # every byte went through the loop's in-memory connections, the same reads in both runs
     assert first["loop"]["connections"] > 0 and first["loop"]["deliveries"] > 0
+    assert first["loop"]["open_ends"] == 0  # the crashed bot's connections and the last one's all closed
     assert second["loop"] == first["loop"]
     # same seed, same fills (byte for byte: ids, sides, prices, sizes, statuses) and positions
     assert second["fills_digest"] == first["fills_digest"]

@@ -55,6 +55,11 @@ class _Client(asyncio.Protocol):
             self.first.set_result(len(data))
 
 
+async def _turns(n: int = 6) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
 def _run(coro_fn: Any) -> tuple[Any, VirtualTimeLoop]:
     loop = VirtualTimeLoop()
     try:
@@ -135,7 +140,8 @@ def test_paused_reading_holds_the_data_until_resumed() -> None:
 
 
 class _SmallBuffers(asyncio.BufferedProtocol):
-    """Offers 7 bytes at a time and pauses reading after the second read."""
+    """Offers 7 bytes at a time, grows its buffer by one byte after each read (legal: the
+    transport holds no view of it then) and pauses reading after the second read."""
 
     def __init__(self) -> None:
         self.buf = bytearray(7)
@@ -145,11 +151,12 @@ class _SmallBuffers(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
 
-    def get_buffer(self, sizehint: int) -> bytearray:
-        return self.buf
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return memoryview(self.buf)[:7]
 
     def buffer_updated(self, nbytes: int) -> None:
         self.got += self.buf[:nbytes]
+        self.buf.append(0)  # a BufferError if a view of it were still held
         if len(self.got) == 14:
             self.transport.pause_reading()
 
@@ -176,26 +183,151 @@ def test_a_buffered_protocol_reads_into_its_own_buffer_and_keeps_its_place_when_
 def test_what_the_loop_cannot_carry_in_memory_is_refused_with_a_clear_error() -> None:
     async def refused(loop: VirtualTimeLoop) -> list[str]:
         errors = []
+        stray, other = socket.socket(), socket.socket()
         attempts = [
             loop.create_connection(asyncio.Protocol, "127.0.0.1", 9),  # nothing listens
             loop.create_connection(asyncio.Protocol, "10.1.2.3", 443),  # not loopback
             loop.create_server(asyncio.Protocol, "127.0.0.1", 0, ssl=object()),
-            loop.create_connection(asyncio.Protocol, sock=socket.socket()),  # not connected through the loop
-            loop.sock_connect(socket.socket(), ("127.0.0.1", 9)),
+            loop.create_connection(asyncio.Protocol, sock=stray),  # not connected through the loop
+            loop.sock_connect(other, ("127.0.0.1", 9)),
+            loop.getaddrinfo("example.com", 443),  # a name lookup the loop cannot answer in its turn
         ]
         for attempt in attempts:
             with pytest.raises((ValueError, ConnectionRefusedError)) as caught:
                 await attempt
             errors.append(str(caught.value))
+        stray.close()
+        other.close()
         server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
         with pytest.raises(OSError, match="already in use"):
             await loop.create_server(asyncio.Protocol, "127.0.0.1", server.sockets[0].getsockname()[1])
+        # a port taken explicitly is skipped when the next one is handed out
+        taken = await loop.create_server(asyncio.Protocol, "127.0.0.1", server.sockets[0].getsockname()[1] + 1)
+        nxt = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        assert nxt.sockets[0].getsockname()[1] == taken.sockets[0].getsockname()[1] + 1
         return errors
 
     errors, _ = _run(refused)
     assert "nothing listens on 127.0.0.1:9" in errors[0] and "nothing listens" in errors[4]
     assert "in-memory" in errors[1] and "10.1.2.3" in errors[1]
     assert "TLS" in errors[2] and "not connected through it" in errors[3]
+    assert "in-memory" in errors[5] and "example.com" in errors[5]
+
+
+class _Recorder(asyncio.Protocol):
+    def __init__(self, fail_on: bytes = b"") -> None:
+        self.events: list[Any] = []
+        self.fail_on = fail_on
+
+    def data_received(self, data: bytes) -> None:
+        if self.fail_on and self.fail_on in data:
+            raise asyncio.CancelledError  # a BaseException, as asyncio's own transports catch
+        self.events.append(data)
+
+    def eof_received(self) -> None:
+        self.events.append("eof")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.events.append(("lost", type(exc).__name__ if exc else None))
+
+
+async def _recorded(loop: VirtualTimeLoop, fail_on: bytes = b"") -> tuple[Any, _Recorder, Any, _Recorder]:
+    made: list[tuple[asyncio.Transport, _Recorder]] = []
+
+    def factory() -> _Recorder:
+        p = _Recorder(fail_on)
+        p.connection_made = lambda t: made.append((t, p))  # type: ignore[method-assign]
+        return p
+
+    server = await loop.create_server(factory, "127.0.0.1", 0)
+    client_t, client = await loop.create_connection(_Recorder, "127.0.0.1", server.sockets[0].getsockname()[1])
+    return client_t, client, made[0][0], made[0][1]
+
+
+def test_a_close_with_unread_data_resets_the_peer_and_a_write_to_a_closed_peer_breaks_the_pipe() -> None:
+    async def reset(loop: VirtualTimeLoop) -> tuple[list[Any], list[Any], list[Any], list[Any], int]:
+        client_t, client, server_t, served = await _recorded(loop)
+        server_t.write(b"never read")
+        client_t.write(b"also never read")
+        client_t.abort()  # before its inbox was read: a reset, the server's unread data is lost
+        await _turns()
+        first = (list(client.events), list(served.events))
+        client_t, client, server_t, served = await _recorded(loop)
+        client_t.close()  # nothing unread: an end of stream
+        await _turns()
+        server_t.write(b"too late")  # the peer is gone: a broken pipe
+        await _turns()
+        return first[0], first[1], client.events, served.events, loop.open_connections
+
+    (aborter, reset_peer, closer, writer, still_open), _ = _run(reset)
+    assert aborter == [("lost", None)] and reset_peer == [("lost", "ConnectionResetError")]
+    assert closer == [("lost", None)] and writer == ["eof", ("lost", None)]
+    assert still_open == 0
+
+
+def test_a_write_to_a_peer_that_closed_while_this_end_paused_reading_breaks_the_pipe() -> None:
+    async def paused(loop: VirtualTimeLoop) -> tuple[list[Any], bool]:
+        client_t, client, server_t, served = await _recorded(loop)
+        server_t.pause_reading()  # it never reads the end of stream
+        client_t.close()
+        await _turns()
+        server_t.write(b"x")
+        await _turns()
+        return served.events, server_t.is_closing()
+
+    (events, closed), _ = _run(paused)
+    assert events == [("lost", "BrokenPipeError")] and closed
+
+
+def test_a_protocol_callback_that_raises_closes_its_connection_through_the_exception_handler() -> None:
+    async def raising(loop: VirtualTimeLoop) -> tuple[list[Any], list[Any], list[str]]:
+        handled: list[str] = []
+        loop.set_exception_handler(lambda _loop, ctx: handled.append(ctx["message"]))
+        client_t, client, server_t, served = await _recorded(loop, fail_on=b"boom")
+        client_t.write(b"boom")
+        await _turns()
+        return served.events, client.events, handled
+
+    (served, client, handled), _ = _run(raising)
+    assert handled == ["Fatal error: protocol.data_received() call failed."]
+    assert served == [("lost", "CancelledError")] and client == ["eof", ("lost", None)]
+
+
+def test_write_eof_is_told_once_and_a_write_after_it_is_an_error() -> None:
+    async def eof(loop: VirtualTimeLoop) -> list[Any]:
+        client_t, _, _, served = await _recorded(loop)
+        client_t.write(b"data")
+        client_t.write_eof()
+        with pytest.raises(RuntimeError, match="write_eof"):
+            client_t.write(b"after eof")
+        await _turns()
+        client_t.close()
+        await _turns()
+        return served.events
+
+    events, _ = _run(eof)
+    # eof_received returned None: the server's end closed itself; the client's close added nothing
+    assert events == [b"data", "eof", ("lost", None)]
+
+
+def test_loopback_names_resolve_in_the_loops_turn() -> None:
+    """aiohttp resolves a host that is not an IP address with loop.getaddrinfo, on a thread:
+    the clock jumped while it ran and a connect took a wall-clock-dependent virtual time."""
+
+    async def by_name(loop: VirtualTimeLoop) -> tuple[float, str]:
+        runner, url, _ = await _http_server()
+        try:
+            async with aiohttp.ClientSession() as session:
+                t0 = loop.time()
+                async with session.get(url.replace("127.0.0.1", "localhost")) as r:
+                    text = await r.text()
+                return loop.time() - t0, text
+        finally:
+            await runner.cleanup()
+
+    for _ in range(3):
+        (took, text), _ = _run(by_name)
+        assert text == "hello" and took == 0.0
 
 
 # -- what else decided a simulation by the wall clock ------------------------------------------
@@ -247,12 +379,14 @@ def test_aiohttp_keep_alive_expires_on_virtual_time_in_a_simulation(tmp_path: An
 
 
 async def _ws_connection_is_the_loops(loop: VirtualTimeLoop) -> tuple[bool, int]:
+    received: list[str] = []
+
     async def ws(request: web.Request) -> web.WebSocketResponse:
         sock = web.WebSocketResponse()
         await sock.prepare(request)
         await sock.send_str("hello")
-        async for _ in sock:
-            pass
+        async for msg in sock:
+            received.append(msg.data)
         return sock
 
     app = web.Application()
@@ -267,8 +401,9 @@ async def _ws_connection_is_the_loops(loop: VirtualTimeLoop) -> tuple[bool, int]
         lambda c, up: states.append(up),
     )
     conn.start()
-    while not frames:
+    while not frames or not received:
         await asyncio.sleep(0.01)
+    assert received == ["hi"]  # the greeting crossed the other way (picows' send on fd -1 fell back)
     in_memory = isinstance(conn.transport.underlying_transport, loop_module._MemTransport)  # type: ignore[union-attr]
     await conn.stop()
     await runner.cleanup()

@@ -14,12 +14,14 @@ then handed to ``create_connection`` (aiohttp's connector) - is a pair of transp
 The protocols on both ends are the production ones: the bytes are the HTTP/1.1 requests and
 answers and the WebSocket frames they write. The model: what one end writes is delivered to the
 other at the loop's next turn (``call_soon``), in the order written, as one read of everything
-written since its last read; a close is an end of stream for the peer after that data. No kernel
-and no selector are involved, so nothing depends on the wall clock (real loopback TCP held a
-burst back for the peer's delayed ACK, and two runs of one seed diverged) and a frame costs no
-system call. Anything else - another address, TLS, a socket not connected through the loop - is
-refused with a clear error: in a simulation, a byte that crossed a real socket could not be
-reproduced.
+written since its last read; a close is an end of stream for the peer after that data (a reset
+when the closing end left data unread, as TCP does). No kernel socket and no selector poll are
+involved, so nothing depends on the wall clock (real loopback TCP held a burst back for the
+peer's delayed ACK, and two runs of one seed diverged). What the loop intercepts - servers,
+connections, ``sock_connect``, name lookups - it answers in memory or refuses with a clear
+error (another address, TLS, a socket not connected through it): in a simulation, a byte that
+crossed a real socket could not be reproduced. Other real I/O (executors, raw socket calls) is
+not intercepted; the simulation uses none.
 """
 
 from __future__ import annotations
@@ -87,7 +89,13 @@ class _NoSocket:
 
 
 class _MemTransport(asyncio.Transport):
-    """One end of an in-memory connection (see the module's docstring for its model)."""
+    """One end of an in-memory connection (see the module's docstring for its model). Where a
+    socket's behaviour shows through asyncio, this end behaves as a loopback TCP socket would:
+    a close with unread data resets the connection (the peer's ``connection_lost`` gets a
+    ``ConnectionResetError``, its unread data is lost), a write after the peer closed breaks
+    the pipe (``connection_lost(BrokenPipeError)``), a protocol callback that raises closes the
+    connection through the loop's exception handler, and a write after ``write_eof`` is an
+    error."""
 
     def __init__(self, loop: VirtualTimeLoop, sockname: _Addr, peername: _Addr) -> None:
         super().__init__()
@@ -97,6 +105,7 @@ class _MemTransport(asyncio.Transport):
         self._peer: _MemTransport | None = None
         self._inbox: list[bytes] = []  # written by the peer, not read yet
         self._eof_in = False  # the peer closed or wrote EOF: told after the inbox is read
+        self._eof_out = False  # this end wrote EOF (or closed): the peer was told once
         self._due = False  # a delivery is queued on the loop
         self._paused = False
         self._closing = False
@@ -142,11 +151,15 @@ class _MemTransport(asyncio.Transport):
         return True
 
     def write(self, data: Any) -> None:
+        if self._eof_out and not self._closing:
+            raise RuntimeError("Cannot call write() after write_eof()")
         if self._closing or not data:
             return  # asyncio drops a write after close too
         peer = self._peer
         if peer is None or peer._closing:
-            return  # the peer is gone; this end hears of it as an end of stream
+            # The peer closed: on TCP its kernel answers with a reset and the write fails.
+            self._shut(BrokenPipeError(errno.EPIPE, "the peer closed the connection"))
+            return
         peer._inbox.append(bytes(data))
         self._loop.bytes_carried += len(data)
         peer._queue()
@@ -155,6 +168,9 @@ class _MemTransport(asyncio.Transport):
         self.write(b"".join(list_of_data))
 
     def write_eof(self) -> None:
+        if self._eof_out or self._closing:
+            return
+        self._eof_out = True
         peer = self._peer
         if peer is not None and not peer._closing:
             peer._eof_in = True
@@ -187,14 +203,18 @@ class _MemTransport(asyncio.Transport):
                     self._feed(data)
                 else:
                     self._protocol.data_received(data)  # type: ignore[union-attr]
-            except Exception as exc:
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
                 self._fatal(exc, "protocol.data_received() call failed.")
                 return
         if self._eof_in and not inbox and not self._closing and not self._paused:
             self._eof_in = False
             try:
                 keep_open = self._protocol.eof_received()  # type: ignore[union-attr]
-            except Exception as exc:
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
                 self._fatal(exc, "protocol.eof_received() call failed.")
                 return
             if not keep_open:
@@ -202,15 +222,16 @@ class _MemTransport(asyncio.Transport):
 
     def _feed(self, data: bytes) -> None:
         """A BufferedProtocol reads into its own buffer, as much as it offers at a time; what is
-        left when it pauses reading waits at the front of the inbox."""
+        left when it pauses reading waits at the front of the inbox. The view of its buffer is
+        released before it is told (it may resize the buffer then)."""
         protocol: asyncio.BufferedProtocol = self._protocol  # type: ignore[assignment]
         view = memoryview(data)
         while view:
-            buf = memoryview(protocol.get_buffer(len(view))).cast("B")
-            n = min(len(buf), len(view))
-            if not n:
-                raise RuntimeError("get_buffer() returned an empty buffer")
-            buf[:n] = view[:n]
+            with memoryview(protocol.get_buffer(len(view))) as offered, offered.cast("B") as buf:
+                n = min(len(buf), len(view))
+                if not n:
+                    raise RuntimeError("get_buffer() returned an empty buffer")
+                buf[:n] = view[:n]
             view = view[n:]
             protocol.buffer_updated(n)
             if view and (self._paused or self._closing):
@@ -218,30 +239,39 @@ class _MemTransport(asyncio.Transport):
                     self._inbox.insert(0, bytes(view))
                 return
 
-    def _fatal(self, exc: Exception, message: str) -> None:
+    def _fatal(self, exc: BaseException, message: str) -> None:
         self._loop.call_exception_handler(
             {"message": f"Fatal error: {message}", "exception": exc, "transport": self, "protocol": self._protocol}
         )
         self._shut(exc)
 
-    def _shut(self, exc: Exception | None) -> None:
+    def _shut(self, exc: BaseException | None) -> None:
+        """Close this end: its protocol is told first, then the peer - an end of stream after
+        what it has not read yet, or a reset when this end left data unread (or failed)."""
         if self._closing:
             return
         self._closing = True
+        reset = bool(self._inbox) or isinstance(exc, OSError)
         self._inbox.clear()
+        self._loop.call_soon(self._call_connection_lost, exc)
         peer = self._peer
-        if peer is not None and not peer._closing:
+        if peer is None or peer._closing:
+            return
+        if reset:
+            peer._inbox.clear()
+            peer._shut(ConnectionResetError(errno.ECONNRESET, "connection reset by peer"))
+        elif not self._eof_out:
+            self._eof_out = True
             peer._eof_in = True
             peer._queue()
-        self._loop.call_soon(self._call_connection_lost, exc)
 
-    def _call_connection_lost(self, exc: Exception | None) -> None:
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
         if self._lost:
             return
         self._lost = True
         self._loop.open_connections -= 1
         if self._protocol is not None:
-            self._protocol.connection_lost(exc)
+            self._protocol.connection_lost(exc)  # type: ignore[arg-type]
 
 
 class _MemServer(asyncio.AbstractServer):
@@ -392,12 +422,25 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         if sock is not None or ssl is not None:
             raise ValueError("the simulator's loop serves in memory: no socket or TLS of its own")
         if not port:
+            while (_HOST, self._next_port) in self._listeners:
+                self._next_port += 1
             port, self._next_port = self._next_port, self._next_port + 1
         address = _address(host, port)
         if address in self._listeners:
             raise OSError(errno.EADDRINUSE, f"address already in use: {address[0]}:{address[1]}")
         server = self._listeners[address] = _MemServer(self, protocol_factory, address)
         return server
+
+    async def getaddrinfo(  # type: ignore[override]
+        self, host: Any, port: Any, *, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
+    ) -> list[tuple[Any, ...]]:
+        """Loopback names, answered in the loop's turn: asyncio's resolver runs on a thread,
+        and the virtual clock would jump while it ran (aiohttp resolves any host that is not
+        an IP address), so how long a connect took would depend on the wall clock."""
+        if isinstance(host, bytes):
+            host = host.decode()
+        address = _address(host, int(port or 0))
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", address)]
 
     async def sock_connect(self, sock: socket.socket, address: Any) -> None:
         """aiohttp's connector connects a socket of its own, then hands it to
@@ -425,8 +468,8 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         server = self._listeners.get(target)
         if server is None:
             raise _refused(target)
-        local = (_HOST, self._next_client_port)
-        self._next_client_port += 1
+        local = (_HOST, self._next_client_port)  # a name for the peer (peername); ports wrap
+        self._next_client_port = self._next_client_port + 1 if self._next_client_port < 65535 else _FIRST_CLIENT_PORT
         ours, theirs = _MemTransport(self, local, target), _MemTransport(self, target, local)
         ours._peer, theirs._peer = theirs, ours
         served = server._factory()

@@ -415,8 +415,8 @@ class Simulation:
             "crashes": self.crashes,
             "faults_fired": _faults_fired(self.exchange.faults),
             "operator_clears": self.operator_clears,
-            # the loop's in-memory connections (sim/loop.py): made over the run, ends still open
-            # after the shutdown (the exchange's listeners stay), reads delivered, bytes carried
+            # the loop's in-memory connections (sim/loop.py): made over the run, transport ends
+            # not closed at the end (0: every connection was), reads delivered, bytes carried
             "loop": {
                 "connections": loop.connections, "open_ends": loop.open_connections,
                 "deliveries": loop.deliveries, "bytes": loop.bytes_carried, "jumps": loop.jumps,
