@@ -163,3 +163,43 @@ async def test_cancel_all_does_not_conclude_done_an_order_accepted_while_it_was_
     await cancelling
     assert t.status == "LIVE" and not t.cancel_requested  # still ours: the next pass cancels it
     assert om.live(CID) == [t] and om.resting(CID, BID).price == 4800
+
+
+class FeeVenue(Venue):
+    """A venue still on order version 1: an order needs its token's fee rate, and the lookup
+    waits for the test's go."""
+
+    order_version = 1
+
+    def __init__(self) -> None:
+        super().__init__(refuse_first=False)
+        self.fee_go = asyncio.get_running_loop().create_future()
+        self.rates: dict[str, int] = {}
+
+    def cached_fee_rate(self, token: str) -> int | None:  # type: ignore[override]
+        return self.rates.get(token)
+
+    async def fee_rate(self, token: str, wait: bool = True) -> int:
+        await self.fee_go
+        self.rates[token] = 1000
+        return 1000
+
+
+@pytest.mark.asyncio
+async def test_orders_a_flush_waits_to_sign_still_count_as_pending_for_other_passes():
+    """Quote passes over other markets run while a flush waits (scheduler): an order the flush
+    took but has not signed and tracked yet (its fee rate being looked up) must still count for
+    their limits, and once tracked it counts once."""
+    venue = FeeVenue()
+    om = _manager(venue)
+    flushing = asyncio.ensure_future(om.flush())
+    await _turns()
+    assert om.live(CID) == []  # not signed yet: waiting for the fee rate
+    assert om.pending() == {CID: [(UP, BUY, 4800, 10 * SH)]}
+    venue.fee_go.set_result(None)
+    await _turns()
+    [t] = om.live(CID)
+    assert t.order_id and om.pending() == {CID: [(UP, BUY, 4800, 10 * SH)]}  # counted once
+    venue.submit_go.set_result(None)
+    await flushing
+    assert t.status == "LIVE" and om.pending() == {CID: [(UP, BUY, 4800, 10 * SH)]}

@@ -223,6 +223,9 @@ class OrderManager:
         self._no_sell_until: dict[str, float] = {}  # token -> monotonic time its SELLs may go again
         self._cancels: list[str] = []
         self._places: list[Tracked] = []
+        # Places a flush took and has not registered yet (signed and tracked under their hash,
+        # or dropped): still pending for the limits of a pass over other markets meanwhile.
+        self._outgoing: list[list[Tracked]] = []
         # orders tracked but not yet stored or journaled (written right after the send)
         self._unrecorded: list[tuple[Tracked, str, SignedOrder | None, str]] = []
         self._record_due = False  # a _record_sent is scheduled
@@ -443,6 +446,10 @@ class OrderManager:
         out: Pending = {}
         for o in itertools.chain(self._iter_live(None), self._places):
             out.setdefault(o.market, []).append((o.token, o.side, o.price, o.remaining))
+        for places in self._outgoing:  # taken by a flush that waits (a fee-rate lookup) before signing
+            for o in places:
+                if not o.order_id:
+                    out.setdefault(o.market, []).append((o.token, o.side, o.price, o.remaining))
         return out
 
     def own_levels(self, market: str) -> tuple[dict[int, int], dict[int, int]]:
@@ -544,9 +551,11 @@ class OrderManager:
         cancels, self._cancels = self._cancels, []
         places, self._places = self._places, []
         staged_at, self._staged_at = self._staged_at, 0.0
+        self._outgoing.append(places)
         try:
             await self._send(cancels, places, staged_at)
         finally:
+            self._outgoing = [p for p in self._outgoing if p is not places]
             self._schedule_presign()
         return self.venue_resume_at() if self._venue_held or self._venue_deferred else 0.0
 
