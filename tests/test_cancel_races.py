@@ -203,3 +203,32 @@ async def test_orders_a_flush_waits_to_sign_still_count_as_pending_for_other_pas
     venue.submit_go.set_result(None)
     await flushing
     assert t.status == "LIVE" and om.pending() == {CID: [(UP, BUY, 4800, 10 * SH)]}
+
+
+@pytest.mark.asyncio
+async def test_a_halt_while_a_fee_lookup_waits_stops_the_order():
+    venue = FeeVenue()
+    venue.submit_go.set_result(None)  # a submit would be answered at once
+    om = _manager(venue)
+    halted: set[str] = set()
+    om.may_place = lambda market: market not in halted  # type: ignore[method-assign]
+    flushing = asyncio.ensure_future(om.flush())
+    await _turns()
+    halted.add(CID)  # risk halts the market while the order waits for its fee rate
+    venue.fee_go.set_result(None)
+    await flushing
+    assert om.live(CID) == [] and om.counts["held_by_risk"] == 1 and om.pending() == {}
+
+
+@pytest.mark.asyncio
+async def test_a_rate_limit_episode_slows_the_refresh_cap_once():
+    """Concurrent passes have several requests out when the venue starts answering 429: the
+    answers of one episode halve the refresh cap once, a new episode again."""
+    om = _manager(Venue())
+    base = om.limiter.rate
+    for _ in range(4):
+        assert om._venue_answer("rate_limited", 10.0)
+    assert om.limiter.rate == base / 2 and om.counts["refresh_slowed"] == 1
+    om.clock.advance(30.0)  # type: ignore[attr-defined]  # the episode is over
+    assert om._venue_answer("rate_limited", 10.0)
+    assert om.limiter.rate == base / 4 and om.counts["refresh_slowed"] == 2

@@ -266,7 +266,9 @@ def test_tls_on_the_same_protocol(loop, tmp_path):
             assert order.order_hash in {o.id for o in ex.engine.live_orders(maker.address)}
             with pytest.raises(VenueError) as err:
                 await untrusting.request("POST", "/order", body, creds=creds, address=maker.address, timestamp=1)
-            assert err.value.kind == "network" and untrusting.counts["connect_failed"] >= 1
+            # the TLS handshake failed: the request was never written (nothing can have been placed)
+            assert err.value.kind == "not_sent" and untrusting.counts["connect_failed"] >= 1
+            assert not err.value.unknown_outcome
         finally:
             await lane.close()
             await untrusting.close()
@@ -387,7 +389,7 @@ def test_start_is_idempotent_and_a_closed_lane_refuses_then_restarts():
             await lane.close()
             with pytest.raises(VenueError) as err:
                 await lane.request("DELETE", "/orders", body, creds=creds, address=maker.address, timestamp=1)
-            assert err.value.kind == "network"
+            assert err.value.kind == "not_sent"
             await lane.start()
             reply = await lane.request("DELETE", "/orders", body, creds=creds, address=maker.address, timestamp=1)
             assert reply.status == 200 and b"not_canceled" in reply.body and lane.counts["opened"] == 8

@@ -239,7 +239,11 @@ def test_classification(status, body, kind):
     assert classify(status, body).kind == kind
 
 
-def test_network_failure_is_unknown(signer):
+def test_a_submit_that_could_not_connect_was_never_sent(signer):
+    """Nothing listens: the request was never written, so nothing can have been placed - a
+    rejection, not an unknown outcome to reconcile (a connection lost after the write is
+    unknown: tests/test_lane.py)."""
+
     async def go():
         c = RestClient("http://127.0.0.1:9", signer, ApiCredentials(API_KEY, SECRET, PASSPHRASE), timeout=1.0)
         try:
@@ -248,4 +252,4 @@ def test_network_failure_is_unknown(signer):
             await c.close()
 
     (r,) = asyncio.run(go())
-    assert r.unknown and r.error_kind == "network"
+    assert not r.unknown and (r.status, r.error_kind) == ("rejected", "not_sent")

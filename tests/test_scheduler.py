@@ -25,11 +25,17 @@ class RecordingPass:
 
 
 class SlowVenue:
-    """flush() waits for the venue's answer to that flush, which the test releases."""
+    """flush() waits for the venue's answer to that flush, which the test releases. The pass
+    just decided sends something in each of its markets but those in ``quiet``."""
 
-    def __init__(self) -> None:
+    def __init__(self, qp: RecordingPass | None = None, quiet: set[str] | None = None) -> None:
         self.waiting: list[asyncio.Future[None]] = []
         self.flushes = 0
+        self.qp = qp
+        self.quiet = quiet or set()
+
+    def staged_markets(self) -> set[str]:
+        return set(self.qp.calls[-1][0]) - self.quiet if self.qp is not None and self.qp.calls else set()
 
     async def flush(self) -> float:
         self.flushes += 1
@@ -50,7 +56,8 @@ async def _turns(n: int = 5) -> None:
 def test_a_market_waits_for_its_own_pass_only_and_is_decided_again_at_the_current_time():
     async def main() -> None:
         clock = ManualClock(100.0)
-        qp, venue = RecordingPass(), SlowVenue()
+        qp = RecordingPass()
+        venue = SlowVenue(qp)
         s = PassScheduler(qp, venue, clock, Metrics(), TaskSet(logging.getLogger("t")))  # type: ignore[arg-type]
         s.mark("A", 1.0)
         s.request()
@@ -75,11 +82,15 @@ def test_a_market_waits_for_its_own_pass_only_and_is_decided_again_at_the_curren
         venue.answer(1)  # B's answers: B again, at the time it ran
         await _turns()
         assert qp.calls[3] == (["B"], clock.time()) and s.dirty == {}
+        assert s.decides_later("A") and s.decides_later("B") and not s.decides_later("C")
         stopping = asyncio.ensure_future(s.stop())
         await _turns()
         assert not stopping.done()  # the passes in flight finish first (their orders are tracked)
-        venue.answer(2)
+        assert s.decides_later("C")  # stopping: nothing is decided any more
         venue.answer(3)
+        await _turns()
+        assert not stopping.done()  # B's pass is done, A's still waits
+        venue.answer(2)
         await _turns()
         assert stopping.done() and not s.running and s.in_flight == set() and len(qp.calls) == 4
         s.mark("A")
@@ -107,6 +118,7 @@ def test_a_request_made_while_a_pass_decides_only_marks():
                 return super().run(markets, now)
 
         qp = Nesting()
+        venue.qp = qp
         s = PassScheduler(qp, venue, clock, Metrics(), TaskSet(logging.getLogger("t")))  # type: ignore[arg-type]
         s.mark("A")
         s.request()
@@ -115,5 +127,89 @@ def test_a_request_made_while_a_pass_decides_only_marks():
         s.request()  # the next request takes C at once: it is not in flight
         await _turns()
         assert qp.calls[1] == (["C"], 5.0)
+
+    asyncio.run(main())
+
+
+def test_a_market_that_sent_nothing_in_a_pass_does_not_wait_for_the_others_answers():
+    """The timer decides every market in one pass; only A's decision sends. A frame on B right
+    after is decided at once, not after A's round trip."""
+
+    async def main() -> None:
+        clock = ManualClock(10.0)
+        qp = RecordingPass()
+        venue = SlowVenue(qp, quiet={"B", "C"})
+        s = PassScheduler(qp, venue, clock, Metrics(), TaskSet(logging.getLogger("t")))  # type: ignore[arg-type]
+        s.mark_all(["A", "B", "C"])
+        s.request()
+        await _turns()
+        assert qp.calls == [(["A", "B", "C"], 10.0)] and s.in_flight == {"A"}
+        clock.advance(0.1)
+        s.mark("B", 1.0)
+        s.request()
+        await _turns()
+        assert qp.calls[1] == (["B"], pytest.approx(10.1)) and s.in_flight == {"A"}
+
+    asyncio.run(main())
+
+
+def test_a_pass_that_fails_frees_its_markets():
+    """A bug in a decision, or a flush that raises: the pass's markets must not stay in flight
+    (each later mark would wait forever and the market would never be quoted again)."""
+
+    async def main() -> None:
+        clock = ManualClock(1.0)
+
+        class Failing(RecordingPass):
+            fail = True
+
+            def run(self, markets, now):
+                if self.fail:
+                    self.fail = False
+                    raise RuntimeError("a bug in a decision")
+                return super().run(markets, now)
+
+        qp = Failing()
+        venue = SlowVenue(qp)
+        tasks = TaskSet(logging.getLogger("t"))
+        s = PassScheduler(qp, venue, clock, Metrics(), tasks)  # type: ignore[arg-type]
+        s.mark("A")
+        s.request()
+        await _turns()
+        assert s.in_flight == set() and not s.running and qp.calls == []
+        s.mark("A")
+        s.request()
+        await _turns()
+        assert qp.calls == [(["A"], 1.0)] and s.in_flight == {"A"}
+        venue.waiting[0].set_exception(RuntimeError("the flush failed"))
+        await _turns()
+        assert s.in_flight == set() and not s.running
+        s.mark("A")
+        s.request()
+        await _turns()
+        assert len(qp.calls) == 2 and s.in_flight == {"A"}
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("answered_first", [0, 1])
+def test_stop_waits_for_every_pass_in_flight(answered_first):
+    async def main() -> None:
+        qp = RecordingPass()
+        venue = SlowVenue(qp)
+        s = PassScheduler(qp, venue, ManualClock(1.0), Metrics(), TaskSet(logging.getLogger("t")))  # type: ignore[arg-type]
+        for market in ("A", "B"):
+            s.mark(market)
+            s.request()
+            await _turns()
+        assert s.in_flight == {"A", "B"} and len(venue.waiting) == 2
+        stopping = asyncio.ensure_future(s.stop())
+        await _turns()
+        venue.answer(answered_first)
+        await _turns()
+        assert not stopping.done()  # the other pass still waits for its answers
+        venue.answer(1 - answered_first)
+        await _turns()
+        assert stopping.done() and not s.running
 
     asyncio.run(main())

@@ -7,7 +7,7 @@ both channels, heartbeat, then quoting. Each job has its own room:
 
 * :mod:`active_quoting.windows` - a window's whole life (discover .. prune);
 * :mod:`active_quoting.strategy.quote_pass` - what the strategy wants, as order intents;
-* :mod:`active_quoting.execution.scheduler` - one quote pass at a time over what changed;
+* :mod:`active_quoting.execution.scheduler` - quote passes over what changed, one per market at a time;
 * :mod:`active_quoting.execution.order_manager` - the one submit path, reconciliation;
 * :mod:`active_quoting.fill_intake` - fills into store, inventory, analytics, alerts, once;
 * :mod:`active_quoting.status` - status rows, metrics.
@@ -237,7 +237,7 @@ class Bot:
             ]
             if moved:
                 t = self.clock.perf()
-                waiting = [cid for cid in moved if cid in self.scheduler.in_flight]
+                waiting = [cid for cid in moved if self.scheduler.decides_later(cid)]
                 if waiting and self._cancel_exposed(waiting, fairs, now_ms):
                     # their pass is waiting for the venue: the exposed quotes go now, not after it
                     self._tasks.spawn_now(self.orders.send_cancels())
@@ -505,6 +505,9 @@ class Bot:
         """Risk transitions handled; a global halt's cancels go out at once."""
         if self._risk_events():
             self._tasks.spawn_now(self.orders.cancel_all())  # written before this returns
+            # what the cancel missed (a submit still unanswered) is cancelled by its market's
+            # next pass, as soon as that market's answers are in
+            self.scheduler.mark_all(self.windows.windows)
 
     async def _heartbeats(self) -> None:
         if self.opts.dry_run or not self.cfg.orders.heartbeat:

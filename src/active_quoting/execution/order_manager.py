@@ -54,7 +54,7 @@ from active_quoting.observability.metrics import Metrics
 from active_quoting.store.journal import Journal
 from active_quoting.store.sqlite import Store
 from active_quoting.strategy.quoting import MarketDecision, Resting
-from active_quoting.venue.errors import OK, STATE_OF_KIND, VenueError, VenueStates
+from active_quoting.venue.errors import OK, RATE_LIMITED, STATE_OF_KIND, VenueError, VenueStates
 from active_quoting.venue.orders import build_order, encode, new_salt, order_body, order_version_for
 from active_quoting.venue.records import VenueOrder, open_order
 from active_quoting.venue.rest import RestClient
@@ -411,12 +411,16 @@ class OrderManager:
         """Record a venue-state answer; True when ``kind`` is one. A 429 also slows the refresh
         cap for a while; a 425 or 503 is the venue's state, not an error of ours."""
         now = self.clock.monotonic()
+        limited_until = self.venue.until.get(RATE_LIMITED, 0.0)
         state = self.venue.note(kind, retry_after, now, cancel)
         if not state:
             return False
         if kind == "rate_limited":
-            self.limiter.slow_down(now + max(self.rate_limit_slow_s, 4 * (retry_after or 0.0)))
-            self.counts["refresh_slowed"] += 1
+            if now >= limited_until:
+                # Once an episode: the other requests already out (concurrent passes, their
+                # cancels) come back 429 too, and would halve the cap again each.
+                self.limiter.slow_down(now + max(self.rate_limit_slow_s, 4 * (retry_after or 0.0)))
+                self.counts["refresh_slowed"] += 1
             self.on_error(kind)
         _log.warning("venue %s (%s) for %.1fs", state, kind, self.venue.until[state] - now)
         return True
@@ -451,6 +455,15 @@ class OrderManager:
                 if not o.order_id:
                     out.setdefault(o.market, []).append((o.token, o.side, o.price, o.remaining))
         return out
+
+    def staged_markets(self) -> set[str]:
+        """The markets with a cancel or an order staged and not sent yet."""
+        markets = {t.market for t in self._places}
+        for oid in self._cancels:
+            t = self.orders.get(oid)
+            if t is not None:
+                markets.add(t.market)
+        return markets
 
     def own_levels(self, market: str) -> tuple[dict[int, int], dict[int, int]]:
         """Our resting remaining size per Up-terms price, (bids, asks), for every order not yet
@@ -623,6 +636,10 @@ class OrderManager:
             else:
                 sendable.append(t)
         trackers = await self._with_fee_rates(sendable, self.rest.order_version)
+        kept = [t for t in trackers if self.may_place(t.market)]  # a halt while a fee lookup waited
+        if len(kept) != len(trackers):
+            self.counts["held_by_risk"] += len(trackers) - len(kept)
+            trackers = kept
         if not trackers:
             return
 

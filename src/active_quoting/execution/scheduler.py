@@ -80,6 +80,11 @@ class PassScheduler:
             self.concurrent += 1
         self.tasks.spawn_now(self._run())
 
+    def decides_later(self, market: str) -> bool:
+        """Whether a mark on ``market`` now waits (its pass waits for the venue, or quoting is
+        stopping): what must go at once there (an exposed quote) needs a cancel of its own."""
+        return self.stopped or market in self.in_flight
+
     def _take(self) -> dict[str, float]:
         """The marked markets no pass waits on, unmarked and now in flight."""
         in_flight = self.in_flight
@@ -107,6 +112,9 @@ class PassScheduler:
                         self.quote_pass.run(take, self.clock.time())
                     finally:
                         self._deciding = False
+                    # A market that sends nothing has nothing to wait for: free at once.
+                    sending = self.orders.staged_markets()
+                    self.in_flight.difference_update([m for m in take if m not in sending])
                     decided_at = self.clock.perf()
                     for t in take.values():
                         if t:
@@ -137,7 +145,7 @@ class PassScheduler:
         self.request()
 
     async def stop(self) -> None:
-        """No pass starts after this; the one in flight finishes (its orders are tracked)."""
+        """No pass starts after this; those in flight finish (their orders are tracked)."""
         self.stopped = True
         if self._waking is not None:
             self._waking.cancel()

@@ -12,6 +12,7 @@ rate_limited        429: wait ``retry_after`` seconds, whatever its length
 server_error        5xx: on a submit the outcome is unknown (reconcile by order hash)
 timeout             no answer in time: on a submit the outcome is unknown
 network             the connection failed; on a submit the outcome is unknown
+not_sent            the request was never written (no connection to the venue): nothing was placed
 post_only_reject    400 "crosses the book": a normal, counted rejection, not an error
 version_mismatch    ``order_version_mismatch``: re-read /version, re-sign, retry once
 invalid_tick        price breaks the minimum tick size

@@ -245,7 +245,7 @@ class OrderLane:
         if (method, path) not in LANE_ENDPOINTS:
             raise ValueError(f"order lane: {method} {path} is not an order or cancel endpoint")
         if self._closed:
-            raise VenueError("network", f"{method} {path}: order lane closed")
+            raise VenueError("not_sent", f"{method} {path}: order lane closed")
         data = self._encode(method, path, body, creds, address, timestamp)
         pool = CANCELS if method == "DELETE" else ORDERS
         loop = asyncio.get_running_loop()
@@ -256,7 +256,7 @@ class OrderLane:
                 conn = await asyncio.wait_for(self._acquire(pool), self.timeout)
             except asyncio.TimeoutError:
                 self.counts["timeout"] += 1
-                raise VenueError("timeout", f"{method} {path}: no connection in {self.timeout}s") from None
+                raise VenueError("not_sent", f"{method} {path}: no connection in {self.timeout}s") from None
         self.counts["requests"] += 1
         waiter = conn.send(data)
         timer = loop.call_at(deadline, _expire, waiter)
@@ -336,12 +336,12 @@ class OrderLane:
             )
         except (OSError, asyncio.TimeoutError) as exc:
             self.counts["connect_failed"] += 1
-            raise VenueError("network", f"order lane: cannot connect to {self.host}:{self.port}: {exc!r}") from None
+            raise VenueError("not_sent", f"order lane: cannot connect to {self.host}:{self.port}: {exc!r}") from None
         finally:
             self._opening[pool] -= 1
         if self._closed:
             conn._abort()
-            raise VenueError("network", "order lane closed")
+            raise VenueError("not_sent", "order lane closed")
         self.counts["opened"] += 1
         self._pools[pool].append(conn)
         if claim:

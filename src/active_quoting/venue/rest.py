@@ -199,7 +199,7 @@ class RestClient:
                         status = resp.status
                         retry_header = resp.headers.get("Retry-After")
             except VenueError as failed:
-                if failed.kind in ("timeout", "network"):
+                if failed.kind in ("timeout", "network", "not_sent"):
                     self.counts[failed.kind] += 1
                 raise
             except asyncio.TimeoutError:
