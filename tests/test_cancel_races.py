@@ -124,12 +124,12 @@ async def test_an_order_re_signed_while_a_cancel_targets_its_first_hash_keeps_th
     await _turns()
     venue.submit_go.set_result(None)  # re-signed under a new hash and accepted
     await flushing
+    # the new hash's cancel went with the submit's answer (the first one's is still out)
     assert t.order_id != first and t.cancel_requested
+    assert venue.cancels == [[first], [t.order_id]] and t.status == "CANCELED"
     venue.cancel_go.set_result(None)  # the first hash: unknown to the venue
     await cancelling
-    assert venue.cancels == [[first]]
-    assert await om.retry_cancels() == 1  # the new hash's cancel is due now
-    assert venue.cancels[-1] == [t.order_id] and t.status == "CANCELED"
+    assert await om.retry_cancels() == 0 and om.live(CID) == []
 
 
 @pytest.mark.asyncio
@@ -232,3 +232,21 @@ async def test_a_rate_limit_episode_slows_the_refresh_cap_once():
     om.clock.advance(30.0)  # type: ignore[attr-defined]  # the episode is over
     assert om._venue_answer("rate_limited", 10.0)
     assert om.limiter.rate == base / 4 and om.counts["refresh_slowed"] == 2
+
+
+@pytest.mark.asyncio
+async def test_a_cancel_refused_before_the_submit_answered_goes_again_with_the_submits_answer():
+    """The cancel reaches the venue first and is refused ("not found"); when the submit's answer
+    says the order rests, its cancel goes at once, in the same flush - not at the next tick."""
+    venue = Venue()
+    om, flushing, t = await _submitting(venue)
+    om.stage(MarketDecision(CID, CANCEL, NONE, False, 0), [], 1.0)
+    cancelling = asyncio.ensure_future(om.send_cancels())
+    await _turns()
+    venue.cancel_go.set_result(None)  # refused: the venue did not have the order yet
+    await cancelling
+    assert t.status == "CANCELING" and venue.cancels == [[t.order_id]]
+    venue.submit_go.set_result(None)  # the order is accepted: its cancel goes with this answer
+    await flushing
+    assert venue.cancels == [[t.order_id], [t.order_id]] and t.status == "CANCELED"
+    assert om.live(CID) == []

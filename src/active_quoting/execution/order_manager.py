@@ -588,6 +588,11 @@ class OrderManager:
             await self._cancel(cancels)
         elif places:
             await self._place(places, staged_at)
+        # A cancel the venue refused before it had the order (it raced the submit: a pull, the
+        # fair-value guard) goes again as soon as the submit's answer says it is there.
+        now = self.clock.monotonic()
+        if places and self.venue.may_cancel(now):
+            await self._cancel_due((t for t in places if t.order_id and t.status in LIVE_STATES), now)
 
     def _held_back(self, t: Tracked, now: float) -> bool:
         """A post-only refusal on this market side holds back prices at least as aggressive as
@@ -969,7 +974,11 @@ class OrderManager:
         now = self.clock.monotonic()
         if not self.venue.may_cancel(now):
             return 0
-        due = [t for t in self._iter_live(None) if t.cancel_requested and t.cancel_due <= now]
+        return await self._cancel_due(self._iter_live(None), now)
+
+    async def _cancel_due(self, trackers: Iterable[Tracked], now: float) -> int:
+        """Send the cancels of ``trackers`` (live) that are wanted and due; returns how many."""
+        due = [t for t in trackers if t.cancel_requested and t.cancel_due <= now]
         for t in due:
             t.cancel_due = INF  # in flight
             t.status = "CANCELING"
