@@ -151,3 +151,11 @@ def test_gtd_security_threshold_and_expiry():
     assert e.expire(now_ms + 60_000).canceled == []
     r = e.expire(now_ms + 90_000)
     assert r.canceled == [ok] and ok.reason == "expired" and e.accounts[A].reserved == 0
+
+
+def test_book_hashes_are_40_hex_and_never_repeat_across_messages_or_markets():
+    a, b = Market("0xaaa", "UP", "DOWN"), Market("0xbbb", "UP2", "DOWN2")
+    seen = [m.next_hash() for _ in range(1000) for m in (a, b)]
+    assert len(set(seen)) == len(seen)
+    assert all(len(h) == 40 and int(h, 16) >= 0 for h in seen)
+    assert Market("0xaaa", "UP", "DOWN").next_hash() == seen[0]  # deterministic for a market
