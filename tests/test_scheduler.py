@@ -153,6 +153,38 @@ def test_a_market_that_sent_nothing_in_a_pass_does_not_wait_for_the_others_answe
     asyncio.run(main())
 
 
+def test_a_market_freed_early_and_taken_by_another_pass_stays_that_passs():
+    """Pass 1 decides A and B; only A sends, so B is free at once. A frame on B starts pass 2,
+    which sends for B. When pass 1's answers come, B must stay in flight (pass 2 waits): a frame
+    on B then must not start a third pass while B's requests are unanswered."""
+
+    async def main() -> None:
+        qp = RecordingPass()
+        venue = SlowVenue(qp, quiet={"B"})
+        s = PassScheduler(qp, venue, ManualClock(1.0), Metrics(), TaskSet(logging.getLogger("t")))  # type: ignore[arg-type]
+        s.mark_all(["A", "B"])
+        s.request()
+        await _turns()
+        assert s.in_flight == {"A"}
+        venue.quiet = set()  # B's next decision sends
+        s.mark("B")
+        s.request()
+        await _turns()
+        assert qp.calls[1][0] == ["B"] and s.in_flight == {"A", "B"}
+        venue.answer(0)  # pass 1's answers (A's)
+        await _turns()
+        assert s.in_flight == {"B"}
+        s.mark("B")
+        s.request()
+        await _turns()
+        assert len(qp.calls) == 2  # B waits for its own pass (pass 2) to be answered
+        venue.answer(1)
+        await _turns()
+        assert qp.calls[2][0] == ["B"]
+
+    asyncio.run(main())
+
+
 def test_a_pass_that_fails_frees_its_markets():
     """A bug in a decision, or a flush that raises: the pass's markets must not stay in flight
     (each later mark would wait forever and the market would never be quoted again)."""

@@ -106,14 +106,17 @@ class PassScheduler:
                 take = self._take()
                 if not take:
                     break
+                held: Iterable[str] = take  # the markets this pass keeps in flight
                 try:
                     self._deciding = True
                     try:
                         self.quote_pass.run(take, self.clock.time())
                     finally:
                         self._deciding = False
-                    # A market that sends nothing has nothing to wait for: free at once.
+                    # A market that sends nothing has nothing to wait for: free at once (another
+                    # pass may take it meanwhile; it is then that pass's to free, not this one's).
                     sending = self.orders.staged_markets()
+                    held = [m for m in take if m in sending]
                     self.in_flight.difference_update([m for m in take if m not in sending])
                     decided_at = self.clock.perf()
                     for t in take.values():
@@ -122,7 +125,7 @@ class PassScheduler:
                     if await self.orders.flush() and self._waking is None:
                         self._waking = self.tasks.spawn(self._wake())
                 finally:
-                    self.in_flight.difference_update(take)
+                    self.in_flight.difference_update(held)
         finally:
             self._passes.discard(task)
 
