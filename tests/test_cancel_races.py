@@ -160,8 +160,9 @@ async def test_cancel_all_does_not_conclude_done_an_order_accepted_while_it_was_
     venue.submit_go.set_result(None)  # accepted ...
     await flushing
     venue.cancel_go.set_result(None)  # ... then cancel-all's answer: "not found"
-    await cancelling
-    assert t.status == "LIVE" and not t.cancel_requested  # still ours: the next pass cancels it
+    # still ours: its market is handed back to be decided (and cancelled) again now
+    assert await cancelling == {CID}
+    assert t.status == "LIVE" and not t.cancel_requested
     assert om.live(CID) == [t] and om.resting(CID, BID).price == 4800
 
 
@@ -250,3 +251,60 @@ async def test_a_cancel_refused_before_the_submit_answered_goes_again_with_the_s
     await flushing
     assert venue.cancels == [[t.order_id], [t.order_id]] and t.status == "CANCELED"
     assert om.live(CID) == []
+
+
+class ScriptedCancels(Venue):
+    """Every cancel request waits for the test's own answer to it."""
+
+    def __init__(self) -> None:
+        super().__init__(refuse_first=False)
+        self.calls: list[tuple[list[str], asyncio.Future[CancelResult]]] = []
+
+    async def cancel_orders(self, ids, wait=True):  # type: ignore[no-untyped-def]
+        answer: asyncio.Future[CancelResult] = asyncio.get_running_loop().create_future()
+        self.calls.append((list(ids), answer))
+        return await answer
+
+
+@pytest.mark.asyncio
+async def test_cancel_all_does_not_send_a_cancel_again_while_the_orders_own_is_out():
+    """The guard's cancel raced the submit (refused), a halt's cancel-all goes out, the submit's
+    answer sends the order's own cancel again; cancel-all's late "not found" must not arm a
+    third while that one is out (its "already canceled" would turn the CANCELED order DONE)."""
+    venue = ScriptedCancels()
+    om, flushing, t = await _submitting(venue)
+    oid = t.order_id
+    om.stage(MarketDecision(CID, CANCEL, NONE, False, 0), [], 1.0)
+    guard = asyncio.ensure_future(om.send_cancels())
+    await _turns()
+    venue.calls[0][1].set_result(CancelResult((), {oid: "not found"}))  # before the venue had it
+    await guard
+    halt = asyncio.ensure_future(om.cancel_all())
+    await _turns()
+    venue.submit_go.set_result(None)  # accepted: its own cancel goes again at once
+    await _turns(10)
+    assert [ids for ids, _ in venue.calls] == [[oid], [oid], [oid]]
+    venue.calls[1][1].set_result(CancelResult((), {oid: "not found"}))  # cancel-all's, late
+    await halt
+    assert t.cancel_due == float("inf")  # nothing re-armed: the order's own cancel is out
+    venue.calls[2][1].set_result(CancelResult((oid,), {}))
+    await flushing
+    assert t.status == "CANCELED" and len(venue.calls) == 3
+
+
+@pytest.mark.asyncio
+async def test_a_late_refusal_does_not_overwrite_an_order_another_cancel_concluded():
+    venue = ScriptedCancels()
+    om, flushing, t = await _submitting(venue)
+    venue.submit_go.set_result(None)
+    await flushing
+    oid = t.order_id
+    first = asyncio.ensure_future(om._cancel([oid]))
+    second = asyncio.ensure_future(om._cancel([oid]))  # a duplicate, however it came about
+    await _turns()
+    venue.calls[0][1].set_result(CancelResult((oid,), {}))
+    await first
+    assert t.status == "CANCELED"
+    venue.calls[1][1].set_result(CancelResult((), {oid: "order already canceled"}))
+    await second
+    assert t.status == "CANCELED"  # the venue's first word stands

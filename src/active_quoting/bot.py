@@ -504,10 +504,16 @@ class Bot:
     def _act_on_risk(self) -> None:
         """Risk transitions handled; a global halt's cancels go out at once."""
         if self._risk_events():
-            self._tasks.spawn_now(self.orders.cancel_all())  # written before this returns
-            # what the cancel missed (a submit still unanswered) is cancelled by its market's
-            # next pass, as soon as that market's answers are in
-            self.scheduler.mark_all(self.windows.windows)
+            self._tasks.spawn_now(self._halt_cancels())  # written before this returns
+
+    async def _halt_cancels(self) -> None:
+        """A global halt's cancel of everything; what it missed (an order whose submit was
+        still unanswered) is decided again as soon as its answer is in - the halted market's
+        pass cancels it."""
+        missed = await self.orders.cancel_all()
+        for cid in missed:
+            self.scheduler.mark(cid)
+        self.scheduler.request()
 
     async def _heartbeats(self) -> None:
         if self.opts.dry_run or not self.cfg.orders.heartbeat:

@@ -927,8 +927,9 @@ class OrderManager:
                 # the venue had it. Sent again, now (once: it is answered for by then).
                 if t.status in LIVE_STATES:
                     raced.append(oid)
-            else:
-                # "already canceled or matched" is terminal: never retried in a loop.
+            elif t.status in LIVE_STATES:
+                # "already canceled or matched" is terminal: never retried in a loop (an order
+                # another answer concluded meanwhile keeps that answer's state).
                 t.known_seq = next(self._seq)
                 self._set(t, "DONE", reason=reason)
         answered = set(result.canceled) | set(result.not_canceled)
@@ -1014,13 +1015,14 @@ class OrderManager:
         if cancels:
             await self._cancel(cancels)
 
-    async def cancel_all(self) -> None:
+    async def cancel_all(self) -> set[str]:
         """Cancel every order this bot manages (placed or adopted), by id, in batches within
         the venue's limit: never ``DELETE /cancel-all``, which would also cancel other tools'
         orders on the account. An order the cancel missed (its submit still in flight) is left
-        unmarked, so the next pass sees it resting and cancels it."""
+        unmarked, so the next pass sees it resting and cancels it; returns those orders'
+        markets, for the caller to decide them again now."""
         if self.dry_run:
-            return
+            return set()
         # Marked before the request: the venue's CANCELLATION events can arrive on the user
         # channel before the HTTP answer, and they are ours, not unsolicited.
         mine = [t for t in self._iter_live(None) if t.order_id]
@@ -1036,7 +1038,7 @@ class OrderManager:
                 t.cancel_requested = False
             self._cancel_failed([t.order_id for t in mine if t.cancel_requested])
             self.on_error(err.kind)
-            return
+            return {t.market for t in marked}
         for oid in result.canceled:
             o = self.orders.get(oid)
             if o is not None:
@@ -1049,16 +1051,19 @@ class OrderManager:
                 continue
             if oid in unanswered_then:
                 # accepted while this cancel was out: the refusal may predate it, it may rest
-                if oid not in marked_ids:
-                    o.cancel_due = self.clock.monotonic()  # its own cancel goes again
+                if oid not in marked_ids and o.cancel_due < INF:
+                    o.cancel_due = self.clock.monotonic()  # its own cancel goes again (none is out)
                 continue
             o.known_seq = next(self._seq)
             self._set(o, "DONE", reason=reason)
+        missed = set()
         for t in marked:
             if t.status in LIVE_STATES:
                 # The venue did not hold it when the cancel ran (a submit still in flight
                 # lands after it): no cancel is outstanding, so the next pass cancels it.
                 t.cancel_requested = False
+                missed.add(t.market)
+        return missed
 
     def _set(self, t: Tracked, status: str, matched: int | None = None, reason: str = "") -> None:
         t.status = status

@@ -128,6 +128,8 @@ class PassScheduler:
                     self.in_flight.difference_update(held)
         finally:
             self._passes.discard(task)
+            if not self.stopped:
+                self.request()  # marks made while this pass waited and it could not take (it failed)
 
     async def _wake(self) -> None:
         """Sleep until the venue state that held orders back passes (it may be extended
