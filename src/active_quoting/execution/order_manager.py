@@ -447,13 +447,11 @@ class OrderManager:
         """What our orders still commit, per market, for the limits: every order not confirmed
         gone (sent, live, unknown, being cancelled) and every order staged and not sent yet, so
         a market decided after another in the same pass sees what that one will place."""
+        # and those a flush took but has not signed yet (it waits for a fee-rate lookup)
+        outgoing = (o for places in self._outgoing for o in places if not o.order_id)
         out: Pending = {}
-        for o in itertools.chain(self._iter_live(None), self._places):
+        for o in itertools.chain(self._iter_live(None), self._places, outgoing):
             out.setdefault(o.market, []).append((o.token, o.side, o.price, o.remaining))
-        for places in self._outgoing:  # taken by a flush that waits (a fee-rate lookup) before signing
-            for o in places:
-                if not o.order_id:
-                    out.setdefault(o.market, []).append((o.token, o.side, o.price, o.remaining))
         return out
 
     def staged_markets(self) -> set[str]:

@@ -86,7 +86,7 @@ class PassScheduler:
         return self.stopped or market in self.in_flight
 
     def _take(self) -> dict[str, float]:
-        """The marked markets no pass waits on, unmarked and now in flight."""
+        """The marked markets no pass waits on, unmarked."""
         in_flight = self.in_flight
         if not in_flight:
             take, self.dirty = self.dirty, {}
@@ -94,7 +94,6 @@ class PassScheduler:
             take = {m: t for m, t in self.dirty.items() if m not in in_flight}
             for m in take:
                 del self.dirty[m]
-        in_flight.update(take)
         return take
 
     async def _run(self) -> None:
@@ -106,18 +105,18 @@ class PassScheduler:
                 take = self._take()
                 if not take:
                     break
-                held: Iterable[str] = take  # the markets this pass keeps in flight
+                held: list[str] = []  # the markets this pass keeps in flight
                 try:
-                    self._deciding = True
+                    self._deciding = True  # no other pass starts while this one decides
                     try:
                         self.quote_pass.run(take, self.clock.time())
                     finally:
                         self._deciding = False
-                    # A market that sends nothing has nothing to wait for: free at once (another
-                    # pass may take it meanwhile; it is then that pass's to free, not this one's).
+                    # Only a market that sent something waits for the answers (a quiet one is
+                    # free at once; another pass may take it, and frees it itself).
                     sending = self.orders.staged_markets()
                     held = [m for m in take if m in sending]
-                    self.in_flight.difference_update([m for m in take if m not in sending])
+                    self.in_flight.update(held)
                     decided_at = self.clock.perf()
                     for t in take.values():
                         if t:
