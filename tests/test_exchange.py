@@ -43,6 +43,9 @@ class Rec:
     def on_fill(self, u):
         self.fills.append(u)
 
+    def on_user_read(self):
+        pass
+
     def on_user_state(self, c):
         self.states.append(c)
 

@@ -76,6 +76,9 @@ class Listener:
     def on_fill(self, update: FillUpdate) -> None:
         self.intake.on_fill(update)
 
+    def on_user_read(self) -> None:
+        pass
+
     def on_user_state(self, connected: bool) -> None:
         self.risk.on_user_channel(0, connected)
         for e in self.risk.drain_events():  # the bot's _risk_events: each transition told once

@@ -35,6 +35,9 @@ class Rec:
     def on_fill(self, update: object) -> None:
         pass
 
+    def on_user_read(self) -> None:
+        pass
+
     def on_user_state(self, connected: bool) -> None:
         self.states.append(connected)
 

@@ -38,6 +38,7 @@ class Recorder:
         self.events, self.ticks, self.states, self.stale = [], [], [], []
         self.orders, self.fills, self.user_states, self.reconciles = [], [], [], 0
         self.reads = 0
+        self.user_reads = 0
 
     def on_market_events(self, events):
         self.events += events
@@ -59,6 +60,9 @@ class Recorder:
 
     def on_fill(self, update):
         self.fills.append(update)
+
+    def on_user_read(self):
+        self.user_reads += 1
 
     def on_user_state(self, connected):
         self.user_states.append(connected)

@@ -1,6 +1,7 @@
 """Frames read together are decided together: the market stream tells its listener when the last
 frame of one socket read has been handled (``on_market_read``), and the bot decides there, in the
-same turn, with no hop. Against a raw WebSocket peer that writes several frames in one write."""
+same turn, with no hop; the user stream likewise (``on_user_read``). Against a raw WebSocket peer
+that writes several frames in one write."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from collections.abc import AsyncIterator
 import pytest
 import uvloop
 
-from active_quoting.venue.ws import MarketStream
+from active_quoting.venue.signing import ApiCredentials
+from active_quoting.venue.ws import MarketStream, UserStream
+from conftest import capture
 from synth_feed import DOWN, UP, book_frame, initial_books, price_change_frame
 
 LOOPS = ["asyncio", "uvloop"]
@@ -188,3 +191,59 @@ def test_a_frame_starts_one_resync_of_a_book_it_desyncs_whatever_snapshot_it_car
     assert stream.md.books.get(UP).desynced and started == [UP]
     stream._handle(orjson.dumps([disagreeing(5)]))
     assert started == [UP]  # still being rebuilt: not again
+
+
+class UserSequence:
+    """What a user-channel listener was told, in order."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def on_order(self, update) -> None:  # type: ignore[no-untyped-def]
+        self.log.append("order")
+
+    def on_fill(self, update) -> None:  # type: ignore[no-untyped-def]
+        self.log.append("fill")
+
+    def on_user_read(self) -> None:
+        self.log.append("read")
+
+    def on_user_state(self, connected) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    def on_reconcile_needed(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_user_events_of_one_read_are_acted_on_once(loop: str) -> None:
+    """An order update and its trade written together (the venue sends them back to back) are both
+    handed on before the one end-of-read, where the bot decides the market once; a frame the codec
+    refuses still ends its read; a read ending on our PONG ends once."""
+
+    async def go() -> None:
+        peer = RawPeer()
+        server = await asyncio.start_server(peer._serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        seq = UserSequence()
+        creds = ApiCredentials("a93a3d32-74fa-dd2b-4b67-98bfa6fc5cb5", "c2VjcmV0", "pp")
+        stream = UserStream(f"ws://127.0.0.1:{port}/ws/user", creds, seq, ["0xdd22"], ping_interval=5, pong_timeout=5)
+        await stream.start()
+        try:
+            await asyncio.wait_for(peer.connected.wait(), 5)
+            order, trade = capture("ws_order_placement.json"), capture("ws_user_trade3.json")
+            peer.send(order, trade)
+            await reads(seq, 1)  # type: ignore[arg-type]
+            assert seq.log == ["order", "fill", "read"], seq.log
+            peer.send(b"{not json")
+            await reads(seq, 2)  # type: ignore[arg-type]
+            assert seq.log[3:] == ["read"], seq.log
+            peer.send(order, b"PONG")
+            await reads(seq, 3)  # type: ignore[arg-type]
+            assert seq.log[4:] == ["order", "read"], seq.log
+        finally:
+            await stream.stop()
+            server.close()
+            await server.wait_closed()
+
+    run(loop, go)

@@ -288,12 +288,15 @@ class Bot:
         self.orders.on_order(update)
         if update.market in self.windows.windows:  # what rests changed: decide that market again
             self.scheduler.mark(update.market)
-            self.scheduler.request()
 
     def on_fill(self, update: FillUpdate) -> None:
         if self.fills.on_fill(update) and update.fill.market in self.windows.windows:
             self.scheduler.mark(update.fill.market)  # the position changed: so do the quotes
-            self.scheduler.request()
+
+    def on_user_read(self) -> None:
+        """The events of one socket read are in: the markets they marked are decided together,
+        now (a fill and its order's update, or a batch of them, make one pass, not one each)."""
+        self.scheduler.request()
 
     def on_user_state(self, connected: bool) -> None:
         self.risk.on_user_channel(self.clock.ms(), connected)

@@ -125,6 +125,39 @@ def _use_aiofastnet() -> bool | None:
     return False if getattr(asyncio.get_running_loop(), "virtual_time", False) else None
 
 
+class ReadEnds:
+    """Tells ``on_end`` once the last frame of a socket read has been handled, so that frames
+    read together are acted on together, in the same turn, with no hop. A stream calls
+    :meth:`frame_done` after each data frame; a read that ends on a frame the data path never
+    sees (a PONG, a control frame) is ended by the connection (``Connection.on_read_end``) or,
+    failing that, by a backstop at the loop's next turn."""
+
+    def __init__(self, on_end: Callable[[], None]) -> None:
+        self.on_end = on_end
+        self._armed = False  # a backstop end-of-read is scheduled
+        self._open = False  # frames of a read handled, its end not yet seen
+
+    def frame_done(self, conn: Connection) -> None:
+        if not conn.more_in_read:
+            self.end()
+        else:
+            self._open = True
+            if not self._armed:
+                # once per read: should the read end on a frame no one hands us (a ping picows
+                # answers itself), what it carried is still acted on
+                self._armed = True
+                asyncio.get_running_loop().call_soon(self._backstop)
+
+    def end(self) -> None:
+        self._open = False
+        self.on_end()
+
+    def _backstop(self) -> None:
+        self._armed = False
+        if self._open:  # no frame ended the read
+            self.end()
+
+
 class Connection:
     """One WebSocket connection kept alive: connect, greet, read, reconnect with backoff."""
 
@@ -330,8 +363,7 @@ class MarketStream:
         self.confirmations = 0
         self.gone_tokens = 0
         self.last_frame_t = 0.0
-        self._read_end_armed = False  # a backstop end-of-read is scheduled (see _on_frame)
-        self._read_open = False  # frames of a read applied, its end not yet seen
+        self._reads = ReadEnds(self._end_read)
         self.record: Callable[[bytes], None] | None = None  # e.g. a journal: every frame as received
         # Told how long each frame took, arrival to return: decode, books, the listener's
         # bookkeeping and any decision and requests it wrote, the journal's copy (seconds).
@@ -355,7 +387,7 @@ class MarketStream:
             backoff=self._backoff(), clock=self.clock, ssl_context=self.ssl_context,
         )  # fmt: skip
         conn.shard = index  # type: ignore[attr-defined]
-        conn.on_read_end = self._end_read
+        conn.on_read_end = self._reads.end
         self.shards.append(conn)
         return index
 
@@ -454,15 +486,7 @@ class MarketStream:
             self._handle(payload)
         finally:
             try:
-                if not conn.more_in_read:
-                    self._end_read()
-                else:
-                    self._read_open = True
-                    if not self._read_end_armed:
-                        # a backstop, once per read: should the read end on a frame no one hands
-                        # us (a ping picows answers itself), what it applied is still decided
-                        self._read_end_armed = True
-                        asyncio.get_running_loop().call_soon(self._read_end_backstop)
+                self._reads.frame_done(conn)
             finally:
                 if self.record is not None:
                     self.record(payload)  # the journal's copy: after the decision and its requests
@@ -470,13 +494,7 @@ class MarketStream:
                     self.handled(self.clock.perf() - arrived)
 
     def _end_read(self) -> None:
-        self._read_open = False
         self.listener.on_market_read()
-
-    def _read_end_backstop(self) -> None:
-        self._read_end_armed = False
-        if self._read_open:  # no frame ended the read
-            self._end_read()
 
     def _handle(self, payload: bytes) -> None:
         events = self.md.on_frame(payload)
@@ -644,6 +662,7 @@ class MarketStream:
 class UserListener(Protocol):
     def on_order(self, update: OrderUpdate) -> None: ...
     def on_fill(self, update: FillUpdate) -> None: ...
+    def on_user_read(self) -> None: ...  # the last frame of one socket read has been handled
     def on_user_state(self, connected: bool) -> None: ...
     def on_reconcile_needed(self) -> None: ...
 
@@ -677,6 +696,8 @@ class UserStream:
             ping_interval=ping_interval, pong_timeout=pong_timeout, backoff=backoff, clock=clock,
             ssl_context=ssl_context,
         )  # fmt: skip
+        self._reads = ReadEnds(self._end_read)  # events read together are acted on together
+        self.conn.on_read_end = self._reads.end
 
     def _greeting(self) -> bytes:
         c = self.creds
@@ -715,6 +736,11 @@ class UserStream:
         except (FrameError, UnitsError) as exc:
             self.errors += 1
             _log.warning("user frame refused: %s", exc)
+        finally:
+            self._reads.frame_done(conn)
+
+    def _end_read(self) -> None:
+        self.listener.on_user_read()
 
     def _on_state(self, conn: Connection, connected: bool) -> None:
         self.listener.on_user_state(connected)
