@@ -366,3 +366,41 @@ async def test_maker_rebates_are_queryable(ex):
     assert row["condition_id"] == CID and row["rebated_fees_usdc"] == "0.350000"  # 0.2 x 0.07 x 0.25 x 100
     await rest.close()
     await trest.close()
+
+
+@pytest.mark.asyncio
+async def test_best_bid_ask_is_sent_when_a_touch_moves_not_with_every_price_change(ex):
+    """The venue emits best_bid_ask when a token's best bid or ask changes: an order deeper in
+    the book publishes a price_change and no best_bid_ask; one that moves the touch publishes a
+    best_bid_ask for both tokens (the Down touch is the Up touch's complement)."""
+    maker = OrderSigner(MAKER_KEY)
+    rest = RestClient(ex.clob_url, maker, await derive(ex, MAKER_KEY))
+    frames: list[dict] = []
+    async with aiohttp.ClientSession() as s:
+        ws = await s.ws_connect(ex.ws_url + "/ws/market")
+        await ws.send_str(json.dumps({"assets_ids": [UP, DOWN], "type": "market", "custom_feature_enabled": True}))
+
+        async def drain():
+            async for msg in ws:
+                data = orjson.loads(msg.data)
+                frames.extend(data if isinstance(data, list) else [data])
+
+        task = asyncio.ensure_future(drain())
+        await wait_for(lambda: any(f["event_type"] == "book" for f in frames))
+
+        async def place(price: int) -> list[dict]:
+            start = len(frames)
+            await rest.post_orders([build_order(maker, UP, 0, price, 10 * SH, 100)])
+            await wait_for(lambda: any(f["event_type"] == "price_change" for f in frames[start:]))
+            await asyncio.sleep(0.05)
+            return [f for f in frames[start:] if f["event_type"] == "best_bid_ask"]
+
+        moved = await place(5000)
+        assert sorted((f["asset_id"], f["best_bid"], f["best_ask"]) for f in moved) == sorted(
+            [(UP, "0.5", "1"), (DOWN, "0", "0.5")]
+        )
+        assert await place(4000) == []  # deeper than the touch: nothing to tell
+        higher = await place(5100)
+        assert {(f["asset_id"], f["best_bid"]) for f in higher} == {(UP, "0.51"), (DOWN, "0")}
+        task.cancel()
+    await rest.close()

@@ -210,6 +210,7 @@ class Exchange:
         self.buckets: dict[str, tuple[_Bucket, _Bucket]] = {}
         self.gamma_markets: list[dict[str, Any]] = []
         self.closed_markets: dict[str, dict[str, Any]] = {}  # records of resolved markets forgotten
+        self._published_tops: dict[str, tuple[str, str]] = {}  # token -> the touch its last best_bid_ask told
         self.market_sockets: dict[web.WebSocketResponse, set[str]] = {}
         self.custom_feature: set[web.WebSocketResponse] = set()
         self.user_sockets: dict[web.WebSocketResponse, tuple[ApiKey, set[str]]] = {}
@@ -328,6 +329,9 @@ class Exchange:
         forgotten = self.engine.forget(self.clock.ms())
         for m in forgotten:  # the venue answers /markets/{id} for closed markets for good
             self.closed_markets[m.condition_id] = messages.market_record(m)
+        for m in forgotten:
+            self._published_tops.pop(m.up, None)
+            self._published_tops.pop(m.down, None)
         gone = {m.condition_id for m in forgotten}
         if gone:
             self.gamma_markets[:] = [g for g in self.gamma_markets if g.get("conditionId") not in gone]
@@ -486,6 +490,11 @@ class Exchange:
                 {"market": cid, "price_changes": entries, "timestamp": now, "event_type": "price_change"},
             )
             for token, top in ((m.up, up_top), (m.down, down_top)):
+                # The venue emits best_bid_ask when a token's best bid or ask changes, not with
+                # every price_change (a change deeper in the book moves no touch).
+                if self._published_tops.get(token) == top:
+                    continue
+                self._published_tops[token] = top
                 self._broadcast_market(
                     {token},
                     {
