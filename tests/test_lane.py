@@ -369,7 +369,58 @@ def test_a_busy_pool_grows_to_its_bound_then_queues(loop):
             assert ex.faults.timeout_after_place == 0  # all three answers were held
             assert [r.status for r in replies] == [200, 200, 200]
             assert [o.order_hash.encode() in r.body for o, r in zip(orders, replies, strict=True)] == [True] * 3
-            assert lane.counts["opened"] == 3 and lane.connections(ORDERS) == 2 and lane.counts["queued"] == 1
+            # the first took the one connection and opened the spare; the other two queued for
+            # whichever came first (the spare, then a freed one); the bound held
+            assert lane.counts["opened"] == 3 and lane.connections(ORDERS) == 2 and lane.counts["queued"] == 2
+            assert lane.counts["spares"] == 1
+        finally:
+            await lane.close()
+
+    run(loop, test)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_pool_keeps_a_spare_so_the_next_request_pays_no_handshake(loop):
+    """A request that takes a pool's last idle connection opens one more in the background: the
+    next request, made while the first is unanswered, is written at once on it (nothing queued,
+    no connection opened for it), and the pool opens the next spare up to its bound."""
+
+    async def test(ex: Exchange) -> None:
+        maker = OrderSigner(MAKER_KEY)
+        creds = await derive(ex, MAKER_KEY)
+        lane = OrderLane(ex.clob_url, order_connections=1, cancel_connections=1, max_per_pool=3, timeout=3.0)
+
+        def post(price: int) -> asyncio.Task:
+            body = encode(order_body(bid(maker, price), creds.api_key))
+            return asyncio.ensure_future(
+                lane.request("POST", "/order", body, creds=creds, address=maker.address, timestamp=1)
+            )
+
+        async def until(cond) -> None:  # type: ignore[no-untyped-def]
+            for _ in range(300):
+                if cond():
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError("timed out")
+
+        try:
+            await lane.start()
+            ex.faults.timeout_after_place, ex.faults.hold_seconds = 3, 0.5
+            first = post(4000)
+            await until(lambda: lane.connections(ORDERS) == 2)  # the spare, opened while the first waits
+            opened = lane.counts["opened"]
+            second = post(4100)
+            await asyncio.sleep(0)  # its write: on the spare, in its first step
+            assert lane.counts["queued"] == 0 and lane.counts["requests"] == 2
+            await until(lambda: lane.connections(ORDERS) == 3)  # and the next spare, the last allowed
+            assert lane.counts["opened"] == opened + 1
+            third = post(4200)
+            await asyncio.sleep(0)
+            assert lane.counts["queued"] == 0 and lane.counts["requests"] == 3
+            replies = await asyncio.gather(first, second, third)
+            assert [r.status for r in replies] == [200, 200, 200]
+            await asyncio.sleep(0.05)
+            assert lane.connections(ORDERS) == 3 and lane.counts["spares"] == 2  # bounded: no fourth
         finally:
             await lane.close()
 

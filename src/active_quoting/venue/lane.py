@@ -5,8 +5,10 @@ the same protocol with an ``ssl`` context), answers parsed by httptools. Why not
 POST round trip through its client costs several times what a bare protocol does on loopback, and
 its pool can put a cancel behind an order. Orders and cancels have separate pools, each with its
 connections opened before they are needed, so a cancel never waits for an order's answer (and
-an order never waits for a cancel's). A pool whose connections are all busy opens one more, up
-to a bound, and only then queues.
+an order never waits for a cancel's). A pool keeps a spare: when a request takes its last idle
+connection, one more is opened in the background (up to a bound), so the next request finds one
+ready instead of paying a handshake (TCP, and TLS in production) ahead of its write; a request
+that still finds none waits for whichever comes first, a connection freed or one opened.
 
 Each request is written as one ``transport.write``: a header template built once per endpoint
 and credentials (host, content type, address, API key, passphrase), then the timestamp, the L2
@@ -161,8 +163,8 @@ class OrderLane:
     """Keep-alive connections for ``POST /order(s)`` and ``DELETE /order(s)``.
 
     ``order_connections`` and ``cancel_connections`` are opened by :meth:`start` and kept open
-    (refilled after a close); each pool grows to ``max_per_pool`` when all its connections are
-    busy. ``ssl``: a context for ``https`` URLs (default: the system's verified context)."""
+    (refilled after a close); each pool grows towards ``max_per_pool`` a connection ahead of
+    need (a spare). ``ssl``: a context for ``https`` URLs (default: the system's verified context)."""
 
     def __init__(
         self,
@@ -226,11 +228,8 @@ class OrderLane:
                 conn._fail(VenueError("network", "order lane closed"))
                 conn._abort()
             pool.clear()
-        for waiters in self._queued.values():
-            while waiters:
-                fut = waiters.popleft()
-                if not fut.done():
-                    fut.set_exception(VenueError("network", "order lane closed"))
+        for pool in self._queued:
+            self._fail_queued(pool, VenueError("network", "order lane closed"))
 
     def connections(self, pool: str) -> int:
         """Open connections in a pool (``ORDERS`` or ``CANCELS``)."""
@@ -259,6 +258,7 @@ class OrderLane:
                 raise VenueError("not_sent", f"{method} {path}: no connection in {self.timeout}s") from None
         self.counts["requests"] += 1
         waiter = conn.send(data)
+        self._keep_spare(pool)  # after the write: the next request's connection, opened meanwhile
         timer = loop.call_at(deadline, _expire, waiter)
         try:
             reply = await waiter
@@ -295,12 +295,46 @@ class OrderLane:
                 return conn
         return None
 
+    def _can_grow(self, pool: str) -> bool:
+        return not self._closed and len(self._pools[pool]) + self._opening[pool] < self.max_per_pool
+
+    def _keep_spare(self, pool: str) -> None:
+        """A request took a connection: if none of the pool is idle now and none is opening,
+        open one more in the background, for the next request."""
+        if self._opening[pool] or not self._can_grow(pool):
+            return
+        for conn in self._pools[pool]:
+            if conn.alive and not conn.busy:
+                return
+        self._tasks.spawn(self._grow(pool))
+
+    async def _grow(self, pool: str) -> None:
+        try:
+            await self._open(pool)
+        except VenueError as err:
+            _log.warning("order lane: a spare %s connection did not open: %s", pool, err)
+            if not any(c.alive for c in self._pools[pool]):
+                self._fail_queued(pool, err)  # nothing left that could free up for them
+            return
+        self.counts["spares"] += 1
+
+    def _fail_queued(self, pool: str, err: VenueError) -> None:
+        waiters = self._queued[pool]
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_exception(err)
+
     async def _acquire(self, pool: str) -> _Connection:
         idle = self._idle(pool)
         if idle is not None:
             return idle
-        if len(self._pools[pool]) + self._opening[pool] < self.max_per_pool:
+        if not any(c.alive for c in self._pools[pool]) and self._can_grow(pool):
+            # nothing to wait for: connect for this request (an unreachable venue fails it now)
             return await self._open(pool, claim=True)
+        if not self._opening[pool] and self._can_grow(pool):
+            self._tasks.spawn(self._grow(pool))
+        # whichever comes first: a connection freed (``_release``) or one opened (``_open``)
         fut: asyncio.Future[_Connection] = asyncio.get_running_loop().create_future()
         self._queued[pool].append(fut)
         self.counts["queued"] += 1
