@@ -320,14 +320,18 @@ class Balances:
         offered = sum(o[3] for o in mine if o[0] == token and o[1] == SELL)
         return max(0, entry.balance - offered)
 
-    def quote_caps(self, market: str, pending: Pending) -> QuoteCaps:
-        """What one market's new orders may commit, after what our resting orders reserve."""
+    def quote_caps(self, market: str, pending: Pending, collateral: dict[str, int] | None = None) -> QuoteCaps:
+        """What one market's new orders may commit, after what our resting orders reserve.
+        ``collateral``: the free collateral per spender already summed for the same ``pending``
+        (a quote pass's, see :class:`CapsBudget`): read there, added when missing."""
         m = self._markets[market]
-        return QuoteCaps(
-            self.free_collateral(pending, m.spender),
-            self.free_tokens(m.up, pending, m.spender),
-            self.free_tokens(m.down, pending, m.spender),
-        )
+        if collateral is None:
+            free = self.free_collateral(pending, m.spender)
+        else:
+            free = collateral.get(m.spender, -1)
+            if free < 0:
+                free = collateral[m.spender] = self.free_collateral(pending, m.spender)
+        return QuoteCaps(free, self.free_tokens(m.up, pending, m.spender), self.free_tokens(m.down, pending, m.spender))
 
     def budget(self, pending: Pending) -> CapsBudget:
         """The caps of one quote pass: markets decided later in the pass see what earlier ones
@@ -359,9 +363,10 @@ class CapsBudget:
         self.pending = pending
         self.spent_usdc = 0
         self.spent_tokens: dict[str, int] = {}
+        self._collateral: dict[str, int] = {}  # spender -> free collateral under ``pending``: summed once
 
     def caps(self, market: str) -> QuoteCaps:
-        c = self.balances.quote_caps(market, self.pending)
+        c = self.balances.quote_caps(market, self.pending, self._collateral)
         up, down = self.balances.tokens(market)
         return QuoteCaps(
             max(0, c.buy_usdc - self.spent_usdc),
