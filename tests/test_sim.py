@@ -73,7 +73,7 @@ def test_soak_with_every_fault_and_a_crash_holds_its_invariants_and_is_reproduci
     assert first["crashes"] == 1 and any("crash" in e for e in first["events"])
     faults = {e["fault"] for e in first["events"] if "fault" in e}
     assert len(faults) >= 8, faults  # the schedule's faults reached the exchange
-    assert first["fills"] > 0 and first["hours"] and first["hours"][-1]["rss_mb"] > 0
+    assert first["fills"] > 0 and first["hours"] and first["hours"][-1]["rss_mb"] > 0 < first["hours"][-1]["heap_kblocks"]
     second = _soak(tmp_path, "b")
     # every byte went through the loop's in-memory connections, the same reads in both runs
     assert first["loop"]["connections"] > 0 and first["loop"]["deliveries"] > 0

@@ -78,7 +78,8 @@ class SimConfig:
 @dataclass
 class _Hour:
     hour: int
-    rss_mb: float
+    rss_mb: float  # the process's resident memory: keeps the allocator's high-water mark
+    heap_kblocks: float  # small-object blocks in use (thousands): what is live now, peaks or not
     quote_passes: int
     pass_cpu_us: float  # real CPU per quote pass, mean over the hour
     windows: int
@@ -319,7 +320,7 @@ class Simulation:
         passes, cpu = self._passes, self._pass_cpu
         self._passes, self._pass_cpu = 0, 0.0
         self.hours.append(_Hour(
-            hour, rss_kb / 1024, passes, 1e6 * cpu / passes if passes else 0.0,
+            hour, rss_kb / 1024, sys.getallocatedblocks() / 1000, passes, 1e6 * cpu / passes if passes else 0.0,
             len(bot.windows.windows) if bot is not None and hasattr(bot, "windows") else 0,
             len(bot.orders.live()) if bot is not None and hasattr(bot, "orders") else 0,
         ))  # fmt: skip
