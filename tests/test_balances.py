@@ -9,7 +9,7 @@ import pytest
 
 from active_quoting.clock import ManualClock
 from active_quoting.model import BUY, SELL, OrderIntent, PendingOrder
-from active_quoting.strategy.balances import COLLATERAL, Balances, Difference, QuoteCaps
+from active_quoting.strategy.balances import COLLATERAL, Asset, Balances, Difference, QuoteCaps
 from active_quoting.strategy.inventory import InventoryManager
 from active_quoting.venue.orders import build_order
 from active_quoting.venue.rest import RestClient
@@ -190,3 +190,27 @@ async def test_a_read_racing_a_fill_never_overstates_the_balance(ex):
         b.source = rest
         await b.refresh([])
         assert b.balance() == PAPER - 3_840_000
+
+
+def test_a_pass_budget_gives_each_market_what_its_own_caps_say_across_spenders() -> None:
+    """CapsBudget sums the free collateral once per spender for the pass's pending orders: each
+    market's caps equal ``quote_caps`` computed alone (two markets on one exchange, one on
+    another with a smaller allowance), and staged BUYs draw the shared collateral down."""
+    other = CONTRACTS[137].exchange_v3
+    b = Balances(None, ManualClock())  # type: ignore[arg-type]  # nothing is read: balances set below
+    markets = {"0xa": ("1", "2", EXCHANGE), "0xb": ("3", "4", EXCHANGE), "0xc": ("5", "6", other)}
+    for cid, (up, down, spender) in markets.items():
+        b.register_market(cid, up, down, spender=spender)
+    b.assets[COLLATERAL] = Asset(PAPER, {EXCHANGE.lower(): PAPER, other.lower(): 1_000 * SH}, read_at=1.0)
+    for token in "12":
+        b.assets[token] = Asset(50 * SH, {EXCHANGE.lower(): 1}, read_at=1.0)
+    pending = {"0xa": [PendingOrder("1", BUY, 5000, 400 * SH), PendingOrder("2", SELL, 5000, 20 * SH)],
+               "0xc": [PendingOrder("5", BUY, 2500, 1_000 * SH)]}  # fmt: skip
+    budget = b.budget(pending)
+    for cid in markets:
+        assert budget.caps(cid) == b.quote_caps(cid, pending), cid
+    # every market's pending BUYs reserve collateral: 200 + 250 pUSD
+    assert budget.caps("0xc").buy_usdc == 1_000 * SH - 450 * SH  # the other exchange's allowance caps it
+    assert budget.caps("0xa") == QuoteCaps(PAPER - 450 * SH, 50 * SH, 30 * SH)
+    budget.spend([OrderIntent("0xb", "3", BUY, 5000, 100 * SH, "bid", 5000)])
+    assert budget.caps("0xa").buy_usdc == PAPER - 500 * SH and budget.caps("0xc").buy_usdc == 500 * SH

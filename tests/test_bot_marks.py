@@ -140,3 +140,28 @@ def test_the_frame_handler_gives_momentum_our_levels_and_those_on_their_way_out(
     bot.momentum.on_book = recorded
     _feeder(bot)(book_frame(books, 1))
     assert seen == [levels]  # the Up book's frame, read without us (the leaving part possibly gone)
+
+
+def test_user_events_mark_their_market_and_the_read_end_decides_once() -> None:
+    """An order update and a fill arriving in one user-channel read mark their market; the pass
+    is asked for once, when the read ends (``on_user_read``), not once per event."""
+
+    class Scheduler(Marks):
+        def __init__(self) -> None:
+            super().__init__()
+            self.requests: list[list[str]] = []
+
+        def request(self) -> None:
+            self.requests.append(list(self.marked))
+
+    updates: list[object] = []
+    bot = SimpleNamespace(
+        scheduler=Scheduler(), windows=SimpleNamespace(windows={CID: object()}),
+        orders=SimpleNamespace(on_order=updates.append), fills=SimpleNamespace(on_fill=lambda u: True),
+    )  # fmt: skip
+    Bot.on_order(bot, SimpleNamespace(market=CID))  # type: ignore[arg-type]
+    Bot.on_fill(bot, SimpleNamespace(fill=SimpleNamespace(market=CID)))  # type: ignore[arg-type]
+    Bot.on_order(bot, SimpleNamespace(market="0xother"))  # type: ignore[arg-type]  # not ours: no mark
+    assert len(updates) == 2 and bot.scheduler.marked == [CID] and bot.scheduler.requests == []
+    Bot.on_user_read(bot)  # type: ignore[arg-type]
+    assert bot.scheduler.requests == [[CID]]

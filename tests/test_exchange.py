@@ -402,5 +402,12 @@ async def test_best_bid_ask_is_sent_when_a_touch_moves_not_with_every_price_chan
         assert await place(4000) == []  # deeper than the touch: nothing to tell
         higher = await place(5100)
         assert {(f["asset_id"], f["best_bid"]) for f in higher} == {(UP, "0.51"), (DOWN, "0")}
+        # a frozen feed tells no one of a touch move; the first frame after it thaws does
+        ex.faults.freeze_market = True
+        await rest.post_orders([build_order(maker, UP, 0, 5200, 10 * SH, 100)])
+        await asyncio.sleep(0.05)
+        ex.faults.freeze_market = False
+        thawed = await place(3000)  # deeper, but the touch its subscribers know is stale
+        assert {(f["asset_id"], f["best_bid"]) for f in thawed} == {(UP, "0.52"), (DOWN, "0")}
         task.cancel()
     await rest.close()

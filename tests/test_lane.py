@@ -2,7 +2,10 @@
 and uvloop: orders and cancels round-trip on pre-opened keep-alive connections with the L2 HMAC
 the exchange checks; a cancel does not queue behind a held order; connections the peer closes
 are replaced; a held answer is a timeout (unknown outcome) and its connection is not reused; TLS
-through the same protocol; every error class comes back exactly as on the aiohttp path."""
+through the same protocol; every error class comes back exactly as on the aiohttp path; a pool
+keeps a spare connection ahead of need within its bound, rotates its connections, fails a
+request at once when the venue cannot be reached, and loses no connection to a request that
+gave up."""
 
 from __future__ import annotations
 
@@ -70,11 +73,19 @@ class Proxy:
         self.writers: list[asyncio.StreamWriter] = []
         self.server: asyncio.AbstractServer | None = None
         self.port = 0
+        self.requests: list[int] = []  # per accepted connection, in accept order: request writes seen
 
     async def start(self) -> Proxy:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, ssl=self.tls)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
+
+    async def refuse(self) -> None:
+        """Stop listening: new connections are refused (those open stay); ``start`` listens again
+        on the same port."""
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
 
     async def stop(self) -> None:
         self.drop_all()
@@ -90,12 +101,16 @@ class Proxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
+        index = len(self.requests)
+        self.requests.append(0)
         up_reader, up_writer = await asyncio.open_connection(*self.target)
         self.writers += [writer, up_writer]
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, inbound: bool) -> None:
             try:
                 while data := await src.read(65536):
+                    if inbound:
+                        self.requests[index] += 1  # each request is written in one write
                     if inbound and self.kill_next:
                         self.kill_next -= 1
                         self.killed += 1
@@ -448,3 +463,87 @@ def test_start_is_idempotent_and_a_closed_lane_refuses_then_restarts():
             await lane.close()
 
     run("asyncio", test)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_pool_never_passes_its_bound_and_an_unreachable_venue_fails_a_request_at_once(loop):
+    """Both order connections busy, the venue refusing new connections: the spare fails, and the
+    next request, with nothing on its way, connects for itself and fails now as not sent with the
+    connect error (not after the timeout). The venue back, a burst of four requests while both
+    connections are still busy opens one connection (the bound is three), however the requests
+    interleave with its opening."""
+
+    async def test(ex: Exchange) -> None:
+        proxy = await Proxy(ex.clob_url).start()
+        maker = OrderSigner(MAKER_KEY)
+        creds = await derive(ex, MAKER_KEY)
+        lane = OrderLane(f"http://127.0.0.1:{proxy.port}", order_connections=2, cancel_connections=1,
+                         max_per_pool=3, timeout=3.0)  # fmt: skip
+
+        def post(price: int) -> asyncio.Task:
+            body = encode(order_body(bid(maker, price), creds.api_key))
+            return asyncio.ensure_future(
+                lane.request("POST", "/order", body, creds=creds, address=maker.address, timestamp=1)
+            )
+
+        try:
+            await lane.start()
+            assert lane.connections(ORDERS) == 2
+            await proxy.refuse()
+            ex.faults.timeout_after_place, ex.faults.hold_seconds = 6, 1.0
+            held = [post(4000), post(4100)]
+            await wait_for(lambda: lane.counts["connect_failed"] == 1)  # the spare, refused
+            with pytest.raises(VenueError) as err:
+                await post(4200)
+            assert err.value.kind == "not_sent" and "cannot connect" in str(err.value)
+            assert lane.counts["connect_failed"] == 2 and lane.counts["queued"] == 0
+            await proxy.start()  # the venue accepts again; both connections still wait for answers
+            burst = [post(4300 + 100 * i) for i in range(4)]
+            replies = await asyncio.gather(*held, *burst)
+            assert [r.status for r in replies] == [200] * 6
+            assert lane.connections(ORDERS) == 3 and lane.counts["opened"] == 3 + 1  # 2 orders + 1 cancels, then 1
+            assert proxy.accepted == 4
+        finally:
+            await lane.close()
+            await proxy.stop()
+
+    run(loop, test)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_connections_are_used_in_turn_and_one_handed_to_a_request_that_gave_up_is_not_lost(loop):
+    """Sequential requests rotate over the pool's connections (the least recently used first),
+    so none idles until the venue's side closes it. A connection freed for a queued request in
+    the turn that request is cancelled (its caller gave up) goes back to the pool."""
+
+    async def test(ex: Exchange) -> None:
+        proxy = await Proxy(ex.clob_url).start()
+        maker = OrderSigner(MAKER_KEY)
+        creds = await derive(ex, MAKER_KEY)
+        lane = OrderLane(f"http://127.0.0.1:{proxy.port}", order_connections=2, cancel_connections=1,
+                         max_per_pool=2, timeout=3.0)  # fmt: skip
+        try:
+            await lane.start()
+            for i in range(4):
+                body = encode(order_body(bid(maker, 4000 + 100 * i), creds.api_key))
+                reply = await lane.request("POST", "/order", body, creds=creds, address=maker.address, timestamp=1)
+                assert reply.status == 200
+            assert sorted(proxy.requests) == [0, 2, 2]  # the cancel connection, and two requests on each
+            # both order connections taken; a request queues, is handed one and gives up in one turn
+            a, b = lane._idle(ORDERS), lane._idle(ORDERS)
+            assert a is not None and b is not None
+            waiting = asyncio.ensure_future(lane._acquire(ORDERS))
+            await asyncio.sleep(0)
+            assert lane.counts["queued"] == 1
+            lane._release(a)  # handed to the queued request...
+            waiting.cancel()  # ...which gives up before it runs again
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            lane._release(b)
+            assert not a.busy and not b.busy and lane.connections(ORDERS) == 2
+            assert lane._idle(ORDERS) is not None and lane._idle(ORDERS) is not None  # both usable
+        finally:
+            await lane.close()
+            await proxy.stop()
+
+    run(loop, test)

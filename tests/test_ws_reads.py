@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import random
 import struct
+from types import SimpleNamespace
 from collections.abc import AsyncIterator
 
 import pytest
@@ -33,12 +34,31 @@ def ws_frame(payload: bytes) -> bytes:
     return head + payload
 
 
+def client_texts(buf: bytearray) -> list[bytes]:
+    """The payloads of the complete masked client frames at the front of ``buf`` (consumed)."""
+    out = []
+    while len(buf) >= 6:
+        n, at = buf[1] & 0x7F, 2
+        if n == 126:
+            n, at = int.from_bytes(buf[2:4], "big"), 4
+        elif n == 127:
+            n, at = int.from_bytes(buf[2:10], "big"), 10
+        if len(buf) < at + 4 + n:
+            break
+        mask = buf[at : at + 4]
+        out.append(bytes(b ^ mask[i % 4] for i, b in enumerate(buf[at + 4 : at + 4 + n])))
+        del buf[: at + 4 + n]
+    return out
+
+
 class RawPeer:
-    """Accepts one WebSocket client and writes what it is told, each batch in one write."""
+    """Accepts one WebSocket client and writes what it is told, each batch in one write; keeps
+    the client's text payloads (its subscription, its PINGs)."""
 
     def __init__(self) -> None:
         self.writer: asyncio.StreamWriter | None = None
         self.connected = asyncio.Event()
+        self.from_client: list[bytes] = []
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -49,8 +69,10 @@ class RawPeer:
                      b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")  # fmt: skip
         self.writer = writer
         self.connected.set()
-        while await reader.read(65536):  # the client's subscription and PINGs: read and ignored
-            pass
+        buf = bytearray()
+        while data := await reader.read(65536):
+            buf += data
+            self.from_client += client_texts(buf)
 
     def send(self, *payloads: bytes) -> None:
         assert self.writer is not None
@@ -219,7 +241,7 @@ class UserSequence:
 def test_user_events_of_one_read_are_acted_on_once(loop: str) -> None:
     """An order update and its trade written together (the venue sends them back to back) are both
     handed on before the one end-of-read, where the bot decides the market once; a frame the codec
-    refuses still ends its read; a read ending on our PONG ends once."""
+    refuses still ends its read."""
 
     async def go() -> None:
         peer = RawPeer()
@@ -238,12 +260,70 @@ def test_user_events_of_one_read_are_acted_on_once(loop: str) -> None:
             peer.send(b"{not json")
             await reads(seq, 2)  # type: ignore[arg-type]
             assert seq.log[3:] == ["read"], seq.log
-            peer.send(order, b"PONG")
-            await reads(seq, 3)  # type: ignore[arg-type]
-            assert seq.log[4:] == ["order", "read"], seq.log
         finally:
             await stream.stop()
             server.close()
             await server.wait_closed()
 
     run(loop, go)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_user_read_that_ends_with_the_answer_to_our_ping_ends_once(loop: str) -> None:
+    """The venue answers our PING with PONG; written right after an order update, the PONG ends
+    the read (picows' pong hook takes it, not the data path): the update is acted on once."""
+
+    async def go() -> None:
+        peer = RawPeer()
+        server = await asyncio.start_server(peer._serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        seq = UserSequence()
+        creds = ApiCredentials("a93a3d32-74fa-dd2b-4b67-98bfa6fc5cb5", "c2VjcmV0", "pp")
+        stream = UserStream(f"ws://127.0.0.1:{port}/ws/user", creds, seq, ["0xdd22"], ping_interval=0.3,
+                            pong_timeout=0.3)  # fmt: skip
+        await stream.start()
+        try:
+            await asyncio.wait_for(peer.connected.wait(), 5)
+            for _ in range(200):
+                if b"PING" in peer.from_client:
+                    break
+                await asyncio.sleep(0.005)
+            assert b"PING" in peer.from_client
+            peer.send(capture("ws_order_placement.json"), b"PONG")
+            await reads(seq, 1)  # type: ignore[arg-type]
+            assert seq.log == ["order", "read"], seq.log
+            assert stream.conn.pongs == 1  # the PONG went to the pong hook, which ended the read
+        finally:
+            await stream.stop()
+            server.close()
+            await server.wait_closed()
+
+    run(loop, go)
+
+
+def test_read_ends_once_per_read_by_the_connection_or_the_backstop() -> None:
+    """ReadEnds: a frame last in its read ends it at once; frames with more to come wait for the
+    connection's end (a PONG or control frame last) or, failing that, the backstop at the next
+    turn; a read is never ended twice."""
+    from active_quoting.venue.ws import ReadEnds
+
+    async def go() -> None:
+        ends: list[int] = []
+        reads_ = ReadEnds(lambda: ends.append(1))
+        conn = SimpleNamespace(more_in_read=False)
+        reads_.frame_done(conn)  # type: ignore[arg-type]
+        assert ends == [1]
+        conn.more_in_read = True
+        reads_.frame_done(conn)  # type: ignore[arg-type]
+        reads_.frame_done(conn)  # type: ignore[arg-type]
+        assert ends == [1]  # more to come
+        reads_.end()  # the connection saw the read end on a frame the data path never sees
+        await asyncio.sleep(0)  # the backstop runs and finds the read already ended
+        assert ends == [1, 1]
+        reads_.frame_done(conn)  # a read whose end no frame tells
+        await asyncio.sleep(0)
+        assert ends == [1, 1, 1]  # ended by the backstop
+        await asyncio.sleep(0)
+        assert ends == [1, 1, 1]
+
+    asyncio.run(go())

@@ -492,8 +492,8 @@ class Exchange:
             for token, top in ((m.up, up_top), (m.down, down_top)):
                 # The venue emits best_bid_ask when a token's best bid or ask changes, not with
                 # every price_change (a change deeper in the book moves no touch).
-                if self._published_tops.get(token) == top:
-                    continue
+                if self.faults.freeze_market or self._published_tops.get(token) == top:
+                    continue  # (a frozen feed tells no one: the touch it hid is told when it thaws)
                 self._published_tops[token] = top
                 self._broadcast_market(
                     {token},

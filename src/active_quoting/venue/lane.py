@@ -192,7 +192,8 @@ class OrderLane:
         self.max_per_pool = max(max_per_pool, *self.minimum.values())
         self.counts: Counter[str] = Counter()
         self._pools: dict[str, list[_Connection]] = {ORDERS: [], CANCELS: []}
-        self._opening = {ORDERS: 0, CANCELS: 0}
+        self._opening = {ORDERS: 0, CANCELS: 0}  # connections being opened: counted against the bound
+        self._offering = {ORDERS: 0, CANCELS: 0}  # of those, the ones for whichever request waits first
         self._queued: dict[str, deque[asyncio.Future[_Connection]]] = {ORDERS: deque(), CANCELS: deque()}
         self._templates: dict[tuple[str, str, ApiCredentials, str], _Template] = {}
         self._tasks = TaskSet(_log)  # reconnections under way
@@ -212,12 +213,10 @@ class OrderLane:
             return
         self._started = True
         self._closed = False
-        results = await asyncio.gather(
-            *(self._open(pool) for pool, n in self.minimum.items() for _ in range(n)), return_exceptions=True
-        )
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
-            _log.warning("order lane: %d of %d connections did not open: %s", len(failed), len(results), failed[0])
+        opens = [self._offer(pool) for pool, n in self.minimum.items() for _ in range(n) if self._reserve(pool, True)]
+        opened = await asyncio.gather(*opens)
+        if not all(opened):
+            _log.warning("order lane: %d of %d connections did not open", opened.count(False), len(opened))
 
     async def close(self) -> None:
         self._closed = True
@@ -289,34 +288,55 @@ class OrderLane:
     # -- pools ---------------------------------------------------------------------------
 
     def _idle(self, pool: str) -> _Connection | None:
+        """The least recently used idle connection (``_release`` moves a freed one to the end):
+        every connection is used in turn, so none sits idle long enough for the venue's side to
+        close it just as a request is written on it."""
         for conn in self._pools[pool]:
             if conn.alive and not conn.busy:
                 conn.busy = True
                 return conn
         return None
 
-    def _can_grow(self, pool: str) -> bool:
-        return not self._closed and len(self._pools[pool]) + self._opening[pool] < self.max_per_pool
+    def _reserve(self, pool: str, offered: bool) -> bool:
+        """Count a connection about to be opened against the pool's bound (before any await, so
+        concurrent requests cannot all pass the check); ``offered``: it goes to whoever waits."""
+        if self._closed or len(self._pools[pool]) + self._opening[pool] >= self.max_per_pool:
+            return False
+        self._opening[pool] += 1
+        self._offering[pool] += offered
+        return True
 
     def _keep_spare(self, pool: str) -> None:
-        """A request took a connection: if none of the pool is idle now and none is opening,
+        """A request took a connection: if none of the pool is idle now and none is on its way,
         open one more in the background, for the next request."""
-        if self._opening[pool] or not self._can_grow(pool):
+        if self._offering[pool]:
             return
         for conn in self._pools[pool]:
             if conn.alive and not conn.busy:
                 return
-        self._tasks.spawn(self._grow(pool))
+        if self._reserve(pool, offered=True):
+            self._tasks.spawn(self._offer(pool, spare=True))
 
-    async def _grow(self, pool: str) -> None:
+    async def _offer(self, pool: str, spare: bool = False) -> bool:
+        """Open a reserved connection for whoever waits first (else it stays idle). When it
+        cannot open and nothing else is on its way while the pool is below its bound, the
+        requests waiting for it fail now with the connect error (each would have connected for
+        itself and failed so): an unreachable venue is not waited out to the timeout."""
+        failed: VenueError | None = None
         try:
             await self._open(pool)
         except VenueError as err:
-            _log.warning("order lane: a spare %s connection did not open: %s", pool, err)
-            if not any(c.alive for c in self._pools[pool]):
-                self._fail_queued(pool, err)  # nothing left that could free up for them
-            return
-        self.counts["spares"] += 1
+            failed = err
+        finally:
+            self._offering[pool] -= 1
+        if failed is not None:
+            _log.warning("order lane: a %s connection did not open: %s", pool, failed)
+            if not self._offering[pool] and len(self._pools[pool]) + self._opening[pool] < self.max_per_pool:
+                self._fail_queued(pool, failed)
+            return False
+        if spare:
+            self.counts["spares"] += 1
+        return True
 
     def _fail_queued(self, pool: str, err: VenueError) -> None:
         waiters = self._queued[pool]
@@ -329,16 +349,19 @@ class OrderLane:
         idle = self._idle(pool)
         if idle is not None:
             return idle
-        if not any(c.alive for c in self._pools[pool]) and self._can_grow(pool):
-            # nothing to wait for: connect for this request (an unreachable venue fails it now)
+        if not self._offering[pool] and self._reserve(pool, offered=False):
+            # nothing on its way: connect for this request (an unreachable venue fails it now)
             return await self._open(pool, claim=True)
-        if not self._opening[pool] and self._can_grow(pool):
-            self._tasks.spawn(self._grow(pool))
-        # whichever comes first: a connection freed (``_release``) or one opened (``_open``)
+        # whichever comes first: a connection freed (``_release``) or the one on its way (``_offer``)
         fut: asyncio.Future[_Connection] = asyncio.get_running_loop().create_future()
         self._queued[pool].append(fut)
         self.counts["queued"] += 1
-        return await fut
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self._release(fut.result())  # handed over as this request gave up: not lost
+            raise
 
     def _release(self, conn: _Connection) -> None:
         conn.busy = False
@@ -351,12 +374,16 @@ class OrderLane:
                 conn.busy = True
                 fut.set_result(conn)
                 return
+        pool = self._pools[conn.pool]
+        if pool[-1] is not conn and conn in pool:
+            pool.remove(conn)
+            pool.append(conn)  # most recently used last
 
     async def _open(self, pool: str, claim: bool = False) -> _Connection:
-        """Open one connection into ``pool``: taken by the caller (``claim``), or else handed to
-        a request queued meanwhile, or left idle."""
+        """Open one connection into ``pool``, its place reserved by the caller (``_reserve``):
+        taken by the caller (``claim``), or else handed to a request queued meanwhile, or left
+        idle."""
         loop = asyncio.get_running_loop()
-        self._opening[pool] += 1
         try:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(
@@ -393,11 +420,8 @@ class OrderLane:
             self._tasks.spawn(self._refill(conn.pool))
 
     async def _refill(self, pool: str) -> None:
-        while not self._closed and len(self._pools[pool]) + self._opening[pool] < self.minimum[pool]:
-            try:
-                await self._open(pool)
-            except VenueError as err:
-                _log.warning("order lane: reconnect failed: %s", err)
+        while len(self._pools[pool]) + self._opening[pool] < self.minimum[pool] and self._reserve(pool, offered=True):
+            if not await self._offer(pool):
                 return
             self.counts["reconnected"] += 1
 
