@@ -74,6 +74,7 @@ class Proxy:
         self.server: asyncio.AbstractServer | None = None
         self.port = 0
         self.requests: list[int] = []  # per accepted connection, in accept order: request writes seen
+        self.slam = False  # close every connection as it is accepted
 
     async def start(self) -> Proxy:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, ssl=self.tls)
@@ -101,6 +102,9 @@ class Proxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
+        if self.slam:
+            writer.close()
+            return
         index = len(self.requests)
         self.requests.append(0)
         up_reader, up_writer = await asyncio.open_connection(*self.target)
@@ -468,8 +472,8 @@ def test_start_is_idempotent_and_a_closed_lane_refuses_then_restarts():
 @pytest.mark.parametrize("loop", LOOPS)
 def test_a_pool_never_passes_its_bound_and_an_unreachable_venue_fails_a_request_at_once(loop):
     """Both order connections busy, the venue refusing new connections: the spare fails, and the
-    next request, with nothing on its way, connects for itself and fails now as not sent with the
-    connect error (not after the timeout). The venue back, a burst of four requests while both
+    next request, with nothing on its way, has a connection opened for it and fails as soon as
+    that fails, as not sent with the connect error (not after the timeout). The venue back, a burst of four requests while both
     connections are still busy opens one connection (the bound is three), however the requests
     interleave with its opening."""
 
@@ -496,7 +500,7 @@ def test_a_pool_never_passes_its_bound_and_an_unreachable_venue_fails_a_request_
             with pytest.raises(VenueError) as err:
                 await post(4200)
             assert err.value.kind == "not_sent" and "cannot connect" in str(err.value)
-            assert lane.counts["connect_failed"] == 2 and lane.counts["queued"] == 0
+            assert lane.counts["connect_failed"] == 2 and lane.counts["queued"] == 1  # waited for its own open
             await proxy.start()  # the venue accepts again; both connections still wait for answers
             burst = [post(4300 + 100 * i) for i in range(4)]
             replies = await asyncio.gather(*held, *burst)
@@ -532,7 +536,7 @@ def test_connections_are_used_in_turn_and_one_handed_to_a_request_that_gave_up_i
             # both order connections taken; a request queues, is handed one and gives up in one turn
             a, b = lane._idle(ORDERS), lane._idle(ORDERS)
             assert a is not None and b is not None
-            waiting = asyncio.ensure_future(lane._acquire(ORDERS))
+            waiting = asyncio.ensure_future(lane._acquire(ORDERS, asyncio.get_running_loop().time() + 3))
             await asyncio.sleep(0)
             assert lane.counts["queued"] == 1
             lane._release(a)  # handed to the queued request...
@@ -542,6 +546,129 @@ def test_connections_are_used_in_turn_and_one_handed_to_a_request_that_gave_up_i
             lane._release(b)
             assert not a.busy and not b.busy and lane.connections(ORDERS) == 2
             assert lane._idle(ORDERS) is not None and lane._idle(ORDERS) is not None  # both usable
+        finally:
+            await lane.close()
+            await proxy.stop()
+
+    run(loop, test)
+
+
+def body_of(maker: OrderSigner, creds: Any, price: int) -> bytes:
+    return encode(order_body(bid(maker, price), creds.api_key))
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_close_while_a_spare_opens_leaves_no_phantom_reservation(loop):
+    """A request takes the last idle connection and a spare starts opening; the lane closes in
+    that turn. Started again, its pools count what they hold (nothing reserved by the dead
+    spare) and serve requests on fresh connections."""
+
+    async def test(ex: Exchange) -> None:
+        maker = OrderSigner(MAKER_KEY)
+        creds = await derive(ex, MAKER_KEY)
+        lane = OrderLane(ex.clob_url, order_connections=1, cancel_connections=1, max_per_pool=2, timeout=2.0)
+        try:
+            await lane.start()
+            first = asyncio.ensure_future(
+                lane.request("POST", "/order", body_of(maker, creds, 4000), creds=creds, address=maker.address,
+                             timestamp=1)
+            )  # fmt: skip
+            await asyncio.sleep(0)  # written; the spare is opening
+            assert lane._opening[ORDERS] == 1
+            await lane.close()
+            with pytest.raises(VenueError):
+                await first
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert lane._opening == {ORDERS: 0, CANCELS: 0}
+            await lane.start()
+            assert lane.connections(ORDERS) == 1 and lane._opening == {ORDERS: 0, CANCELS: 0}
+            reply = await lane.request("POST", "/order", body_of(maker, creds, 4100), creds=creds,
+                                       address=maker.address, timestamp=1)  # fmt: skip
+            assert reply.status == 200
+        finally:
+            await lane.close()
+
+    run(loop, test)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_requests_waiting_on_an_unreachable_venue_all_fail_with_the_connect_error(loop):
+    """No connection open and the venue refusing: three requests at once (the bound is two) all
+    fail as not sent with the connect error, none by waiting out the timeout."""
+
+    async def test(ex: Exchange) -> None:
+        proxy = await Proxy(ex.clob_url).start()
+        maker = OrderSigner(MAKER_KEY)
+        creds = await derive(ex, MAKER_KEY)
+        lane = OrderLane(f"http://127.0.0.1:{proxy.port}", order_connections=1, cancel_connections=1,
+                         max_per_pool=2, timeout=5.0)  # fmt: skip
+        try:
+            await proxy.refuse()
+            await lane.start()  # nothing opens: not an error here
+            assert lane.connections(ORDERS) == 0
+            results = await asyncio.gather(*(
+                lane.request("POST", "/order", body_of(maker, creds, 4000 + 100 * i), creds=creds,
+                             address=maker.address, timestamp=1)
+                for i in range(3)
+            ), return_exceptions=True)  # fmt: skip
+            assert all(isinstance(r, VenueError) and r.kind == "not_sent" for r in results), results
+            assert all("cannot connect" in str(r) for r in results), results
+            assert lane.counts["no_connection"] == 3 and lane._opening[ORDERS] == 0
+        finally:
+            await lane.close()
+            await proxy.stop()
+
+    run(loop, test)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_connection_closed_after_its_handover_is_not_written_on(loop):
+    """A queued request is handed a connection that closes before the request runs again: it
+    fails as not sent (nothing was written), not as a timeout or an unknown outcome."""
+
+    async def test(ex: Exchange) -> None:
+        maker = OrderSigner(MAKER_KEY)
+        creds = await derive(ex, MAKER_KEY)
+        lane = OrderLane(ex.clob_url, order_connections=1, cancel_connections=1, max_per_pool=1, timeout=2.0)
+        try:
+            await lane.start()
+            taken = lane._idle(ORDERS)
+            assert taken is not None
+            waiting = asyncio.ensure_future(
+                lane.request("POST", "/order", body_of(maker, creds, 4000), creds=creds, address=maker.address,
+                             timestamp=1)
+            )  # fmt: skip
+            await asyncio.sleep(0)
+            assert lane.counts["queued"] == 1
+            lane._release(taken)  # handed to the waiting request...
+            taken._abort()  # ...and closed before it runs again
+            with pytest.raises(VenueError) as err:
+                await waiting
+            assert err.value.kind == "not_sent" and "before the write" in str(err.value)
+            assert lane.counts["requests"] == 0
+        finally:
+            await lane.close()
+
+    run(loop, test)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_connections_that_die_as_they_open_are_replaced_with_backoff(loop):
+    """A peer that accepts and closes at once: the lane keeps trying to refill its pools, but
+    backs off (up to a second) instead of reconnecting in a tight loop."""
+
+    async def test(ex: Exchange) -> None:
+        proxy = await Proxy(ex.clob_url).start()
+        lane = OrderLane(f"http://127.0.0.1:{proxy.port}", order_connections=1, cancel_connections=1, timeout=2.0)
+        try:
+            proxy.slam = True
+            await lane.start()
+            await asyncio.sleep(1.0)
+            assert 2 <= proxy.accepted <= 20, proxy.accepted  # ~5 per pool in a second; thousands without
+            assert lane.counts["refill_backoffs"] >= 2
+            proxy.slam = False
+            await wait_for(lambda: lane.connections(ORDERS) == 1 and lane.connections(CANCELS) == 1, timeout=5)
         finally:
             await lane.close()
             await proxy.stop()

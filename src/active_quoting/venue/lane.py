@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import logging
 import ssl as _ssl
+import sys
 from collections import Counter, deque
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -48,6 +50,9 @@ LANE_ENDPOINTS = ORDER_ENDPOINTS | CANCEL_ENDPOINTS
 
 ORDERS = "orders"
 CANCELS = "cancels"
+YOUNG_S = 1.0  # a connection lost this soon after opening, with no answer, died young
+REFILL_DELAY_MIN_S = 0.05
+REFILL_DELAY_MAX_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -73,12 +78,15 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._retry_after: str | None = None
         self._header_name = b""
+        self.answered = 0
+        self.opened_at = 0.0
 
     # -- asyncio.Protocol ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.alive = True
+        self.opened_at = asyncio.get_running_loop().time()
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None:
@@ -115,6 +123,7 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         reply = LaneReply(self.parser.get_status_code(), b"".join(self._body), self._retry_after)
+        self.answered += 1
         keep = self.parser.should_keep_alive()
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
@@ -193,7 +202,7 @@ class OrderLane:
         self.counts: Counter[str] = Counter()
         self._pools: dict[str, list[_Connection]] = {ORDERS: [], CANCELS: []}
         self._opening = {ORDERS: 0, CANCELS: 0}  # connections being opened: counted against the bound
-        self._offering = {ORDERS: 0, CANCELS: 0}  # of those, the ones for whichever request waits first
+        self._refill_delay = {ORDERS: 0.0, CANCELS: 0.0}  # grows while connections die young
         self._queued: dict[str, deque[asyncio.Future[_Connection]]] = {ORDERS: deque(), CANCELS: deque()}
         self._templates: dict[tuple[str, str, ApiCredentials, str], _Template] = {}
         self._tasks = TaskSet(_log)  # reconnections under way
@@ -213,7 +222,8 @@ class OrderLane:
             return
         self._started = True
         self._closed = False
-        opens = [self._offer(pool) for pool, n in self.minimum.items() for _ in range(n) if self._reserve(pool, True)]
+        opens = [self._tasks.spawn_now(self._offer(pool)) for pool, n in self.minimum.items() for _ in range(n)
+                 if self._reserve(pool)]  # fmt: skip
         opened = await asyncio.gather(*opens)
         if not all(opened):
             _log.warning("order lane: %d of %d connections did not open", opened.count(False), len(opened))
@@ -251,10 +261,12 @@ class OrderLane:
         conn = self._idle(pool)  # the usual case: no task, no timer, no await before the write
         if conn is None:
             try:
-                conn = await asyncio.wait_for(self._acquire(pool), self.timeout)
-            except asyncio.TimeoutError:
-                self.counts["timeout"] += 1
-                raise VenueError("not_sent", f"{method} {path}: no connection in {self.timeout}s") from None
+                conn = await self._acquire(pool, deadline)
+            except VenueError as err:
+                raise VenueError("not_sent", f"{method} {path}: {err.message}") from None
+            if not conn.alive or self._closed:  # it closed between its handover and this step
+                self._release(conn)
+                raise VenueError("not_sent", f"{method} {path}: its connection closed before the write")
         self.counts["requests"] += 1
         waiter = conn.send(data)
         self._keep_spare(pool)  # after the write: the next request's connection, opened meanwhile
@@ -297,45 +309,47 @@ class OrderLane:
                 return conn
         return None
 
-    def _reserve(self, pool: str, offered: bool) -> bool:
-        """Count a connection about to be opened against the pool's bound (before any await, so
-        concurrent requests cannot all pass the check); ``offered``: it goes to whoever waits."""
+    def _reserve(self, pool: str) -> bool:
+        """Count a connection about to be opened against the pool's bound, before any await, so
+        that concurrent requests cannot all pass the check."""
         if self._closed or len(self._pools[pool]) + self._opening[pool] >= self.max_per_pool:
             return False
         self._opening[pool] += 1
-        self._offering[pool] += offered
+        return True
+
+    def _offer_one(self, pool: str, spare: bool = False) -> bool:
+        """Open one more connection, for whichever request waits first (else it stays idle), if
+        the bound allows. Its task starts at once: a close that cancels it finds it inside its
+        ``try`` (the reservation is always given back)."""
+        if not self._reserve(pool):
+            return False
+        self._tasks.spawn_now(self._offer(pool, spare))
         return True
 
     def _keep_spare(self, pool: str) -> None:
         """A request took a connection: if none of the pool is idle now and none is on its way,
         open one more in the background, for the next request."""
-        if self._offering[pool]:
+        if self._opening[pool]:
             return
         for conn in self._pools[pool]:
             if conn.alive and not conn.busy:
                 return
-        if self._reserve(pool, offered=True):
-            self._tasks.spawn(self._offer(pool, spare=True))
+        self._offer_one(pool, spare=True)
 
     async def _offer(self, pool: str, spare: bool = False) -> bool:
-        """Open a reserved connection for whoever waits first (else it stays idle). When it
-        cannot open and nothing else is on its way while the pool is below its bound, the
-        requests waiting for it fail now with the connect error (each would have connected for
-        itself and failed so): an unreachable venue is not waited out to the timeout."""
-        failed: VenueError | None = None
+        """Open a reserved connection and hand it to the first request waiting (``_release``).
+        When it cannot open and nothing else is on its way, the requests waiting fail now with
+        the connect error: an unreachable venue is not waited out to the timeout."""
         try:
-            await self._open(pool)
+            conn = await self._open(pool)
         except VenueError as err:
-            failed = err
-        finally:
-            self._offering[pool] -= 1
-        if failed is not None:
-            _log.warning("order lane: a %s connection did not open: %s", pool, failed)
-            if not self._offering[pool] and len(self._pools[pool]) + self._opening[pool] < self.max_per_pool:
-                self._fail_queued(pool, failed)
+            _log.warning("order lane: a connection of the %s pool did not open: %s", pool, err)
+            if not self._opening[pool]:
+                self._fail_queued(pool, err)
             return False
         if spare:
             self.counts["spares"] += 1
+        self._release(conn)
         return True
 
     def _fail_queued(self, pool: str, err: VenueError) -> None:
@@ -345,23 +359,35 @@ class OrderLane:
             if not fut.done():
                 fut.set_exception(err)
 
-    async def _acquire(self, pool: str) -> _Connection:
+    async def _acquire(self, pool: str, deadline: float) -> _Connection:
+        """A connection for a request that found none idle: whichever comes first, one freed by
+        another request or one opened for it (one open under way per waiting request, within
+        the bound). Fails with the connect error when none can open, or at ``deadline``."""
         idle = self._idle(pool)
         if idle is not None:
             return idle
-        if not self._offering[pool] and self._reserve(pool, offered=False):
-            # nothing on its way: connect for this request (an unreachable venue fails it now)
-            return await self._open(pool, claim=True)
-        # whichever comes first: a connection freed (``_release``) or the one on its way (``_offer``)
+        waiters = self._queued[pool]
         fut: asyncio.Future[_Connection] = asyncio.get_running_loop().create_future()
-        self._queued[pool].append(fut)
+        waiters.append(fut)
         self.counts["queued"] += 1
+        if self._opening[pool] < len(waiters):
+            self._offer_one(pool)
+        timer = asyncio.get_running_loop().call_at(deadline, _no_connection, fut, self.timeout)
         try:
             return await fut
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled() and fut.exception() is None:
                 self._release(fut.result())  # handed over as this request gave up: not lost
             raise
+        except VenueError:
+            self.counts["no_connection"] += 1
+            raise
+        finally:
+            timer.cancel()
+            if not fut.done():
+                fut.cancel()
+            with contextlib.suppress(ValueError):
+                waiters.remove(fut)
 
     def _release(self, conn: _Connection) -> None:
         conn.busy = False
@@ -375,52 +401,57 @@ class OrderLane:
                 fut.set_result(conn)
                 return
         pool = self._pools[conn.pool]
-        if pool[-1] is not conn and conn in pool:
+        if conn in pool and pool[-1] is not conn:
             pool.remove(conn)
             pool.append(conn)  # most recently used last
 
-    async def _open(self, pool: str, claim: bool = False) -> _Connection:
-        """Open one connection into ``pool``, its place reserved by the caller (``_reserve``):
-        taken by the caller (``claim``), or else handed to a request queued meanwhile, or left
-        idle."""
+    async def _open(self, pool: str) -> _Connection:
+        """Open one connection into ``pool`` (its place reserved by ``_reserve``), busy: the
+        caller hands it on."""
         loop = asyncio.get_running_loop()
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(
+            async with _timeout_at(loop.time() + self.timeout):
+                _, conn = await loop.create_connection(
                     lambda: _Connection(self, pool),
                     self.host,
                     self.port,
                     ssl=self.ssl,
                     server_hostname=self.host if self.ssl else None,
-                ),
-                self.timeout,
-            )
+                )
         except (OSError, asyncio.TimeoutError) as exc:
             self.counts["connect_failed"] += 1
             raise VenueError("not_sent", f"order lane: cannot connect to {self.host}:{self.port}: {exc!r}") from None
         finally:
             self._opening[pool] -= 1
-        if self._closed:
+        if self._closed or not conn.alive:  # closed meanwhile (the lane, or the peer at once)
+            conn.alive = False
             conn._abort()
-            raise VenueError("not_sent", "order lane closed")
+            raise VenueError("not_sent", "order lane closed" if self._closed else "closed by the peer on connect")
+        conn.busy = True
         self.counts["opened"] += 1
         self._pools[pool].append(conn)
-        if claim:
-            conn.busy = True
-        else:
-            self._release(conn)
         return conn
 
     def _lost(self, conn: _Connection) -> None:
         pool = self._pools[conn.pool]
-        if conn in pool:
-            pool.remove(conn)
+        if conn not in pool:
+            return  # never pooled (closed as it connected) or already dropped
+        pool.remove(conn)
         self.counts["lost"] += 1
+        # One that dies young without an answer (a venue or proxy refusing us after the accept)
+        # is not replaced at once, again and again: the refill backs off, up to a second.
+        delay = self._refill_delay[conn.pool]
+        young = not conn.answered and asyncio.get_running_loop().time() - conn.opened_at < YOUNG_S
+        self._refill_delay[conn.pool] = min(REFILL_DELAY_MAX_S, max(REFILL_DELAY_MIN_S, 2 * delay)) if young else 0.0
         if not self._closed:
             self._tasks.spawn(self._refill(conn.pool))
 
     async def _refill(self, pool: str) -> None:
-        while len(self._pools[pool]) + self._opening[pool] < self.minimum[pool] and self._reserve(pool, offered=True):
+        delay = self._refill_delay[pool]
+        if delay:
+            self.counts["refill_backoffs"] += 1
+            await asyncio.sleep(delay)
+        while len(self._pools[pool]) + self._opening[pool] < self.minimum[pool] and self._reserve(pool):
             if not await self._offer(pool):
                 return
             self.counts["reconnected"] += 1
@@ -429,6 +460,38 @@ class OrderLane:
 def _expire(waiter: asyncio.Future[LaneReply]) -> None:
     if not waiter.done():
         waiter.set_exception(asyncio.TimeoutError())
+
+
+def _no_connection(fut: asyncio.Future[_Connection], timeout: float) -> None:
+    if not fut.done():
+        fut.set_exception(VenueError("not_sent", f"no connection in {timeout}s"))
+
+
+if sys.version_info >= (3, 11):
+    _timeout_at = asyncio.timeout_at  # cancellation stays the task's own (3.11's wait_for can swallow it)
+else:  # pragma: no cover - Python 3.10
+
+    @contextlib.asynccontextmanager
+    async def _timeout_at(when: float):  # type: ignore[no-untyped-def]
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        fired = False
+
+        def fire() -> None:
+            nonlocal fired
+            fired = True
+            task.cancel()
+
+        handle = loop.call_at(when, fire)
+        try:
+            yield
+        except asyncio.CancelledError:
+            if fired:
+                raise asyncio.TimeoutError() from None
+            raise
+        finally:
+            handle.cancel()
 
 
 __all__ = ["OrderLane", "LaneReply", "LANE_ENDPOINTS", "ORDER_ENDPOINTS", "CANCEL_ENDPOINTS", "ORDERS", "CANCELS"]
