@@ -11,8 +11,8 @@ import contextlib
 import hashlib
 import random
 import struct
-from types import SimpleNamespace
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 
 import pytest
 import uvloop

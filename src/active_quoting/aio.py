@@ -156,5 +156,12 @@ class TaskSet:
         for task in list(self._tasks):
             task.cancel()
 
+    async def cancel_and_wait(self) -> None:
+        """Cancel every task and wait until each has finished unwinding (its ``finally`` run)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def __len__(self) -> int:
         return len(self._tasks)

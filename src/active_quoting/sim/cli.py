@@ -214,8 +214,8 @@ def _soak(args: argparse.Namespace, cfg: Any) -> int:
     print(f"fills {r['fills']}  net {_f(r['net_attribution'])}  realized {_f(r['realized_pnl'])}  capture "
           f"{_f(r['spread_capture'])}  rebates {_f(r['estimated_rebate'])}  adverse {_f(r['adverse_selection'])}  "
           f"(fills digest {summary['fills_digest']})")  # fmt: skip
-    print("per simulated hour: rss MB / live heap k-blocks / quote-pass us: " + "  ".join(
-        f"{h['hour']}h {h['rss_mb']:.0f}/{h['heap_kblocks']:.0f}/{h['pass_cpu_us']:.0f}" for h in summary["hours"]))  # fmt: skip
+    hours = (f"{h['hour']}h {h['rss_mb']:.0f}/{h['heap_kblocks']:.0f}/{h['pass_cpu_us']:.0f}" for h in summary["hours"])
+    print("per simulated hour: rss MB / live heap k-blocks / quote-pass us: " + "  ".join(hours))
     status = "all held" if inv["ok"] else "VIOLATED"
     counts = "  ".join(f"{k} {v}" for k, v in inv["violations"].items())
     print(f"invariants ({inv['checks']} checks): {status}  {counts}")

@@ -15,10 +15,12 @@ and credentials (host, content type, address, API key, passphrase), then the tim
 HMAC over the exact body bytes, the length and the body. The lane knows nothing of what the
 answer means: it returns the status, the raw body and ``Retry-After``; the caller classifies
 (``venue.errors.classify``) exactly as for any other request. A connection the peer closes is
-dropped and its pool refilled in the background; a request on a connection that dies, or one
-that cannot connect, fails as ``network``; one without an answer in ``timeout`` seconds fails as
-``timeout`` (both unknown outcomes for a submit), and its connection is closed, since a late
-answer on it would be read as the next request's.
+dropped and its pool refilled in the background (backing off while connections die young). A
+request that gets no connection (none opens, or none frees up within ``timeout``) fails as
+``not_sent``: nothing was written. One on a connection that dies fails as ``network``; one
+without an answer ``timeout`` seconds after its write fails as ``timeout`` (both unknown outcomes
+for a submit), and its connection is closed, since a late answer on it would be read as the next
+request's.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import hashlib
 import hmac
 import logging
 import ssl as _ssl
-import sys
 from collections import Counter, deque
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -80,6 +81,7 @@ class _Connection(asyncio.Protocol):
         self._header_name = b""
         self.answered = 0
         self.opened_at = 0.0
+        self.aborted = False  # closed by us (a timeout, an unsolicited answer), not by the peer
 
     # -- asyncio.Protocol ----------------------------------------------------------------
 
@@ -147,6 +149,7 @@ class _Connection(asyncio.Protocol):
 
     def _abort(self) -> None:
         # Out of the pool at once: connection_lost comes a loop turn later.
+        self.aborted = True
         if self.alive:
             self.alive = False
             self.lane._lost(self)
@@ -224,13 +227,14 @@ class OrderLane:
         self._closed = False
         opens = [self._tasks.spawn_now(self._offer(pool)) for pool, n in self.minimum.items() for _ in range(n)
                  if self._reserve(pool)]  # fmt: skip
-        opened = await asyncio.gather(*opens)
-        if not all(opened):
-            _log.warning("order lane: %d of %d connections did not open", opened.count(False), len(opened))
+        opened = await asyncio.gather(*opens, return_exceptions=True)  # a close meanwhile cancels them
+        failed = sum(1 for ok in opened if ok is not True)
+        if failed:
+            _log.warning("order lane: %d of %d connections did not open", failed, len(opened))
 
     async def close(self) -> None:
         self._closed = True
-        self._tasks.cancel()
+        await self._tasks.cancel_and_wait()  # opens under way give their places back first
         for pool in self._pools.values():
             for conn in list(pool):
                 conn.alive = False
@@ -257,11 +261,10 @@ class OrderLane:
         data = self._encode(method, path, body, creds, address, timestamp)
         pool = CANCELS if method == "DELETE" else ORDERS
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
         conn = self._idle(pool)  # the usual case: no task, no timer, no await before the write
         if conn is None:
             try:
-                conn = await self._acquire(pool, deadline)
+                conn = await self._acquire(pool, loop.time() + self.timeout)
             except VenueError as err:
                 raise VenueError("not_sent", f"{method} {path}: {err.message}") from None
             if not conn.alive or self._closed:  # it closed between its handover and this step
@@ -270,7 +273,8 @@ class OrderLane:
         self.counts["requests"] += 1
         waiter = conn.send(data)
         self._keep_spare(pool)  # after the write: the next request's connection, opened meanwhile
-        timer = loop.call_at(deadline, _expire, waiter)
+        # the answer gets the whole timeout from the write, however long the wait for a connection
+        timer = loop.call_at(loop.time() + self.timeout, _expire, waiter)
         try:
             reply = await waiter
         except asyncio.TimeoutError:
@@ -338,14 +342,15 @@ class OrderLane:
 
     async def _offer(self, pool: str, spare: bool = False) -> bool:
         """Open a reserved connection and hand it to the first request waiting (``_release``).
-        When it cannot open and nothing else is on its way, the requests waiting fail now with
-        the connect error: an unreachable venue is not waited out to the timeout."""
+        When it cannot open, with nothing else on its way and no open connection that could
+        free up, the requests waiting fail now with the connect error: an unreachable venue is
+        not waited out to the timeout."""
         try:
             conn = await self._open(pool)
         except VenueError as err:
             _log.warning("order lane: a connection of the %s pool did not open: %s", pool, err)
-            if not self._opening[pool]:
-                self._fail_queued(pool, err)
+            if not self._opening[pool] and not self._pools[pool]:
+                self._fail_queued(pool, err)  # nothing on its way, nothing to free up: fail now
             return False
         if spare:
             self.counts["spares"] += 1
@@ -410,7 +415,8 @@ class OrderLane:
         caller hands it on."""
         loop = asyncio.get_running_loop()
         try:
-            async with _timeout_at(loop.time() + self.timeout):
+            # (not wait_for: on 3.11 it returns a connect that finished as the task was cancelled)
+            async with asyncio.timeout_at(loop.time() + self.timeout):
                 _, conn = await loop.create_connection(
                     lambda: _Connection(self, pool),
                     self.host,
@@ -438,12 +444,14 @@ class OrderLane:
             return  # never pooled (closed as it connected) or already dropped
         pool.remove(conn)
         self.counts["lost"] += 1
-        # One that dies young without an answer (a venue or proxy refusing us after the accept)
-        # is not replaced at once, again and again: the refill backs off, up to a second.
+        # One the peer closes young without an answer (a venue or proxy refusing us after the
+        # accept) is not replaced at once, again and again: the refill backs off, up to a second.
         delay = self._refill_delay[conn.pool]
-        young = not conn.answered and asyncio.get_running_loop().time() - conn.opened_at < YOUNG_S
+        young = not conn.answered and not conn.aborted and asyncio.get_running_loop().time() - conn.opened_at < YOUNG_S
         self._refill_delay[conn.pool] = min(REFILL_DELAY_MAX_S, max(REFILL_DELAY_MIN_S, 2 * delay)) if young else 0.0
         if not self._closed:
+            while len(self._queued[conn.pool]) > self._opening[conn.pool] and self._offer_one(conn.pool):
+                pass  # the room it leaves goes to the requests waiting, at once
             self._tasks.spawn(self._refill(conn.pool))
 
     async def _refill(self, pool: str) -> None:
@@ -465,33 +473,6 @@ def _expire(waiter: asyncio.Future[LaneReply]) -> None:
 def _no_connection(fut: asyncio.Future[_Connection], timeout: float) -> None:
     if not fut.done():
         fut.set_exception(VenueError("not_sent", f"no connection in {timeout}s"))
-
-
-if sys.version_info >= (3, 11):
-    _timeout_at = asyncio.timeout_at  # cancellation stays the task's own (3.11's wait_for can swallow it)
-else:  # pragma: no cover - Python 3.10
-
-    @contextlib.asynccontextmanager
-    async def _timeout_at(when: float):  # type: ignore[no-untyped-def]
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-        fired = False
-
-        def fire() -> None:
-            nonlocal fired
-            fired = True
-            task.cancel()
-
-        handle = loop.call_at(when, fire)
-        try:
-            yield
-        except asyncio.CancelledError:
-            if fired:
-                raise asyncio.TimeoutError() from None
-            raise
-        finally:
-            handle.cancel()
 
 
 __all__ = ["OrderLane", "LaneReply", "LANE_ENDPOINTS", "ORDER_ENDPOINTS", "CANCEL_ENDPOINTS", "ORDERS", "CANCELS"]
