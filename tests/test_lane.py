@@ -22,7 +22,7 @@ import uvloop
 
 from active_quoting.exchange.server import Exchange
 from active_quoting.venue.errors import VenueError
-from active_quoting.venue.lane import CANCELS, ORDERS, OrderLane
+from active_quoting.venue.lane import CANCELS, ORDERS, LaneReply, OrderLane
 from active_quoting.venue.orders import build_order, encode, order_body
 from active_quoting.venue.rest import RestClient
 from active_quoting.venue.signing import OrderSigner
@@ -758,5 +758,83 @@ def test_a_close_during_start_returns_quietly_and_gives_every_place_back(loop):
         finally:
             await lane.close()
             server.close()
+
+    run(loop, test)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_connection_whose_transport_is_closing_is_not_written_on(loop):
+    """The venue closed an idle connection: its transport is closing and connection_lost is a
+    loop turn away. A request in that window goes out on another connection (its bytes would
+    be dropped on the closing one and the submit read as an unknown outcome); the end of stream
+    itself takes a connection out of the pool at once."""
+
+    async def test(ex: Exchange) -> None:
+        maker = OrderSigner(MAKER_KEY)
+        creds = await derive(ex, MAKER_KEY)
+        lane = OrderLane(ex.clob_url, order_connections=2, cancel_connections=1, timeout=2.0)
+        try:
+            await lane.start()
+            first, second = lane._pools[ORDERS]
+            first.transport.close()  # type: ignore[union-attr]  # closing; connection_lost not yet run
+            assert first.alive and not first.usable()
+            reply = await lane.request("POST", "/order", body_of(maker, creds, 4000), creds=creds,
+                                       address=maker.address, timestamp=1)  # fmt: skip
+            assert reply.status == 200 and second.answered == 1
+            assert second.eof_received() is False  # the peer's end of stream, as the transport reports it
+            assert not second.alive and second not in lane._pools[ORDERS] and lane.counts["lost"] >= 1
+        finally:
+            await lane.close()
+
+    run(loop, test)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_cancelled_close_has_already_closed_everything(loop):
+    """close() tears down first and only then waits for the lane's background tasks: cancelled
+    while it waits (a shutdown deadline), every connection is already closed and no request is
+    left waiting."""
+
+    async def test(ex: Exchange) -> None:
+        lane = OrderLane(ex.clob_url, order_connections=2, cancel_connections=2, timeout=2.0)
+        await lane.start()
+        transports = [c.transport for pool in (ORDERS, CANCELS) for c in lane._pools[pool]]
+        lane._tasks.spawn(asyncio.sleep(10))  # a background task slow to unwind
+        closing = asyncio.ensure_future(lane.close())
+        await asyncio.sleep(0)
+        closing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        assert len(transports) == 4 and all(t is not None and t.is_closing() for t in transports)
+        assert lane.connections(ORDERS) == lane.connections(CANCELS) == 0
+        await lane.close()
+
+    run(loop, test)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_request_waits_for_a_connection_no_longer_than_the_acquire_timeout(loop):
+    """One connection, held by a slow answer: the next request gives up after acquire_timeout,
+    as not sent (a decision that old is re-decided, not sent late)."""
+
+    async def test(ex: Exchange) -> None:
+        maker = OrderSigner(MAKER_KEY)
+        creds = await derive(ex, MAKER_KEY)
+        lane = OrderLane(ex.clob_url, order_connections=1, cancel_connections=1, max_per_pool=1, timeout=3.0,
+                         acquire_timeout=0.2)  # fmt: skip
+        try:
+            await lane.start()
+            ex.faults.timeout_after_place, ex.faults.hold_seconds = 1, 0.6
+            replies = await asyncio.gather(*(
+                lane.request("POST", "/order", body_of(maker, creds, 4000 + 100 * i), creds=creds,
+                             address=maker.address, timestamp=1)
+                for i in range(2)
+            ), return_exceptions=True)  # fmt: skip
+            assert isinstance(replies[0], LaneReply) and replies[0].status == 200
+            err = replies[1]
+            assert isinstance(err, VenueError) and err.kind == "not_sent" and "no connection in 0.2s" in str(err)
+            assert lane.counts["no_connection"] == 1 and lane.counts["requests"] == 1
+        finally:
+            await lane.close()
 
     run(loop, test)

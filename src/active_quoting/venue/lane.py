@@ -103,6 +103,19 @@ class _Connection(asyncio.Protocol):
             self._fail(VenueError("network", f"unreadable answer: {exc}"))
             self._abort()
 
+    def eof_received(self) -> bool:
+        """The venue closed its side (an idle keep-alive timed out, say): out of the pool now,
+        not at ``connection_lost`` a turn later, so no request is written into the closing
+        transport (its bytes would be dropped and the submit read as an unknown outcome)."""
+        if self.alive:
+            self.alive = False
+            self.lane._lost(self)
+        return False  # close; connection_lost fails an answer still awaited
+
+    def usable(self) -> bool:
+        transport = self.transport
+        return self.alive and transport is not None and not transport.is_closing() and not self.lane._closed
+
     def connection_lost(self, exc: Exception | None) -> None:
         was_alive, self.alive = self.alive, False
         if self._waiter is not None:
@@ -176,7 +189,9 @@ class OrderLane:
 
     ``order_connections`` and ``cancel_connections`` are opened by :meth:`start` and kept open
     (refilled after a close); each pool grows towards ``max_per_pool`` a connection ahead of
-    need (a spare). ``ssl``: a context for ``https`` URLs (default: the system's verified context)."""
+    need (a spare). A request that finds no connection waits at most ``acquire_timeout`` (capped
+    by ``timeout``): an order decided that long ago is better re-decided than sent. ``ssl``: a
+    context for ``https`` URLs (default: the system's verified context)."""
 
     def __init__(
         self,
@@ -186,6 +201,7 @@ class OrderLane:
         order_connections: int = 2,
         cancel_connections: int = 2,
         max_per_pool: int = 8,
+        acquire_timeout: float = 1.0,
         ssl: _ssl.SSLContext | None = None,
     ) -> None:
         url = urlsplit(base_url)
@@ -200,6 +216,7 @@ class OrderLane:
         if url.scheme == "https":
             self.ssl = ssl if ssl is not None else _ssl.create_default_context()
         self.timeout = timeout
+        self.acquire_timeout = min(acquire_timeout, timeout)
         self.minimum = {ORDERS: max(1, order_connections), CANCELS: max(1, cancel_connections)}
         self.max_per_pool = max(max_per_pool, *self.minimum.values())
         self.counts: Counter[str] = Counter()
@@ -211,6 +228,7 @@ class OrderLane:
         self._tasks = TaskSet(_log)  # reconnections under way
         self._started = False
         self._closed = False
+        self._closing: asyncio.Event | None = None  # set when a close() under way has finished
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -221,6 +239,8 @@ class OrderLane:
     async def start(self) -> None:
         """Open the minimum connections of both pools. A venue that cannot be reached now is
         not an error here: the first request retries the connection and fails as ``network``."""
+        if self._closing is not None:
+            await self._closing.wait()  # a close under way finishes first
         if self.started:
             return
         self._started = True
@@ -228,21 +248,29 @@ class OrderLane:
         opens = [self._tasks.spawn_now(self._offer(pool)) for pool, n in self.minimum.items() for _ in range(n)
                  if self._reserve(pool)]  # fmt: skip
         opened = await asyncio.gather(*opens, return_exceptions=True)  # a close meanwhile cancels them
-        failed = sum(1 for ok in opened if ok is not True)
-        if failed:
+        failed = opened.count(False)
+        if failed and not self._closed:
             _log.warning("order lane: %d of %d connections did not open", failed, len(opened))
 
     async def close(self) -> None:
+        """Close every connection and fail what waits for one, at once; then wait for the opens
+        under way to give their places back (a cancelled close has already torn down)."""
         self._closed = True
-        await self._tasks.cancel_and_wait()  # opens under way give their places back first
-        for pool in self._pools.values():
-            for conn in list(pool):
-                conn.alive = False
-                conn._fail(VenueError("network", "order lane closed"))
-                conn._abort()
-            pool.clear()
-        for pool in self._queued:
-            self._fail_queued(pool, VenueError("network", "order lane closed"))
+        closing = self._closing = asyncio.Event()
+        try:
+            for pool in self._pools.values():
+                for conn in list(pool):
+                    conn.alive = False
+                    conn._fail(VenueError("network", "order lane closed"))
+                    conn._abort()
+                pool.clear()
+            for pool in self._queued:
+                self._fail_queued(pool, VenueError("network", "order lane closed"))
+            await self._tasks.cancel_and_wait()  # an open that lands meanwhile sees the lane closed
+        finally:
+            closing.set()
+            if self._closing is closing:
+                self._closing = None
 
     def connections(self, pool: str) -> int:
         """Open connections in a pool (``ORDERS`` or ``CANCELS``)."""
@@ -264,10 +292,10 @@ class OrderLane:
         conn = self._idle(pool)  # the usual case: no task, no timer, no await before the write
         if conn is None:
             try:
-                conn = await self._acquire(pool, loop.time() + self.timeout)
+                conn = await self._acquire(pool, loop.time() + self.acquire_timeout)
             except VenueError as err:
                 raise VenueError("not_sent", f"{method} {path}: {err.message}") from None
-            if not conn.alive or self._closed:  # it closed between its handover and this step
+            if not conn.usable():  # it closed between its handover and this step
                 self._release(conn)
                 raise VenueError("not_sent", f"{method} {path}: its connection closed before the write")
         self.counts["requests"] += 1
@@ -308,7 +336,7 @@ class OrderLane:
         every connection is used in turn, so none sits idle long enough for the venue's side to
         close it just as a request is written on it."""
         for conn in self._pools[pool]:
-            if conn.alive and not conn.busy:
+            if not conn.busy and conn.usable():
                 conn.busy = True
                 return conn
         return None
@@ -357,6 +385,10 @@ class OrderLane:
         self._release(conn)
         return True
 
+    def _waiting(self, pool: str) -> int:
+        """Requests still waiting for a connection (a timed-out one leaves at its next step)."""
+        return sum(1 for fut in self._queued[pool] if not fut.done())
+
     def _fail_queued(self, pool: str, err: VenueError) -> None:
         waiters = self._queued[pool]
         while waiters:
@@ -375,9 +407,9 @@ class OrderLane:
         fut: asyncio.Future[_Connection] = asyncio.get_running_loop().create_future()
         waiters.append(fut)
         self.counts["queued"] += 1
-        if self._opening[pool] < len(waiters):
+        if self._opening[pool] < self._waiting(pool):
             self._offer_one(pool)
-        timer = asyncio.get_running_loop().call_at(deadline, _no_connection, fut, self.timeout)
+        timer = asyncio.get_running_loop().call_at(deadline, _no_connection, fut, self.acquire_timeout)
         try:
             return await fut
         except asyncio.CancelledError:
@@ -450,7 +482,7 @@ class OrderLane:
         young = not conn.answered and not conn.aborted and asyncio.get_running_loop().time() - conn.opened_at < YOUNG_S
         self._refill_delay[conn.pool] = min(REFILL_DELAY_MAX_S, max(REFILL_DELAY_MIN_S, 2 * delay)) if young else 0.0
         if not self._closed:
-            while len(self._queued[conn.pool]) > self._opening[conn.pool] and self._offer_one(conn.pool):
+            while self._waiting(conn.pool) > self._opening[conn.pool] and self._offer_one(conn.pool):
                 pass  # the room it leaves goes to the requests waiting, at once
             self._tasks.spawn(self._refill(conn.pool))
 
