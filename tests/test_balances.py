@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from active_quoting.clock import ManualClock
-from active_quoting.model import BUY, SELL, OrderIntent, PendingOrder
+from active_quoting.model import BUY, SELL, Fill, OrderIntent, PendingOrder
 from active_quoting.strategy.balances import COLLATERAL, Asset, Balances, Difference, QuoteCaps
 from active_quoting.strategy.inventory import InventoryManager
 from active_quoting.venue.orders import build_order
@@ -214,3 +214,47 @@ def test_a_pass_budget_gives_each_market_what_its_own_caps_say_across_spenders()
     assert budget.caps("0xa") == QuoteCaps(PAPER - 450 * SH, 50 * SH, 30 * SH)
     budget.spend([OrderIntent("0xb", "3", BUY, 5000, 100 * SH, "bid", 5000)])
     assert budget.caps("0xa").buy_usdc == PAPER - 500 * SH and budget.caps("0xc").buy_usdc == 500 * SH
+
+
+@pytest.mark.asyncio
+async def test_many_markets_are_read_within_the_venue_limit_what_matters_first(ex):
+    """Twelve markets (24 tokens) and four reads a refresh: the collateral every time, the tokens
+    never read first, in turn; then a token holding shares at every refresh and the others in
+    turn, least recently read first; never more than four reads a refresh."""
+    from exchange_peer import MAKER_KEY, derive
+
+    from active_quoting.venue.signing import OrderSigner
+
+    maker = OrderSigner(MAKER_KEY)
+    rest = RestClient(ex.clob_url, maker, await derive(ex, MAKER_KEY))
+    clock = ManualClock(1_000.0)
+    try:
+        b = Balances(rest, clock, max_reads=4)
+        tokens = [f"{9_000 + i}" for i in range(24)]
+        for i in range(12):
+            b.register_market(f"0x{i:02x}", tokens[2 * i], tokens[2 * i + 1], spender=EXCHANGE)
+        held = tokens[5]
+        ex.engine.credit(maker.address, token=held, shares=7 * SH)
+        seen: list[set[str]] = []
+        for _ in range(12):
+            before = {t: b.assets[t].read_at for t in tokens}
+            clock.advance(10)
+            assert await b.refresh() == 4  # the collateral and three tokens
+            seen.append({t for t in tokens if b.assets[t].read_at != before[t]})
+        assert seen[:8] == [set(tokens[3 * i : 3 * i + 3]) for i in range(8)]  # every token once, in turn
+        assert b.balance(held) == 7 * SH
+        assert all(held in s for s in seen[8:])  # holding shares: read at every refresh
+        rotated = [t for s in seen[8:] for t in s if t != held]
+        assert sorted(rotated, key=tokens.index) == [t for t in tokens[:9] if t != held]  # the oldest reads
+        assert b.reads_deferred == 12 * (24 - 3)
+        # a fill of ours in the last market: its tokens are read at every refresh from now on
+        assert b.apply_fill(Fill("t1", "o1", "0x0b", tokens[22], BUY, 5000, 2 * SH, "MATCHED", 0))
+        for _ in range(2):
+            before = {t: b.assets[t].read_at for t in tokens}
+            clock.advance(10)
+            await b.refresh()
+            assert {t for t in tokens if b.assets[t].read_at != before[t]} == {held, tokens[22], tokens[23]}
+        with pytest.raises(ValueError, match="max_reads"):
+            Balances(rest, clock, max_reads=1)
+    finally:
+        await rest.close()

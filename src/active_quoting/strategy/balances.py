@@ -59,6 +59,9 @@ COLLATERAL = "collateral"  # the asset key of the collateral balance (tokens are
 SETTLED = (MINED, CONFIRMED)
 DEFAULT_TOLERANCE = 10_000  # micro-shares (0.01 share, the venue's size step)
 READ_CONCURRENCY = 4  # balance reads in flight at once (the venue allows 200 per 10 s)
+# Assets one refresh reads at most (the bot refreshes every 10 s): well inside the venue's 200 per
+# 10 s, with room for a shared account's other tools. 16 markets' current and next windows are 65.
+READS_PER_REFRESH = 100
 
 
 class BalanceSource(Protocol):
@@ -141,6 +144,7 @@ class Balances:
         tolerance: int = DEFAULT_TOLERANCE,
         signature_type: int | None = None,
         publish: Callable[..., None] | None = None,
+        max_reads: int = READS_PER_REFRESH,
     ) -> None:
         """``publish``: called after each read as ``publish(asset, balance, allowances,
         market=slug)`` (``Metrics.set_balance``)."""
@@ -149,6 +153,9 @@ class Balances:
         self.tolerance = tolerance
         self.signature_type = signature_type
         self.publish = publish
+        if max_reads < 2:
+            raise ValueError(f"max_reads must be at least 2 (the collateral and a token), got {max_reads}")
+        self.max_reads = max_reads
         self.assets: dict[str, Asset] = {COLLATERAL: Asset()}
         self._markets: dict[str, _Market] = {}
         self._token_market: dict[str, str] = {}
@@ -157,6 +164,7 @@ class Balances:
         self._market_fills: dict[str, list[tuple[str, str]]] = {}
         self.reads = 0
         self.read_errors = 0
+        self.reads_deferred = 0  # token reads a refresh left to the next ones (max_reads)
         self.fills_applied = 0
 
     # -- markets ------------------------------------------------------------------------
@@ -202,10 +210,17 @@ class Balances:
     # -- reads --------------------------------------------------------------------------
 
     async def refresh(self, tokens: Iterable[str] | None = None) -> int:
-        """Read the collateral and every registered token (or only ``tokens``) from the venue,
+        """Read the collateral and the registered tokens (or only ``tokens``) from the venue,
         at most :data:`READ_CONCURRENCY` at once. A failed read keeps the previous value and is
-        counted (``read_errors``), never raised. Returns how many reads succeeded."""
-        wanted: Sequence[str] = [COLLATERAL, *(tokens if tokens is not None else self._token_market)]
+        counted (``read_errors``), never raised. Returns how many reads succeeded.
+
+        With more tokens registered than one refresh may read (``max_reads``, the collateral
+        included), those that matter go first - never read (a window's allowances are unknown
+        until then), holding shares, or in a market with fills of ours - then the least
+        recently read: every token is read within a few refreshes, and many markets do not make
+        the bot break the venue's limit."""
+        chosen = list(tokens) if tokens is not None else self._due(self.max_reads - 1)
+        wanted: Sequence[str] = [COLLATERAL, *chosen]
         gate = asyncio.Semaphore(READ_CONCURRENCY)
 
         async def one(asset: str) -> bool:
@@ -214,6 +229,22 @@ class Balances:
 
         done = await asyncio.gather(*(one(a) for a in wanted))
         return sum(done)
+
+    def _due(self, n: int) -> list[str]:
+        """The ``n`` registered tokens a refresh reads (all of them when they fit)."""
+        tokens = list(self._token_market)
+        if len(tokens) <= n:
+            return tokens
+        assets, traded, market_of = self.assets, self._market_fills, self._token_market
+
+        def urgency(token: str) -> tuple[int, float]:
+            # never read, holding shares, or in a market we traded (where our fills and the
+            # venue can disagree): read first; then the least recently read
+            a = assets[token]
+            return (0 if not a.read_at or a.balance or market_of[token] in traded else 1), a.read_at
+
+        self.reads_deferred += len(tokens) - n
+        return sorted(tokens, key=urgency)[:n]
 
     async def _read(self, asset: str) -> bool:
         entry = self.assets.get(asset)
