@@ -221,9 +221,8 @@ async def test_many_markets_are_read_within_the_venue_limit_what_matters_first(e
     """Twelve markets (24 tokens) and four reads a refresh: the collateral every time, the tokens
     never read first, in turn; then a token holding shares at every refresh and the others in
     turn, least recently read first; never more than four reads a refresh."""
-    from exchange_peer import MAKER_KEY, derive
-
     from active_quoting.venue.signing import OrderSigner
+    from exchange_peer import MAKER_KEY, derive
 
     maker = OrderSigner(MAKER_KEY)
     rest = RestClient(ex.clob_url, maker, await derive(ex, MAKER_KEY))
