@@ -59,6 +59,15 @@ def bid(maker: OrderSigner, price: int) -> Any:
     return build_order(maker, UP, 0, price, 10 * SH, 100)
 
 
+def body_of(maker: OrderSigner, creds: Any, price: int) -> bytes:
+    return encode(order_body(bid(maker, price), creds.api_key))
+
+
+def place(lane: OrderLane, maker: OrderSigner, creds: Any, price: int) -> Awaitable[Any]:
+    """One bid of ten Up at ``price`` through the lane's order pool."""
+    return lane.request("POST", "/order", body_of(maker, creds, price), creds=creds, address=maker.address, timestamp=1)
+
+
 class Proxy:
     """A TCP relay on loopback in front of the exchange (optionally terminating TLS) that counts
     the connections it accepts and can drop them all, or kill the next request's connection
@@ -410,10 +419,7 @@ def test_a_pool_keeps_a_spare_so_the_next_request_pays_no_handshake(loop):
         lane = OrderLane(ex.clob_url, order_connections=1, cancel_connections=1, max_per_pool=3, timeout=3.0)
 
         def post(price: int) -> asyncio.Task:
-            body = encode(order_body(bid(maker, price), creds.api_key))
-            return asyncio.ensure_future(
-                lane.request("POST", "/order", body, creds=creds, address=maker.address, timestamp=1)
-            )
+            return asyncio.ensure_future(place(lane, maker, creds, price))
 
         async def until(cond) -> None:  # type: ignore[no-untyped-def]
             for _ in range(300):
@@ -485,10 +491,7 @@ def test_a_pool_never_passes_its_bound_and_a_refused_spare_leaves_waiters_to_bus
                          max_per_pool=3, timeout=3.0)  # fmt: skip
 
         def post(price: int) -> asyncio.Task:
-            return asyncio.ensure_future(
-                lane.request("POST", "/order", body_of(maker, creds, price), creds=creds, address=maker.address,
-                             timestamp=1)
-            )  # fmt: skip
+            return asyncio.ensure_future(place(lane, maker, creds, price))
 
         try:
             await lane.start()
@@ -533,9 +536,7 @@ def test_connections_are_used_in_turn_and_one_handed_to_a_request_that_gave_up_i
         try:
             await lane.start()
             for i in range(4):
-                body = encode(order_body(bid(maker, 4000 + 100 * i), creds.api_key))
-                reply = await lane.request("POST", "/order", body, creds=creds, address=maker.address, timestamp=1)
-                assert reply.status == 200
+                assert (await place(lane, maker, creds, 4000 + 100 * i)).status == 200
             assert sorted(proxy.requests) == [0, 2, 2]  # the cancel connection, and two requests on each
             # both order connections taken; a request queues, is handed one and gives up in one turn
             a, b = lane._idle(ORDERS), lane._idle(ORDERS)
@@ -557,9 +558,6 @@ def test_connections_are_used_in_turn_and_one_handed_to_a_request_that_gave_up_i
     run(loop, test)
 
 
-def body_of(maker: OrderSigner, creds: Any, price: int) -> bytes:
-    return encode(order_body(bid(maker, price), creds.api_key))
-
 
 @pytest.mark.parametrize("loop", LOOPS)
 def test_a_close_while_a_spare_opens_leaves_no_phantom_reservation(loop):
@@ -573,10 +571,7 @@ def test_a_close_while_a_spare_opens_leaves_no_phantom_reservation(loop):
         lane = OrderLane(ex.clob_url, order_connections=1, cancel_connections=1, max_per_pool=2, timeout=2.0)
         try:
             await lane.start()
-            first = asyncio.ensure_future(
-                lane.request("POST", "/order", body_of(maker, creds, 4000), creds=creds, address=maker.address,
-                             timestamp=1)
-            )  # fmt: skip
+            first = asyncio.ensure_future(place(lane, maker, creds, 4000))
             await asyncio.sleep(0)  # written; the spare is opening
             assert lane._opening[ORDERS] == 1
             await lane.close()
@@ -584,8 +579,7 @@ def test_a_close_while_a_spare_opens_leaves_no_phantom_reservation(loop):
             await asyncio.gather(first, return_exceptions=True)  # answered, or failed by the close
             await lane.start()
             assert lane.connections(ORDERS) == 1 and lane._opening == {ORDERS: 0, CANCELS: 0}
-            reply = await lane.request("POST", "/order", body_of(maker, creds, 4100), creds=creds,
-                                       address=maker.address, timestamp=1)  # fmt: skip
+            reply = await place(lane, maker, creds, 4100)
             assert reply.status == 200
         finally:
             await lane.close()
@@ -609,8 +603,7 @@ def test_requests_waiting_on_an_unreachable_venue_all_fail_with_the_connect_erro
             await lane.start()  # nothing opens: not an error here
             assert lane.connections(ORDERS) == 0
             results = await asyncio.gather(*(
-                lane.request("POST", "/order", body_of(maker, creds, 4000 + 100 * i), creds=creds,
-                             address=maker.address, timestamp=1)
+                place(lane, maker, creds, 4000 + 100 * i)
                 for i in range(3)
             ), return_exceptions=True)  # fmt: skip
             assert all(isinstance(r, VenueError) and r.kind == "not_sent" for r in results), results
@@ -636,10 +629,7 @@ def test_a_connection_closed_after_its_handover_is_not_written_on(loop):
             await lane.start()
             taken = lane._idle(ORDERS)
             assert taken is not None
-            waiting = asyncio.ensure_future(
-                lane.request("POST", "/order", body_of(maker, creds, 4000), creds=creds, address=maker.address,
-                             timestamp=1)
-            )  # fmt: skip
+            waiting = asyncio.ensure_future(place(lane, maker, creds, 4000))
             await asyncio.sleep(0)
             assert lane.counts["queued"] == 1
             lane._release(taken)  # handed to the waiting request...
@@ -690,8 +680,7 @@ def test_a_request_that_waited_for_a_connection_gets_the_whole_timeout_for_its_a
             await lane.start()
             ex.faults.timeout_after_place, ex.faults.hold_seconds = 2, 0.7
             replies = await asyncio.gather(*(
-                lane.request("POST", "/order", body_of(maker, creds, 4000 + 100 * i), creds=creds,
-                             address=maker.address, timestamp=1)
+                place(lane, maker, creds, 4000 + 100 * i)
                 for i in range(2)
             ))  # fmt: skip
             assert [r.status for r in replies] == [200, 200] and lane.counts["queued"] == 1
@@ -718,10 +707,7 @@ def test_the_room_a_lost_connection_leaves_goes_to_a_waiting_request(loop):
             await wait_for(lambda: lane.connections(ORDERS) == 2)
             a, b = lane._idle(ORDERS), lane._idle(ORDERS)
             assert a is not None and b is not None
-            waiting = asyncio.ensure_future(
-                lane.request("POST", "/order", body_of(maker, creds, 4000), creds=creds, address=maker.address,
-                             timestamp=1)
-            )  # fmt: skip
+            waiting = asyncio.ensure_future(place(lane, maker, creds, 4000))
             await asyncio.sleep(0)
             assert lane.counts["queued"] == 1 and lane._opening[ORDERS] == 0  # at the bound: nothing opens
             a._abort()
@@ -778,8 +764,7 @@ def test_a_connection_whose_transport_is_closing_is_not_written_on(loop):
             first, second = lane._pools[ORDERS]
             first.transport.close()  # type: ignore[union-attr]  # closing; connection_lost not yet run
             assert first.alive and not first.usable()
-            reply = await lane.request("POST", "/order", body_of(maker, creds, 4000), creds=creds,
-                                       address=maker.address, timestamp=1)  # fmt: skip
+            reply = await place(lane, maker, creds, 4000)
             assert reply.status == 200 and second.answered == 1
             assert second.eof_received() is False  # the peer's end of stream, as the transport reports it
             assert not second.alive and second not in lane._pools[ORDERS] and lane.counts["lost"] >= 1
@@ -826,8 +811,7 @@ def test_a_request_waits_for_a_connection_no_longer_than_the_acquire_timeout(loo
             await lane.start()
             ex.faults.timeout_after_place, ex.faults.hold_seconds = 1, 0.6
             replies = await asyncio.gather(*(
-                lane.request("POST", "/order", body_of(maker, creds, 4000 + 100 * i), creds=creds,
-                             address=maker.address, timestamp=1)
+                place(lane, maker, creds, 4000 + 100 * i)
                 for i in range(2)
             ), return_exceptions=True)  # fmt: skip
             assert isinstance(replies[0], LaneReply) and replies[0].status == 200

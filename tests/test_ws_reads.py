@@ -237,6 +237,26 @@ class UserSequence:
         pass
 
 
+@contextlib.asynccontextmanager
+async def user_streamed(ping_interval: float) -> AsyncIterator[tuple[RawPeer, UserSequence, UserStream]]:
+    """A raw peer and a user stream connected to it; both stopped after."""
+    peer = RawPeer()
+    server = await asyncio.start_server(peer._serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    seq = UserSequence()
+    creds = ApiCredentials("a93a3d32-74fa-dd2b-4b67-98bfa6fc5cb5", "c2VjcmV0", "pp")
+    stream = UserStream(f"ws://127.0.0.1:{port}/ws/user", creds, seq, ["0xdd22"], ping_interval=ping_interval,
+                        pong_timeout=ping_interval)  # fmt: skip
+    await stream.start()
+    try:
+        await asyncio.wait_for(peer.connected.wait(), 5)
+        yield peer, seq, stream
+    finally:
+        await stream.stop()
+        server.close()
+        await server.wait_closed()
+
+
 @pytest.mark.parametrize("loop", LOOPS)
 def test_user_events_of_one_read_are_acted_on_once(loop: str) -> None:
     """An order update and its trade written together (the venue sends them back to back) are both
@@ -244,15 +264,7 @@ def test_user_events_of_one_read_are_acted_on_once(loop: str) -> None:
     refuses still ends its read."""
 
     async def go() -> None:
-        peer = RawPeer()
-        server = await asyncio.start_server(peer._serve, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        seq = UserSequence()
-        creds = ApiCredentials("a93a3d32-74fa-dd2b-4b67-98bfa6fc5cb5", "c2VjcmV0", "pp")
-        stream = UserStream(f"ws://127.0.0.1:{port}/ws/user", creds, seq, ["0xdd22"], ping_interval=5, pong_timeout=5)
-        await stream.start()
-        try:
-            await asyncio.wait_for(peer.connected.wait(), 5)
+        async with user_streamed(ping_interval=5) as (peer, seq, _):
             order, trade = capture("ws_order_placement.json"), capture("ws_user_trade3.json")
             peer.send(order, trade)
             await reads(seq, 1)  # type: ignore[arg-type]
@@ -260,10 +272,6 @@ def test_user_events_of_one_read_are_acted_on_once(loop: str) -> None:
             peer.send(b"{not json")
             await reads(seq, 2)  # type: ignore[arg-type]
             assert seq.log[3:] == ["read"], seq.log
-        finally:
-            await stream.stop()
-            server.close()
-            await server.wait_closed()
 
     run(loop, go)
 
@@ -274,16 +282,7 @@ def test_a_user_read_that_ends_with_the_answer_to_our_ping_ends_once(loop: str) 
     the read (picows' pong hook takes it, not the data path): the update is acted on once."""
 
     async def go() -> None:
-        peer = RawPeer()
-        server = await asyncio.start_server(peer._serve, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        seq = UserSequence()
-        creds = ApiCredentials("a93a3d32-74fa-dd2b-4b67-98bfa6fc5cb5", "c2VjcmV0", "pp")
-        stream = UserStream(f"ws://127.0.0.1:{port}/ws/user", creds, seq, ["0xdd22"], ping_interval=0.3,
-                            pong_timeout=0.3)  # fmt: skip
-        await stream.start()
-        try:
-            await asyncio.wait_for(peer.connected.wait(), 5)
+        async with user_streamed(ping_interval=0.3) as (peer, seq, stream):
             for _ in range(200):
                 if b"PING" in peer.from_client:
                     break
@@ -293,10 +292,6 @@ def test_a_user_read_that_ends_with_the_answer_to_our_ping_ends_once(loop: str) 
             await reads(seq, 1)  # type: ignore[arg-type]
             assert seq.log == ["order", "read"], seq.log
             assert stream.conn.pongs == 1  # the PONG went to the pong hook, which ended the read
-        finally:
-            await stream.stop()
-            server.close()
-            await server.wait_closed()
 
     run(loop, go)
 
