@@ -822,3 +822,39 @@ def test_a_request_waits_for_a_connection_no_longer_than_the_acquire_timeout(loo
             await lane.close()
 
     run(loop, test)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_connections_idle_too_long_are_replaced_ahead_of_use(loop):
+    """A connection idle for max_idle_s is replaced by a fresh one, opened before the old one is
+    closed (the pool never shrinks); one in use is kept. Requests go out on the fresh ones. (At
+    its bound a pool has no room to open first: its idle connections stay as they are.)"""
+
+    async def test(ex: Exchange) -> None:
+        proxy = await Proxy(ex.clob_url).start()
+        maker = OrderSigner(MAKER_KEY)
+        creds = await derive(ex, MAKER_KEY)
+        lane = OrderLane(f"http://127.0.0.1:{proxy.port}", order_connections=1, cancel_connections=1,
+                         max_per_pool=3, timeout=2.0, max_idle_s=1.0)  # fmt: skip
+        try:
+            await lane.start()
+            order_conn, cancel_conn = lane._pools[ORDERS][0], lane._pools[CANCELS][0]
+            for i in range(25):  # the order connections in use every ~0.2 s; the cancel one idle
+                assert (await place(lane, maker, creds, 3000 + 100 * (i % 12))).status == 200
+                await asyncio.sleep(0.1)
+                assert lane.connections(ORDERS) >= 1 and lane.connections(CANCELS) == 1  # never fewer
+            assert order_conn in lane._pools[ORDERS] and order_conn.alive  # in use (in turn with its spare): kept
+            assert cancel_conn not in lane._pools[CANCELS] and not cancel_conn.alive  # idle: replaced
+            assert lane.counts["refreshed_cancels"] >= 1 and lane.counts["refreshed_orders"] == 0
+            assert lane.counts["spares"] == 1
+            assert proxy.accepted == 2 + lane.counts["spares"] + lane.counts["refreshed"]
+            reply = await lane.request("DELETE", "/orders", encode(["0x" + "00" * 32]), creds=creds,
+                                       address=maker.address, timestamp=1)  # fmt: skip
+            assert reply.status == 200
+        finally:
+            await lane.close()
+            await proxy.stop()
+        with pytest.raises(ValueError, match="max_idle_s"):
+            OrderLane(ex.clob_url, max_idle_s=0)
+
+    run(loop, test)

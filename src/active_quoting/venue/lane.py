@@ -82,6 +82,8 @@ class _Connection(asyncio.Protocol):
         self.answered = 0
         self.opened_at = 0.0
         self.aborted = False  # closed by us (a timeout, an unsolicited answer), not by the peer
+        self.idle_since = 0.0  # loop time it last became idle
+        self.retiring = False  # a fresh connection is opening to replace it (OrderLane._keep_fresh)
 
     # -- asyncio.Protocol ----------------------------------------------------------------
 
@@ -190,8 +192,11 @@ class OrderLane:
     ``order_connections`` and ``cancel_connections`` are opened by :meth:`start` and kept open
     (refilled after a close); each pool grows towards ``max_per_pool`` a connection ahead of
     need (a spare). A request that finds no connection waits at most ``acquire_timeout`` (capped
-    by ``timeout``): an order decided that long ago is better re-decided than sent. ``ssl``: a
-    context for ``https`` URLs (default: the system's verified context)."""
+    by ``timeout``): an order decided that long ago is better re-decided than sent. A connection
+    idle for ``max_idle_s`` is replaced by a fresh one, opened first (None: never): the venue's
+    side closes idle keep-alives after a while, and a request written as that close crosses it
+    is an unknown outcome. ``ssl``: a context for ``https`` URLs (default: the system's verified
+    context)."""
 
     def __init__(
         self,
@@ -202,6 +207,7 @@ class OrderLane:
         cancel_connections: int = 2,
         max_per_pool: int = 8,
         acquire_timeout: float = 1.0,
+        max_idle_s: float | None = 30.0,
         ssl: _ssl.SSLContext | None = None,
     ) -> None:
         url = urlsplit(base_url)
@@ -217,6 +223,9 @@ class OrderLane:
             self.ssl = ssl if ssl is not None else _ssl.create_default_context()
         self.timeout = timeout
         self.acquire_timeout = min(acquire_timeout, timeout)
+        if max_idle_s is not None and max_idle_s <= 0:
+            raise ValueError(f"order lane: max_idle_s must be positive or None, got {max_idle_s}")
+        self.max_idle_s = max_idle_s
         self.minimum = {ORDERS: max(1, order_connections), CANCELS: max(1, cancel_connections)}
         self.max_per_pool = max(max_per_pool, *self.minimum.values())
         self.counts: Counter[str] = Counter()
@@ -245,6 +254,8 @@ class OrderLane:
             return
         self._started = True
         self._closed = False
+        if self.max_idle_s is not None:
+            self._tasks.spawn(self._keep_fresh(self.max_idle_s))
         opens = [self._tasks.spawn_now(self._offer(pool)) for pool, n in self.minimum.items() for _ in range(n)
                  if self._reserve(pool)]  # fmt: skip
         opened = await asyncio.gather(*opens, return_exceptions=True)  # a close meanwhile cancels them
@@ -437,6 +448,7 @@ class OrderLane:
                 conn.busy = True
                 fut.set_result(conn)
                 return
+        conn.idle_since = asyncio.get_running_loop().time()
         pool = self._pools[conn.pool]
         if conn in pool and pool[-1] is not conn:
             pool.remove(conn)
@@ -469,6 +481,31 @@ class OrderLane:
         self.counts["opened"] += 1
         self._pools[pool].append(conn)
         return conn
+
+    async def _keep_fresh(self, max_idle_s: float) -> None:
+        """Replace connections idle longer than ``max_idle_s``: the new one is opened first (it
+        goes to whoever waits, else stays idle), then the old one is closed if still idle; at
+        the pool's bound, or when the open fails, the old one stays."""
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            await asyncio.sleep(max_idle_s / 2)
+            now = loop.time()
+            for pool, conns in self._pools.items():
+                for conn in list(conns):
+                    stale = now - conn.idle_since > max_idle_s
+                    if stale and not conn.busy and not conn.retiring and conn.usable() and self._reserve(pool):
+                        conn.retiring = True
+                        self._tasks.spawn_now(self._replace(pool, conn))
+
+    async def _replace(self, pool: str, old: _Connection) -> None:
+        try:
+            fresh = await self._offer(pool)
+        finally:
+            old.retiring = False
+        if fresh and not old.busy and old.alive:
+            self.counts["refreshed"] += 1
+            self.counts[f"refreshed_{pool}"] += 1
+            old._abort()  # the pool keeps its size: the fresh one took its place
 
     def _lost(self, conn: _Connection) -> None:
         pool = self._pools[conn.pool]
