@@ -835,11 +835,11 @@ def test_connections_idle_too_long_are_replaced_ahead_of_use(loop):
         maker = OrderSigner(MAKER_KEY)
         creds = await derive(ex, MAKER_KEY)
         lane = OrderLane(f"http://127.0.0.1:{proxy.port}", order_connections=1, cancel_connections=1,
-                         max_per_pool=3, timeout=2.0, max_idle_s=1.0)  # fmt: skip
+                         max_per_pool=3, timeout=2.0, max_idle_s=2.0)  # fmt: skip
         try:
             await lane.start()
             order_conn, cancel_conn = lane._pools[ORDERS][0], lane._pools[CANCELS][0]
-            for i in range(25):  # the order connections in use every ~0.2 s; the cancel one idle
+            for i in range(35):  # the order connections in use every ~0.25 s; the cancel one idle
                 assert (await place(lane, maker, creds, 3000 + 100 * (i % 12))).status == 200
                 await asyncio.sleep(0.1)
                 assert lane.connections(ORDERS) >= 1 and lane.connections(CANCELS) == 1  # never fewer
@@ -847,6 +847,8 @@ def test_connections_idle_too_long_are_replaced_ahead_of_use(loop):
             assert cancel_conn not in lane._pools[CANCELS] and not cancel_conn.alive  # idle: replaced
             assert lane.counts["refreshed_cancels"] >= 1 and lane.counts["refreshed_orders"] == 0
             assert lane.counts["spares"] == 1
+            await wait_for(lambda: not lane._opening[ORDERS] and not lane._opening[CANCELS])
+            await asyncio.sleep(0.05)  # the proxy's count of the last one in
             assert proxy.accepted == 2 + lane.counts["spares"] + lane.counts["refreshed"]
             reply = await lane.request("DELETE", "/orders", encode(["0x" + "00" * 32]), creds=creds,
                                        address=maker.address, timestamp=1)  # fmt: skip
@@ -856,5 +858,66 @@ def test_connections_idle_too_long_are_replaced_ahead_of_use(loop):
             await proxy.stop()
         with pytest.raises(ValueError, match="max_idle_s"):
             OrderLane(ex.clob_url, max_idle_s=0)
+
+    run(loop, test)
+
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_pool_grown_by_a_burst_shrinks_back_when_idle_then_stays_fresh(loop):
+    """A burst grew the order pool to its bound; idle, the connections above the pool's minimum
+    are closed without replacement (none could be opened first at the bound anyway), and the
+    one left is then replaced with a fresh one, the pool never below its minimum."""
+
+    async def test(ex: Exchange) -> None:
+        maker = OrderSigner(MAKER_KEY)
+        creds = await derive(ex, MAKER_KEY)
+        lane = OrderLane(ex.clob_url, order_connections=1, cancel_connections=1, max_per_pool=3, timeout=2.0,
+                         max_idle_s=0.6)  # fmt: skip
+        try:
+            await lane.start()
+            ex.faults.timeout_after_place, ex.faults.hold_seconds = 3, 0.2
+            replies = await asyncio.gather(*(place(lane, maker, creds, 4000 + 100 * i) for i in range(3)))
+            assert [r.status for r in replies] == [200] * 3 and lane.connections(ORDERS) == 3  # at the bound
+            await wait_for(lambda: lane.counts["retired"] >= 2, timeout=3)
+            assert lane.connections(ORDERS) == 1
+            await wait_for(lambda: lane.counts["refreshed_orders"] >= 1, timeout=3)
+            assert lane.connections(ORDERS) == 1 and lane.connections(CANCELS) == 1
+            assert (await place(lane, maker, creds, 4500)).status == 200
+        finally:
+            await lane.close()
+
+    run(loop, test)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_replacement_never_closes_a_connection_used_meanwhile_or_below_the_minimum(loop):
+    """The keeper's replacement closes the old connection only if it is still stale once the
+    fresh one is in (a request may have used it meanwhile) and the pool stays at its minimum (the
+    venue may have closed another meanwhile)."""
+
+    async def test(ex: Exchange) -> None:
+        lane = OrderLane(ex.clob_url, order_connections=2, cancel_connections=1, max_per_pool=4, timeout=2.0,
+                         max_idle_s=None)  # fmt: skip
+        try:
+            await lane.start()
+            old, other = lane._pools[ORDERS]
+            # used meanwhile (its idle time is short): kept, the pool one larger
+            assert lane._reserve(ORDERS)
+            await lane._tasks.spawn_now(lane._replace(ORDERS, old, 60.0))
+            assert old.alive and lane.connections(ORDERS) == 3 and lane.counts["refreshed"] == 0
+            # stale, but another closes while its replacement opens: kept, the pool at its minimum
+            lane._pools[ORDERS][-1]._abort()
+            assert lane._reserve(ORDERS)
+            replacing = lane._tasks.spawn_now(lane._replace(ORDERS, old, 0.0))
+            other._abort()
+            await replacing
+            assert old.alive and lane.connections(ORDERS) == 2 and lane.counts["refreshed"] == 0
+            # stale and above the minimum once the fresh one is in: closed
+            assert lane._reserve(ORDERS)
+            await lane._tasks.spawn_now(lane._replace(ORDERS, old, 0.0))
+            assert not old.alive and lane.connections(ORDERS) == 2 and lane.counts["refreshed"] == 1
+        finally:
+            await lane.close()
 
     run(loop, test)

@@ -192,10 +192,10 @@ class OrderLane:
     ``order_connections`` and ``cancel_connections`` are opened by :meth:`start` and kept open
     (refilled after a close); each pool grows towards ``max_per_pool`` a connection ahead of
     need (a spare). A request that finds no connection waits at most ``acquire_timeout`` (capped
-    by ``timeout``): an order decided that long ago is better re-decided than sent. A connection
-    idle for ``max_idle_s`` is replaced by a fresh one, opened first (None: never): the venue's
-    side closes idle keep-alives after a while, and a request written as that close crosses it
-    is an unknown outcome. ``ssl``: a context for ``https`` URLs (default: the system's verified
+    by ``timeout``): an order decided that long ago is better re-decided than sent. No
+    connection stays idle much past ``max_idle_s`` (None: no limit): the venue's side closes idle
+    keep-alives after a while, and a request written as that close crosses it is an unknown
+    outcome (see ``_keep_fresh``). ``ssl``: a context for ``https`` URLs (default: the system's verified
     context)."""
 
     def __init__(
@@ -346,11 +346,16 @@ class OrderLane:
         """The least recently used idle connection (``_release`` moves a freed one to the end):
         every connection is used in turn, so none sits idle long enough for the venue's side to
         close it just as a request is written on it."""
+        fallback = None
         for conn in self._pools[pool]:
             if not conn.busy and conn.usable():
-                conn.busy = True
-                return conn
-        return None
+                if not conn.retiring:
+                    conn.busy = True
+                    return conn
+                fallback = fallback or conn  # its replacement is opening: used only if alone
+        if fallback is not None:
+            fallback.busy = True
+        return fallback
 
     def _reserve(self, pool: str) -> bool:
         """Count a connection about to be opened against the pool's bound, before any await, so
@@ -483,29 +488,40 @@ class OrderLane:
         return conn
 
     async def _keep_fresh(self, max_idle_s: float) -> None:
-        """Replace connections idle longer than ``max_idle_s``: the new one is opened first (it
-        goes to whoever waits, else stays idle), then the old one is closed if still idle; at
-        the pool's bound, or when the open fails, the old one stays."""
+        """No connection stays idle much past ``max_idle_s`` (checked every third of it, from
+        two thirds idle on): above the pool's minimum a stale idle one is closed (the pool
+        shrinks back after a burst); at it, a fresh one is opened first (it goes to whoever
+        waits, else stays idle) and the old one closed once it is in, if still idle and stale;
+        when the open fails, the old one stays."""
         loop = asyncio.get_running_loop()
+        limit = max_idle_s * 2 / 3
         while not self._closed:
-            await asyncio.sleep(max_idle_s / 2)
+            await asyncio.sleep(max_idle_s / 3)
             now = loop.time()
             for pool, conns in self._pools.items():
                 for conn in list(conns):
-                    stale = now - conn.idle_since > max_idle_s
-                    if stale and not conn.busy and not conn.retiring and conn.usable() and self._reserve(pool):
+                    if conn.busy or conn.retiring or not conn.usable() or now - conn.idle_since <= limit:
+                        continue
+                    if self._alive(pool) > self.minimum[pool]:
+                        self.counts["retired"] += 1
+                        conn._abort()  # more than the minimum: no replacement needed
+                    elif self._reserve(pool):
                         conn.retiring = True
-                        self._tasks.spawn_now(self._replace(pool, conn))
+                        self._tasks.spawn_now(self._replace(pool, conn, limit))
 
-    async def _replace(self, pool: str, old: _Connection) -> None:
+    def _alive(self, pool: str) -> int:
+        return sum(1 for conn in self._pools[pool] if conn.alive)
+
+    async def _replace(self, pool: str, old: _Connection, limit: float) -> None:
         try:
             fresh = await self._offer(pool)
         finally:
             old.retiring = False
-        if fresh and not old.busy and old.alive:
+        stale = asyncio.get_running_loop().time() - old.idle_since > limit
+        if fresh and stale and not old.busy and old.alive and self._alive(pool) > self.minimum[pool]:
             self.counts["refreshed"] += 1
             self.counts[f"refreshed_{pool}"] += 1
-            old._abort()  # the pool keeps its size: the fresh one took its place
+            old._abort()  # the fresh one took its place
 
     def _lost(self, conn: _Connection) -> None:
         pool = self._pools[conn.pool]
