@@ -158,7 +158,6 @@ def test_user_events_mark_their_market_and_the_read_end_decides_once() -> None:
     bot = SimpleNamespace(
         scheduler=Scheduler(), windows=SimpleNamespace(windows={CID: object()}),
         orders=SimpleNamespace(on_order=updates.append), fills=SimpleNamespace(on_fill=lambda u: True),
-        _own_changed=lambda market: None,
     )  # fmt: skip
     Bot.on_order(bot, SimpleNamespace(market=CID))  # type: ignore[arg-type]
     Bot.on_fill(bot, SimpleNamespace(fill=SimpleNamespace(market=CID)))  # type: ignore[arg-type]
@@ -179,26 +178,9 @@ def test_the_others_touch_moving_behind_our_own_order_marks_the_market() -> None
     feed(book_frame(books, 1))
     best_bid = max(books[UP].bids)
     ours = 2_000_000
-    own = {best_bid: ours}
-    bot.orders.own_and_leaving = lambda cid: (own, {}, {}, {})
+    bot.orders.own_and_leaving = lambda cid: ({best_bid: ours}, {}, {}, {})
     assert feed(price_change_frame(books, [(UP, "BUY", best_bid, books[UP].bids[best_bid] + 1)], 2)) == [CID]
     assert feed(price_change_frame(books, [(UP, "BUY", best_bid, books[UP].bids[best_bid] + 2)], 3)) == []
     # the others leave the level: only our size is left there, the book's best bid is unchanged
     assert feed(price_change_frame(books, [(UP, "BUY", best_bid, ours)], 4)) == [CID]
     assert md.books.get(UP).best_bid() == best_bid
-    assert feed(price_change_frame(books, [(UP, "BUY", best_bid, ours)], 5)) == []  # nothing moved
-    # others join behind our order alone at the touch: the touch the decision reads is back up
-    assert feed(price_change_frame(books, [(UP, "BUY", best_bid, ours + 3_000_000)], 6)) == [CID]
-    # Our bid alone at the touch (the decision reads the next level). A partial fill reaches the
-    # user channel first: our size halves, and the pass it asks for reads the book's level (still
-    # the old size, more than ours now) as the others' touch. Then the trade's frame shows the
-    # level at our new size: the touch without us is the next level again - as compared before
-    # the fill, but not as last decided - so the frame must decide it.
-    assert feed(price_change_frame(books, [(UP, "BUY", best_bid, ours)], 7)) == [CID]
-    bot.windows.windows = {CID: object()}
-    bot.orders.on_order = lambda u: None
-    bot._own_changed = lambda market: Bot._own_changed(bot, market)  # type: ignore[arg-type]
-    own[best_bid] = ours // 2
-    Bot.on_order(bot, SimpleNamespace(market=CID))  # type: ignore[arg-type]
-    bot.scheduler.marked.clear()
-    assert feed(price_change_frame(books, [(UP, "BUY", best_bid, ours // 2)], 8)) == [CID]

@@ -117,9 +117,7 @@ class Bot:
         self._started_ms = clock.ms()
         self._balance_diffs: set[tuple[str, str]] = set()
         self._moved: dict[str, tuple[int, Any]] = {}  # token -> (ms, book) whose top moved in this socket read
-        # token -> what a decision last read of its book: (bid, ask, tick, desynced), and with
-        # orders of ours there the touch without them too; forgotten when our orders change
-        self._tops: dict[str, Any] = {}
+        self._tops: dict[str, tuple[int, int, int, bool]] = {}  # token -> (bid, ask, tick, desynced) last seen
         self._hot: set[str] = set()  # markets last seen in a momentum cooldown
         self._pulls = self.strategy.pulls_on(self.momentum)  # a cooldown cancels both quotes
         self._pulled = False  # pulls staged in this socket read, not yet sent
@@ -298,20 +296,11 @@ class Bot:
     def on_order(self, update: OrderUpdate) -> None:
         self.orders.on_order(update)
         if update.market in self.windows.windows:  # what rests changed: decide that market again
-            self._own_changed(update.market)
             self.scheduler.mark(update.market)
 
     def on_fill(self, update: FillUpdate) -> None:
         if self.fills.on_fill(update) and update.fill.market in self.windows.windows:
-            self._own_changed(update.fill.market)
             self.scheduler.mark(update.fill.market)  # the position changed: so do the quotes
-
-    def _own_changed(self, market: str) -> None:
-        """Our orders there changed: the touch without them last compared no longer holds, so
-        the next frame compares afresh (it marks the market once) instead of against it."""
-        w = self.windows.get(market)
-        if w is not None:
-            self._tops.pop(w.info.up, None)
 
     def on_user_read(self) -> None:
         """The events of one socket read are in: the markets they marked are decided together,
