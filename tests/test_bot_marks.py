@@ -165,22 +165,3 @@ def test_user_events_mark_their_market_and_the_read_end_decides_once() -> None:
     assert len(updates) == 2 and bot.scheduler.marked == [CID] and bot.scheduler.requests == []
     Bot.on_user_read(bot)  # type: ignore[arg-type]
     assert bot.scheduler.requests == [[CID]]
-
-
-def test_the_others_touch_moving_behind_our_own_order_marks_the_market() -> None:
-    """Our bid rests at the touch with others: they leave, the book's best bid is still ours
-    (its top unchanged), but the touch the decision reads - the book without our orders - moved
-    down: decided at this frame, not at the timer's next full pass."""
-    md = MarketData()
-    books = initial_books(random.Random(5))
-    bot = _bot(md)
-    feed = _feeder(bot)
-    feed(book_frame(books, 1))
-    best_bid = max(books[UP].bids)
-    ours = 2_000_000
-    bot.orders.own_and_leaving = lambda cid: ({best_bid: ours}, {}, {}, {})
-    assert feed(price_change_frame(books, [(UP, "BUY", best_bid, books[UP].bids[best_bid] + 1)], 2)) == [CID]
-    assert feed(price_change_frame(books, [(UP, "BUY", best_bid, books[UP].bids[best_bid] + 2)], 3)) == []
-    # the others leave the level: only our size is left there, the book's best bid is unchanged
-    assert feed(price_change_frame(books, [(UP, "BUY", best_bid, ours)], 4)) == [CID]
-    assert md.books.get(UP).best_bid() == best_bid

@@ -51,7 +51,6 @@ from active_quoting.strategy.config import Config
 from active_quoting.strategy.fair_value import Fair, FairValues
 from active_quoting.strategy.inventory import InventoryManager
 from active_quoting.strategy.momentum import MomentumDetector
-from active_quoting.strategy.own_book import BOOK_ASK, BOOK_BID, touch_without
 from active_quoting.strategy.quote_pass import QuotePass, make_strategy, strategy_config
 from active_quoting.strategy.quoting import MarketDecision, SideDecision, notional_size
 from active_quoting.strategy.risk import RiskManager
@@ -169,23 +168,15 @@ class Bot:
             # pass - unless the market's last decision waits on time (held back by the refresh
             # limits or a post-only backoff, or a cooldown that may have ended), which any frame
             # used to retry; the timer's full pass still comes every full_pass_s.
-            top: Any = book.top_state()  # (best bid, best ask, tick, desynced)
-            own = None
-            if w is not None and token == w.info.up:
-                own = self.orders.own_and_leaving(cid)
-                if own[0] or own[1]:
-                    # The decision reads the touch without our own orders: where ours rests at
-                    # the touch, the others' touch can move behind it with the book's unchanged.
-                    bids, asks = own[0], own[1]
-                    top = (top, touch_without(book, BOOK_BID, bids, True), touch_without(book, BOOK_ASK, asks, True))
+            top = book.top_state()  # (best bid, best ask, tick, desynced)
             decide = tops.get(token) != top or token in snapshots
             if decide:
                 tops[token] = top
                 moved[token] = (now, book)
-            if own is not None:
+            if w is not None and token == w.info.up:
                 # The detector is an input of the decision (a sweep pulls the quotes in this very
                 # pass). Our own orders are in the book: it reads the market without them.
-                if self.momentum.on_book(cid, now, book, *own):
+                if self.momentum.on_book(cid, now, book, *self.orders.own_and_leaving(cid)):
                     self._pull(cid)
                     decide = True
             if decide or self._waits_on_time(cid, now):
