@@ -909,13 +909,13 @@ def test_a_replacement_never_closes_a_connection_used_meanwhile_or_below_the_min
             # stale, but another closes while its replacement opens: kept, the pool at its minimum
             lane._pools[ORDERS][-1]._abort()
             assert lane._reserve(ORDERS)
-            replacing = lane._tasks.spawn_now(lane._replace(ORDERS, old, 0.0))
+            replacing = lane._tasks.spawn_now(lane._replace(ORDERS, old, -1.0))  # any idle time is stale
             other._abort()
             await replacing
             assert old.alive and lane.connections(ORDERS) == 2 and lane.counts["refreshed"] == 0
             # stale and above the minimum once the fresh one is in: closed
             assert lane._reserve(ORDERS)
-            await lane._tasks.spawn_now(lane._replace(ORDERS, old, 0.0))
+            await lane._tasks.spawn_now(lane._replace(ORDERS, old, -1.0))  # (uvloop's clock ticks in ms)
             assert not old.alive and lane.connections(ORDERS) == 2 and lane.counts["refreshed"] == 1
         finally:
             await lane.close()
