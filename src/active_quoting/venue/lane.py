@@ -502,15 +502,12 @@ class OrderLane:
                 for conn in list(conns):
                     if conn.busy or conn.retiring or not conn.usable() or now - conn.idle_since <= limit:
                         continue
-                    if self._alive(pool) > self.minimum[pool]:
+                    if self.connections(pool) > self.minimum[pool]:
                         self.counts["retired"] += 1
                         conn._abort()  # more than the minimum: no replacement needed
                     elif self._reserve(pool):
                         conn.retiring = True
                         self._tasks.spawn_now(self._replace(pool, conn, limit))
-
-    def _alive(self, pool: str) -> int:
-        return sum(1 for conn in self._pools[pool] if conn.alive)
 
     async def _replace(self, pool: str, old: _Connection, limit: float) -> None:
         try:
@@ -518,7 +515,7 @@ class OrderLane:
         finally:
             old.retiring = False
         stale = asyncio.get_running_loop().time() - old.idle_since > limit
-        if fresh and stale and not old.busy and old.alive and self._alive(pool) > self.minimum[pool]:
+        if fresh and stale and not old.busy and old.alive and self.connections(pool) > self.minimum[pool]:
             self.counts["refreshed"] += 1
             self.counts[f"refreshed_{pool}"] += 1
             old._abort()  # the fresh one took its place
